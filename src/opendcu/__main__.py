@@ -1,0 +1,3 @@
+from opendcu.cli.main import app
+
+app()

@@ -1,0 +1,1 @@
+"""Edge analysis: radial integration, spot finding, indexing, image scoring (issue #7)."""

@@ -1,0 +1,1 @@
+"""app-calibration: per-module calibration data (pixel mask, flatfield) served over gRPC."""

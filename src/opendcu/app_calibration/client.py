@@ -1,0 +1,33 @@
+"""Client of app-calibration, used by app-detector."""
+
+from __future__ import annotations
+
+import grpc
+import numpy as np
+
+from opendcu.proto import calibration_pb2 as cpb
+from opendcu.proto import calibration_pb2_grpc
+from opendcu.proto.values import array_from_proto
+
+MAX_MESSAGE = 256 << 20
+
+
+class CalibrationClient:
+    def __init__(self, address: str):
+        self.channel = grpc.insecure_channel(
+            address,
+            options=[("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE)],
+        )
+        self.stub = calibration_pb2_grpc.CalibrationStub(self.channel)
+
+    def pixel_mask(self, detector: str, photon_energy: float, threshold_energy: float) -> np.ndarray:
+        """The detector's pixel mask (uint32 [h, w]) at the given energies."""
+        reply = self.stub.GetCalibration(
+            cpb.CalibrationRequest(detector=detector, photon_energy=photon_energy, threshold_energy=threshold_energy),
+            timeout=30,
+            wait_for_ready=True,
+        )
+        return array_from_proto(reply.pixel_mask).copy()
+
+    def close(self) -> None:
+        self.channel.close()

@@ -1,0 +1,86 @@
+"""app-detector as its own process: `python -m opendcu.app_detector --config '<json>'`.
+
+The config (written by the base system's app manager) names the detector model, the module control
+addresses, the data directory, app-calibration's gRPC address and where to serve gRPC.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+
+from opendcu.app_calibration.client import CalibrationClient
+from opendcu.app_detector.control.acquisition import AcquisitionController
+from opendcu.app_detector.control.detector_params import build_detector_subsystem
+from opendcu.app_detector.control.service import ControlService
+from opendcu.app_detector.datapath import DataPath, DataPathConfig
+from opendcu.geometry import get_model
+from opendcu.hardware.module_driver import ModuleAddress, ModuleDriver
+from opendcu.lifecycle import announce_ready, child_process_setup, run_until
+from opendcu.proto import control_pb2_grpc
+
+log = logging.getLogger("opendcu.app_detector")
+
+GRPC_MAX_MESSAGE = 256 << 20  # pixel masks / flatfields of a 16M detector
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", required=True, help="JSON configuration")
+    config = json.loads(parser.parse_args(argv).config)
+    stop = child_process_setup("app-detector")
+
+    model = get_model(config["detector"])
+    datapath = DataPath(
+        model,
+        DataPathConfig(
+            data_dir=Path(config["data_dir"]),
+            host=config.get("daq_host", "127.0.0.1"),
+            pipeline_workers=config.get("pipeline_workers", 2),
+        ),
+    )
+    datapath.start()
+    driver = ModuleDriver([ModuleAddress(**m) for m in config["modules"]])
+    calibration = CalibrationClient(config["calibration_address"])
+    controller = AcquisitionController(
+        model,
+        datapath,
+        driver,
+        calibration=lambda energy, threshold: calibration.pixel_mask(model.name, energy, threshold),
+        scene=config.get("scene", ""),
+    )
+    detector = build_detector_subsystem(model, controller)
+    controller.bind(detector)
+    subsystems = {"detector": detector, "filewriter": datapath.filewriter.subsystem}
+
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="grpc"),
+        options=[("grpc.max_send_message_length", GRPC_MAX_MESSAGE), ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE)],
+    )
+    control_pb2_grpc.add_ControlServicer_to_server(ControlService(subsystems), server)
+    address = config["grpc_address"]
+    server.add_insecure_port(address)
+    server.start()
+    announce_ready({"grpc": address})
+    log.info("app-detector serving %s (%s) on %s", model.name, model.description, address)
+
+    def shutdown() -> None:
+        log.info("app-detector stopping")
+        try:
+            controller.abort()  # ends a running series: files are closed with the images they have
+            server.stop(grace=1).wait()
+        finally:
+            datapath.close()
+            driver.close()
+            calibration.close()
+
+    run_until(stop, shutdown)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Control service of app-detector: SIMPLON parameters, the state machine and series orchestration (gRPC)."""

@@ -1,0 +1,120 @@
+"""The app-detector gRPC control service: SIMPLON parameters and commands of every subsystem it owns."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import grpc
+
+from opendcu.app_detector.control.errors import ControlError, InvalidValue, ParameterNotFound
+from opendcu.app_detector.control.parameters import Descriptor, Subsystem
+from opendcu.proto import control_pb2 as pb
+from opendcu.proto import control_pb2_grpc
+from opendcu.proto.values import from_proto, to_proto
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_VERSIONS = ("1.6.0", "1.8.0")
+
+
+def descriptor_to_proto(d: Descriptor) -> pb.Descriptor:
+    msg = pb.Descriptor(value=to_proto(d.value, d.value_type), value_type=d.value_type)
+    if d.access_mode is not None:
+        msg.access_mode = d.access_mode
+    if d.unit is not None:
+        msg.unit = d.unit
+    if d.min is not None:
+        msg.min.CopyFrom(to_proto(d.min, d.value_type))
+    if d.max is not None:
+        msg.max.CopyFrom(to_proto(d.max, d.value_type))
+    if d.allowed_values is not None:
+        msg.has_allowed_values = True
+        msg.allowed_values.extend(to_proto(v) for v in d.allowed_values)
+    if d.time is not None:
+        msg.time = d.time
+    if d.health is not None:
+        msg.health = d.health
+    if d.critical_limits is not None:
+        msg.has_critical_limits = True
+        msg.critical_limits.extend(to_proto(v) for v in d.critical_limits)
+    if d.critical_values is not None:
+        msg.has_critical_values = True
+        msg.critical_values.extend(to_proto(v) for v in d.critical_values)
+    return msg
+
+
+class ControlService(control_pb2_grpc.ControlServicer):
+    """Routes each call to the subsystem named by its `module`."""
+
+    def __init__(self, subsystems: dict[str, Subsystem]):
+        self.subsystems = subsystems
+        # config writes are serialised; commands take the acquisition controller's own lock
+        self._write_lock = threading.Lock()
+
+    def _subsystem(self, api_version: str, module: str) -> Subsystem:
+        if api_version not in SUPPORTED_VERSIONS:
+            raise ParameterNotFound(f"api version {api_version}")
+        try:
+            return self.subsystems[module]
+        except KeyError:
+            raise ParameterNotFound(module) from None
+
+    def _run(self, context: grpc.ServicerContext, fn, *args: Any):
+        try:
+            return fn(*args)
+        except ControlError as exc:
+            context.abort(exc.code, str(exc))
+        except Exception as exc:  # a bug must not kill the service: report it as an internal error
+            log.exception("control call failed")
+            context.abort(grpc.StatusCode.INTERNAL, f"internal error: {exc}")
+
+    def GetParameter(self, request: pb.ParameterRef, context) -> pb.Descriptor:
+        def get() -> pb.Descriptor:
+            sub = self._subsystem(request.api_version, request.module)
+            return descriptor_to_proto(sub.describe(request.task, request.key))
+
+        return self._run(context, get)
+
+    def SetParameter(self, request: pb.SetParameterRequest, context) -> pb.ChangedKeys:
+        def put() -> pb.ChangedKeys:
+            ref = request.ref
+            sub = self._subsystem(ref.api_version, ref.module)
+            if ref.task != "config":
+                raise ParameterNotFound(ref.key) if ref.task not in ("status",) else InvalidValue(
+                    f"Parameter {ref.key} is read-only"
+                )
+            with self._write_lock:
+                return pb.ChangedKeys(keys=sub.set(ref.key, from_proto(request.value)))
+
+        return self._run(context, put)
+
+    def ResetParameter(self, request: pb.ParameterRef, context) -> pb.ChangedKeys:
+        def reset() -> pb.ChangedKeys:
+            sub = self._subsystem(request.api_version, request.module)
+            if request.task != "config":
+                raise ParameterNotFound(request.key)
+            with self._write_lock:
+                return pb.ChangedKeys(keys=sub.reset_key(request.key))
+
+        return self._run(context, reset)
+
+    def ListKeys(self, request: pb.ListKeysRequest, context) -> pb.KeyList:
+        return self._run(
+            context, lambda: pb.KeyList(keys=self._subsystem(request.api_version, request.module).keys(request.task))
+        )
+
+    def Command(self, request: pb.CommandRequest, context) -> pb.CommandReply:
+        def command() -> pb.CommandReply:
+            sub = self._subsystem(request.api_version, request.module)
+            argument = from_proto(request.argument) if request.HasField("argument") else None
+            result = sub.command(request.command, argument)
+            reply = pb.CommandReply()
+            if isinstance(result, int) and not isinstance(result, bool):
+                reply.sequence_id = result
+            elif result is not None:
+                reply.result.CopyFrom(to_proto(result))
+            return reply
+
+        return self._run(context, command)

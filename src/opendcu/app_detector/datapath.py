@@ -1,0 +1,148 @@
+"""The data path of one detector, in the order a frame travels it:
+
+    modules --UDP--> DAQ (daq/) --raw slot--> pipeline workers (pipeline/) --compressed slot-->
+    ImageMux (imagemux/) --> interfaces (interfaces/filewriter, ...)
+
+Frames stay in two shared-memory rings (raw frames, compressed images); only slot numbers move between stages.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from opendcu.app_detector.daq import Daq, DaqCounters, FrameAssembler
+from opendcu.app_detector.daq.assembler import RAW_DTYPE
+from opendcu.app_detector.imagemux import CompressedImage, ImageMux
+from opendcu.app_detector.interfaces.filewriter.writer import FileWriter
+from opendcu.app_detector.pipeline.pool import PipelinePool
+from opendcu.app_detector.pipeline.worker import ProcessedImage
+from opendcu.app_detector.series import Series
+from opendcu.app_detector.shared_memory import SlotRing
+from opendcu.geometry import DetectorLayout, DetectorModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DataPathConfig:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    pipeline_workers: int = 2
+    #: memory for raw frames and for compressed images, bytes (split into whole-frame slots)
+    raw_buffer_bytes: int = 512 << 20
+    image_buffer_bytes: int = 512 << 20
+    min_slots: int = 8
+
+
+def compressed_bound(nbytes: int) -> int:
+    """Upper bound of a compressed chunk (LZ4 worst case per 8 KiB block, plus headers)."""
+    return nbytes + nbytes // 64 + 4096
+
+
+class DataPath:
+    """Owns the shared-memory rings and every stage between the UDP sockets and the interfaces."""
+
+    def __init__(self, model: DetectorModel, config: DataPathConfig):
+        self.model = model
+        self.layout = DetectorLayout(model)
+        h, w = model.shape
+        raw_bytes = model.n_modules * model.module.raw_pixels * np.dtype(RAW_DTYPE).itemsize
+        out_bytes = compressed_bound(h * w * 4)
+        self.raw_ring = SlotRing(max(config.min_slots, config.raw_buffer_bytes // raw_bytes), raw_bytes)
+        self.out_ring = SlotRing(max(config.min_slots, config.image_buffer_bytes // out_bytes), out_bytes)
+        ctx = mp.get_context("spawn")
+        self.raw_free = ctx.Queue()
+        self.out_free = ctx.Queue()
+        for i in range(self.raw_ring.n_slots):
+            self.raw_free.put(i)
+        for i in range(self.out_ring.n_slots):
+            self.out_free.put(i)
+        self.mux = ImageMux()
+        self.filewriter = FileWriter(config.data_dir, model)
+        self.mux.attach(self.filewriter)
+        self.pipeline = PipelinePool(
+            model.name, self.raw_ring, self.out_ring, self.raw_free, self.out_free, self._on_processed,
+            n_workers=config.pipeline_workers,
+        )
+        self.assembler = FrameAssembler(model, self.raw_ring, self.raw_free, emit=self.pipeline.submit)
+        self.daq = Daq(self.assembler, config.host)
+        self._series: Series | None = None
+        self._calibration: SlotRing | None = None
+
+    def start(self) -> None:
+        self.pipeline.start()
+        self.daq.start()
+
+    # -- series ------------------------------------------------------------------------------------------------------
+    def start_series(self, series: Series, payload_size: int) -> None:
+        """Prepare every stage for `series` (called at arm, before the modules are configured)."""
+        self._release_calibration()
+        h, w = self.model.shape
+        self._calibration = SlotRing(1, h * w * 4)
+        mask = series.pixel_mask if series.pixel_mask is not None else self.layout.default_pixel_mask()
+        self._calibration.array(0, np.uint32, (h, w))[:] = mask
+        series.settings = replace(series.settings, calibration_shm=self._calibration.name)
+        self._series = series
+        self.pipeline.start_series(series.settings)
+        self.mux.start_series(series)
+        self.assembler.start_series(series.series_id, series.nimages_total, payload_size, series.frame_time)
+
+    def wait_frames(self, count: int, timeout: float) -> bool:
+        """Wait until the DAQ has assembled `count` frames of the running series."""
+        return self.assembler.wait_frames(count, timeout)
+
+    def finish_series(self, expected: int | None = None, aborted: bool = False, timeout: float = 10.0) -> DaqCounters:
+        """End the running series: flush the DAQ (waiting for frames 1..`expected`, default all), drain the
+        pipeline, and let every interface finish. `aborted` hands on only what has arrived."""
+        series = self._series
+        if series is None:
+            return self.assembler.counters
+        counters = self.assembler.finish(0 if aborted else timeout, expected=0 if aborted else expected)
+        emitted = counters.frames_complete + counters.frames_incomplete
+        published = self.pipeline.wait_published(emitted, timeout=timeout + 30)
+        if published < emitted:
+            log.error("series %d: only %d of %d images left the pipeline", series.series_id, published, emitted)
+            self.pipeline.flush_held()
+        self.mux.end_series(series, aborted)
+        self._series = None
+        return counters
+
+    # -- pipeline -> mux ----------------------------------------------------------------------------------------
+    def _on_processed(self, processed: ProcessedImage) -> None:
+        series = self._series
+        if series is None or series.series_id != processed.series_id:
+            self.out_free.put(processed.out_slot)
+            return
+        image = CompressedImage(
+            series_id=processed.series_id,
+            image_id=processed.frame_number - 1,
+            data=self.out_ring.bytes(processed.out_slot, processed.nbytes),
+            dtype=series.settings.dtype,
+            shape=self.model.shape,
+            compression=series.settings.compression,
+            packets_expected=processed.packets_expected,
+            packets_received=processed.packets_received,
+            _on_free=lambda slot=processed.out_slot: self.out_free.put(slot),
+        )
+        self.mux.publish(image)
+
+    def _release_calibration(self) -> None:
+        if self._calibration is not None:
+            self._calibration.close()
+            self._calibration = None
+
+    def close(self) -> None:
+        """Stop every stage; files being written are closed first."""
+        if self._series is not None:
+            self.finish_series(aborted=True, timeout=2)
+        self.daq.stop()
+        self.filewriter.close()
+        self.pipeline.close()
+        self._release_calibration()
+        self.raw_ring.close()
+        self.out_ring.close()

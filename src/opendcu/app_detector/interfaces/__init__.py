@@ -1,0 +1,1 @@
+"""Customer interfaces fed by the ImageMux: FileWriter (and Stream, Monitor)."""

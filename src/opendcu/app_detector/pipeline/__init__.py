@@ -1,0 +1,1 @@
+"""Image pipeline: corrections, placement, summation, masking and compression, in worker processes."""

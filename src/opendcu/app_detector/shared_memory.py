@@ -1,0 +1,63 @@
+"""Fixed-size slots in one shared-memory block: how frames move between processes without being pickled.
+
+The owner creates the ring; other processes attach by name. Only slot *indices* travel through queues;
+whoever holds an index owns that slot until it hands the index on (to the next stage or back to the free list).
+"""
+
+from __future__ import annotations
+
+import secrets
+from multiprocessing import shared_memory
+
+import numpy as np
+
+
+class SlotRing:
+    """`n_slots` slots of `slot_bytes` bytes each, in one POSIX shared-memory segment."""
+
+    def __init__(self, n_slots: int, slot_bytes: int, name: str | None = None, create: bool = True):
+        self.n_slots = n_slots
+        self.slot_bytes = slot_bytes
+        # keep slots 4 KiB aligned so that views of them are page aligned
+        self.stride = -(-slot_bytes // 4096) * 4096
+        if create:
+            name = name or f"opendcu-{secrets.token_hex(6)}"
+            self._shm = shared_memory.SharedMemory(name=name, create=True, size=max(1, n_slots * self.stride))
+        else:
+            # attachers are multiprocessing children of the creator and share its resource tracker, so the
+            # segment stays registered once and is unlinked once, by the creator
+            self._shm = shared_memory.SharedMemory(name=name, create=False)
+        self.owner = create
+        self.buffer = np.ndarray((n_slots, self.stride), dtype=np.uint8, buffer=self._shm.buf)
+
+    @property
+    def name(self) -> str:
+        return self._shm.name
+
+    def spec(self) -> tuple[str, int, int]:
+        """What another process needs to attach: (name, n_slots, slot_bytes)."""
+        return (self.name, self.n_slots, self.slot_bytes)
+
+    @classmethod
+    def attach(cls, spec: tuple[str, int, int]) -> "SlotRing":
+        name, n_slots, slot_bytes = spec
+        return cls(n_slots, slot_bytes, name=name, create=False)
+
+    def bytes(self, slot: int, nbytes: int | None = None) -> np.ndarray:
+        """The slot as a uint8 array (optionally only its first `nbytes`)."""
+        return self.buffer[slot, : self.slot_bytes if nbytes is None else nbytes]
+
+    def array(self, slot: int, dtype: np.dtype | str, shape: tuple[int, ...]) -> np.ndarray:
+        """A typed view of the slot's start."""
+        dtype = np.dtype(dtype)
+        n = int(np.prod(shape)) * dtype.itemsize
+        if n > self.slot_bytes:
+            raise ValueError(f"{shape} {dtype} needs {n} bytes, slot has {self.slot_bytes}")
+        return self.buffer[slot, :n].view(dtype).reshape(shape)
+
+    def close(self) -> None:
+        """Detach (and, for the owner, destroy) the segment."""
+        del self.buffer
+        self._shm.close()
+        if self.owner:
+            self._shm.unlink()

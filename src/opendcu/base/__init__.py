@@ -1,0 +1,1 @@
+"""Base system: REST gateway, app manager, server config."""

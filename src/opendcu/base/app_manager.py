@@ -1,0 +1,181 @@
+"""The app manager: starts, supervises and stops the processes of one DCU.
+
+Start order: simulated modules -> app-calibration -> app-detector (it needs both). Stop order is the reverse.
+Each child reports readiness with one `OPENDCU-READY <json>` line on stdout; a child that exits while the
+DCU is running is restarted (app-detector then comes back in state `na`, like a real DCU after a restart).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from opendcu.base.server_config import ServerConfig
+from opendcu.lifecycle import READY_PREFIX
+
+log = logging.getLogger(__name__)
+
+
+class AppStartError(RuntimeError):
+    """A child process failed to start."""
+
+
+class ManagedProcess:
+    """One child process, started with `python -m <module> args`."""
+
+    def __init__(self, name: str, module: str, args_for: Callable[[], list[str]]):
+        self.name = name
+        self.module = module
+        self.args_for = args_for
+        self.popen: subprocess.Popen | None = None
+        self.ready: dict[str, Any] = {}
+
+    def start(self, timeout: float) -> dict[str, Any]:
+        argv = [sys.executable, "-m", self.module, *self.args_for()]
+        self.popen = subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, bufsize=1)
+        deadline = time.monotonic() + timeout
+        assert self.popen.stdout is not None
+        while True:
+            line = self.popen.stdout.readline()
+            if not line:
+                code = self.popen.wait()
+                raise AppStartError(f"{self.name} exited with code {code} before it was ready")
+            if line.startswith(READY_PREFIX):
+                self.ready = json.loads(line[len(READY_PREFIX) :])
+                break
+            sys.stdout.write(line)
+            if time.monotonic() > deadline:
+                self.stop()
+                raise AppStartError(f"{self.name} was not ready within {timeout} s")
+        threading.Thread(target=self._forward_stdout, name=f"{self.name}-stdout", daemon=True).start()
+        log.info("%s ready (pid %d): %s", self.name, self.popen.pid, self.ready)
+        return self.ready
+
+    def _forward_stdout(self) -> None:
+        assert self.popen is not None and self.popen.stdout is not None
+        for line in self.popen.stdout:
+            sys.stdout.write(line)
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM, wait, then SIGKILL if it does not stop."""
+        p = self.popen
+        if p is None or p.poll() is not None:
+            return
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.error("%s did not stop within %.0f s; killing it", self.name, timeout)
+            p.kill()
+            p.wait()
+
+
+class AppManager:
+    """Runs the simulator, app-calibration and app-detector for one DCU."""
+
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        self.runtime_dir = Path(tempfile.mkdtemp(prefix="opendcu-"))
+        self.calibration_address = f"unix:{self.runtime_dir / 'app-calibration.sock'}"
+        self.detector_address = f"unix:{self.runtime_dir / 'app-detector.sock'}"
+        self.simulator = ManagedProcess(
+            "simulator", "opendcu.simulator", lambda: ["--detector", config.detector, "--host", "127.0.0.1"]
+        )
+        self.calibration = ManagedProcess("app-calibration", "opendcu.app_calibration", lambda: ["--grpc", self.calibration_address])
+        self.detector = ManagedProcess("app-detector", "opendcu.app_detector", lambda: ["--config", json.dumps(self._detector_config())])
+        self._processes = [self.simulator, self.calibration, self.detector]
+        self._stopping = threading.Event()
+        self._supervisor = threading.Thread(target=self._supervise, name="app-manager", daemon=True)
+        self._restart_lock = threading.Lock()
+
+    def _detector_config(self) -> dict[str, Any]:
+        c = self.config
+        return {
+            "detector": c.detector,
+            "data_dir": str(Path(c.data_dir).resolve()),
+            "modules": self.simulator.ready["modules"],
+            "calibration_address": self.calibration_address,
+            "grpc_address": self.detector_address,
+            "stream_host": c.host,
+            "stream_v1_port": c.stream_v1_port,
+            "stream_v2_port": c.stream_v2_port,
+            "pipeline_workers": c.pipeline_workers,
+            "scene": c.scene,
+        }
+
+    def start(self) -> None:
+        try:
+            for p in self._processes:
+                p.start(self.config.start_timeout)
+        except Exception:
+            self.stop()
+            raise
+        self._supervisor.start()
+
+    def _supervise(self) -> None:
+        while not self._stopping.wait(0.5):
+            for p in self._processes:
+                if p.alive() or self._stopping.wait(0.2):
+                    continue
+                code = p.popen.returncode if p.popen else None
+                if code == 0:
+                    # a clean exit means someone asked it to stop (e.g. SIGTERM to the whole process group):
+                    # the DCU is being shut down, so do not fight it
+                    log.warning("%s stopped; shutting down", p.name)
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    return
+                log.error("%s crashed (exit code %s); restarting it", p.name, code)
+                self._restart(p)
+
+    def _restart(self, process: ManagedProcess) -> None:
+        with self._restart_lock:
+            try:
+                if process is self.simulator:  # new module ports: app-detector must be restarted with them
+                    self.detector.stop()
+                    self.simulator.start(self.config.start_timeout)
+                    self.detector.start(self.config.start_timeout)
+                else:
+                    process.start(self.config.start_timeout)
+            except Exception:
+                log.exception("restarting %s failed", process.name)
+                time.sleep(2)
+
+    def restart_detector(self) -> None:
+        """`system/command/restart`: restart app-detector (state becomes `na`)."""
+        with self._restart_lock:
+            self.detector.stop()
+            self.detector.start(self.config.start_timeout)
+
+    def stop(self) -> None:
+        """Stop every child (reverse start order) and remove the runtime directory."""
+        self._stopping.set()
+        with self._restart_lock:
+            for p in reversed(self._processes):
+                p.stop()
+        shutil.rmtree(self.runtime_dir, ignore_errors=True)
+
+    def pids(self) -> list[int]:
+        return [p.popen.pid for p in self._processes if p.popen is not None and p.alive()]
+
+    def __enter__(self) -> "AppManager":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+

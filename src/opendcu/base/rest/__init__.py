@@ -1,0 +1,1 @@
+"""REST gateway of the base system (SIMPLON API, /data files)."""

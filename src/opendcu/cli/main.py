@@ -1,0 +1,103 @@
+"""The `dcu` command: `dcu serve` runs a DCU; the other commands drive one over REST."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from opendcu.cli import client
+from opendcu.geometry import MODELS
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="opendcu: Detector Control Unit with simulated modules.")
+
+UrlOption = Annotated[str, typer.Option("--url", envvar="OPENDCU_URL", help="base URL of the DCU")]
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="interface for REST and streams")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="REST port")] = 8080,
+    detector: Annotated[str, typer.Option(help=f"detector model: {', '.join(MODELS)}")] = "eiger2-4m",
+    data_dir: Annotated[Path, typer.Option(help="where the FileWriter puts files")] = Path("opendcu-data"),
+    stream_v1_port: Annotated[int, typer.Option(help="ZeroMQ port of stream V1 (legacy)")] = 9999,
+    stream_v2_port: Annotated[int, typer.Option(help="ZeroMQ port of stream V2 (CBOR)")] = 31001,
+    pipeline_workers: Annotated[int, typer.Option(help="image pipeline worker processes")] = 2,
+    scene: Annotated[str, typer.Option(help='simulated scene as JSON, e.g. \'{"kind": "flood", "mean": 5}\'')] = "",
+) -> None:
+    """Run the DCU with a simulated detector until Ctrl-C."""
+    from opendcu.base.server import serve as run_server
+    from opendcu.base.server_config import ServerConfig
+
+    if detector not in MODELS:
+        raise typer.BadParameter(f"unknown detector {detector!r}; choose from {', '.join(MODELS)}", param_hint="--detector")
+    code = run_server(
+        ServerConfig(
+            host=host, port=port, detector=detector, data_dir=data_dir, stream_v1_port=stream_v1_port,
+            stream_v2_port=stream_v2_port, pipeline_workers=pipeline_workers, scene=scene,
+        )
+    )
+    raise typer.Exit(code)
+
+
+@app.command()
+def status(
+    key: Annotated[str, typer.Argument(help="status key")] = "state",
+    module: Annotated[str, typer.Option(help="detector, filewriter, stream, monitor")] = "detector",
+    full: Annotated[bool, typer.Option("--full", help="print the whole SIMPLON GET object")] = False,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Read a status value (default: detector state)."""
+    client.show(client.request(url, "GET", f"/{module}/api/1.8.0/status/{key}"), full)
+
+
+@app.command()
+def config(
+    key: Annotated[str, typer.Argument(help="config key, or 'keys' to list them")],
+    value: Annotated[Optional[str], typer.Argument(help="new value (JSON, or a plain string)")] = None,
+    module: Annotated[str, typer.Option(help="detector, filewriter, stream, monitor")] = "detector",
+    full: Annotated[bool, typer.Option("--full", help="print the whole SIMPLON GET object")] = False,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Read a config value, or set it when VALUE is given."""
+    path = f"/{module}/api/1.8.0/config/{key}"
+    if value is None:
+        client.show(client.request(url, "GET", path), full)
+    else:
+        client.show(client.request(url, "PUT", path, {"value": client.parse_value(value)}))
+
+
+def _command(name: str, doc: str):
+    def run(
+        argument: Annotated[Optional[str], typer.Argument(help="optional argument (JSON)")] = None,
+        module: Annotated[str, typer.Option(help="detector, filewriter, stream, monitor")] = "detector",
+        url: UrlOption = DEFAULT_URL,
+    ) -> None:
+        body = None if argument is None else {"value": client.parse_value(argument)}
+        client.show(client.request(url, "PUT", f"/{module}/api/1.8.0/command/{name}", body))
+
+    run.__doc__ = doc
+    app.command(name=name)(run)
+
+
+for _name, _doc in [
+    ("initialize", "Initialize the detector (state na -> idle)."),
+    ("arm", "Arm the detector; prints the sequence id."),
+    ("trigger", "Software trigger; in ints mode returns when the images are taken."),
+    ("disarm", "Disarm: end the series, close files."),
+    ("cancel", "Cancel: stop after the current image."),
+    ("abort", "Abort the series immediately."),
+]:
+    _command(_name, _doc)
+
+
+@app.command()
+def files(url: UrlOption = DEFAULT_URL) -> None:
+    """List the FileWriter's files."""
+    client.show(client.request(url, "GET", "/filewriter/api/1.8.0/status/files"))
+
+
+if __name__ == "__main__":
+    app()

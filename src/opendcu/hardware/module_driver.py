@@ -1,0 +1,98 @@
+"""DCU side of the module control link: send configuration packets, wait for acknowledgements."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from opendcu.hardware.config_packet import ACK_BIT, ConfigPacket, ConfigPacketError, Kind, Status
+
+log = logging.getLogger(__name__)
+
+
+class ModuleError(RuntimeError):
+    """A module did not answer, or answered with an error."""
+
+
+@dataclass(frozen=True)
+class ModuleAddress:
+    module_id: int
+    host: str
+    config_port: int
+
+
+class ModuleLink:
+    """Request/acknowledge exchange with one module over its UDP config port."""
+
+    def __init__(self, address: ModuleAddress, timeout: float = 0.5, retries: int = 4):
+        self.address = address
+        self.timeout = timeout
+        self.retries = retries
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock.bind((address.host, 0))
+        self._sock.settimeout(timeout)
+        self._lock = threading.Lock()
+        self._seq = itertools.count(1)
+
+    def request(self, kind: Kind, **fields: Any) -> ConfigPacket:
+        """Send one request and return the module's OK acknowledgement (retrying lost datagrams)."""
+        with self._lock:
+            packet = ConfigPacket(kind, next(self._seq), self.address.module_id, fields=fields)
+            data = packet.encode()
+            target = (self.address.host, self.address.config_port)
+            for _attempt in range(self.retries):
+                self._sock.sendto(data, target)
+                ack = self._await_ack(packet)
+                if ack is None:
+                    continue
+                if ack.status != Status.OK:
+                    raise ModuleError(
+                        f"module {self.address.module_id} rejected {kind.name}: {ack.fields.get('message', '?')}"
+                    )
+                return ack
+            raise ModuleError(f"module {self.address.module_id} at {target} did not acknowledge {kind.name}")
+
+    def _await_ack(self, packet: ConfigPacket) -> ConfigPacket | None:
+        while True:
+            try:
+                data, _ = self._sock.recvfrom(65536)
+            except TimeoutError:
+                return None
+            try:
+                ack = ConfigPacket.decode(data)
+            except ConfigPacketError as exc:
+                log.warning("module %d: ignoring malformed answer: %s", self.address.module_id, exc)
+                continue
+            if ack.kind == packet.kind | ACK_BIT and ack.seq == packet.seq:
+                return ack
+            # a late answer to an earlier, retried request: drop it
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+class ModuleDriver:
+    """Talks to all modules of a detector at once (requests go out in parallel)."""
+
+    def __init__(self, addresses: list[ModuleAddress]):
+        self.links = [ModuleLink(a) for a in sorted(addresses, key=lambda a: a.module_id)]
+        self._pool = ThreadPoolExecutor(max_workers=max(1, min(16, len(self.links))), thread_name_prefix="modlink")
+
+    def broadcast(self, kind: Kind, per_module: dict[int, dict[str, Any]] | None = None, **fields: Any) -> list[ConfigPacket]:
+        """Send the same request (plus optional per-module fields) to every module; return their acks."""
+        per_module = per_module or {}
+        futures = [
+            self._pool.submit(link.request, kind, **fields, **per_module.get(link.address.module_id, {}))
+            for link in self.links
+        ]
+        return [f.result() for f in futures]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+        for link in self.links:
+            link.close()

@@ -1,0 +1,193 @@
+"""The walking skeleton end to end: REST -> gRPC -> app-detector -> UDP modules -> DAQ -> pipeline ->
+FileWriter -> HDF5 files, over real processes, checked pixel by pixel against the simulator's frames."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+
+import h5py
+import hdf5plugin  # noqa: F401
+import numpy as np
+import pytest
+
+from conftest import DcuServer, child_pids
+from opendcu.geometry import DetectorLayout, get_model
+from opendcu.simulator.content import make_scene
+
+pytestmark = pytest.mark.integration
+V = "/detector/api/1.8.0"
+
+
+def expected_image(detector: str, series_id: int, frame_number: int) -> np.ndarray:
+    """What the file must hold: the simulator's raw frames, placed with the reference placement; gaps masked."""
+    model = get_model(detector)
+    layout = DetectorLayout(model)
+    scene = make_scene(model, series_id, "")  # the DCU seeds each series with its series id
+    image = np.full(model.shape, 0xFFFF, dtype=np.int64)
+    for m in range(model.n_modules):
+        image[layout.module_slices(m)] = layout.place_module_reference(scene.frame(m, frame_number), 0xFFFF)
+    return image
+
+
+def alive(pids: list[int], wait: float) -> dict[int, str]:
+    """Which of `pids` still run (zombies waiting to be reaped do not count), after waiting up to `wait` s."""
+    deadline = time.monotonic() + wait
+    while True:
+        running = {}
+        for pid in pids:
+            try:
+                if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                    running[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                pass
+        if not running or time.monotonic() > deadline:
+            return running
+        time.sleep(0.1)
+
+
+def run_series(http, nimages: int, frame_time: float = 0.05, ntrigger: int = 1) -> int:
+    for key, value in [("nimages", nimages), ("ntrigger", ntrigger), ("frame_time", frame_time), ("count_time", frame_time * 0.9)]:
+        r = http.put(f"{V}/config/{key}", json={"value": value})
+        assert r.status_code == 200, r.text
+        assert key in r.json()
+    assert http.put("/filewriter/api/1.8.0/config/mode", json={"value": "enabled"}).status_code == 200
+    r = http.put(f"{V}/command/arm")
+    assert r.status_code == 200
+    series_id = r.json()["sequence id"]
+    for _ in range(ntrigger):
+        assert http.put(f"{V}/command/trigger").status_code == 200
+    return series_id
+
+
+def test_full_path_pixels_and_states(dcu: DcuServer):
+    with dcu.client() as http:
+        def state() -> str:
+            answer = http.get(f"{V}/status/state").json()
+            assert answer["value_type"] == "string" and answer["access_mode"] == "r"
+            return answer["value"]
+
+        seen = [state()]
+        assert http.put(f"{V}/command/initialize").status_code == 200
+        seen.append(state())
+        for key, value in [("nimages", 5), ("frame_time", 0.1), ("count_time", 0.09)]:
+            assert http.put(f"{V}/config/{key}", json={"value": value}).status_code == 200
+        assert http.put("/filewriter/api/1.8.0/config/mode", json={"value": "enabled"}).status_code == 200
+        r = http.put(f"{V}/command/arm")
+        assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+        series_id = r.json()["sequence id"]
+        seen.append(state())
+        trigger = threading.Thread(target=lambda: dcu.client().put(f"{V}/command/trigger"))
+        trigger.start()
+        while trigger.is_alive():  # the ints trigger blocks while the 5 images (0.5 s) are taken
+            if (s := state()) != seen[-1]:
+                seen.append(s)
+        trigger.join()
+        if (s := state()) != seen[-1]:
+            seen.append(s)
+        assert seen == ["na", "idle", "ready", "acquire", "idle"]
+        assert series_id == 1
+
+        files = http.get("/filewriter/api/1.8.0/status/files").json()["value"]
+        assert files == ["series_1_data_000001.h5", "series_1_master.h5"]
+
+    master = dcu.data_dir / "series_1_master.h5"
+    layout = DetectorLayout(get_model(dcu.detector))
+    with h5py.File(master) as f:
+        data = f["/entry/data/data_000001"]
+        assert data.shape == (5, 512, 1028) and data.dtype == np.uint16
+        assert data.chunks == (1, 512, 1028)
+        assert data.id.get_create_plist().get_filter(0)[0] == 32008
+        assert data.attrs["image_nr_low"] == 1 and data.attrs["image_nr_high"] == 5
+        assert list(f["/entry/instrument/detector/module/data_size"][()]) == [512, 1028]
+        mask = f["/entry/instrument/detector/detectorSpecific/pixel_mask"][()]
+        assert np.array_equal(mask != 0, layout.gap_mask)
+        for i in range(5):
+            got = data[i]
+            want = expected_image(dcu.detector, series_id, i + 1)
+            valid = ~layout.gap_mask
+            np.testing.assert_array_equal(got[valid], want[valid])
+            assert np.all(got[layout.gap_mask] == 0xFFFF)
+
+
+def test_multi_module_detector_and_data_files(tmp_path: Path):
+    """A 1M (2 modules, one gap band) with 2 triggers split over data files of 3 images."""
+    from conftest import start_dcu
+
+    server = start_dcu(tmp_path, detector="eiger2-1m")
+    try:
+        with server.client() as http:
+            http.put(f"{V}/command/initialize")
+            assert http.put("/filewriter/api/1.8.0/config/nimages_per_file", json={"value": 3}).status_code == 200
+            series_id = run_series(http, nimages=2, ntrigger=2, frame_time=0.03)
+            assert http.get(f"{V}/status/state").json()["value"] == "idle"
+            names = http.get("/filewriter/api/1.8.0/status/files").json()["value"]
+            assert names == ["series_1_data_000001.h5", "series_1_data_000002.h5", "series_1_master.h5"]
+            r = http.head("/data/series_1_data_000002.h5")
+            assert r.status_code == 200 and int(r.headers["content-length"]) == (server.data_dir / names[1]).stat().st_size
+            body = http.get("/data/series_1_data_000001.h5").content
+            assert body[:8] == b"\x89HDF\r\n\x1a\n"
+        layout = DetectorLayout(get_model("eiger2-1m"))
+        with h5py.File(server.data_dir / "series_1_master.h5") as f:
+            images = np.concatenate([f["/entry/data/data_000001"][()], f["/entry/data/data_000002"][()]])
+            assert f["/entry/data/data_000002"].attrs["image_nr_low"] == 4
+        assert images.shape == (4, 1062, 1028)
+        for i in range(4):
+            want = expected_image("eiger2-1m", series_id, i + 1)
+            np.testing.assert_array_equal(images[i][~layout.gap_mask], want[~layout.gap_mask])
+        assert np.all(images[:, 512:550, :] == 0xFFFF)  # the 38-row gap between the modules
+    finally:
+        server.stop()
+
+
+def test_bad_values_are_rejected_and_server_keeps_serving(dcu: DcuServer):
+    with dcu.client() as http:
+        r = http.get(f"{V}/config/nimages")
+        assert r.status_code == 404 and "does not exist" in r.text  # not initialized yet
+        http.put(f"{V}/command/initialize")
+        cases = [
+            ("nimages", "ten", 400, "expected a uint"),
+            ("nimages", 0, 400, "below the minimum"),
+            ("count_time", -0.5, 400, "below the minimum"),
+            ("trigger_mode", "sometimes", 400, "not one of"),
+            ("no_such_key", 1, 404, "does not exist"),
+            ("description", "mine", 400, "read-only"),
+        ]
+        for key, value, code, text in cases:
+            r = http.put(f"{V}/config/{key}", json={"value": value})
+            assert r.status_code == code, (key, r.status_code, r.text)
+            assert text in r.text
+        assert http.put(f"{V}/config/nimages", content=b"{not json").status_code == 400
+        assert http.put(f"{V}/config/nimages", json={"val": 3}).status_code == 400
+        assert http.get("/detector/api/9.9.9/config/nimages").status_code == 404
+        assert http.put(f"{V}/command/trigger").status_code == 400  # not armed
+        assert http.put(f"{V}/command/fly").status_code == 404
+        # still serving, and the rejected writes changed nothing
+        assert http.get(f"{V}/config/nimages").json()["value"] == 1
+        assert http.get(f"{V}/status/state").json()["value"] == "idle"
+
+
+def test_stop_leaves_no_children_and_no_partial_files(dcu: DcuServer):
+    with dcu.client() as http:
+        http.put(f"{V}/command/initialize")
+        run_series(http, nimages=2, frame_time=0.02)
+        # start a long series and stop the server in the middle of it
+        http.put(f"{V}/config/nimages", json={"value": 1000})
+        http.put(f"{V}/config/frame_time", json={"value": 0.01})
+        assert http.put(f"{V}/command/arm").status_code == 200
+    children = child_pids(dcu.process.pid)
+    assert len(children) >= 3  # simulator, app-calibration, app-detector (+ pipeline workers)
+    trigger = threading.Thread(target=lambda: dcu.client().put(f"{V}/command/trigger"), daemon=True)
+    trigger.start()
+    time.sleep(1.0)
+    assert dcu.stop(signal.SIGTERM) == 0
+    assert alive(children, wait=5) == {}
+    names = sorted(p.name for p in dcu.data_dir.rglob("*"))
+    assert not [n for n in names if n.endswith(".part")], names
+    # the interrupted series' data file was closed and is readable, truncated to the images written
+    with h5py.File(dcu.data_dir / "series_2_master.h5") as f:
+        n = f["/entry/data/data_000001"].shape[0]
+        assert 0 < n < 1000
+        assert f["/entry/data/data_000001"].attrs["image_nr_high"] == n
