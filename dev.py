@@ -22,6 +22,15 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / "bin"
 
+# Third-party clients and readers the tests drive against opendcu (spec/clients.md). They live in their own
+# venv so that their pins never clash with opendcu's; tests find it through $OPENDCU_CLIENTS_PYTHON.
+CLIENTS_VENV = ROOT / ".venv-clients"
+CLIENT_PACKAGES = [
+    "numpy", "h5py", "hdf5plugin", "bitshuffle", "dectris-compression", "cbor2", "pyzmq", "nxmx", "fabio", "silx",
+    "tifffile", "pillow", "libertem-dectris", "opentelemetry-api", "fastcs-eiger", "eiger-simulator", "httpx",
+]
+CLIENT_PACKAGES_NO_DEPS = ["libertem-live==0.3.0"]  # only for DECTRIS' DEigerClient.py inside its wheel
+
 
 def _stamp_for(extras: str) -> tuple[Path, str]:
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:16]
@@ -45,6 +54,23 @@ def ensure_venv(extras: str = "") -> None:
     stamp.write_text(digest)
 
 
+def ensure_clients_venv() -> Path:
+    """Create .venv-clients with the external clients, unless it is up to date; return its python."""
+    python = CLIENTS_VENV / "bin" / "python"
+    digest = hashlib.sha256(repr((CLIENT_PACKAGES, CLIENT_PACKAGES_NO_DEPS)).encode()).hexdigest()[:16]
+    stamp = CLIENTS_VENV / ".installed"
+    if python.exists() and stamp.exists() and stamp.read_text() == digest:
+        return python
+    print(f"dev.py: installing external clients into {CLIENTS_VENV} (a few minutes the first time)", flush=True)
+    if not python.exists():
+        venv.EnvBuilder(with_pip=True).create(CLIENTS_VENV)
+        subprocess.check_call([python, "-m", "pip", "install", "-q", "--upgrade", "pip"])
+    subprocess.check_call([python, "-m", "pip", "install", "-q", *CLIENT_PACKAGES])
+    subprocess.check_call([python, "-m", "pip", "install", "-q", "--no-deps", *CLIENT_PACKAGES_NO_DEPS])
+    stamp.write_text(digest)
+    return python
+
+
 def run(args: list[str]) -> int:
     ensure_venv()
     return subprocess.call([BIN / "dcu", "serve", *args], cwd=ROOT)
@@ -52,7 +78,8 @@ def run(args: list[str]) -> int:
 
 def test(args: list[str]) -> int:
     ensure_venv("test")
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    clients = ensure_clients_venv()
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OPENDCU_CLIENTS_PYTHON=str(clients))
     return subprocess.call([BIN / "python", "-m", "pytest", *args], cwd=ROOT, env=env)
 
 

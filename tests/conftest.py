@@ -45,6 +45,20 @@ def shared_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def clients_python() -> Path:
+    """The python of .venv-clients (fastcs-eiger, DEigerClient, libertem-dectris, nxmx, fabio, silx, ...).
+
+    `python3 dev.py test` creates it and sets $OPENDCU_CLIENTS_PYTHON; in CI its absence is a failure.
+    """
+    path = os.environ.get("OPENDCU_CLIENTS_PYTHON")
+    if path and Path(path).exists():
+        return Path(path)
+    if os.environ.get("CI"):
+        pytest.fail("OPENDCU_CLIENTS_PYTHON is not set: run the tests with `python3 dev.py test`")
+    pytest.skip("external clients venv not set up (run the tests with `python3 dev.py test`)")
+
+
+@pytest.fixture(scope="session")
 def golden_dir(shared_dir: Path) -> Path:
     return shared_dir / "golden"
 
