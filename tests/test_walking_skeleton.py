@@ -15,20 +15,22 @@ import pytest
 
 from conftest import DcuServer, child_pids
 from opendcu.geometry import DetectorLayout, get_model
-from opendcu.simulator.content import make_scene
+from opendcu.simulator.physics import render_module_frame
+from opendcu.simulator.scenes import make_scene
 
 pytestmark = pytest.mark.integration
 V = "/detector/api/1.8.0"
 
 
-def expected_image(detector: str, series_id: int, frame_number: int) -> np.ndarray:
+def expected_image(detector: str, series_id: int, frame_number: int, count_time: float) -> np.ndarray:
     """What the file must hold: the simulator's raw frames, placed with the reference placement; gaps masked."""
     model = get_model(detector)
     layout = DetectorLayout(model)
-    scene = make_scene(model, series_id, "")  # the DCU seeds each series with its series id
+    scene = make_scene(model, series_id, {"kind": "flood", "flux": 2.0, "experiment": {"count_time_s": count_time}})
     image = np.full(model.shape, 0xFFFF, dtype=np.int64)
     for m in range(model.n_modules):
-        image[layout.module_slices(m)] = layout.place_module_reference(scene.frame(m, frame_number), 0xFFFF)
+        raw = render_module_frame(scene, layout, m, frame_number, seed=series_id)  # the DCU seeds with the series id
+        image[layout.module_slices(m)] = layout.place_module_reference(raw, 0xFFFF)
     return image
 
 
@@ -106,7 +108,7 @@ def test_full_path_pixels_and_states(dcu: DcuServer):
         assert np.array_equal(mask != 0, layout.gap_mask)
         for i in range(5):
             got = data[i]
-            want = expected_image(dcu.detector, series_id, i + 1)
+            want = expected_image(dcu.detector, series_id, i + 1, count_time=0.09)
             valid = ~layout.gap_mask
             np.testing.assert_array_equal(got[valid], want[valid])
             assert np.all(got[layout.gap_mask] == 0xFFFF)
@@ -135,7 +137,7 @@ def test_multi_module_detector_and_data_files(tmp_path: Path):
             assert f["/entry/data/data_000002"].attrs["image_nr_low"] == 4
         assert images.shape == (4, 1062, 1028)
         for i in range(4):
-            want = expected_image("eiger2-1m", series_id, i + 1)
+            want = expected_image("eiger2-1m", series_id, i + 1, count_time=0.03 * 0.9)
             np.testing.assert_array_equal(images[i][~layout.gap_mask], want[~layout.gap_mask])
         assert np.all(images[:, 512:550, :] == 0xFFFF)  # the 38-row gap between the modules
     finally:

@@ -105,6 +105,14 @@ class DetectorLayout:
         mask[self.gap_mask] = MASK_GAP
         return mask
 
+    def unplace_module(self, block: np.ndarray) -> np.ndarray:
+        """Virtual-pixel module block -> physical pixels, summing what the split pixels share (simulator)."""
+        x = np.zeros((self.model.module.raw_shape[0], block.shape[1]), dtype=np.float64)
+        np.add.at(x, self.row_map.src, block)
+        out = np.zeros(self.model.module.raw_shape, dtype=np.float64)
+        np.add.at(out.T, self.col_map.src, x.T)
+        return out
+
     def place_module_reference(self, raw: np.ndarray, special: int) -> np.ndarray:
         """Plain numpy reference: one raw module frame -> its virtual-pixel block (int64)."""
         x = raw.astype(np.int64)[:, self.col_map.src]

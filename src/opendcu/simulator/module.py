@@ -20,7 +20,9 @@ from opendcu.hardware.udp_packet import (
     packets_per_frame,
 )
 from opendcu.lifecycle import StopSignal
-from opendcu.simulator.content import Scene, make_scene
+from opendcu.geometry import DetectorLayout
+from opendcu.simulator.physics import render_module_frame
+from opendcu.simulator.scenes import Scene, make_scene
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,7 @@ class SimulatedModule:
 
     def __init__(self, model: DetectorModel, module_id: int, host: str = "127.0.0.1"):
         self.model = model
+        self.layout = DetectorLayout(model)
         self.module_id = module_id
         self.row, self.column = model.module_position(module_id)
         self.config_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -112,7 +115,7 @@ class SimulatedModule:
         cfg.setdefault("seed", 0)
         if not 64 <= cfg["payload_size"] <= 8960 or cfg["payload_size"] % 8:
             raise ValueError("payload_size must be a multiple of 8 in [64, 8960]")
-        self.scene = make_scene(self.model, cfg["seed"], cfg.get("content"))
+        self.scene = make_scene(self.model, cfg["seed"], cfg.get("content"))  # ValueError -> rejected config
         self.config = cfg
         self.state = "armed"
         self._next_frame = 1
@@ -171,7 +174,7 @@ class SimulatedModule:
             if self._abort.is_set():
                 break
             frame_number = self._next_frame
-            raw = self.scene.frame(self.module_id, frame_number).tobytes()
+            raw = render_module_frame(self.scene, self.layout, self.module_id, frame_number, cfg["seed"]).tobytes()
             headers["frame_number"] = frame_number
             headers["timestamp"] = int((time.monotonic() - t0) * 1e7)
             for p in range(npackets):

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -21,11 +22,13 @@ from opendcu.app_detector.control.errors import InvalidValue, WrongState
 from opendcu.app_detector.control.parameters import Command, Subsystem
 from opendcu.app_detector.control.state import DetectorState
 from opendcu.app_detector.datapath import DataPath
-from opendcu.app_detector.series import Series, SeriesSettings
+from opendcu.app_detector.pipeline.params import series_settings
+from opendcu.app_detector.series import Series
 from opendcu.geometry import DetectorModel
 from opendcu.hardware.config_packet import Kind, TriggerMode
 from opendcu.hardware.module_driver import ModuleDriver, ModuleError
 from opendcu.hardware.udp_packet import DEFAULT_PAYLOAD
+from opendcu.simulator.scenes.base import DEFAULT_SCENE, parse_spec
 
 log = logging.getLogger(__name__)
 
@@ -195,15 +198,7 @@ class AcquisitionController:
         mode = det["trigger_mode"]
         nimages = det["nimages"] if mode in ("ints", "exts") else 1
         total = nimages * det["ntrigger"]
-        settings = SeriesSettings(
-            series_id=series_id,
-            detector=self.model.name,
-            nimages_total=total,
-            bit_depth_image=det["bit_depth_image"],
-            compression=det["compression"],
-            pixel_mask_applied=det["pixel_mask_applied"],
-            mask_to_zero=det["mask_to_zero"],
-        )
+        settings = series_settings(det, self.model, series_id, total)
         return Series(
             settings=settings,
             nimages=nimages,
@@ -234,8 +229,24 @@ class AcquisitionController:
             payload_size=self.payload_size,
             series_id=series.series_id,
             seed=series.series_id,
-            content=self.scene,
+            content=json.dumps(self._scene_spec(series)),
         )
+
+    def _scene_spec(self, series: Series) -> dict[str, Any]:
+        """The simulated scene of this series: the server's scene plus the experiment geometry at arm."""
+        cfg = series.detector_config
+        spec = parse_spec(self.scene) or dict(DEFAULT_SCENE)
+        spec["experiment"] = {
+            "wavelength_a": cfg["wavelength"],
+            "distance_m": cfg["detector_distance"],
+            "beam_center_x_px": cfg["beam_center_x"],
+            "beam_center_y_px": cfg["beam_center_y"],
+            "count_time_s": series.count_time,
+            "frame_time_s": series.frame_time,
+            "omega_start_deg": cfg["omega_start"],
+            "omega_increment_deg": cfg["omega_increment"],
+        }
+        return spec
 
     @staticmethod
     def _per_trigger(series: Series) -> int:

@@ -14,7 +14,8 @@ from opendcu import __version__
 from opendcu.app_detector.control.errors import ParameterNotFound
 from opendcu.app_detector.control.parameters import Parameter, StatusParameter, Subsystem
 from opendcu.app_detector.control.state import STATE_VALUES, DetectorState
-from opendcu.geometry import DetectorLayout, DetectorModel
+from opendcu.app_detector.pipeline.params import image_processing_parameters
+from opendcu.geometry import DetectorModel
 
 if TYPE_CHECKING:
     from opendcu.app_detector.control.acquisition import AcquisitionController
@@ -62,7 +63,6 @@ def _on_wavelength(det: Subsystem, _key: str, value: float) -> list[str]:
 
 def build_detector_subsystem(model: DetectorModel, controller: "AcquisitionController") -> Subsystem:
     """The detector config/status keys and commands for `model`, bound to the acquisition controller."""
-    layout = DetectorLayout(model)
     h, w = model.shape
     min_frame_time = 1.0 / model.max_frame_rate
     det = Subsystem("detector")
@@ -78,14 +78,7 @@ def build_detector_subsystem(model: DetectorModel, controller: "AcquisitionContr
         Parameter("nimages", "uint", 1, min=1, max=2_000_000_000),
         Parameter("ntrigger", "uint", 1, min=1, max=2_000_000_000),
         Parameter("trigger_mode", "string", "ints", allowed_values=["ints", "inte", "exts", "exte"]),
-        # data format
-        Parameter("compression", "string", "bslz4", allowed_values=["bslz4"]),
-        Parameter("bit_depth_image", "uint", 16, access_mode=ro),
         Parameter("bit_depth_readout", "uint", model.module.bit_depth_readout, access_mode=ro),
-        Parameter("countrate_correction_count_cutoff", "uint", 0xFFFE, access_mode=ro, unit="counts"),
-        Parameter("pixel_mask_applied", "bool", True),
-        Parameter("mask_to_zero", "bool", False),
-        Parameter("pixel_mask", "uint[][]", layout.default_pixel_mask(), listed=False, shape=lambda: (h, w)),
         # energy
         Parameter("photon_energy", "float", CU_KALPHA1_EV, unit="eV", min=2000.0, max=100000.0,
                   affects=ENERGY_CHANGES, on_change=_on_photon_energy),
@@ -110,6 +103,7 @@ def build_detector_subsystem(model: DetectorModel, controller: "AcquisitionContr
         Parameter("x_pixels_in_detector", "uint", w, access_mode=ro),
         Parameter("y_pixels_in_detector", "uint", h, access_mode=ro),
         Parameter("data_collection_date", "string", "", access_mode=ro),
+        *image_processing_parameters(model),  # pipeline switches: app_detector/pipeline/params.py
     )
     det.add_status(
         StatusParameter("state", "string", lambda: controller.state.value, allowed_values=STATE_VALUES,
