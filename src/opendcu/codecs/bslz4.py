@@ -44,6 +44,8 @@ class Bslz4Codec:
 
     def decode(self, payload, dtype, shape) -> np.ndarray:
         buf = np.frombuffer(payload, dtype=np.uint8)
+        if buf.size < _HEADER.size:
+            raise ValueError(f"bslz4 chunk of {buf.size} bytes is shorter than its 12-byte header")
         nbytes, block = _HEADER.unpack_from(buf, 0)
         dtype = np.dtype(dtype)
         n = nbytes // dtype.itemsize
@@ -54,3 +56,6 @@ class Bslz4Codec:
 
     def hdf5_filter(self, dtype) -> Hdf5Filter:
         return Hdf5Filter(BSLZ4_FILTER_ID, (_CD_DEFAULT_BLOCK, _CD_LZ4))
+
+    def stream_elem_size(self, dtype) -> int:
+        return np.dtype(dtype).itemsize

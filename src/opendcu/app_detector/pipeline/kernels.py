@@ -1,0 +1,163 @@
+"""The fused correction pass (numba): raw sub-frames -> final image, one module row at a time.
+
+Per module row, everything stays in two small row buffers (L1/L2), in the seed's order:
+1. count-rate correction: `lut[raw]` (skipped for rows whose maximum is below the table's identity limit);
+2. placement: contiguous runs are copied, double pixels split (ceil/floor halves), errors copied;
+3. summation of the sub-frames into 64 bit, saturation carried as a flag bit;
+4. virtual-pixel correction: each double pixel's total re-split by interpolation (`VirtualPixelPairs`);
+5. flatfield: floor(v * f + 1/2) in double precision;
+6. pixel mask: masked pixels (a per-row list, gaps are pre-filled once per series) get the masked value;
+7. bit depth: values above `max_valid` and flagged values become the error value 2^bits - 1; or the E3M5 code.
+With 2x2 binning, steps 1-6 write a uint32 staging image with sentinels, and `bin_and_emit` sums the blocks.
+
+Values: a row buffer holds uint32 values where SATURATED (0xFFFFFFFF) flags an invalid pixel (lost packet,
+saturated counter or count rate). In the staging image MASKED (0xFFFFFFFE) additionally marks masked pixels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+SATURATED = np.uint32(0xFFFFFFFF)
+MASKED = np.uint32(0xFFFFFFFE)
+#: set in a 64-bit sub-frame sum once any sub-frame was invalid (valid sums stay far below it)
+_SUM_FLAG = np.uint64(1) << np.uint64(56)
+FLOAT8_MAX = 4032
+
+#: what `correct_frame` writes
+EMIT_INTEGER, EMIT_FLOAT8, EMIT_STAGING = 0, 1, 2
+
+
+@njit(cache=True, nogil=True)
+def _row_max(row):
+    m = row[0]
+    for i in range(1, row.size):
+        if row[i] > m:
+            m = row[i]
+    return m
+
+
+@njit(cache=True, nogil=True)
+def _halve(v, part):
+    """The split rule for one value: first half ceil(v/2), second floor(v/2); SATURATED stays."""
+    if v == SATURATED or part == 0:
+        return v
+    if part == 1:
+        return v - v // 2
+    return v // 2
+
+
+@njit(cache=True, nogil=True)
+def _place_subframe_row(raw_row, row_part, lut, identity_limit, col_runs, col_splits, col_src, col_part, val):
+    """Count-rate correction + placement of one raw row into the virtual-pixel row `val` (uint32)."""
+    if row_part == 0 and _row_max(raw_row) < identity_limit:
+        # fast path: no value needs the table (and none is the error value): contiguous copies
+        for k in range(col_runs.shape[0]):
+            v0, r0, n = col_runs[k, 0], col_runs[k, 1], col_runs[k, 2]
+            for i in range(n):
+                val[v0 + i] = raw_row[r0 + i]
+        for k in range(col_splits.shape[0]):
+            val[col_splits[k, 0]] = _halve(np.uint32(raw_row[col_splits[k, 1]]), col_splits[k, 2])
+        return
+    for c in range(val.size):
+        v = lut[raw_row[col_src[c]]]
+        val[c] = _halve(_halve(v, col_part[c]), row_part)
+
+
+@njit(cache=True, nogil=True)
+def _interpolate_pairs(val, pairs, t):
+    """Virtual-pixel correction of one row: re-split each double pixel's total by linear interpolation."""
+    for k in range(pairs.shape[0]):
+        a, b, left, right = pairs[k, 0], pairs[k, 1], pairs[k, 2], pairs[k, 3]
+        va, vb = val[a], val[b]
+        if va == SATURATED or vb == SATURATED:
+            continue
+        total = np.uint64(va) + np.uint64(vb)
+        first = total - total // np.uint64(2)
+        if left >= 0 and right >= 0 and val[left] != SATURATED and val[right] != SATURATED:
+            vl, vr = np.float64(val[left]), np.float64(val[right])
+            w1 = vl * (1.0 - t[k, 0]) + vr * t[k, 0]
+            w2 = vl * (1.0 - t[k, 1]) + vr * t[k, 1]
+            if w1 + w2 > 0.0:
+                first = np.uint64(np.floor(np.float64(total) * w1 / (w1 + w2) + 0.5))
+        val[a] = np.uint32(first)
+        val[b] = np.uint32(total - first)
+
+
+@njit(cache=True, nogil=True)
+def _emit_row(val, gain_row, flatfield, max_valid, error_value, mode, float8_codes, out_row):
+    """Flatfield, saturation and the output encoding of one row (vectorisable: no data-dependent control)."""
+    for c in range(val.size):
+        x = val[c]
+        y = np.float64(x)
+        if flatfield:
+            y = np.floor(y * np.float64(gain_row[c]) + 0.5)
+        bad = x == SATURATED or y > max_valid
+        if mode == EMIT_FLOAT8:
+            code = float8_codes[np.int64(min(y, FLOAT8_MAX))]
+            out_row[c] = error_value if bad else code
+        elif mode == EMIT_STAGING:
+            out_row[c] = SATURATED if bad else np.uint32(y)
+        else:
+            out_row[c] = error_value if bad else y
+
+
+@njit(cache=True, nogil=True)
+def correct_frame(raw, geometry, lut, identity_limit, interpolate, gain, flatfield, mask_rows, mask_cols,
+                  masked_value, max_valid, error_value, mode, float8_codes, out):
+    """Every correction of one frame, fused. `raw`: uint16 [nsub, n_modules, rows, cols]; `out`: the image
+    (uint8/16/32, gaps pre-filled) or, for EMIT_STAGING, the uint32 staging image."""
+    modules, origins, col_runs, col_splits, col_src, col_part, row_src, row_part, pairs, pair_t = geometry
+    nsub = raw.shape[0]
+    width = col_src.size
+    val = np.empty(width, dtype=np.uint32)
+    acc = np.empty(width, dtype=np.uint64)
+    for k in range(modules.size):
+        module = modules[k]
+        r0, c0 = origins[k, 0], origins[k, 1]
+        for r in range(row_src.size):
+            rs, rp = row_src[r], row_part[r]
+            _place_subframe_row(raw[0, module, rs], rp, lut, identity_limit, col_runs, col_splits, col_src, col_part, val)
+            if nsub > 1:
+                for c in range(width):
+                    acc[c] = _SUM_FLAG if val[c] == SATURATED else np.uint64(val[c])
+                for s in range(1, nsub):
+                    _place_subframe_row(raw[s, module, rs], rp, lut, identity_limit, col_runs, col_splits, col_src,
+                                        col_part, val)
+                    for c in range(width):
+                        v = val[c]
+                        acc[c] = (acc[c] + (np.uint64(0) if v == SATURATED else np.uint64(v))) | (
+                            _SUM_FLAG if v == SATURATED else np.uint64(0))
+                for c in range(width):
+                    val[c] = SATURATED if acc[c] >= SATURATED else np.uint32(acc[c])
+            if interpolate:
+                _interpolate_pairs(val, pairs, pair_t)
+            row = r0 + r
+            out_row = out[row, c0 : c0 + width]
+            _emit_row(val, gain[row, c0 : c0 + width], flatfield, max_valid, error_value, mode, float8_codes, out_row)
+            for i in range(mask_rows[row], mask_rows[row + 1]):
+                col = mask_cols[i] - c0
+                if 0 <= col < width:
+                    out_row[col] = masked_value
+
+
+@njit(cache=True, nogil=True)
+def bin_and_emit(staging, max_valid, error_value, masked_value, mode, float8_codes, out):
+    """2x2 binning of the staging image: a block with a masked pixel is masked, else with an invalid pixel
+    invalid (error value), else its sum, saturated above `max_valid`, as integer or E3M5 code."""
+    h, w = out.shape
+    for i in range(h):
+        top = staging[2 * i]
+        bottom = staging[2 * i + 1]
+        for j in range(w):
+            a, b, c, d = top[2 * j], top[2 * j + 1], bottom[2 * j], bottom[2 * j + 1]
+            masked = a == MASKED or b == MASKED or c == MASKED or d == MASKED
+            invalid = a >= MASKED or b >= MASKED or c >= MASKED or d >= MASKED
+            total = np.uint64(a) + np.uint64(b) + np.uint64(c) + np.uint64(d)
+            bad = invalid or total > max_valid
+            if mode == EMIT_FLOAT8:
+                value = float8_codes[np.int64(min(total, np.uint64(FLOAT8_MAX)))]
+            else:
+                value = total
+            out[i, j] = masked_value if masked else (error_value if bad else value)
