@@ -14,7 +14,7 @@ from opendcu import __version__
 from opendcu.app_detector.control.errors import ParameterNotFound
 from opendcu.app_detector.control.parameters import Parameter, StatusParameter, Subsystem
 from opendcu.app_detector.control.state import STATE_VALUES, DetectorState
-from opendcu.app_detector.pipeline.params import image_processing_parameters
+from opendcu.app_detector.pipeline.params import image_processing_parameters, refresh_image_parameters
 from opendcu.geometry import DetectorModel
 
 if TYPE_CHECKING:
@@ -70,9 +70,11 @@ def build_detector_subsystem(model: DetectorModel, controller: "AcquisitionContr
     det.add(
         # timing
         Parameter("count_time", "float", 1.0 - READOUT_TIME, unit="s", min=min_frame_time - READOUT_TIME, max=3600.0,
-                  affects=TIME_CHANGES, on_change=_on_count_time),
+                  affects=TIME_CHANGES,
+                  on_change=lambda d, k, v: _on_count_time(d, k, v) + refresh_image_parameters(d, model)),
         Parameter("frame_time", "float", 1.0, unit="s", min=min_frame_time, max=3600.0,
-                  affects=TIME_CHANGES, on_change=_on_frame_time),
+                  affects=TIME_CHANGES,
+                  on_change=lambda d, k, v: _on_frame_time(d, k, v) + refresh_image_parameters(d, model)),
         Parameter("frame_count_time", "float", 1.0 - READOUT_TIME, access_mode=ro, unit="s"),
         Parameter("detector_readout_time", "float", READOUT_TIME, access_mode=ro, unit="s"),
         Parameter("nimages", "uint", 1, min=1, max=2_000_000_000),

@@ -36,6 +36,7 @@ class AssembledFrame:
     slot: int
     packets_expected: int
     packets_received: int
+    nsubframes: int = 1  # the slot holds [nsubframes, n_modules, raw rows, raw cols]
 
 
 @dataclass

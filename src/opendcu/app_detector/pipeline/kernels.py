@@ -33,8 +33,7 @@ EMIT_INTEGER, EMIT_FLOAT8, EMIT_STAGING = 0, 1, 2
 def _row_max(row):
     m = row[0]
     for i in range(1, row.size):
-        if row[i] > m:
-            m = row[i]
+        m = max(m, row[i])
     return m
 
 
@@ -52,11 +51,13 @@ def _halve(v, part):
 def _place_subframe_row(raw_row, row_part, lut, identity_limit, col_runs, col_splits, col_src, col_part, val):
     """Count-rate correction + placement of one raw row into the virtual-pixel row `val` (uint32)."""
     if row_part == 0 and _row_max(raw_row) < identity_limit:
-        # fast path: no value needs the table (and none is the error value): contiguous copies
+        # fast path: no value needs the table (and none is the error value): contiguous copies. The loops run
+        # over 1-D views so that LLVM vectorises them.
         for k in range(col_runs.shape[0]):
             v0, r0, n = col_runs[k, 0], col_runs[k, 1], col_runs[k, 2]
+            dst, src = val[v0 : v0 + n], raw_row[r0 : r0 + n]
             for i in range(n):
-                val[v0 + i] = raw_row[r0 + i]
+                dst[i] = src[i]
         for k in range(col_splits.shape[0]):
             val[col_splits[k, 0]] = _halve(np.uint32(raw_row[col_splits[k, 1]]), col_splits[k, 2])
         return

@@ -36,10 +36,12 @@ class PipelinePool:
         self.on_image = on_image
         self._out_free = out_free
         self._settings_queues = [ctx.Queue() for _ in range(n_workers)]
+        self._ready = ctx.Queue()
         self.workers = [
             ctx.Process(
                 target=worker_main,
-                args=(WorkerSpec(i, detector, raw_ring.spec(), out_ring.spec(), self.tasks, sq, self.results, raw_free, out_free),),
+                args=(WorkerSpec(i, detector, raw_ring.spec(), out_ring.spec(), self.tasks, sq, self.results, raw_free,
+                                 out_free, self._ready),),
                 name=f"pipeline-worker{i}",
                 daemon=True,
             )
@@ -53,10 +55,18 @@ class PipelinePool:
         self._collector = threading.Thread(target=self._collect, name="pipeline-collector", daemon=True)
         self._running = True
 
-    def start(self) -> None:
+    def start(self, timeout: float = 300.0) -> None:
+        """Start the workers and wait until each has its compiled kernels ready (the first start of a fresh
+        installation compiles them, later starts load numba's on-disk cache)."""
         for w in self.workers:
             w.start()
         self._collector.start()
+        deadline = time.monotonic() + timeout
+        for _ in self.workers:
+            try:
+                self._ready.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                raise RuntimeError("pipeline workers did not become ready") from None
 
     def start_series(self, settings: SeriesSettings) -> None:
         with self._lock:

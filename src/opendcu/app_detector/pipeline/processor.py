@@ -113,3 +113,25 @@ class ImageProcessor:
             kernels.bin_and_emit(self.staging, float(self.image_max), self.error_value, self.masked_value, self.mode,
                                  ENCODE_TABLE, self.image)
         return self.image
+
+
+def warm_up(detector: str = "eiger2-500k") -> None:
+    """Run every kernel specialisation once (numba compiles it, or loads it from its on-disk cache), so that a
+    worker's first image of a series is not delayed by compilation."""
+    from dataclasses import replace
+
+    from opendcu.app_detector.pipeline.arrays import image_shape
+    from opendcu.geometry import get_model
+
+    model = get_model(detector)
+    base = SeriesSettings(0, detector, 1, 16, "bslz4", True, False, flatfield_correction_applied=True)
+    variants = [
+        {}, {"bit_depth_image": 32, "nframes_sum": 2}, {"bit_depth_image": 8, "float8_encoding_applied": True},
+        {"bit_depth_image": 32, "binning_2x2_applied": True},
+        {"bit_depth_image": 8, "binning_2x2_applied": True, "float8_encoding_applied": True},
+    ]
+    for changes in variants:
+        settings = replace(base, **changes)
+        settings = replace(settings, image_shape=image_shape(settings))
+        raw = np.zeros((settings.nframes_sum, model.n_modules, *model.module.raw_shape), dtype=np.uint16)
+        ImageProcessor(settings, PipelineArrays.for_detector(settings, None, None)).process(raw)
