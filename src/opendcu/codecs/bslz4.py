@@ -51,7 +51,12 @@ class Bslz4Codec:
         n = nbytes // dtype.itemsize
         if n != int(np.prod(shape)):
             raise ValueError(f"bslz4 chunk holds {nbytes} bytes, expected {np.prod(shape)} x {dtype.itemsize}")
-        flat = bitshuffle.decompress_lz4(buf[_HEADER.size :], (n,), dtype, block // dtype.itemsize)
+        if block % (8 * dtype.itemsize):
+            raise ValueError(f"bslz4 block size {block} is not a multiple of 8 elements of {dtype.itemsize} bytes")
+        try:
+            flat = bitshuffle.decompress_lz4(buf[_HEADER.size :], (n,), dtype, block // dtype.itemsize)
+        except RuntimeError as exc:  # bitshuffle reports corrupt or truncated streams this way
+            raise ValueError(f"corrupt bslz4 chunk: {exc}") from exc
         return flat.reshape(shape)
 
     def hdf5_filter(self, dtype) -> Hdf5Filter:

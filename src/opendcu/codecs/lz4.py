@@ -27,7 +27,10 @@ class Lz4Codec:
         return np.frombuffer(imagecodecs.lz4h5_encode(flat, blocksize=BLOCK_BYTES), dtype=np.uint8)
 
     def decode(self, payload, dtype, shape) -> np.ndarray:
-        raw = imagecodecs.lz4h5_decode(bytes(np.frombuffer(payload, dtype=np.uint8)))
+        try:
+            raw = imagecodecs.lz4h5_decode(bytes(np.frombuffer(payload, dtype=np.uint8)))
+        except imagecodecs.Lz4h5Error as exc:
+            raise ValueError(f"corrupt lz4 chunk: {exc}") from exc
         dtype = np.dtype(dtype)
         expected = int(np.prod(shape)) * dtype.itemsize
         if len(raw) != expected:
