@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 
 from opendcu.app_detector.interfaces.filewriter.datafile import set_fixed_string_attr
+from opendcu.app_detector.pipeline.params import saturation_value
 from opendcu.app_detector.series import Series
 from opendcu.geometry.models import DetectorModel
 
@@ -73,7 +74,7 @@ def write_master(path: Path, series: Series, model: DetectorModel, data_files: l
         _field(det, "y_pixel_size", cfg["y_pixel_size"], "f4", "m")
         _field(det, "detector_distance", cfg["detector_distance"], "f4", "m")
         _field(det, "threshold_energy", cfg["threshold_energy"], "f4", "eV")
-        _field(det, "saturation_value", series.settings.error_value - 1, "i4")
+        _field(det, "saturation_value", saturation_value(series.settings), "u4")
         _field(det, "depends_on", "/entry/instrument/detector/transformations/translation")
 
         spec = _group(det, "detectorSpecific", "NXcollection")
