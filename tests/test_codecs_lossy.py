@@ -16,6 +16,12 @@ def test_e3m5_encode_matches_the_definition_for_every_count():
     assert codes.tolist() == [e3m5(int(n)) for n in counts]
 
 
+def test_the_pipeline_kernel_encodes_e3m5_like_the_codec():
+    from opendcu.app_detector.pipeline.kernels import e3m5_code
+
+    assert [int(e3m5_code(n)) for n in range(6000)] == [e3m5(n) for n in range(6000)]
+
+
 def test_e3m5_layout_and_figures():
     codec = Float8E3M5()
     decoded = codec.decode(np.arange(256, dtype=np.uint8))

@@ -86,3 +86,22 @@ def test_pool_keeps_order_and_compresses_once():
         settings = series[series_id - 1]
         image = get_codec(settings.compression).decode(payload, settings.dtype, settings.image_shape)
         np.testing.assert_array_equal(image, reference_image(frames[series_id, n], settings, mask, flatfield))
+
+
+def test_workers_stop_on_sigterm_while_waiting():
+    """A worker blocked waiting for work (or for an output slot) still stops on SIGTERM, as on parent death."""
+    model = get_model(DETECTOR)
+    raw_ring, out_ring = SlotRing(1, model.module.raw_pixels * 2), SlotRing(1, 1 << 20)
+    ctx = mp.get_context("spawn")
+    raw_free, out_free = ctx.Queue(), ctx.Queue()  # no output slot at all: the worker waits for one
+    pool = PipelinePool(DETECTOR, raw_ring, out_ring, raw_free, out_free, lambda image: None, n_workers=1)
+    try:
+        pool.start()
+        worker = pool.workers[0]
+        worker.terminate()  # SIGTERM
+        worker.join(timeout=10)
+        assert worker.exitcode == 0  # a clean exit, not killed by the signal
+    finally:
+        pool.close()
+        raw_ring.close()
+        out_ring.close()

@@ -35,10 +35,10 @@ class Bslz4Codec:
     def encode(self, image: np.ndarray) -> np.ndarray:
         """Return the chunk as a uint8 array: 12-byte header + bitshuffle-LZ4 blocks."""
         flat = np.ascontiguousarray(image).reshape(-1)
-        itemsize = flat.dtype.itemsize
-        body = bitshuffle.compress_lz4(flat, block_elems(itemsize))
+        block = block_elems(flat.dtype.itemsize)
+        body = bitshuffle.compress_lz4(flat, block)
         out = np.empty(_HEADER.size + body.nbytes, dtype=np.uint8)
-        _HEADER.pack_into(out, 0, flat.nbytes, block_elems(itemsize) * itemsize)
+        _HEADER.pack_into(out, 0, flat.nbytes, block * flat.dtype.itemsize)
         out[_HEADER.size :] = body
         return out
 

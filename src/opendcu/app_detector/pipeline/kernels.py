@@ -87,26 +87,45 @@ def _interpolate_pairs(val, pairs, t):
 
 
 @njit(cache=True, nogil=True)
-def _emit_row(val, gain_row, flatfield, max_valid, error_value, mode, float8_codes, out_row):
-    """Flatfield, saturation and the output encoding of one row (vectorisable: no data-dependent control)."""
+def e3m5_code(count):
+    """The E3M5 code of a count (opendcu.codecs.float8), branch-free so that loops over it vectorise:
+    exponent e = number of octaves from 32 up, mantissa = the 5 bits below the leading one."""
+    n = min(np.int64(count), FLOAT8_MAX)
+    e = (np.int64(n >= 32) + np.int64(n >= 64) + np.int64(n >= 128) + np.int64(n >= 256) + np.int64(n >= 512)
+         + np.int64(n >= 1024) + np.int64(n >= 2048))
+    code = n if e == 0 else e * 32 + (n >> max(e - 1, 0)) - 32
+    return 255 if n >= FLOAT8_MAX else code
+
+
+@njit(cache=True, nogil=True)
+def _flatfield_row(val, gain_row, out):
+    """Step 5 on one row: floor(v * f + 1/2) in double precision; invalid values keep their flag."""
     for c in range(val.size):
-        x = val[c]
-        y = np.float64(x)
-        if flatfield:
-            y = np.floor(y * np.float64(gain_row[c]) + 0.5)
-        bad = x == SATURATED or y > max_valid
-        if mode == EMIT_FLOAT8:
-            code = float8_codes[np.int64(min(y, FLOAT8_MAX))]
-            out_row[c] = error_value if bad else code
-        elif mode == EMIT_STAGING:
-            out_row[c] = SATURATED if bad else np.uint32(y)
-        else:
-            out_row[c] = error_value if bad else y
+        out[c] = np.floor(np.float64(val[c]) * np.float64(gain_row[c]) + 0.5)
+
+
+@njit(cache=True, nogil=True)
+def _emit_row(val, corrected, max_valid, error_value, mode, out_row):
+    """Saturation and the output encoding of one row. `val` flags invalid pixels, `corrected` holds the values
+    (after the flatfield). One plain loop per mode, so that LLVM vectorises each."""
+    if mode == EMIT_FLOAT8:
+        for c in range(val.size):
+            y = corrected[c]
+            bad = val[c] == SATURATED or y > max_valid
+            out_row[c] = error_value if bad else e3m5_code(min(y, FLOAT8_MAX))
+    elif mode == EMIT_STAGING:
+        for c in range(val.size):
+            y = corrected[c]
+            out_row[c] = SATURATED if (val[c] == SATURATED or y > max_valid) else np.uint32(y)
+    else:
+        for c in range(val.size):
+            y = corrected[c]
+            out_row[c] = error_value if (val[c] == SATURATED or y > max_valid) else y
 
 
 @njit(cache=True, nogil=True)
 def correct_frame(raw, geometry, lut, identity_limit, interpolate, gain, flatfield, mask_rows, mask_cols,
-                  masked_value, max_valid, error_value, mode, float8_codes, out):
+                  masked_value, max_valid, error_value, mode, out):
     """Every correction of one frame, fused. `raw`: uint16 [nsub, n_modules, rows, cols]; `out`: the image
     (uint8/16/32, gaps pre-filled) or, for EMIT_STAGING, the uint32 staging image."""
     modules, origins, col_runs, col_splits, col_src, col_part, row_src, row_part, pairs, pair_t = geometry
@@ -114,6 +133,7 @@ def correct_frame(raw, geometry, lut, identity_limit, interpolate, gain, flatfie
     width = col_src.size
     val = np.empty(width, dtype=np.uint32)
     acc = np.empty(width, dtype=np.uint64)
+    corrected = np.empty(width, dtype=np.float64)
     for k in range(modules.size):
         module = modules[k]
         r0, c0 = origins[k, 0], origins[k, 1]
@@ -136,7 +156,12 @@ def correct_frame(raw, geometry, lut, identity_limit, interpolate, gain, flatfie
                 _interpolate_pairs(val, pairs, pair_t)
             row = r0 + r
             out_row = out[row, c0 : c0 + width]
-            _emit_row(val, gain[row, c0 : c0 + width], flatfield, max_valid, error_value, mode, float8_codes, out_row)
+            if flatfield:
+                _flatfield_row(val, gain[row, c0 : c0 + width], corrected)
+            else:
+                for c in range(width):
+                    corrected[c] = val[c]
+            _emit_row(val, corrected, max_valid, error_value, mode, out_row)
             for i in range(mask_rows[row], mask_rows[row + 1]):
                 col = mask_cols[i] - c0
                 if 0 <= col < width:
@@ -144,7 +169,7 @@ def correct_frame(raw, geometry, lut, identity_limit, interpolate, gain, flatfie
 
 
 @njit(cache=True, nogil=True)
-def bin_and_emit(staging, max_valid, error_value, masked_value, mode, float8_codes, out):
+def bin_and_emit(staging, max_valid, error_value, masked_value, mode, out):
     """2x2 binning of the staging image: a block with a masked pixel is masked, else with an invalid pixel
     invalid (error value), else its sum, saturated above `max_valid`, as integer or E3M5 code."""
     h, w = out.shape
@@ -157,8 +182,5 @@ def bin_and_emit(staging, max_valid, error_value, masked_value, mode, float8_cod
             invalid = a >= MASKED or b >= MASKED or c >= MASKED or d >= MASKED
             total = np.uint64(a) + np.uint64(b) + np.uint64(c) + np.uint64(d)
             bad = invalid or total > max_valid
-            if mode == EMIT_FLOAT8:
-                value = float8_codes[np.int64(min(total, np.uint64(FLOAT8_MAX)))]
-            else:
-                value = total
+            value = e3m5_code(min(total, np.uint64(FLOAT8_MAX))) if mode == EMIT_FLOAT8 else total
             out[i, j] = masked_value if masked else (error_value if bad else value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import queue
 import threading
 import time
@@ -58,8 +59,18 @@ class PipelinePool:
     def start(self, timeout: float = 300.0) -> None:
         """Start the workers and wait until each has its compiled kernels ready (the first start of a fresh
         installation compiles them, later starts load numba's on-disk cache)."""
-        for w in self.workers:
-            w.start()
+        # processes are the parallelism: each worker compresses with one thread (bitshuffle's OpenMP would
+        # oversubscribe the cores; libgomp reads the variable when a worker imports bitshuffle)
+        previous = os.environ.get("OMP_NUM_THREADS")
+        os.environ["OMP_NUM_THREADS"] = "1"
+        try:
+            for w in self.workers:
+                w.start()
+        finally:
+            if previous is None:
+                del os.environ["OMP_NUM_THREADS"]
+            else:
+                os.environ["OMP_NUM_THREADS"] = previous
         self._collector.start()
         deadline = time.monotonic() + timeout
         for _ in self.workers:

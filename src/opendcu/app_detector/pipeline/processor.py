@@ -21,7 +21,7 @@ from opendcu.app_detector.pipeline.arrays import PipelineArrays, layout_of
 from opendcu.app_detector.pipeline.countrate import CountRateCorrection, counter_model, identity_lut, lut_identity_limit
 from opendcu.app_detector.series import SeriesSettings
 from opendcu.codecs.binning import binned_shape
-from opendcu.codecs.float8 import ENCODE_TABLE, FLOAT8_MAX, TOP_CODE
+from opendcu.codecs.float8 import FLOAT8_MAX, TOP_CODE
 from opendcu.geometry.layout import DetectorLayout
 
 _STAGING_MAX = int(kernels.MASKED) - 1
@@ -96,22 +96,22 @@ class ImageProcessor:
 
     def process(self, raw: np.ndarray) -> np.ndarray:
         """raw: uint16 [nsubframes, n_modules, raw_rows, raw_cols] -> the image (a buffer reused by the next call)."""
-        if raw.ndim != 4 or raw.shape[1] != self.layout.model.n_modules or raw.shape[2:] != self.layout.model.module.raw_shape:
-            raise ValueError(f"raw frame of shape {raw.shape} does not fit {self.layout.model.name}")
+        model = self.layout.model
+        if raw.ndim != 4 or raw.shape[1] != model.n_modules or raw.shape[2:] != model.module.raw_shape:
+            raise ValueError(f"raw frame of shape {raw.shape} does not fit {model.name}")
         s = self.settings
         if self.staging is None:
-            target, mode, error_value = self.image, self.mode, self.error_value
+            target, mode, error_value, masked_value = self.image, self.mode, self.error_value, self.masked_value
         else:
-            target, mode, error_value = self.staging, kernels.EMIT_STAGING, kernels.SATURATED
+            target, mode, error_value, masked_value = self.staging, kernels.EMIT_STAGING, kernels.SATURATED, kernels.MASKED
         kernels.correct_frame(
             raw, self.geometry, self.lut, self.identity_limit, s.virtual_pixel_correction_applied,
             self.flatfield, s.flatfield_correction_applied, self.mask_rows, self.mask_cols,
-            int(kernels.MASKED) if self.staging is not None else self.masked_value,
-            float(self.pixel_max), int(error_value), mode, ENCODE_TABLE, target,
+            int(masked_value), float(self.pixel_max), int(error_value), mode, target,
         )
         if self.staging is not None:
             kernels.bin_and_emit(self.staging, float(self.image_max), self.error_value, self.masked_value, self.mode,
-                                 ENCODE_TABLE, self.image)
+                                 self.image)
         return self.image
 
 

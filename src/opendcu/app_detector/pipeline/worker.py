@@ -62,46 +62,95 @@ class SeriesWorker:
         self.codec: ImageCodec = get_codec(settings.compression)
 
 
+def series_for(task: AssembledFrame, current: SeriesWorker | None, spec: WorkerSpec, stop) -> SeriesWorker | None:
+    """The series the task belongs to: the current one, or the next settings from the pool (sent before any
+    frame of their series). None for a frame of a series that is already over."""
+    while current is None or current.settings.series_id != task.series_id:
+        if current is not None and task.series_id < current.settings.series_id:
+            log.warning("dropping frame %d of finished series %d", task.frame_number, task.series_id)
+            return None
+        try:
+            settings: SeriesSettings = spec.settings.get(timeout=0.5)
+        except queue.Empty:
+            if stop.is_set():
+                return None
+            continue
+        if settings.series_id == task.series_id:
+            current = SeriesWorker(settings)
+    return current
+
+
+def take_slot(free: Any, stop) -> int | None:
+    """A free output slot (waits while the interfaces hold them all); None when the worker is stopped."""
+    while not stop.is_set():
+        try:
+            return free.get(timeout=0.5)
+        except queue.Empty:
+            continue
+    return None
+
+
 def worker_main(spec: WorkerSpec) -> None:
     """Process entry point (spawned by PipelinePool)."""
-    child_process_setup(f"pipeline-worker{spec.index}")
+    stop = child_process_setup(f"pipeline-worker{spec.index}")
     warm_up()  # compile (or load from numba's cache) before the first series, not during it
     if spec.ready is not None:
         spec.ready.put(spec.index)
-    model = get_model(spec.detector)
     raw_ring = SlotRing.attach(spec.raw_ring)
     out_ring = SlotRing.attach(spec.out_ring)
-    current: SeriesWorker | None = None
     try:
-        while True:
-            task: AssembledFrame | None = spec.tasks.get()
-            if task is None:
-                break
-            while current is None or current.settings.series_id != task.series_id:
-                settings: SeriesSettings = spec.settings.get()
-                if settings.series_id == task.series_id:
-                    current = SeriesWorker(settings)
-            raw_shape = (task.nsubframes, model.n_modules, *model.module.raw_shape)
-            try:
-                image = current.processor.process(raw_ring.array(task.slot, RAW_DTYPE, raw_shape))
-            except Exception:
-                log.exception("frame %d of series %d could not be processed", task.frame_number, task.series_id)
-                continue
-            finally:
-                spec.raw_free.put(task.slot)  # the raw frame is consumed: the DAQ may reuse its slot
-            payload = current.codec.encode(image)
-            out_slot = spec.out_free.get()
-            out_ring.bytes(out_slot, payload.size)[:] = payload
-            spec.results.put(
-                ProcessedImage(
-                    task.series_id, task.frame_number, out_slot, payload.size, task.packets_expected, task.packets_received
-                )
-            )
+        serve(spec, raw_ring, out_ring, stop)
     except (KeyboardInterrupt, EOFError, BrokenPipeError):
         pass
     finally:
         raw_ring.close()
         out_ring.close()
+
+
+def serve(spec: WorkerSpec, raw_ring: SlotRing, out_ring: SlotRing, stop) -> None:
+    """Take frames until told to stop (None task, SIGTERM, or the parent's death)."""
+    model = get_model(spec.detector)
+    current: SeriesWorker | None = None
+    while not stop.is_set():
+        # the output slot is reserved *before* a frame is taken: a worker holding a frame never waits for a slot,
+        # so later frames cannot take every slot while the collector waits for this one (no reorder deadlock)
+        out_slot = take_slot(spec.out_free, stop)
+        if out_slot is None:
+            return
+        task = take_task(spec.tasks, stop)
+        worker = None if task is None else series_for(task, current, spec, stop)
+        if worker is None:
+            spec.out_free.put(out_slot)
+            if task is None:
+                return
+            spec.raw_free.put(task.slot)  # a frame of a finished series
+            continue
+        current = worker
+        raw_shape = (task.nsubframes, model.n_modules, *model.module.raw_shape)
+        try:
+            image = current.processor.process(raw_ring.array(task.slot, RAW_DTYPE, raw_shape))
+        except Exception:
+            log.exception("frame %d of series %d could not be processed", task.frame_number, task.series_id)
+            spec.out_free.put(out_slot)
+            continue
+        finally:
+            spec.raw_free.put(task.slot)  # the raw frame is consumed: the DAQ may reuse its slot
+        payload = current.codec.encode(image)
+        out_ring.bytes(out_slot, payload.size)[:] = payload
+        spec.results.put(
+            ProcessedImage(task.series_id, task.frame_number, out_slot, payload.size, task.packets_expected,
+                           task.packets_received)
+        )
+
+
+def take_task(tasks: Any, stop) -> AssembledFrame | None:
+    """The next frame, or None when the pool sends None or the worker is stopped."""
+    while not stop.is_set():
+        try:
+            return tasks.get(timeout=0.5)
+        except queue.Empty:
+            continue
+    return None
 
 
 def drain(q: Any) -> None:
