@@ -1,17 +1,21 @@
 """The fused correction pass (numba): raw sub-frames -> final image, one module row at a time.
 
-Per module row, everything stays in two small row buffers (L1/L2), in the seed's order:
-1. count-rate correction: `lut[raw]` (skipped for rows whose maximum is below the table's identity limit);
-2. placement: contiguous runs are copied, double pixels split (ceil/floor halves), errors copied;
-3. summation of the sub-frames into 64 bit, saturation carried as a flag bit;
+Per module row, in the seed's order:
+1. count-rate correction: `lut[raw]` (one table per series; the identity with the correction off);
+2. placement: contiguous runs of normal pixels, double pixels split (ceil/floor halves), errors copied;
+3. summation of the sub-frames into 64 bit, an invalid sub-frame carried as a flag bit;
 4. virtual-pixel correction: each double pixel's total re-split by interpolation (`VirtualPixelPairs`);
 5. flatfield: floor(v * f + 1/2) in double precision;
-6. pixel mask: masked pixels (a per-row list, gaps are pre-filled once per series) get the masked value;
+6. pixel mask: masked pixels (a per-row list; gaps are pre-filled once per series) get the masked value;
 7. bit depth: values above `max_valid` and flagged values become the error value 2^bits - 1; or the E3M5 code.
 With 2x2 binning, steps 1-6 write a uint32 staging image with sentinels, and `bin_and_emit` sums the blocks.
 
-Values: a row buffer holds uint32 values where SATURATED (0xFFFFFFFF) flags an invalid pixel (lost packet,
-saturated counter or count rate). In the staging image MASKED (0xFFFFFFFE) additionally marks masked pixels.
+Fast path: with one sub-frame, a row's runs of normal pixels go straight from the raw row to the output in
+vectorised loops (the table is the identity below its `identity_limit`); only values at or above that limit and
+the double pixels go through the table and the small row buffer `val`.
+
+Values in `val` are uint32 where SATURATED (0xFFFFFFFF) flags an invalid pixel (lost packet, saturated counter or
+count rate). In the staging image MASKED (0xFFFFFFFE) additionally marks masked pixels.
 """
 
 from __future__ import annotations
@@ -29,15 +33,7 @@ FLOAT8_MAX = 4032
 EMIT_INTEGER, EMIT_FLOAT8, EMIT_STAGING = 0, 1, 2
 
 
-@njit(cache=True, nogil=True)
-def _row_max(row):
-    m = row[0]
-    for i in range(1, row.size):
-        m = max(m, row[i])
-    return m
-
-
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _halve(v, part):
     """The split rule for one value: first half ceil(v/2), second floor(v/2); SATURATED stays."""
     if v == SATURATED or part == 0:
@@ -47,26 +43,14 @@ def _halve(v, part):
     return v // 2
 
 
-@njit(cache=True, nogil=True)
-def _place_subframe_row(raw_row, row_part, lut, identity_limit, col_runs, col_splits, col_src, col_part, val):
-    """Count-rate correction + placement of one raw row into the virtual-pixel row `val` (uint32)."""
-    if row_part == 0 and _row_max(raw_row) < identity_limit:
-        # fast path: no value needs the table (and none is the error value): contiguous copies. The loops run
-        # over 1-D views so that LLVM vectorises them.
-        for k in range(col_runs.shape[0]):
-            v0, r0, n = col_runs[k, 0], col_runs[k, 1], col_runs[k, 2]
-            dst, src = val[v0 : v0 + n], raw_row[r0 : r0 + n]
-            for i in range(n):
-                dst[i] = src[i]
-        for k in range(col_splits.shape[0]):
-            val[col_splits[k, 0]] = _halve(np.uint32(raw_row[col_splits[k, 1]]), col_splits[k, 2])
-        return
+@njit(cache=True, nogil=True, inline="always")
+def _lookup_row(raw_row, row_part, lut, col_src, col_part, val):
+    """Count-rate correction (table lookup) + placement of one raw sub-frame row into the virtual-pixel row."""
     for c in range(val.size):
-        v = lut[raw_row[col_src[c]]]
-        val[c] = _halve(_halve(v, col_part[c]), row_part)
+        val[c] = _halve(_halve(lut[raw_row[col_src[c]]], col_part[c]), row_part)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _interpolate_pairs(val, pairs, t):
     """Virtual-pixel correction of one row: re-split each double pixel's total by linear interpolation."""
     for k in range(pairs.shape[0]):
@@ -97,30 +81,79 @@ def e3m5_code(count):
     return 255 if n >= FLOAT8_MAX else code
 
 
-@njit(cache=True, nogil=True)
-def _flatfield_row(val, gain_row, out):
-    """Step 5 on one row: floor(v * f + 1/2) in double precision; invalid values keep their flag."""
-    for c in range(val.size):
-        out[c] = np.floor(np.float64(val[c]) * np.float64(gain_row[c]) + 0.5)
-
-
-@njit(cache=True, nogil=True)
-def _emit_row(val, corrected, max_valid, error_value, mode, out_row):
-    """Saturation and the output encoding of one row. `val` flags invalid pixels, `corrected` holds the values
-    (after the flatfield). One plain loop per mode, so that LLVM vectorises each."""
+@njit(cache=True, nogil=True, inline="always")
+def _emit_one(x, gain, flatfield, max_valid, error_value, mode):
+    """Steps 5 and 7 for one value: flatfield floor(v * f + 1/2) in double precision, saturation above
+    `max_valid`, then the output encoding. x == SATURATED flags an invalid value."""
+    y = np.floor(np.float64(x) * np.float64(gain) + 0.5) if flatfield else np.float64(x)
+    bad = x == SATURATED or y > max_valid
     if mode == EMIT_FLOAT8:
-        for c in range(val.size):
-            y = corrected[c]
-            bad = val[c] == SATURATED or y > max_valid
-            out_row[c] = error_value if bad else e3m5_code(min(y, FLOAT8_MAX))
-    elif mode == EMIT_STAGING:
-        for c in range(val.size):
-            y = corrected[c]
-            out_row[c] = SATURATED if (val[c] == SATURATED or y > max_valid) else np.uint32(y)
+        return np.float64(error_value) if bad else np.float64(e3m5_code(min(y, FLOAT8_MAX)))
+    if mode == EMIT_STAGING:
+        return np.float64(SATURATED) if bad else y
+    return np.float64(error_value) if bad else y
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _emit(src, gain, flatfield, max_valid, error_value, mode, dst):
+    """_emit_one over a run. The common cases get their own plain integer / int32 loops (float64 -> unsigned
+    conversions do not vectorise on AVX2); the switches are loop-invariant."""
+    if mode == EMIT_INTEGER and not flatfield:
+        limit = np.uint32(min(max_valid, 4294967295.0))
+        err = np.uint32(error_value)
+        for i in range(src.size):
+            x = np.uint32(src[i])
+            dst[i] = err if (x == SATURATED or x > limit) else x
+    elif mode == EMIT_INTEGER and max_valid < 2.0**31:
+        err = np.int32(error_value)
+        for i in range(src.size):
+            x = src[i]
+            y = np.floor(np.float64(x) * np.float64(gain[i]) + 0.5)
+            dst[i] = err if (x == SATURATED or y > max_valid) else np.int32(y)
     else:
-        for c in range(val.size):
-            y = corrected[c]
-            out_row[c] = error_value if (val[c] == SATURATED or y > max_valid) else y
+        for i in range(src.size):
+            dst[i] = _emit_one(src[i], gain[i], flatfield, max_valid, error_value, mode)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _emit_direct(src, gain, flatfield, max_valid, error_value, mode, dst):
+    """_emit of raw values taken as they are (no lookup); returns the run's maximum, found in the same loop."""
+    top = src[0]
+    for i in range(src.size):
+        top = max(top, src[i])
+    _emit(src, gain, flatfield, max_valid, error_value, mode, dst)
+    return top
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _direct_row(raw_row, gain_row, lut, identity_limit, col_runs, col_splits, col_src, interpolate, pairs, pair_t,
+                val, flatfield, max_valid, error_value, mode, out_row):
+    """One sub-frame row without split rows: the contiguous runs go straight from the raw row to the output,
+    as if the count-rate table were the identity; the few values at or above its identity limit (large counts,
+    the error value 0xFFFF) are then redone through the table. Double pixels always pass through `val`."""
+    top = 0
+    for k in range(col_runs.shape[0]):
+        v0, r0, n = col_runs[k, 0], col_runs[k, 1], col_runs[k, 2]
+        top = max(top, _emit_direct(raw_row[r0 : r0 + n], gain_row[v0 : v0 + n], flatfield, max_valid, error_value,
+                                    mode, out_row[v0 : v0 + n]))
+    if top >= identity_limit:
+        for k in range(col_runs.shape[0]):
+            v0, r0, n = col_runs[k, 0], col_runs[k, 1], col_runs[k, 2]
+            for i in range(n):
+                x = raw_row[r0 + i]
+                if x >= identity_limit:
+                    out_row[v0 + i] = _emit_one(lut[x], gain_row[v0 + i], flatfield, max_valid, error_value, mode)
+    for k in range(col_splits.shape[0]):
+        val[col_splits[k, 0]] = _halve(lut[raw_row[col_splits[k, 1]]], col_splits[k, 2])
+    if interpolate:
+        for k in range(pairs.shape[0]):
+            for j in (2, 3):  # the normal neighbours the interpolation reads
+                if pairs[k, j] >= 0:
+                    val[pairs[k, j]] = lut[raw_row[col_src[pairs[k, j]]]]
+        _interpolate_pairs(val, pairs, pair_t)
+    for k in range(col_splits.shape[0]):
+        c = col_splits[k, 0]
+        out_row[c] = _emit_one(val[c], gain_row[c], flatfield, max_valid, error_value, mode)
 
 
 @njit(cache=True, nogil=True)
@@ -133,35 +166,33 @@ def correct_frame(raw, geometry, lut, identity_limit, interpolate, gain, flatfie
     width = col_src.size
     val = np.empty(width, dtype=np.uint32)
     acc = np.empty(width, dtype=np.uint64)
-    corrected = np.empty(width, dtype=np.float64)
     for k in range(modules.size):
         module = modules[k]
         r0, c0 = origins[k, 0], origins[k, 1]
         for r in range(row_src.size):
             rs, rp = row_src[r], row_part[r]
-            _place_subframe_row(raw[0, module, rs], rp, lut, identity_limit, col_runs, col_splits, col_src, col_part, val)
-            if nsub > 1:
-                for c in range(width):
-                    acc[c] = _SUM_FLAG if val[c] == SATURATED else np.uint64(val[c])
-                for s in range(1, nsub):
-                    _place_subframe_row(raw[s, module, rs], rp, lut, identity_limit, col_runs, col_splits, col_src,
-                                        col_part, val)
-                    for c in range(width):
-                        v = val[c]
-                        acc[c] = (acc[c] + (np.uint64(0) if v == SATURATED else np.uint64(v))) | (
-                            _SUM_FLAG if v == SATURATED else np.uint64(0))
-                for c in range(width):
-                    val[c] = SATURATED if acc[c] >= SATURATED else np.uint32(acc[c])
-            if interpolate:
-                _interpolate_pairs(val, pairs, pair_t)
             row = r0 + r
             out_row = out[row, c0 : c0 + width]
-            if flatfield:
-                _flatfield_row(val, gain[row, c0 : c0 + width], corrected)
+            gain_row = gain[row, c0 : c0 + width]
+            if nsub == 1 and rp == 0:
+                _direct_row(raw[0, module, rs], gain_row, lut, identity_limit, col_runs, col_splits, col_src,
+                            interpolate, pairs, pair_t, val, flatfield, max_valid, error_value, mode, out_row)
             else:
-                for c in range(width):
-                    corrected[c] = val[c]
-            _emit_row(val, corrected, max_valid, error_value, mode, out_row)
+                _lookup_row(raw[0, module, rs], rp, lut, col_src, col_part, val)
+                if nsub > 1:
+                    for c in range(width):
+                        acc[c] = _SUM_FLAG if val[c] == SATURATED else np.uint64(val[c])
+                    for s in range(1, nsub):
+                        _lookup_row(raw[s, module, rs], rp, lut, col_src, col_part, val)
+                        for c in range(width):
+                            v = val[c]
+                            acc[c] = (acc[c] + (np.uint64(0) if v == SATURATED else np.uint64(v))) | (
+                                _SUM_FLAG if v == SATURATED else np.uint64(0))
+                    for c in range(width):
+                        val[c] = SATURATED if acc[c] >= SATURATED else np.uint32(acc[c])
+                if interpolate:
+                    _interpolate_pairs(val, pairs, pair_t)
+                _emit(val, gain_row, flatfield, max_valid, error_value, mode, out_row)
             for i in range(mask_rows[row], mask_rows[row + 1]):
                 col = mask_cols[i] - c0
                 if 0 <= col < width:
