@@ -51,6 +51,42 @@ def _lookup_row(raw_row, row_part, lut, col_src, col_part, val):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _add(acc, c, v, first):
+    """Step 3 for one value: start or extend the 64-bit sum; an invalid value sets the flag bit for good."""
+    base = np.uint64(0) if first else acc[c]
+    acc[c] = (base | _SUM_FLAG) if v == SATURATED else base + np.uint64(v)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _accumulate_row(raw_row, lut, identity_limit, col_runs, col_splits, first, acc):
+    """Steps 1-3 for one sub-frame row: the runs are summed straight from the raw row (vectorised, the table
+    taken as the identity), values at or above the table's identity limit are then corrected through it;
+    double pixels are split and added one by one."""
+    top = 0
+    for k in range(col_runs.shape[0]):
+        v0, r0, n = col_runs[k, 0], col_runs[k, 1], col_runs[k, 2]
+        src, dst = raw_row[r0 : r0 + n], acc[v0 : v0 + n]
+        if first:
+            for i in range(n):
+                dst[i] = src[i]
+        else:
+            for i in range(n):
+                dst[i] += src[i]
+        for i in range(n):
+            top = max(top, src[i])
+    if top >= identity_limit:
+        for k in range(col_runs.shape[0]):
+            v0, r0, n = col_runs[k, 0], col_runs[k, 1], col_runs[k, 2]
+            for i in range(n):
+                x = raw_row[r0 + i]
+                if x >= identity_limit:
+                    acc[v0 + i] -= np.uint64(x)
+                    _add(acc, v0 + i, lut[x], False)
+    for k in range(col_splits.shape[0]):
+        _add(acc, col_splits[k, 0], _halve(lut[raw_row[col_splits[k, 1]]], col_splits[k, 2]), first)
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _interpolate_pairs(val, pairs, t):
     """Virtual-pixel correction of one row: re-split each double pixel's total by linear interpolation."""
     for k in range(pairs.shape[0]):
@@ -70,10 +106,11 @@ def _interpolate_pairs(val, pairs, t):
         val[b] = np.uint32(total - first)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def e3m5_code(count):
-    """The E3M5 code of a count (opendcu.codecs.float8), branch-free so that loops over it vectorise:
-    exponent e = number of octaves from 32 up, mantissa = the 5 bits below the leading one."""
+    """The E3M5 code of a count (opendcu.codecs.float8), branch-free so that loops over it vectorise (faster
+    than a gather from the codec's table): exponent e = number of octaves from 32 up, mantissa = the 5 bits below
+    the leading one."""
     n = min(np.int64(count), FLOAT8_MAX)
     e = (np.int64(n >= 32) + np.int64(n >= 64) + np.int64(n >= 128) + np.int64(n >= 256) + np.int64(n >= 512)
          + np.int64(n >= 1024) + np.int64(n >= 2048))
@@ -96,23 +133,42 @@ def _emit_one(x, gain, flatfield, max_valid, error_value, mode):
 
 @njit(cache=True, nogil=True, inline="always")
 def _emit(src, gain, flatfield, max_valid, error_value, mode, dst):
-    """_emit_one over a run. The common cases get their own plain integer / int32 loops (float64 -> unsigned
-    conversions do not vectorise on AVX2); the switches are loop-invariant."""
-    if mode == EMIT_INTEGER and not flatfield:
-        limit = np.uint32(min(max_valid, 4294967295.0))
-        err = np.uint32(error_value)
-        for i in range(src.size):
-            x = np.uint32(src[i])
-            dst[i] = err if (x == SATURATED or x > limit) else x
-    elif mode == EMIT_INTEGER and max_valid < 2.0**31:
-        err = np.int32(error_value)
-        for i in range(src.size):
-            x = src[i]
-            y = np.floor(np.float64(x) * np.float64(gain[i]) + 0.5)
-            dst[i] = err if (x == SATURATED or y > max_valid) else np.int32(y)
-    else:
+    """_emit_one over a run. When every valid value fits in int32 (all but extreme 32-bit sums) the loop works
+    in int32, which AVX2 vectorises (float64 -> unsigned conversions do not); the switches are loop-invariant."""
+    if max_valid >= 2.0**31:
         for i in range(src.size):
             dst[i] = _emit_one(src[i], gain[i], flatfield, max_valid, error_value, mode)
+        return
+    limit = np.int32(max_valid)
+    err = np.int32(SATURATED if mode == EMIT_STAGING else error_value)
+    # four plain loops (flatfield or not, E3M5 code or integer) rather than tests inside one loop
+    if flatfield and mode == EMIT_FLOAT8:
+        for i in range(src.size):
+            y = _flatfield_int32(src[i], gain[i])
+            dst[i] = err if (src[i] == SATURATED or y > limit) else e3m5_code(y)
+    elif flatfield:
+        for i in range(src.size):
+            y = _flatfield_int32(src[i], gain[i])
+            dst[i] = err if (src[i] == SATURATED or y > limit) else y
+    elif mode == EMIT_FLOAT8:
+        for i in range(src.size):
+            y = _int32(src[i])
+            dst[i] = err if (src[i] == SATURATED or y > limit) else e3m5_code(y)
+    else:
+        for i in range(src.size):
+            y = _int32(src[i])
+            dst[i] = err if (src[i] == SATURATED or y > limit) else y
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _flatfield_int32(x, gain):
+    """floor(x * f + 1/2) in double precision, clipped to int32 (only values below 2^31 are valid here)."""
+    return np.int32(min(np.floor(np.float64(x) * np.float64(gain) + 0.5), 2147483647.0))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _int32(x):
+    return np.int32(min(np.uint32(x), np.uint32(2147483647)))
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -178,18 +234,15 @@ def correct_frame(raw, geometry, lut, identity_limit, interpolate, gain, flatfie
                 _direct_row(raw[0, module, rs], gain_row, lut, identity_limit, col_runs, col_splits, col_src,
                             interpolate, pairs, pair_t, val, flatfield, max_valid, error_value, mode, out_row)
             else:
-                _lookup_row(raw[0, module, rs], rp, lut, col_src, col_part, val)
-                if nsub > 1:
-                    for c in range(width):
-                        acc[c] = _SUM_FLAG if val[c] == SATURATED else np.uint64(val[c])
-                    for s in range(1, nsub):
-                        _lookup_row(raw[s, module, rs], rp, lut, col_src, col_part, val)
+                for sub in range(nsub):
+                    if rp == 0:
+                        _accumulate_row(raw[sub, module, rs], lut, identity_limit, col_runs, col_splits, sub == 0, acc)
+                    else:  # a double-height row: every value is halved, through the general lookup
+                        _lookup_row(raw[sub, module, rs], rp, lut, col_src, col_part, val)
                         for c in range(width):
-                            v = val[c]
-                            acc[c] = (acc[c] + (np.uint64(0) if v == SATURATED else np.uint64(v))) | (
-                                _SUM_FLAG if v == SATURATED else np.uint64(0))
-                    for c in range(width):
-                        val[c] = SATURATED if acc[c] >= SATURATED else np.uint32(acc[c])
+                            _add(acc, c, val[c], sub == 0)
+                for c in range(width):
+                    val[c] = SATURATED if acc[c] >= SATURATED else np.uint32(acc[c])
                 if interpolate:
                     _interpolate_pairs(val, pairs, pair_t)
                 _emit(val, gain_row, flatfield, max_valid, error_value, mode, out_row)
