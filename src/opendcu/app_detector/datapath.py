@@ -37,6 +37,8 @@ class DataPathConfig:
     raw_buffer_bytes: int = 512 << 20
     image_buffer_bytes: int = 512 << 20
     min_slots: int = 8
+    #: sub-frames per image a raw slot can hold (auto-summation); slots are [max_subframes, n_modules, h, w]
+    max_subframes: int = 1
 
 
 def compressed_bound(nbytes: int) -> int:
@@ -51,7 +53,7 @@ class DataPath:
         self.model = model
         self.layout = DetectorLayout(model)
         h, w = model.shape
-        raw_bytes = model.n_modules * model.module.raw_pixels * np.dtype(RAW_DTYPE).itemsize
+        raw_bytes = config.max_subframes * model.n_modules * model.module.raw_pixels * np.dtype(RAW_DTYPE).itemsize
         out_bytes = compressed_bound(h * w * 4)
         self.raw_ring = SlotRing(max(config.min_slots, config.raw_buffer_bytes // raw_bytes), raw_bytes)
         self.out_ring = SlotRing(max(config.min_slots, config.image_buffer_bytes // out_bytes), out_bytes)
