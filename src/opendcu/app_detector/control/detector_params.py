@@ -14,6 +14,7 @@ from opendcu import __version__
 from opendcu.app_detector.control.errors import ParameterNotFound
 from opendcu.app_detector.control.parameters import Parameter, StatusParameter, Subsystem
 from opendcu.app_detector.control.state import STATE_VALUES, DetectorState
+from opendcu.app_detector.daq.params import daq_status_parameters
 from opendcu.app_detector.pipeline.params import image_processing_parameters
 from opendcu.geometry import DetectorModel
 
@@ -111,6 +112,7 @@ def build_detector_subsystem(model: DetectorModel, controller: "AcquisitionContr
         StatusParameter("error", "string[]", lambda: list(controller.errors), listed=False),
         StatusParameter("time", "string", lambda: datetime.now().astimezone().isoformat(timespec="seconds")),
         StatusParameter("series_unique_id", "string", lambda: controller.series_unique_id),
+        *daq_status_parameters(controller.datapath.assembler),  # packet accounting: app_detector/daq/params.py
     )
 
     def gate(task: str, key: str) -> None:

@@ -58,13 +58,17 @@ def _close_share(m: int, e: int, share_done: np.ndarray, events: np.ndarray, nev
 
 
 @numba.njit(nogil=True, cache=True)
-def _newer_frame(m: int, f: int, base: int, frame: np.ndarray, state: np.ndarray, share_done: np.ndarray,
-                 cursor: np.ndarray, events: np.ndarray, nev: int) -> int:
-    """Module m sent frame f: close its shares of frames <= f - REORDER_FRAMES (their packets will not come).
+def _newer_frame(m: int, f: int, base: int, now: int, frame: np.ndarray, state: np.ndarray, last_ns: np.ndarray,
+                 share_done: np.ndarray, cursor: np.ndarray, events: np.ndarray, nev: int) -> int:
+    """Module m sent frame f: close its shares of frames <= f - REORDER_FRAMES (their packets will not come),
+    and start the timeout of frame f - 1 even if no packet of it ever arrived.
 
     cursor[m] is the lowest frame whose share may still be open, so each frame is looked at once; frames are
     opened in order, so the walk stops at the first frame not opened yet."""
     window = frame.shape[0]
+    previous = (f - 1) % window
+    if frame[previous] == f - 1 and last_ns[previous] == 0:
+        last_ns[previous] = now
     fr = max(cursor[m], base, f - window)
     while fr <= f - REORDER_FRAMES:
         e = fr % window
@@ -161,7 +165,7 @@ def receive(fd: int, m: int, module_id: int, msgs: np.ndarray, lengths: np.ndarr
             counters[m, C_LATE] += 1
             continue
         if f >= base + window:  # this module is a window ahead of the slowest one: wait for it
-            nev = _newer_frame(m, f, base, frame, state, share_done, cursor, events, nev)
+            nev = _newer_frame(m, f, base, batch[3], frame, state, last_ns, share_done, cursor, events, nev)
             now = monotonic_ns(scratch)
             if now - batch[2] > SCAN_NS:
                 batch[2] = now
@@ -197,7 +201,7 @@ def receive(fd: int, m: int, module_id: int, msgs: np.ndarray, lengths: np.ndarr
             count[e, m] += 1
             if count[e, m] == nsub * npackets:
                 nev = _close_share(m, e, share_done, events, nev)
-        nev = _newer_frame(m, f, base, frame, state, share_done, cursor, events, nev)
+        nev = _newer_frame(m, f, base, batch[3], frame, state, last_ns, share_done, cursor, events, nev)
         if nev >= events.shape[0] - 2 * window - 2:  # keep room for a scan and a newer frame
             return RET_EVENTS, nev, 0
 
