@@ -7,6 +7,8 @@ import socket
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from opendcu.geometry import MODELS
 from opendcu.hardware.config_packet import Kind
@@ -208,3 +210,46 @@ def test_garbage_between_series_does_not_disturb_the_next_series(detector):
     series, counters = det.run(2, frame_time=0.01)
     assert_frames_exact(det, series, 2)
     assert counters.malformed == 0 and counters.foreign == 0  # counted before this series started
+
+
+# -- fuzzing ---------------------------------------------------------------------------------------------------------
+def _header_like(data: bytes, frame: int, packet: int, module_id: int, det_type: int, subframe: int, version: int,
+                 length: int) -> bytes:
+    """A datagram shaped like a data packet but of another series (its payload can never be mistaken for data)."""
+    return raw_packet(10_000 + frame % 7, frame, packet, (data * (length // max(1, len(data)) + 1))[:length],
+                      module_id=module_id, det_type=det_type, subframe=subframe, version=version)
+
+
+garbage = st.one_of(
+    st.binary(max_size=200),
+    st.binary(min_size=8000, max_size=9200),
+    st.builds(
+        _header_like, st.binary(min_size=1, max_size=64), st.integers(0, 2**63 - 1), st.integers(0, 2**32 - 1),
+        st.integers(0, 65535), st.integers(0, 255), st.integers(0, 65535), st.integers(0, 255), st.integers(0, 9000),
+    ),
+)
+
+
+def test_fuzzed_datagrams_never_stop_the_receiver(detector):
+    det = detector("eiger2-500k")
+    series = det.arm(4, frame_time=0.01)
+    port = det.daq.data_addresses()[0][1]
+    sent = 0
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(garbage, min_size=1, max_size=20))
+    def throw(datagrams):
+        nonlocal sent
+        for d in datagrams:
+            sock.sendto(d, ("127.0.0.1", port))
+        sent += len(datagrams)
+        assert det.wait(lambda: sum(getattr(det.assembler.counters, n) for n in ("malformed", "foreign")) == sent)
+
+    throw()
+    sock.close()
+    det.trigger()  # the receiver still assembles every frame exactly
+    counters = det.finish(4)
+    assert_frames_exact(det, series, 4)
+    assert counters.malformed + counters.foreign == sent
+    assert counters.packets_lost == 0 and counters.late == counters.duplicate == 0
