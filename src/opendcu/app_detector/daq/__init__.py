@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from opendcu.app_detector.daq.assembler import AssembledFrame, DaqCounters, FrameAssembler
-from opendcu.app_detector.daq.receiver import ModuleReceiver
+from opendcu.app_detector.daq.receiver import SOCKET_BUFFER, ModuleReceiver
 
 __all__ = ["AssembledFrame", "Daq", "DaqCounters", "FrameAssembler", "ModuleReceiver"]
 
@@ -11,9 +11,10 @@ __all__ = ["AssembledFrame", "Daq", "DaqCounters", "FrameAssembler", "ModuleRece
 class Daq:
     """All module receivers of one detector plus the assembler they feed."""
 
-    def __init__(self, assembler: FrameAssembler, host: str = "127.0.0.1"):
+    def __init__(self, assembler: FrameAssembler, host: str = "127.0.0.1", socket_buffer: int = SOCKET_BUFFER):
         self.assembler = assembler
-        self.receivers = [ModuleReceiver(assembler, m, host) for m in range(assembler.model.n_modules)]
+        self.receivers = [ModuleReceiver(assembler, m, host, socket_buffer=socket_buffer)
+                          for m in range(assembler.model.n_modules)]
 
     def data_addresses(self) -> dict[int, tuple[str, int]]:
         """Where each module must send its data packets, by the module id its packets carry."""

@@ -134,13 +134,16 @@ class FrameAssembler:
         self.nsubframes = 1
         self.table = FrameTable(0, self.window, model.n_modules, 1, PacketLayout.for_module(model.module, 8192))
         self._py = DaqCounters()
-        self._base = 1  # lowest frame number not yet handed on (or disposed of)
+        self._base = 1  # lowest frame number not yet settled (handed on or released)
         self._next_open = 1
-        self._finished: set[int] = set()  # frames >= _base already handed on
+        self._per_frame = 0
         self._emitted = 0
         self._flush_expected: int | None = None
-        # compile (or load from numba's cache) now rather than under the lock at the first lost packet
-        k.flag_missing(np.zeros((1, 1, 1), dtype=RAW_DTYPE), np.zeros((1, 1), dtype=np.uint8), 1, 1, 1)
+        # compile (or load from numba's cache) the bookkeeping now, not under the lock at the first frame
+        t = self.table
+        self._settle(t, np.zeros(0, dtype=np.int64))
+        k.install(1, np.zeros(0, dtype=np.int64), t.frame, t.slot, t.state, t.last_ns, t.bitmap, t.count,
+                  t.share_done, t.closed)
 
     # -- series lifecycle --------------------------------------------------------------------------------------
     def start_series(self, series_id: int, nframes: int, payload_size: int, frame_time: float,
@@ -161,9 +164,9 @@ class FrameAssembler:
             p[k.P_DET_TYPE], p[k.P_COUNTER] = self.model.module.udp_detector_type, COUNTER_IDS[layout.counter]
             p[k.P_NMODULES], p[k.P_ACTIVE] = self.model.n_modules, 1
             self.series_id, self.nframes, self.nsubframes = series_id, nframes, nsubframes
+            self._per_frame = nsubframes * self.model.n_modules * layout.npackets
             self._py = DaqCounters()
             self._base = self._next_open = 1
-            self._finished = set()
             self._emitted = 0
             self._flush_expected = None
             self.table = table
@@ -190,14 +193,17 @@ class FrameAssembler:
             if (table.flush_done < request).any():
                 log.error("DAQ: receivers did not flush; closing their frames for them")
             table.params[k.P_ACTIVE] = 0
-            for e in np.flatnonzero((table.state == k.OPEN) | (table.state == k.DROPPED)):
-                self._complete(table, int(e))
-            missing = [f for f in range(self._base, expected + 1) if f not in self._finished]
+            pending = np.flatnonzero((table.state == k.OPEN) | (table.state == k.DROPPED))
+            if pending.size:  # receivers that did not flush: close their shares for them
+                self._settle(table, np.repeat(pending, self.model.n_modules - table.closed[pending]))
+            settled = {int(f) for f, st in zip(table.frame, table.state) if st == k.DONE}
+            missing = [f for f in range(self._base, expected + 1) if f not in settled]
+            self._changed.notify_all()
         for f in missing:  # images the modules took of which not one packet arrived
-            self._emit_lost_frame(table, f)
+            self._emit_lost_frame(f)
         return self.counters
 
-    def _emit_lost_frame(self, table: FrameTable, frame_number: int) -> None:
+    def _emit_lost_frame(self, frame_number: int) -> None:
         try:
             slot = self.free_slots.get(timeout=0.5)
         except queue.Empty:
@@ -207,7 +213,8 @@ class FrameAssembler:
             return
         self.ring.bytes(slot, self.nsubframes * self.frame_bytes)[:] = 0xFF
         with self._lock:
-            self._hand_on(table, frame_number, slot, 0)
+            self._hand_on(frame_number, slot, 0)
+            self._changed.notify_all()
 
     @property
     def frames_emitted(self) -> int:
@@ -237,7 +244,7 @@ class FrameAssembler:
 
     @property
     def packets_per_frame(self) -> int:
-        return self.nsubframes * self.model.n_modules * int(self.table.params[k.P_NPACKETS])
+        return self._per_frame
 
     # -- called by receivers ----------------------------------------------------------------------------------
     def open_frames_upto(self, table: FrameTable, frame_number: int) -> None:
@@ -260,7 +267,7 @@ class FrameAssembler:
                         if slot >= 0:
                             self.free_slots.put(slot)
                         return
-                    self._install(table, nxt, slot)
+                    self._install(table, np.array([slot], dtype=np.int64))
 
     def wait_window(self, table: FrameTable, frame_number: int, timeout: float = 0.02) -> None:
         """Block a receiver that is a window ahead until `frame_number` fits the window (or `timeout`)."""
@@ -273,35 +280,45 @@ class FrameAssembler:
         with self._lock:
             if table is not self.table:  # a share of an earlier series: that series was flushed already
                 return
-            for e in entries:
-                table.closed[e] += 1
-                if table.closed[e] == self.model.n_modules and table.state[e] in (k.OPEN, k.DROPPED):
-                    self._complete(table, int(e))
+            self._settle(table, entries)
             self._changed.notify_all()
 
     # -- internals (lock held) ----------------------------------------------------------------------------------
-    def _install(self, table: FrameTable, frame_number: int, slot: int) -> None:
-        e = frame_number % self.window
-        table.bitmap[e] = 0
-        table.count[e] = 0
-        table.share_done[e] = 0
-        table.closed[e] = 0
-        table.last_ns[e] = 0
-        table.slot[e] = slot
-        table.frame[e] = frame_number
-        table.state[e] = k.OPEN if slot >= 0 else k.DROPPED  # last: receivers accept packets from now on
-        self._next_open = frame_number + 1
+    def _settle(self, table: FrameTable, entries: np.ndarray) -> None:
+        out = np.empty((entries.size, 4), dtype=np.int64)
+        flush = -1 if self._flush_expected is None else self._flush_expected
+        n = k.settle(entries, table.closed, table.frame, table.slot, table.state, table.count, table.bitmap,
+                     table.params, self.ring.buffer, flush, out)
+        for frame_number, slot, received, decision in out[:n].tolist():
+            if decision == k.HAND_ON:
+                self._hand_on(frame_number, slot, received)
+            elif decision == k.RELEASE:  # opened ahead, never taken: not an image
+                if slot >= 0:
+                    self.free_slots.put(slot)
+            else:
+                self._hand_on_without_slot(frame_number)
+        self._base = k.advance_base(table.frame, table.state, table.params)
+        self._restock()
+
+    def _install(self, table: FrameTable, slots: np.ndarray) -> None:
+        k.install(self._next_open, slots, table.frame, table.slot, table.state, table.last_ns, table.bitmap,
+                  table.count, table.share_done, table.closed)
+        self._next_open += slots.size
 
     def _restock(self) -> None:
         """Open upcoming frames ahead of their packets while slots are free (no waiting)."""
         table = self.table
-        while self._next_open <= self.nframes and self._next_open < self._base + self.window \
-                and table.params[k.P_ACTIVE]:
+        room = min(self.nframes + 1, self._base + self.window) - self._next_open
+        if room <= 0 or not table.params[k.P_ACTIVE]:
+            return
+        slots = []
+        for _ in range(room):
             try:
-                slot = self.free_slots.get_nowait()
+                slots.append(self.free_slots.get_nowait())
             except (queue.Empty, OSError, ValueError):
-                return
-            self._install(table, self._next_open, slot)
+                break
+        if slots:
+            self._install(table, np.array(slots, dtype=np.int64))
 
     def _release_stocked(self, table: FrameTable) -> None:
         """Give back slots of frames opened ahead that never were handed on."""
@@ -309,48 +326,25 @@ class FrameAssembler:
             self.free_slots.put(int(table.slot[e]))
             table.state[e] = k.DONE
 
-    def _complete(self, table: FrameTable, e: int) -> None:
-        """Every module closed its share of entry e: hand the frame on (flagging lost packets)."""
-        frame_number, slot, dropped = int(table.frame[e]), int(table.slot[e]), table.state[e] == k.DROPPED
-        table.state[e] = k.DONE
-        received = 0 if dropped else int(table.count[e].sum())
-        if received == 0 and self._flush_expected is not None and frame_number > self._flush_expected:
-            if slot >= 0:  # opened ahead, never taken: not an image
-                self.free_slots.put(slot)
-            self._mark_done(frame_number)
+    def _hand_on_without_slot(self, frame_number: int) -> None:
+        """A frame that got no slot when it was opened: hand it on fully flagged if a slot is free now."""
+        try:
+            slot = self.free_slots.get_nowait()
+        except (queue.Empty, OSError, ValueError):
+            self._py.frames_lost += 1
+            log.error("DAQ: frame %d lost: no raw slot", frame_number)
             return
-        if dropped:
-            try:
-                slot = self.free_slots.get_nowait()
-            except (queue.Empty, OSError, ValueError):
-                self._py.frames_lost += 1
-                self._mark_done(frame_number)
-                log.error("DAQ: frame %d lost: no raw slot", frame_number)
-                return
-            self.ring.bytes(slot, self.nsubframes * self.frame_bytes)[:] = 0xFF
-        elif received < self.packets_per_frame:
-            raw = self.ring.array(slot, RAW_DTYPE, (self.nsubframes, self.model.n_modules, self.model.module.raw_pixels))
-            p = table.params
-            k.flag_missing(raw, table.bitmap[e], int(p[k.P_NPACKETS]), int(p[k.P_PPP]), int(p[k.P_NPIX]))
-        self._hand_on(table, frame_number, slot, received)
+        self.ring.bytes(slot, self.nsubframes * self.frame_bytes)[:] = 0xFF
+        self._hand_on(frame_number, slot, 0)
 
-    def _hand_on(self, table: FrameTable, frame_number: int, slot: int, received: int) -> None:
-        expected = self.packets_per_frame
-        self._py.packets_expected += expected
-        self._py.packets_received += received
+    def _hand_on(self, frame_number: int, slot: int, received: int) -> None:
+        expected = self._per_frame
+        py = self._py
+        py.packets_expected += expected
+        py.packets_received += received
         if received == expected:
-            self._py.frames_complete += 1
+            py.frames_complete += 1
         else:
-            self._py.frames_incomplete += 1
+            py.frames_incomplete += 1
         self._emitted += 1
-        self._mark_done(frame_number)
         self.emit(AssembledFrame(self.series_id, frame_number, slot, expected, received, self.nsubframes))
-        self._changed.notify_all()
-
-    def _mark_done(self, frame_number: int) -> None:
-        self._finished.add(frame_number)
-        while self._base in self._finished:
-            self._finished.discard(self._base)
-            self._base += 1
-        self.table.params[k.P_WINDOW_BASE] = self._base
-        self._restock()

@@ -69,7 +69,7 @@ def _newer_frame(m: int, f: int, base: int, now: int, frame: np.ndarray, state: 
     previous = (f - 1) % window
     if frame[previous] == f - 1 and last_ns[previous] == 0:
         last_ns[previous] = now
-    fr = max(cursor[m], base, f - window)
+    fr = max(cursor[m], base)  # frames below the base are settled; the walk ends at the last frame opened
     while fr <= f - REORDER_FRAMES:
         e = fr % window
         if frame[e] != fr:
@@ -222,3 +222,77 @@ def flag_missing(raw: np.ndarray, received: np.ndarray, npackets: int, ppp: int,
                         raw[s, m, px] = SATURATED
                     flagged += stop - p * ppp
     return flagged
+
+
+# -- the assembler's bookkeeping, compiled so that a frame costs no per-frame numpy calls ---------------------------
+# what `settle` decided for a frame whose shares are all closed (column 3 of its output)
+HAND_ON, RELEASE, NO_SLOT = 0, 1, 2
+
+
+@numba.njit(nogil=True, cache=True)
+def settle(entries: np.ndarray, closed: np.ndarray, frame: np.ndarray, slot: np.ndarray, state: np.ndarray,
+           count: np.ndarray, bitmap: np.ndarray, params: np.ndarray, slots: np.ndarray, flush_expected: int,
+           out: np.ndarray) -> int:
+    """Count closed shares of `entries`; settle every frame whose modules all closed their share.
+
+    A frame is handed on (its lost packets' pixels flagged), or released (nothing arrived and, during a flush,
+    it is beyond the images taken), or reported as without slot (DROPPED). out: int64 [n, 4] rows (frame, slot,
+    packets received, decision); returns the number of rows."""
+    nmod = params[P_NMODULES]
+    nsub = params[P_NSUB]
+    npackets = params[P_NPACKETS]
+    npix = params[P_NPIX]
+    n = 0
+    for e in entries:
+        closed[e] += 1
+        if closed[e] != nmod or (state[e] != OPEN and state[e] != DROPPED):
+            continue
+        dropped = state[e] == DROPPED
+        state[e] = DONE
+        received = 0
+        if not dropped:
+            for m in range(nmod):
+                received += count[e, m]
+        decision = HAND_ON
+        if received == 0 and 0 <= flush_expected < frame[e]:
+            decision = RELEASE
+        elif dropped:
+            decision = NO_SLOT
+        elif received < nsub * nmod * npackets:
+            raw = slots[slot[e]].view(np.uint16)[: nsub * nmod * npix].reshape(nsub, nmod, npix)
+            flag_missing(raw, bitmap[e], npackets, params[P_PPP], npix)
+        out[n, 0] = frame[e]
+        out[n, 1] = slot[e]
+        out[n, 2] = received
+        out[n, 3] = decision
+        n += 1
+    return n
+
+
+@numba.njit(nogil=True, cache=True)
+def advance_base(frame: np.ndarray, state: np.ndarray, params: np.ndarray) -> int:
+    """Move the window base past every settled frame; returns the new base."""
+    window = frame.shape[0]
+    base = params[P_WINDOW_BASE]
+    while frame[base % window] == base and state[base % window] == DONE:
+        base += 1
+    params[P_WINDOW_BASE] = base
+    return base
+
+
+@numba.njit(nogil=True, cache=True)
+def install(first_frame: int, new_slots: np.ndarray, frame: np.ndarray, slot: np.ndarray, state: np.ndarray,
+            last_ns: np.ndarray, bitmap: np.ndarray, count: np.ndarray, share_done: np.ndarray,
+            closed: np.ndarray) -> None:
+    """Open frames first_frame, first_frame + 1, ... with `new_slots` (-1: no slot, frame DROPPED)."""
+    window = frame.shape[0]
+    for i in range(new_slots.shape[0]):
+        e = (first_frame + i) % window
+        bitmap[e] = 0
+        count[e] = 0
+        share_done[e] = 0
+        closed[e] = 0
+        last_ns[e] = 0
+        slot[e] = new_slots[i]
+        frame[e] = first_frame + i
+        state[e] = OPEN if new_slots[i] >= 0 else DROPPED  # last: receivers accept its packets from now on

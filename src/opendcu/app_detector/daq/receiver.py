@@ -27,11 +27,12 @@ CALL_BUDGET = 4096
 class ModuleReceiver:
     """Receives the data packets of module `index` of the assembler's detector on its own UDP port."""
 
-    def __init__(self, assembler: FrameAssembler, index: int, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, assembler: FrameAssembler, index: int, host: str = "127.0.0.1", port: int = 0,
+                 socket_buffer: int = SOCKET_BUFFER):
         self.assembler = assembler
         self.index = index
         self.module_id = assembler.model.physical_module(index)
-        self.sock = data_socket(host, port, rcvbuf=SOCKET_BUFFER)
+        self.sock = data_socket(host, port, rcvbuf=socket_buffer)
         self.buffer = np.zeros((BATCH, DATAGRAM_STRIDE), dtype=np.uint8)
         self._msgs = MessageVector(BATCH, 1)
         self._msgs.point_at(self.buffer)
