@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from opendcu import __version__
 from opendcu.base.apps import AppDirectory, ControlClient
-from opendcu.base.rest import data_files, simplon
+from opendcu.base.rest import data_files, filewriter_files, monitor_images, simplon, webdav
 
 
 def create_app(detector_address: str, data_dir: Path) -> FastAPI:
@@ -25,5 +25,8 @@ def create_app(detector_address: str, data_dir: Path) -> FastAPI:
     app = FastAPI(title="opendcu SIMPLON API", version=__version__, lifespan=lifespan, redirect_slashes=False)
     app.state.data_dir = Path(data_dir).resolve()
     app.include_router(data_files.router)
+    app.include_router(filewriter_files.router)  # before simplon: its routes would take /files/ and /images/
+    app.include_router(monitor_images.router)
+    app.mount(webdav.MOUNT, webdav.create_webdav_app(app.state.data_dir))
     app.include_router(simplon.router)
     return app
