@@ -124,8 +124,17 @@ class ImageMux:
         image.release()  # the mux's own reference
 
     def end_series(self, series: Series, aborted: bool = False) -> None:
+        """Every interface ends the series; then those with an `after_series` hook run it (the FileWriter
+        completes its master there, with what other interfaces, e.g. analysis, produced for the series)."""
         for i in self._active:
             i.end_series(series, aborted)
+        for i in self._active:
+            after = getattr(i, "after_series", None)
+            if after is not None:
+                try:
+                    after(series, aborted)
+                except Exception:
+                    log.exception("interface %s failed after series %d", i.name, series.series_id)
 
 
 class BufferedInterface:
