@@ -52,6 +52,7 @@ def create_image_dataset(
         dcpl.set_filter(hdf5_filter.filter_id, hdf5_filter.flags, hdf5_filter.cd_values)
     dcpl.set_fill_value(np.array(np.iinfo(dtype).max, dtype=dtype))
     dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_INCR)
+    dcpl.set_obj_track_times(False)  # no timestamps: the same images give the same file bytes
     dsid = h5py.h5d.create(group.id, name.encode(), h5py.h5t.py_create(np.dtype(dtype)), space, dcpl=dcpl)
     return h5py.Dataset(dsid)
 

@@ -124,7 +124,7 @@ class FileWriter(BufferedInterface):
         else:
             vds = [(link, min(per_file, total - i * per_file)) for i, link in enumerate(links)] if mode == "vds" else None
             tmp = part_path(master)
-            with h5py.File(tmp, "w", libver=LIBVER) as f:
+            with h5py.File(tmp, "w", libver=LIBVER if vds is None else ("v110", "v110")) as f:  # VDS needs 1.10
                 write_master(f, series, links, vds)
             os.replace(tmp, master)
         if mode != "serial":
