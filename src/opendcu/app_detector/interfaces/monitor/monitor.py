@@ -4,6 +4,7 @@ The Monitor keeps its own copy of each accepted image's *compressed* chunk (a fe
 holds a pipeline slot while nobody fetches; pixels are decoded and turned into a TIFF only when fetched.
 `buffer_size` bounds the buffer; when it is full, `discard_new` drops the new image (true, the 1.8 default) or
 evicts the oldest (false). Either way the image is counted in `dropped` and the state becomes `overflow`.
+`images/monitor` always shows the newest image, whether the buffer kept it or not.
 
 Image ids are the series' 0-based image ids, as in the streams.
 """
@@ -100,16 +101,16 @@ class Monitor:
             with self._cond:
                 if self._series is None or self._series.series_id != image.series_id:
                     return
+                kept = MonitorImage(self._series, image.image_id, bytes(image.data), np.dtype(image.dtype),
+                                    tuple(image.shape), image.compression, time.time_ns())
+                self._latest = kept  # images/monitor shows the newest image, buffered or not
                 if len(self._images) >= self.subsystem["buffer_size"]:
                     self.dropped += 1
                     self.overflow = True
                     if self.subsystem["discard_new"]:
                         return
                     self._images.popleft()
-                kept = MonitorImage(self._series, image.image_id, bytes(image.data), np.dtype(image.dtype),
-                                    tuple(image.shape), image.compression, time.time_ns())
                 self._images.append(kept)
-                self._latest = kept
                 self._cond.notify_all()
         finally:
             image.release()

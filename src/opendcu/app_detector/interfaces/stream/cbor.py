@@ -120,6 +120,8 @@ def compressed_array(shape: tuple[int, int], dtype: np.dtype, algorithm: str | N
     elem_size is the bitshuffle element size for "bslz4" and 0 (a placeholder) for "lz4" (spec §3.1).
     """
     dtype = np.dtype(dtype)
+    if isinstance(payload, np.ndarray):  # a chunk in shared memory: its bytes, not an array of uint8
+        payload = memoryview(np.ascontiguousarray(payload)).cast("B")
     if algorithm is None:
         inner: Any = payload
     else:

@@ -39,8 +39,10 @@ class Stream(BufferedInterface):
         context: zmq.Context | None = None,
         buffer_images: int = 16,
         sndhwm: int = 1000,
+        control_timeout_ms: int = CONTROL_SEND_TIMEOUT_MS,
     ):
         self.subsystem = build_stream_subsystem(self)
+        self.control_timeout_ms = control_timeout_ms
         self.errors: list[str] = []
         self._context = context or zmq.Context.instance()
         self._sockets = {"legacy": self._bind(v1_endpoint, sndhwm), "cbor": self._bind(v2_endpoint, sndhwm)}
@@ -124,12 +126,12 @@ class Stream(BufferedInterface):
 
     def _send_control(self, parts: list[Any], what: str) -> None:
         sock = self._sockets[self._format]
-        sock.setsockopt(zmq.SNDTIMEO, CONTROL_SEND_TIMEOUT_MS)
+        sock.setsockopt(zmq.SNDTIMEO, self.control_timeout_ms)
         try:
             sock.send_multipart(parts)
         except zmq.Again:
             log.warning("stream: no consumer took the %s message of the series within %d ms", what,
-                        CONTROL_SEND_TIMEOUT_MS)
+                        self.control_timeout_ms)
         finally:
             sock.setsockopt(zmq.SNDTIMEO, -1)
 
