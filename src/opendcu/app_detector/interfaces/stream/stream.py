@@ -38,7 +38,7 @@ class Stream(BufferedInterface):
         v2_endpoint: str,
         context: zmq.Context | None = None,
         buffer_images: int = 16,
-        sndhwm: int = 1000,
+        sndhwm: int = 64,
         control_timeout_ms: int = CONTROL_SEND_TIMEOUT_MS,
     ):
         self.subsystem = build_stream_subsystem(self)
