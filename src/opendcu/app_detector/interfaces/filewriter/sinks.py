@@ -140,6 +140,7 @@ class ParallelSink:
             self.pool.call(w, "unmap", self.file_id)
 
     def close(self) -> Path:
+        self.pool.flush()
         self.pending.wait()
         self._unmap_all()
         try:
@@ -148,6 +149,7 @@ class ParallelSink:
             self.fileobj.close()
 
     def discard(self) -> None:
+        self.pool.flush()
         try:
             self.pending.wait()
         except OSError:
@@ -182,6 +184,7 @@ class WorkerFileSink:
         self.pool.submit(self.worker, "write_h5", self.file_id, _source(image, chunk), on_done=written)
 
     def close(self) -> Path:
+        self.pool.flush()
         try:
             self.pending.wait()
         except OSError:
@@ -191,6 +194,7 @@ class WorkerFileSink:
         return self.path
 
     def discard(self) -> None:
+        self.pool.flush()
         try:
             self.pending.wait()
         except OSError:

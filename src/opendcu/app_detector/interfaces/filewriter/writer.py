@@ -206,6 +206,8 @@ class FileWriter(BufferedInterface):
                 self._close_current(s)
         except Exception as exc:  # disk full, permissions: keep what is written, report, stop writing this series
             self._fail(s, f"writing image {image.image_number} of series {s.series.series_id} failed: {exc}")
+        if self._pool is not None and len(self.buffer) == 0:
+            self._pool.flush()  # nothing else queued: hand the batch of copies to the writer processes now
 
     def _open_data_file(self, s: _SeriesFiles, image: CompressedImage) -> Sink:
         number = s.written // s.nimages_per_file + 1
