@@ -97,3 +97,23 @@ def test_decoder_rejects_what_the_dectris_parser_rejects():
         decode_v2(b"\xd9\xd9\xf7" + cbor2.dumps({"series_id": 3, "type": "end"}))
     with pytest.raises(StreamDecodeError):
         decode_v2(b"\xd9\xd9\xf7\xa3\x64type")
+
+
+@pytest.mark.parametrize("appendix", ["", [1, "💙"], {"k": 1.5}])
+def test_fast_series_encoder_equals_the_generic_one(appendix):
+    """The per-series encoder the Stream uses gives exactly the bytes of the generic image_message."""
+    from opendcu.app_detector.interfaces.stream.timing import image_times
+    from series_factory import make_pixels, make_series
+
+    series = make_series(series_id=12, nimages=3)
+    codec = get_codec("bslz4")
+    encoder = v2.ImageMessageEncoder(series, (512, 1028), np.dtype(np.uint16), "bslz4", appendix)
+    for image_id, extra in ((0, {}), (2, {"spots": {"n": 3}, "roi_sums": [1, 2]})):
+        chunk = codec.encode(make_pixels(series, image_id))
+        real, start, stop = image_times(series, image_id)
+        generic = v2.image_message(series.series_id, series.unique_id, image_id, real, v2.series_date(series), start,
+                                   stop, {"threshold_1": v2.Channel((512, 1028), np.dtype(np.uint16), "bslz4", chunk)},
+                                   v2._UNSET if appendix == "" else appendix, extra)
+        assert encoder.encode(image_id, chunk, extra) == generic
+    with pytest.raises(ValueError, match="standard image key"):
+        encoder.encode(0, chunk, {"data": 1})

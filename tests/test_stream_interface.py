@@ -26,10 +26,11 @@ def stream():
     s.close()
 
 
-def pull(endpoint: str, rcvhwm: int = 1000) -> zmq.Socket:
+def pull(endpoint: str, rcvhwm: int = 1000, rcvbuf: int = -1) -> zmq.Socket:
     sock = zmq.Context.instance().socket(zmq.PULL)
     sock.setsockopt(zmq.RCVTIMEO, 5000)
     sock.setsockopt(zmq.RCVHWM, rcvhwm)
+    sock.setsockopt(zmq.RCVBUF, rcvbuf)  # a small kernel buffer makes a stalled consumer stall at once
     sock.setsockopt(zmq.LINGER, 0)
     sock.connect(endpoint)
     return sock
@@ -144,10 +145,10 @@ def test_images_nobody_pulls_are_dropped_and_counted(stream: Stream):
     # a stalled consumer: what it does not take is dropped; what it took plus what was dropped is everything
     stalled = Stream("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", sndhwm=2, control_timeout_ms=300)
     stalled.subsystem.values.update(mode="enabled", format="cbor")
-    sock = pull(stalled.endpoints["cbor"], rcvhwm=2)
+    sock = pull(stalled.endpoints["cbor"], rcvhwm=2, rcvbuf=4096)
     try:
-        series = make_series(series_id=2, nimages=40)
-        run_series(stalled, series, 40)
+        series = make_series(series_id=2, nimages=60)
+        run_series(stalled, series, 60)
         sock.setsockopt(zmq.RCVTIMEO, 1000)
         received = []
         try:
@@ -157,7 +158,7 @@ def test_images_nobody_pulls_are_dropped_and_counted(stream: Stream):
             pass
         images = [m["image_id"] for m in received if m["type"] == "image"]
         assert images == sorted(images)
-        assert stalled.dropped > 0 and len(images) + stalled.dropped == 40
+        assert stalled.dropped > 0 and len(images) + stalled.dropped == 60
         # dropped counts per series: reset at the next arm
         run_series(stalled, make_series(series_id=3, nimages=1), 0)
         assert stalled.dropped == 0

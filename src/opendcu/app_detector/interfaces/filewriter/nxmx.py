@@ -103,7 +103,7 @@ def _write_detector(det: h5py.Group, series: Series, h: int, w: int) -> None:
     _field(det, "detector_distance", cfg["detector_distance"], "f4", "m")
     _field(det, "distance", cfg["detector_distance"], "f4", "m")
     _field(det, "threshold_energy", cfg["threshold_energy"], "f4", "eV")
-    _field(det, "saturation_value", int(cfg.get("countrate_correction_count_cutoff", series.settings.error_value - 1)), "i4")
+    _field(det, "saturation_value", int(cfg.get("countrate_correction_count_cutoff", series.settings.error_value - 1)), "u4")
     _field(det, "type", "HPC")
     _field(det, "depends_on", "/entry/instrument/detector/transformations/translation")
     table = _countrate_table(series)

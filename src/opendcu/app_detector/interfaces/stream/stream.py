@@ -13,6 +13,7 @@ import logging
 import threading
 from typing import Any
 
+import numpy as np
 import zmq
 
 from opendcu.app_detector.imagemux.buffer import Policy
@@ -49,7 +50,9 @@ class Stream(BufferedInterface):
         self.endpoints = {name: s.getsockopt_string(zmq.LAST_ENDPOINT) for name, s in self._sockets.items()}
         self._unpulled = 0  # images the sockets refused (no consumer / consumer's queue full)
         self._series: Series | None = None
+        self._image_appendix: Any = ""
         self._format = "legacy"
+        self._encoders: dict[tuple, v2.ImageMessageEncoder] = {}
         self._send_lock = threading.Lock()
         super().__init__(buffer_images, Policy.DROP_NEW)
 
@@ -95,6 +98,8 @@ class Stream(BufferedInterface):
     def handle_start(self, series: Series) -> None:
         cfg = self.subsystem
         self._format = cfg["format"]
+        self._encoders.clear()
+        self._image_appendix = cfg["image_appendix"]  # fixed at arm, like the rest of the series' config
         if self._format == "cbor":
             parts = [v2.start_message(series, cfg["header_detail"], cfg["header_appendix"])]
         else:
@@ -105,16 +110,23 @@ class Stream(BufferedInterface):
         series = self._series
         if series is None:
             return
-        appendix = self.subsystem["image_appendix"]
         if self._format == "cbor":
-            parts = [v2.image_message_for(series, image, appendix)]
+            parts = [self._encoder(series, image).encode(image.image_id, image.data, image.annotations)]
         else:
-            parts = v1.image_parts(series, image, appendix)
+            parts = v1.image_parts(series, image, self._image_appendix)
         try:
             # copy=True: ZeroMQ keeps its own copy, so the shared slot can go back to the pipeline now
             self._sockets[self._format].send_multipart(parts, flags=zmq.NOBLOCK, copy=len(parts) > 1)
         except zmq.Again:
             self._unpulled += 1
+
+    def _encoder(self, series: Series, image: CompressedImage) -> v2.ImageMessageEncoder:
+        key = (tuple(image.shape), np.dtype(image.dtype).str, image.compression)
+        encoder = self._encoders.get(key)
+        if encoder is None:
+            encoder = self._encoders[key] = v2.ImageMessageEncoder(series, image.shape, image.dtype, image.compression,
+                                                                   self._image_appendix)
+        return encoder
 
     def handle_end(self, series: Series, aborted: bool) -> None:
         if self._format == "cbor":

@@ -63,7 +63,7 @@ def image_message(
         name: cbor.compressed_array(c.shape, c.dtype, c.algorithm, c.payload) for name, c in data.items()
     }
     for key, value in (extra or {}).items():
-        if key in message:
+        if key in _STANDARD_IMAGE_KEYS:
             raise ValueError(f"annotation {key!r} would replace a standard image key")
         message[key] = value
     return cbor.dumps(message)
@@ -73,14 +73,55 @@ def end_message(series_id: int, series_unique_id: str) -> bytes:
     return cbor.dumps({"type": "end", "series_id": series_id, "series_unique_id": series_unique_id})
 
 
-def image_message_for(series: Series, image: Any, image_appendix: Any) -> bytes:
-    """The image message of one CompressedImage of `series`."""
-    real, start, stop = image_times(series, image.image_id)
-    channel = Channel(image.shape, image.dtype, WIRE_ALGORITHM[image.compression], image.data)
-    return image_message(
-        series.series_id, series.unique_id, image.image_id, real, series_date(series), start, stop,
-        {CHANNEL: channel}, _UNSET if appendix_empty(image_appendix) else image_appendix, image.annotations,
-    )
+class ImageMessageEncoder:
+    """The image messages of one series, fast: everything that is the same for every image of the series is
+    encoded once at arm; per image only the id, the times, the chunk's length head and the annotations are.
+    Produces exactly the bytes of `image_message` (tested), with one copy of the chunk (into the message)."""
+
+    def __init__(self, series: Series, shape: tuple[int, int], dtype: np.dtype, compression: str, image_appendix: Any):
+        def enc(*items: Any) -> bytes:
+            out: list[Any] = []
+            for item in items:
+                cbor.encode_into(out, item)
+            return b"".join(out)
+
+        self.series = series
+        self.compression = compression
+        self._ids = enc("type", "image", "series_id", series.series_id, "series_unique_id", series.unique_id)
+        self._date = enc("series_date", cbor.Tagged(cbor.TAG_DATETIME, series_date(series)))
+        has_user_data = not appendix_empty(image_appendix)
+        self._user_data = enc("user_data", image_appendix) if has_user_data else b""
+        self._nkeys = 10 if has_user_data else 9
+        self._keys = {k: enc(k) for k in ("image_id", "real_time", "start_time", "stop_time")}
+        # "data": {"threshold_1": tag40([[h, w], tagNN(tag56500([alg, elem_size, <bytes>]))])} up to the bytes
+        marker = b"\x00opendcu-payload\x00"
+        template = enc("data", {CHANNEL: cbor.compressed_array(shape, dtype, WIRE_ALGORITHM[compression], marker)})
+        self._data_prefix = template[: template.index(cbor.head(2, len(marker)) + marker)]
+
+    def encode(self, image_id: int, payload: Any, annotations: Mapping[str, Any] | None = None) -> bytes:
+        real, start, stop = image_times(self.series, image_id)
+        out: list[Any] = [cbor.SELF_DESCRIBED, cbor.head(5, self._nkeys + len(annotations or ())), self._ids,
+                          self._keys["image_id"], cbor.head(0, image_id), self._keys["real_time"]]
+        cbor.encode_into(out, list(real))
+        out.append(self._date)
+        out.append(self._keys["start_time"])
+        cbor.encode_into(out, list(start))
+        out.append(self._keys["stop_time"])
+        cbor.encode_into(out, list(stop))
+        out += [self._user_data, self._data_prefix]
+        if isinstance(payload, np.ndarray):
+            payload = memoryview(np.ascontiguousarray(payload)).cast("B")
+        out += [cbor.head(2, payload.nbytes), payload]
+        for key, value in (annotations or {}).items():
+            if key in _STANDARD_IMAGE_KEYS:
+                raise ValueError(f"annotation {key!r} would replace a standard image key")
+            cbor.encode_into(out, key)
+            cbor.encode_into(out, value)
+        return b"".join(out)
+
+
+_STANDARD_IMAGE_KEYS = frozenset(("type", "series_id", "series_unique_id", "image_id", "real_time", "series_date",
+                                  "start_time", "stop_time", "user_data", "data"))
 
 
 def appendix_empty(value: Any) -> bool:
