@@ -3,6 +3,8 @@ is checked by the number of images that reached the FileWriter."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 
 import h5py
@@ -73,7 +75,8 @@ def test_external_trigger_modes(http, server, mode, nimages, gate, expected):
     body = {"json": {"value": gate}} if gate else {}
     assert command(http, "external_trigger", module="simulator", **body).status_code == 200
     assert wait_state(http, "ready") == "ready"
-    assert command(http, "external_trigger", module="simulator", **body).status_code == 200
+    cli = [sys.executable, "-m", "opendcu", "external-trigger", *([str(gate)] if gate else []), "--url", server.url]
+    assert subprocess.run(cli, capture_output=True, text=True, timeout=60).stdout.strip() == "{}"  # the dcu CLI
     assert command(http, "wait").json() == {"sequence id": -1}  # blocks until the series has ended
     assert state(http) == "idle"
     assert images_written(server, series) == expected
