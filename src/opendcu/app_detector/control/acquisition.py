@@ -179,14 +179,7 @@ class AcquisitionController:
         The wait happens outside the command lock, so that disarm/abort can interrupt it.
         """
         with self._lock:
-            series = self._armed_series("trigger")
-            if series.trigger_mode not in ("ints", "inte"):
-                raise WrongState(f"trigger: no software trigger in trigger mode {series.trigger_mode} "
-                                 "(the series waits for the external trigger input)")
-            fields: dict[str, Any] = {}
-            if series.trigger_mode == "inte":
-                fields["trigger_count_time"] = _count_time_argument(argument, series.count_time)
-            self.state = DetectorState.ACQUIRE
+            series, fields = self._start_trigger(software=True, argument=argument)
             delay = float(self.detector["trigger_start_delay"])
         if delay > 0 and self._interrupt.wait(delay):  # the series was ended during the start delay
             return
@@ -202,14 +195,7 @@ class AcquisitionController:
         Returns at once, like a hardware pulse; the state shows the acquisition (ready -> acquire -> ready/idle).
         """
         with self._lock:
-            series = self._armed_series("external trigger")
-            if series.trigger_mode not in ("exts", "exte"):
-                raise WrongState(f"external trigger: trigger mode is {series.trigger_mode}, "
-                                 "the detector does not listen to its trigger input")
-            fields: dict[str, Any] = {}
-            if series.trigger_mode == "exte":
-                fields["trigger_count_time"] = _count_time_argument(gate, series.count_time)
-            self.state = DetectorState.ACQUIRE
+            series, fields = self._start_trigger(software=False, argument=gate)
             target, budget = self._fire(series, Kind.EXT_TRIGGER, fields)
         threading.Thread(target=self._await_trigger, args=(series, target, budget), name="ext-trigger",
                          daemon=True).start()
@@ -259,6 +245,22 @@ class AcquisitionController:
                 raise WrongState(f"{command} is not possible: the detector is not armed (state idle)")
             raise WrongState(self._refusal(command))
         return self.series
+
+    def _start_trigger(self, software: bool, argument: Any) -> tuple[Series, dict[str, Any]]:
+        """Check that the armed series takes this kind of trigger; the trigger's module fields; state acquire."""
+        series = self._armed_series("trigger" if software else "external trigger")
+        mode = series.trigger_mode
+        if software and mode not in ("ints", "inte"):
+            raise WrongState(f"trigger: no software trigger in trigger mode {mode} "
+                             "(the series waits for the external trigger input)")
+        if not software and mode not in ("exts", "exte"):
+            raise WrongState(f"external trigger: trigger mode is {mode}, the detector does not listen to its "
+                             "trigger input")
+        fields: dict[str, Any] = {}
+        if mode in ("inte", "exte"):  # one image of the count time given with the trigger (or the gate)
+            fields["trigger_count_time"] = _count_time_argument(argument, series.count_time)
+        self.state = DetectorState.ACQUIRE
+        return series, fields
 
     def _check_links(self, raise_on_error: bool) -> None:
         errors = []
