@@ -254,3 +254,7 @@ def test_1_6_answers(http):
     assert "status_update" in http.get("/detector/api/1.6.0/command/keys").json()
     assert http.put("/detector/api/1.6.0/command/status_update").status_code == 200
     assert http.put(f"{V}/command/status_update").status_code == 404
+    put(http, "frame_time", 0.01)
+    assert http.put("/detector/api/1.6.0/command/arm").json() == {"sequence id": 1}
+    assert http.put("/detector/api/1.6.0/command/trigger").json() == {"sequence id": -1}  # EIGER R answer (§16)
+    assert state(http) == "idle"
