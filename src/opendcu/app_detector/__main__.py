@@ -18,6 +18,7 @@ from opendcu.app_calibration.client import CalibrationClient
 from opendcu.app_detector.control.acquisition import AcquisitionController
 from opendcu.app_detector.control.detector_params import build_detector_subsystem
 from opendcu.app_detector.control.service import ControlService
+from opendcu.app_detector.control.simulator_params import build_simulator_subsystem
 from opendcu.app_detector.datapath import DataPath, DataPathConfig
 from opendcu.geometry import get_model
 from opendcu.hardware.module_driver import ModuleAddress, ModuleDriver
@@ -56,7 +57,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     detector = build_detector_subsystem(model, controller)
     controller.bind(detector)
-    subsystems = {"detector": detector, "filewriter": datapath.filewriter.subsystem}
+    subsystems = {
+        "detector": detector,
+        "filewriter": datapath.filewriter.subsystem,
+        "simulator": build_simulator_subsystem(controller),
+    }
 
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="grpc"),
