@@ -18,6 +18,7 @@ from opendcu.app_calibration.client import CalibrationClient
 from opendcu.app_detector.control.acquisition import AcquisitionController
 from opendcu.app_detector.control.detector_params import build_detector_subsystem
 from opendcu.app_detector.control.service import ControlService
+from opendcu.app_detector.control.simulator_params import build_simulator_subsystem
 from opendcu.app_detector.datapath import DataPath, DataPathConfig
 from opendcu.app_detector.interfaces.monitor.service import MonitorService
 from opendcu.geometry import get_model
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
         "filewriter": datapath.filewriter.subsystem,
         "stream": datapath.stream.subsystem,
         "monitor": datapath.monitor.subsystem,
+        "simulator": build_simulator_subsystem(controller),
     }
 
     server = grpc.server(

@@ -22,8 +22,11 @@ MAX_TIMEOUT_MS = 24 * 3600 * 1000
 TIFF = "image/tiff"
 
 
-def _stub(request: Request) -> interfaces_pb2_grpc.MonitorStub:
-    return interfaces_pb2_grpc.MonitorStub(request.app.state.apps.detector_app.channel)
+async def _stub(request: Request) -> interfaces_pb2_grpc.MonitorStub | None:
+    """The Monitor service of the app that serves the `monitor` module, on the channel already open to it."""
+    app = await request.app.state.apps.for_module("monitor")
+    channel = getattr(app, "channel", None)
+    return None if channel is None else interfaces_pb2_grpc.MonitorStub(channel)
 
 
 def _timeout_ms(request: Request) -> int | Response:
@@ -45,8 +48,11 @@ async def _image(request: Request, version: str, **fields) -> Response:
     timeout = _timeout_ms(request)
     if isinstance(timeout, Response):
         return timeout
+    stub = await _stub(request)
+    if stub is None:
+        return text_error(404, "the monitor is not available")
     try:
-        reply = await _stub(request).GetImage(pb.MonitorImageRequest(timeout_ms=timeout, **fields))
+        reply = await stub.GetImage(pb.MonitorImageRequest(timeout_ms=timeout, **fields))
     except grpc.aio.AioRpcError as exc:
         if exc.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
             return Response(status_code=408)
@@ -59,8 +65,11 @@ async def _image(request: Request, version: str, **fields) -> Response:
 async def list_images(version: str, request: Request) -> Response:
     if version not in API_VERSIONS:
         return text_error(404, f"API version {version} is not supported")
+    stub = await _stub(request)
+    if stub is None:
+        return text_error(404, "the monitor is not available")
     try:
-        reply = await _stub(request).ListImages(pb.MonitorListRequest())
+        reply = await stub.ListImages(pb.MonitorListRequest())
     except grpc.aio.AioRpcError as exc:
         return grpc_error(exc)
     return json_response([[s.series_id, list(s.image_ids)] for s in reply.series])
