@@ -10,7 +10,7 @@ from __future__ import annotations
 import grpc
 from fastapi import APIRouter, Request, Response
 
-from opendcu.base.rest.responses import grpc_error, json_response, text_error
+from opendcu.base.rest.responses import app_error, json_response, text_error
 from opendcu.base.rest.simplon import API_VERSIONS
 from opendcu.proto import interfaces_pb2 as pb
 from opendcu.proto import interfaces_pb2_grpc
@@ -54,9 +54,7 @@ async def _image(request: Request, version: str, **fields) -> Response:
     try:
         reply = await stub.GetImage(pb.MonitorImageRequest(timeout_ms=timeout, **fields))
     except grpc.aio.AioRpcError as exc:
-        if exc.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
-            return Response(status_code=408)
-        return grpc_error(exc)
+        return app_error(exc)  # DEADLINE_EXCEEDED -> 408 with a short text
     return Response(reply.tiff, media_type=TIFF)
 
 
@@ -71,7 +69,7 @@ async def list_images(version: str, request: Request) -> Response:
     try:
         reply = await stub.ListImages(pb.MonitorListRequest())
     except grpc.aio.AioRpcError as exc:
-        return grpc_error(exc)
+        return app_error(exc)
     return json_response([[s.series_id, list(s.image_ids)] for s in reply.series])
 
 

@@ -33,6 +33,7 @@ def build_filewriter_subsystem(writer: "FileWriter") -> Subsystem:
         Parameter("image_nr_start", "uint", 1, min=0, max=2**48),
         Parameter("compression_enabled", "bool", True),
         Parameter("format", "string", "hdf5 nexus legacy nxmx", allowed_values=["hdf5 nexus legacy nxmx"]),
+        Parameter("transfer_mode", "string", "HTTP", allowed_values=["HTTP"]),  # 1.6: files are fetched over HTTP
         # opendcu: how chunks reach the files (interfaces/filewriter/parallel.py); serial is DECTRIS-identical
         Parameter("writer_mode", "string", "serial", allowed_values=list(WRITER_MODES)),
         Parameter("writer_processes", "uint", 2, min=1, max=16),
