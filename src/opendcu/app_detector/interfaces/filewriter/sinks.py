@@ -86,6 +86,13 @@ class _Outstanding:
                 self.error = error
             self._cond.notify_all()
 
+    def settle(self) -> None:
+        """Wait for the outstanding writes; their errors no longer matter (the file is being given up)."""
+        try:
+            self.wait()
+        except OSError:
+            pass
+
     def wait(self, timeout: float = 120) -> None:
         with self._cond:
             if not self._cond.wait_for(lambda: self.count == 0, timeout):
@@ -150,10 +157,7 @@ class ParallelSink:
 
     def discard(self) -> None:
         self.pool.flush()
-        try:
-            self.pending.wait()
-        except OSError:
-            pass
+        self.pending.settle()
         try:
             self._unmap_all()
         finally:
@@ -195,8 +199,5 @@ class WorkerFileSink:
 
     def discard(self) -> None:
         self.pool.flush()
-        try:
-            self.pending.wait()
-        except OSError:
-            pass
+        self.pending.settle()
         self.pool.call(self.worker, "close_h5", self.file_id, True)

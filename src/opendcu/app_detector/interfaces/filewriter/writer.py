@@ -26,6 +26,7 @@ import numpy as np
 
 from opendcu.app_detector.imagemux.buffer import Policy
 from opendcu.app_detector.imagemux.mux import BufferedInterface, CompressedImage
+from opendcu.app_detector.interfaces.status import ModeAndState
 from opendcu.app_detector.interfaces.filewriter import paths
 from opendcu.app_detector.interfaces.filewriter.datafile import ALIGNMENT, LIBVER, create_image_dataset, part_path
 from opendcu.app_detector.interfaces.filewriter.nxmx import add_contributions, finalize_master, write_master
@@ -68,7 +69,7 @@ def hdf5_filter_for(compression: str, dtype: np.dtype) -> Hdf5Filter | None:
     return None if compression == "none" else get_codec(compression).hdf5_filter(dtype)
 
 
-class FileWriter(BufferedInterface):
+class FileWriter(ModeAndState, BufferedInterface):
     """Writes each series as `<pattern>_master.h5` + `<pattern>_data_NNNNNN.h5` into the data directory."""
 
     name = "filewriter"
@@ -90,19 +91,6 @@ class FileWriter(BufferedInterface):
         """Register `fn(series) -> {hdf5_path: array}`; called once per series after every interface has ended
         it, and each array is stored at its path (below /entry/) in that series' master file."""
         self._contributors.append(contributor)
-
-    # -- state ---------------------------------------------------------------------------------------------------
-    @property
-    def enabled(self) -> bool:
-        return self.subsystem["mode"] == "enabled"
-
-    @property
-    def state(self) -> str:
-        if self.errors:
-            return "error"
-        if not self.enabled:
-            return "disabled"
-        return "acquire" if self._series is not None else "ready"
 
     # -- series (arm, in the caller's thread) -------------------------------------------------------------------
     def start_series(self, series: Series) -> None:

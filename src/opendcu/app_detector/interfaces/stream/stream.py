@@ -18,6 +18,7 @@ import zmq
 
 from opendcu.app_detector.imagemux.buffer import Policy
 from opendcu.app_detector.imagemux.mux import BufferedInterface, CompressedImage
+from opendcu.app_detector.interfaces.status import ModeAndState
 from opendcu.app_detector.interfaces.stream import v1, v2
 from opendcu.app_detector.interfaces.stream.params import build_stream_subsystem
 from opendcu.app_detector.series import Series
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 CONTROL_SEND_TIMEOUT_MS = 2000
 
 
-class Stream(BufferedInterface):
+class Stream(ModeAndState, BufferedInterface):
     """Stream V1 + V2 publisher fed by the ImageMux."""
 
     name = "stream"
@@ -63,19 +64,7 @@ class Stream(BufferedInterface):
         sock.bind(endpoint)
         return sock
 
-    # -- SIMPLON status ----------------------------------------------------------------------------------------------
-    @property
-    def enabled(self) -> bool:
-        return self.subsystem["mode"] == "enabled"
-
-    @property
-    def state(self) -> str:
-        if self.errors:
-            return "error"
-        if not self.enabled:
-            return "disabled"
-        return "acquire" if self._series is not None else "ready"
-
+    # -- SIMPLON status (enabled, state: ModeAndState) ---------------------------------------------------------------
     @property
     def dropped(self) -> int:
         return self.buffer.dropped + self._unpulled
