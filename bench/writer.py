@@ -140,8 +140,10 @@ def measure(args: argparse.Namespace) -> None:
         fw = writers.get(mode)
         if fw is None:
             fw = writers[mode] = FileWriter(root / mode)
+            # one data file, except vds: one file per writer process (its parallelism is across files)
+            per_file = -(-args.images // args.processes) if mode == "vds" else args.images
             fw.subsystem.values.update(mode="enabled", writer_mode=mode, writer_processes=args.processes,
-                                       nimages_per_file=max(1, args.images // (2 * args.processes)))
+                                       nimages_per_file=per_file)
         shutil.rmtree(root / mode, ignore_errors=True)
         (root / mode).mkdir()
         mux = ImageMux()
