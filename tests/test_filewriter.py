@@ -215,3 +215,13 @@ def test_full_disk_is_an_error_and_written_files_stay_valid(tmp_path: Path, mode
     assert "s_1_data_000001.h5" in result["files"] and "s_1_master.h5" in result["files"]
     assert "s_1_data_000003.h5" not in result["files"]
     assert result["file1_ok"]
+
+
+def test_uncompressed_files_when_compression_is_disabled(tmp_path: Path):
+    write_series(tmp_path, nimages=2, nimages_per_file=2, compression_enabled=False)
+    series = make_series(nimages=2)
+    with h5py.File(tmp_path / "series_1_data_000001.h5") as f:
+        data = f["/entry/data/data"]
+        assert data.id.get_create_plist().get_nfilters() == 0 and data.chunks == (1, 512, 1028)
+        for i in range(2):
+            np.testing.assert_array_equal(data[i], make_pixels(series, i))

@@ -109,3 +109,24 @@ def test_mux_shares_one_slot_and_frees_it_after_every_interface():
         lossless.close_buffer()
         stalled.close_buffer()
         source.close()
+
+
+def test_an_interface_that_cannot_start_fails_the_arm_and_the_others_end():
+    class Broken(Recorder):
+        def start_series(self, series):
+            raise OSError("No space left on device")
+
+    series = make_series()
+    ok, broken = Recorder(4, Policy.BLOCK), Broken(4, Policy.BLOCK)
+    mux = ImageMux()
+    mux.attach(ok)
+    mux.attach(broken)
+    try:
+        with pytest.raises(OSError, match="No space"):
+            mux.start_series(series)
+        assert ok.events == [("start", 1), ("end", 1)]
+        mux.end_series(series, aborted=True)  # what the data path does after a failed arm: nothing more happens
+        assert ok.events == [("start", 1), ("end", 1)]
+    finally:
+        ok.close_buffer()
+        broken.close_buffer()

@@ -109,9 +109,16 @@ class ImageMux:
 
     def start_series(self, series: Series) -> None:
         # an interface's mode is sampled at arm, as on a real DCU
-        self._active = [i for i in self.interfaces if i.enabled]
-        for i in self._active:
-            i.start_series(series)
+        self._active = []
+        try:
+            for i in [i for i in self.interfaces if i.enabled]:
+                i.start_series(series)
+                self._active.append(i)
+        except Exception:  # e.g. the master file cannot be written: the arm fails, started interfaces end
+            started, self._active = self._active, []
+            for i in started:
+                i.end_series(series, True)
+            raise
 
     def publish(self, image: CompressedImage) -> None:
         image.retain(len(self._active))

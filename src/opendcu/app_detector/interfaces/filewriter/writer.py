@@ -106,15 +106,21 @@ class FileWriter(ModeAndState, BufferedInterface):
             paths.resolve_in(self.data_dir, name)
         links = [Path(n).name for n in names]  # relative to the master's folder
         s = _SeriesFiles(series, prefix, master, per_file, cfg["image_nr_start"], mode, cfg["compression_enabled"], n_files)
-        master.parent.mkdir(parents=True, exist_ok=True)
-        if per_file == 0:
-            self._open_master_with_data(s)
-        else:
-            vds = [(link, min(per_file, total - i * per_file)) for i, link in enumerate(links)] if mode == "vds" else None
-            tmp = part_path(master)
-            with h5py.File(tmp, "w", libver=LIBVER if vds is None else ("v110", "v110")) as f:  # VDS needs 1.10
-                write_master(f, series, links, vds)
-            os.replace(tmp, master)
+        try:
+            master.parent.mkdir(parents=True, exist_ok=True)
+            if per_file == 0:
+                self._open_master_with_data(s)
+            else:
+                vds = [(link, min(per_file, total - i * per_file)) for i, link in enumerate(links)] if mode == "vds" else None
+                tmp = part_path(master)
+                with h5py.File(tmp, "w", libver=LIBVER if vds is None else ("v110", "v110")) as f:  # VDS needs 1.10
+                    write_master(f, series, links, vds)
+                os.replace(tmp, master)
+        except (OSError, RuntimeError) as exc:  # a full disk at arm: the arm fails and says why
+            part_path(master).unlink(missing_ok=True)
+            free = shutil.disk_usage(self.data_dir).free
+            self._error(f"writing master {master.name} failed: {exc} ({free} bytes free in the data directory)")
+            raise OSError(f"FileWriter: writing master {master.name} failed: {exc}") from exc
         if mode != "serial":
             self._ensure_pool(cfg["writer_processes"])
         self._series = s
