@@ -143,9 +143,6 @@ class FileWriter(ModeAndState, BufferedInterface):
         if self._pool is None:
             self._pool = WriterPool(n)
 
-    def end_series(self, series: Series, aborted: bool) -> None:
-        super().end_series(series, aborted)
-
     def after_series(self, series: Series, aborted: bool) -> None:
         """After every interface has ended the series: contributions into the master, which is then final."""
         s = self._series
@@ -157,7 +154,7 @@ class FileWriter(ModeAndState, BufferedInterface):
                 contributions.update(contributor(series))
             if s.master_file is not None:
                 self._close_master_with_data(s, contributions)
-            elif not s.failed or s.files_done:
+            else:
                 finalize_master(s.master, s.files_done, s.planned_files if s.mode != "vds" else 0, contributions)
         except Exception as exc:
             self._error(f"finishing master {s.master.name} failed: {exc}")
