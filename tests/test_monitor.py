@@ -29,7 +29,10 @@ def feed(monitor: Monitor, series, n: int) -> ImageSource:
 
 
 @pytest.mark.parametrize("discard_new, kept", [(True, [0, 1, 2]), (False, [3, 4, 5])])
-def test_buffer_size_and_discard_new(discard_new: bool, kept: list[int]):
+def test_buffer_size_and_discard_new(discard_new: bool, kept: list[int], monkeypatch):
+    from opendcu.app_detector.interfaces.monitor import monitor as monitor_module
+
+    monkeypatch.setattr(monitor_module, "LATEST_PERIOD_NS", 0)  # every discarded image refreshes the live view
     monitor = Monitor()
     monitor.subsystem.values.update(mode="enabled", buffer_size=3, discard_new=discard_new)
     series = make_series(series_id=5, nimages=6)

@@ -4,7 +4,8 @@ The Monitor keeps its own copy of each accepted image's *compressed* chunk (a fe
 holds a pipeline slot while nobody fetches; pixels are decoded and turned into a TIFF only when fetched.
 `buffer_size` bounds the buffer; when it is full, `discard_new` drops the new image (true, the 1.8 default) or
 evicts the oldest (false). Either way the image is counted in `dropped` and the state becomes `overflow`.
-`images/monitor` always shows the newest image, whether the buffer kept it or not.
+`images/monitor` shows the newest image, whether the buffer kept it or not (while the buffer is full and
+discards new images, refreshed at most every 50 ms, so that an unread monitor costs no copy per image).
 
 Image ids are the series' 0-based image ids, as in the streams.
 """
@@ -27,6 +28,8 @@ from opendcu.app_detector.series import Series
 from opendcu.codecs import get_codec
 
 THRESHOLD_ID = 1  # the only channel, "threshold_1"
+#: images/monitor shows a live view: with a full buffer the newest image is kept at most every 50 ms
+LATEST_PERIOD_NS = 50_000_000
 
 
 @dataclass(frozen=True)
@@ -101,19 +104,30 @@ class Monitor:
             with self._cond:
                 if self._series is None or self._series.series_id != image.series_id:
                     return
-                kept = MonitorImage(self._series, image.image_id, bytes(image.data), np.dtype(image.dtype),
-                                    tuple(image.shape), image.compression, time.time_ns())
-                self._latest = kept  # images/monitor shows the newest image, buffered or not
-                if len(self._images) >= self.subsystem["buffer_size"]:
+                now = time.time_ns()
+                full = len(self._images) >= self.subsystem["buffer_size"]
+                if full:
                     self.dropped += 1
                     self.overflow = True
-                    if self.subsystem["discard_new"]:
-                        return
+                if full and self.subsystem["discard_new"]:
+                    # not buffered; still the newest for images/monitor, refreshed at most LATEST_PERIOD_NS
+                    # apart so that a full buffer costs no copy per image at high frame rates
+                    if self._latest is None or now - self._latest.received_ns >= LATEST_PERIOD_NS:
+                        self._latest = self._keep(image, now)
+                        self._cond.notify_all()
+                    return
+                if full:
                     self._images.popleft()
+                kept = self._keep(image, now)
                 self._images.append(kept)
+                self._latest = kept
                 self._cond.notify_all()
         finally:
             image.release()
+
+    def _keep(self, image: CompressedImage, now_ns: int) -> MonitorImage:
+        return MonitorImage(self._series, image.image_id, bytes(image.data), np.dtype(image.dtype),
+                            tuple(image.shape), image.compression, now_ns)
 
     def end_series(self, series: Series, aborted: bool) -> None:
         pass
