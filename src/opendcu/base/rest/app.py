@@ -15,7 +15,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from opendcu import __version__
 from opendcu.base.apps import AppDirectory, ControlClient
-from opendcu.base.rest import data_files, simplon
+from opendcu.base.rest import data_files, filewriter_files, monitor_images, simplon, webdav
 from opendcu.base.rest.responses import text_error
 from opendcu.base.system import SystemApp
 
@@ -48,6 +48,9 @@ def create_app(detector_address: str, data_dir: Path, restart: Callable[[], None
     _add_docs(app)
     _add_error_handlers(app)
     app.include_router(data_files.router)
+    app.include_router(filewriter_files.router)  # before simplon: its routes would take /files/ and /images/
+    app.include_router(monitor_images.router)
+    app.mount(webdav.MOUNT, webdav.create_webdav_app(app.state.data_dir))
     app.include_router(simplon.router)
     return app
 
