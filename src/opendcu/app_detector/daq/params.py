@@ -28,12 +28,12 @@ _COUNTERS = (
 )
 
 
-def daq_status_parameters(assembler: FrameAssembler) -> list[StatusParameter]:
-    """Status keys `daq/<name>` read live from `assembler`'s counters."""
+def daq_status_parameters(assembler: Callable[[], FrameAssembler]) -> list[StatusParameter]:
+    """Status keys `daq/<name>`, read live from the counters of the assembler that `assembler()` returns."""
 
     def reader(attribute: str) -> Callable[[], Any]:
-        return lambda: getattr(assembler.counters, attribute)
+        return lambda: getattr(assembler().counters, attribute)
 
     params = [StatusParameter(f"daq/{key}", value_type, reader(attr)) for key, attr, value_type in _COUNTERS]
-    params.append(StatusParameter("daq/series_id", "uint", lambda: max(0, assembler.series_id)))
+    params.append(StatusParameter("daq/series_id", "uint", lambda: max(0, assembler().series_id)))
     return params
