@@ -8,6 +8,8 @@ import threading
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from opendcu.geometry import get_model
 from opendcu.hardware.config_packet import ConfigPacket, Kind, Status, TriggerMode
@@ -219,3 +221,37 @@ def test_exte_takes_one_image_per_gate_of_the_gate_length(detector):
     counters = detector.finish(2)
     assert counters.frames_complete == 2
     frames_exact(detector, series, gates)
+
+
+config_values = st.fixed_dictionaries({}, optional={
+    "count_time": st.floats(allow_nan=True, allow_infinity=True),
+    "frame_time": st.floats(allow_nan=True, allow_infinity=True),
+    "nimages": st.integers(0, 2**32 - 1),
+    "ntrigger": st.integers(0, 2**32 - 1),
+    "trigger_mode": st.integers(0, 255),
+    "dest_host": st.sampled_from(["127.0.0.1", "", "localhost", "no-such-host.invalid", "999.1.1.1", "::1", "\x00"]),
+    "dest_port": st.sampled_from([0, 9]),  # port 0 is refused; 9 (discard) has no listener on loopback
+    "payload_size": st.integers(0, 65535),
+    "series_id": st.integers(0, 2**64 - 1),
+    "nsubframes": st.integers(0, 65535),
+    "content": st.text(max_size=60),
+    "drop_packets": st.text(max_size=30),
+    "roi_mode": st.text(max_size=8),
+    "test_pattern": st.integers(0, 255),
+})
+
+
+def test_fuzzed_configurations_always_get_an_answer(wire):
+    w = wire("pilatus4-260k")
+
+    @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.sampled_from([Kind.CONFIGURE, Kind.TRIGGER, Kind.EXT_TRIGGER, Kind.STATUS]), config_values)
+    def throw(kind, fields):
+        ack = w.request(kind, **fields)
+        assert ack.is_ack and ack.status in (Status.OK, Status.ERROR)
+        if ack.status == Status.ERROR:
+            assert ack.fields["message"]
+        w.request(Kind.STOP)
+
+    throw()
+    assert w.configure().status == Status.OK  # still serving

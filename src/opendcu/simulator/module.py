@@ -115,6 +115,9 @@ class SimulatedModule:
                     answer = request.ack(Status.OK, **fields)
                 except ValueError as exc:
                     answer = request.ack(Status.ERROR, message=str(exc))
+                except Exception as exc:  # noqa: BLE001 - a module answers every request and keeps running
+                    log.exception("module %d: %s failed", self.module_id, Kind(request.kind).name)
+                    answer = request.ack(Status.ERROR, message=f"internal error: {exc}")
                 answer.module_id = self.module_id
                 self._last_answer = (key, answer)
             self.config_sock.sendto(answer.encode(), peer)
@@ -141,8 +144,10 @@ class SimulatedModule:
         missing = [k for k in REQUIRED_CONFIG if k not in fields]
         if missing:
             raise ValueError(f"missing config fields: {', '.join(missing)}")
-        if not 0 < fields["count_time"] <= fields["frame_time"]:
-            raise ValueError("need 0 < count_time <= frame_time")
+        if not 0 < fields["count_time"] <= fields["frame_time"] <= MAX_TRIGGER_COUNT_TIME:
+            raise ValueError(f"need 0 < count_time <= frame_time <= {MAX_TRIGGER_COUNT_TIME} s")
+        if not 0 < fields["dest_port"] < 65536:
+            raise ValueError(f"dest_port {fields['dest_port']} is not a UDP port")
         if fields["nimages"] < 1 or fields["ntrigger"] < 1:
             raise ValueError("nimages and ntrigger must be >= 1")
         if fields["trigger_mode"] not in TriggerMode._value2member_map_:

@@ -23,14 +23,25 @@ MAX_SLEEP_NS = 10_000_000  # sleep in slices so that an abort is noticed within 
  P_FLAGS, P_FRAME_BYTES, P_T0, NPARAMS) = range(14)
 
 
+SEND_ATTEMPTS = 3  # a message the kernel refuses this often (full buffer for 3 x 50 ms, bad address) is dropped
+
+
 @numba.njit(nogil=True, cache=True)
 def _flush(fd: int, msgs: np.ndarray, count: int, abort: np.ndarray) -> int:
     """sendmmsg all `count` prepared messages (retrying partial sends); returns how many went out."""
     sent = 0
-    while sent < count and abort[0] == 0:
-        r = sendmmsg(fd, msgs.ctypes.data + sent * 64, count - sent, 0)
+    skipped = 0
+    failures = 0
+    while sent + skipped < count and abort[0] == 0:
+        r = sendmmsg(fd, msgs.ctypes.data + (sent + skipped) * 64, count - sent - skipped, 0)
         if r > 0:
             sent += r
+            failures = 0
+        else:
+            failures += 1
+            if failures == SEND_ATTEMPTS:  # give this datagram up: the DAQ will count it as lost
+                skipped += 1
+                failures = 0
     return sent
 
 
@@ -124,7 +135,11 @@ class DataSender:
                   position: tuple[int, int], det_type: int, nsubframes: int,
                   drops: list[tuple[int, int, int]] | None = None) -> None:
         """Fix the destination and the per-series header fields."""
-        self._msgs = MessageVector(BATCH, 2, dest=(socket.gethostbyname(dest[0]), dest[1]))
+        try:
+            address = socket.gethostbyname(dest[0])
+        except (OSError, UnicodeError) as exc:
+            raise ValueError(f"cannot send to host {dest[0]!r}: {exc}") from None
+        self._msgs = MessageVector(BATCH, 2, dest=(address, dest[1]))
         self.layout = layout
         p = self.params
         p[P_SERIES], p[P_MODULE], (p[P_ROW], p[P_COLUMN]) = series_id, module_id, position

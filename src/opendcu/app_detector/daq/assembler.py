@@ -124,6 +124,8 @@ class FrameAssembler:
         if self.max_subframes < 1:
             raise ValueError(f"raw slots of {ring.slot_bytes} bytes cannot hold a {model.name} frame")
         self.window = _window_for(ring.n_slots)
+        #: frames opened ahead of the oldest one in flight (more are opened on demand, up to the window)
+        self.prestock = max(2, min(64, ring.n_slots // 8))
         #: [epoch]; receivers compare it with their table's epoch to notice a new series
         self.control = np.zeros(1, dtype=np.int64)
         self._lock = threading.Lock()
@@ -306,9 +308,10 @@ class FrameAssembler:
         self._next_open += slots.size
 
     def _restock(self) -> None:
-        """Open upcoming frames ahead of their packets while slots are free (no waiting)."""
+        """Open the next `prestock` frames ahead of their packets while slots are free (no waiting), so that
+        receivers rarely have to ask for a frame; the other free slots stay free (status: dcu_buffer_free)."""
         table = self.table
-        room = min(self.nframes + 1, self._base + self.window) - self._next_open
+        room = min(self.nframes + 1, self._base + min(self.window, self.prestock)) - self._next_open
         if room <= 0 or not table.params[k.P_ACTIVE]:
             return
         slots = []
