@@ -194,3 +194,14 @@ def test_exact_scenes_bypass_the_physics():
     virtual = np.where(c >= 769, virtual + 2, virtual)
     ordinary = ~np.isin(c, (255, 256, 767, 768))
     np.testing.assert_array_equal(frame[ordinary], ((r + virtual + 26) % 4093)[ordinary])
+
+
+def test_a_threshold_above_the_photon_energy_counts_almost_nothing():
+    scene = flood(flux=1000.0)
+    counts = {}
+    for threshold in (4000.0, 8000.0, 9000.0):
+        r = ModuleRenderer(scene, EIGER, 0, 3, 1.0, bank_frames=2, photon_energy=8000.0, threshold_energy=threshold)
+        counts[threshold] = r.render(1)[normal_pixels()].mean()
+    assert counts[4000.0] == pytest.approx(1000.0, rel=0.01)  # the usual threshold: every photon counts
+    assert counts[8000.0] == pytest.approx(500.0, rel=0.02)  # at the photon energy: half of them
+    assert counts[9000.0] < 10.0

@@ -163,7 +163,8 @@ class SimulatedModule:
         drops = parse_drops(cfg.get("drop_packets", ""))
         content = {"kind": "pattern"} if cfg.get("test_pattern") else cfg.get("content")
         scene = make_scene(model, cfg["seed"], content)  # ValueError -> rejected config
-        renderer = ModuleRenderer(scene, model, index, cfg["seed"], cfg["count_time"], cfg["nsubframes"])
+        renderer = ModuleRenderer(scene, model, index, cfg["seed"], cfg["count_time"], cfg["nsubframes"],
+                                  photon_energy=cfg.get("photon_energy"), threshold_energy=cfg.get("threshold_energy"))
         self.sender.configure(
             (cfg["dest_host"], cfg["dest_port"]), layout, series_id=cfg["series_id"], module_id=self.module_id,
             position=model.module_position(index), det_type=model.module.udp_detector_type,

@@ -10,7 +10,9 @@ Steps, in the order a photon meets them:
 2. the sensor pixel's own response (`module_defects`, fixed per detector module, independent of the series):
    a gain near 1 (sigma 3 %, so a flatfield means something), a few under-/over-responding pixels, dead pixels
    (no counts) and hot pixels (counts without photons);
-3. paralysable pile-up: a pixel with true rate n counts n exp(-n tau) (tau = ModuleType.dead_time_s);
+3. the comparator: a photon counts if its charge passes the threshold; with the threshold near or above the
+   photon energy fewer photons count (an S-curve, 0.5 erfc((T - E) / (sqrt(2) 0.05 E)); 1 at the usual T = E/2);
+   then paralysable pile-up: a pixel with true rate n counts n exp(-n tau) (tau = ModuleType.dead_time_s);
 4. Poisson noise (EIGER-like detectors have no read noise or dark current): `numpy`'s Poisson costs ~130 ms per
    4M frame, so a pre-generated noise bank provides the noise of the frame-independent part of the scene and
    fresh Poisson is drawn only where a frame differs from it (Poisson(a) + Poisson(b) = Poisson(a + b), exact
@@ -25,6 +27,7 @@ detector's serial number and the physical module id.
 
 from __future__ import annotations
 
+import math
 import weakref
 import zlib
 from dataclasses import dataclass
@@ -124,6 +127,16 @@ def unplace_module(layout: DetectorLayout, block: np.ndarray) -> np.ndarray:
     return block
 
 
+THRESHOLD_WIDTH = 0.05  # width of the threshold S-curve, relative to the photon energy
+
+
+def threshold_efficiency(photon_energy: float | None, threshold_energy: float | None) -> float:
+    """Fraction of photons whose pulse passes the counting threshold (1 unless the threshold nears the energy)."""
+    if not photon_energy or threshold_energy is None:
+        return 1.0
+    return 0.5 * math.erfc((threshold_energy - photon_energy) / (math.sqrt(2) * THRESHOLD_WIDTH * photon_energy))
+
+
 def bank_frames_for(model: DetectorModel) -> int:
     """How many noise-bank frames each module of `model` keeps (bounded by BANK_BUDGET for the detector)."""
     per_frame = model.n_modules * model.module.sensor_shape[0] * model.module.sensor_shape[1] * 4
@@ -134,7 +147,8 @@ class ModuleRenderer:
     """Renders the frames one module sends during one series."""
 
     def __init__(self, scene: Scene, model: DetectorModel, module_id: int, seed: int, count_time: float,
-                 nsubframes: int = 1, bank_frames: int | None = None):
+                 nsubframes: int = 1, bank_frames: int | None = None, photon_energy: float | None = None,
+                 threshold_energy: float | None = None):
         if count_time <= 0 or nsubframes < 1:
             raise ValueError("need count_time > 0 and nsubframes >= 1")
         self.scene = scene
@@ -148,6 +162,7 @@ class ModuleRenderer:
         self.count_time = count_time
         self.nsubframes = nsubframes
         self.defects = module_defects(model, module_id)
+        self.counted_fraction = threshold_efficiency(photon_energy, threshold_energy)
         self.bank_frames = bank_frames or bank_frames_for(model)
         self.static = bool(getattr(scene, "static", False)) and not scene.exact
         self._bank: np.ndarray | None = None  # static: read-out frames; else Poisson(baseline) counts
@@ -210,7 +225,7 @@ class ModuleRenderer:
         if b > 1:
             photons = np.repeat(np.repeat(photons, b, axis=0), b, axis=1) / (b * b)
         t_sub = count_time / self.nsubframes
-        arriving = photons * (count_time / self.count_time / self.nsubframes) * self.defects.gain
+        arriving = photons * (count_time / self.count_time / self.nsubframes * self.counted_fraction) * self.defects.gain
         return arriving * np.exp(-arriving * (self.module.dead_time_s / t_sub))
 
     def _noisy(self, measured: np.ndarray, k: int, rng: np.random.Generator, use_bank: bool) -> np.ndarray:
