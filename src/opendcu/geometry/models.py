@@ -204,18 +204,7 @@ class DetectorModel:
 
 
 def _eiger2(name: str, size: str, nx: int, ny: int, serial: str, rate: float, roi: tuple[str, ...] = ()) -> DetectorModel:
-    return DetectorModel(
-        name=name,
-        description=f"Dectris EIGER2 Si {size}",
-        module=EIGER2_MODULE,
-        modules_x=nx,
-        modules_y=ny,
-        gap_rows=38,
-        gap_cols=12,
-        detector_number=serial,
-        max_frame_rate=rate,
-        roi_modes=roi,
-    )
+    return DetectorModel(name, f"Dectris EIGER2 Si {size}", EIGER2_MODULE, nx, ny, 38, 12, serial, rate, roi)
 
 
 def _roi_4m(parent: DetectorModel, offset: tuple[int, int]) -> DetectorModel:
@@ -238,32 +227,13 @@ def _roi_4m(parent: DetectorModel, offset: tuple[int, int]) -> DetectorModel:
 
 
 def _pilatus4(name: str, size: str, nx: int, ny: int, serial: str, rate: float) -> DetectorModel:
-    return DetectorModel(
-        name=name,
-        description=f"opendcu simulated PILATUS4-like {size}",
-        module=PILATUS4_MODULE,
-        modules_x=nx,
-        modules_y=ny,
-        gap_rows=20,
-        gap_cols=7,
-        detector_number=serial,
-        max_frame_rate=rate,
-    )
+    return DetectorModel(name, f"opendcu simulated PILATUS4-like {size}", PILATUS4_MODULE, nx, ny, 20, 7, serial, rate)
 
 
 def _fast(counter: str, binning: int) -> DetectorModel:
     module = fast_readout(counter, binning)
-    return DetectorModel(
-        name=module.name,
-        description=f"opendcu simulated fast ASIC ({module.counter}, {binning}x{binning} binning)",
-        module=module,
-        modules_x=1,
-        modules_y=1,
-        gap_rows=0,
-        gap_cols=0,
-        detector_number="F-01-0001",
-        max_frame_rate=120_000.0,
-    )
+    description = f"opendcu simulated fast ASIC ({module.counter}, {binning}x{binning} binning)"
+    return DetectorModel(module.name, description, module, 1, 1, 0, 0, "F-01-0001", 120_000.0)
 
 
 _E9M = _eiger2("eiger2-9m", "9M", 3, 6, "E-18-0001", 238.0, roi=("4M",))

@@ -125,7 +125,7 @@ class FrameAssembler:
             raise ValueError(f"raw slots of {ring.slot_bytes} bytes cannot hold a {model.name} frame")
         self.window = _window_for(ring.n_slots)
         #: frames opened ahead of the oldest one in flight (more are opened on demand, up to the window)
-        self.prestock = max(2, min(64, ring.n_slots // 8))
+        self.prestock = max(2, min(64, ring.n_slots // 4))
         #: [epoch]; receivers compare it with their table's epoch to notice a new series
         self.control = np.zeros(1, dtype=np.int64)
         self._lock = threading.Lock()
@@ -250,16 +250,22 @@ class FrameAssembler:
 
     # -- called by receivers ----------------------------------------------------------------------------------
     def open_frames_upto(self, table: FrameTable, frame_number: int) -> None:
-        """Give frames up to `frame_number` a slot (a receiver has a packet of it); waits for a free slot up to
-        0.5 s per frame, then marks the frame as dropped (its packets are counted as overflow)."""
+        """Give frames up to `frame_number` a slot (a receiver has a packet of it). Free slots are taken at once;
+        when none is free, wait up to 0.5 s per frame, then mark it dropped (its packets count as overflow)."""
         with self._open_lock:
             while True:
                 with self._lock:
-                    nxt = self._next_open
-                    if table is not self.table or not table.params[k.P_ACTIVE] or nxt > frame_number \
-                            or nxt >= self._base + self.window:
+                    if table is not self.table or not table.params[k.P_ACTIVE]:
                         return
-                try:
+                    wanted = min(frame_number + 1, self._base + self.window) - self._next_open
+                    if wanted <= 0:
+                        return
+                    slots = self._take_free_slots(wanted)
+                    if slots:
+                        self._install(table, np.array(slots, dtype=np.int64))
+                        continue
+                    nxt = self._next_open
+                try:  # no free slot: the pipeline is behind; wait for one outside the lock
                     slot = self.free_slots.get(timeout=0.5)
                 except queue.Empty:
                     slot = -1
@@ -314,14 +320,19 @@ class FrameAssembler:
         room = min(self.nframes + 1, self._base + min(self.window, self.prestock)) - self._next_open
         if room <= 0 or not table.params[k.P_ACTIVE]:
             return
+        slots = self._take_free_slots(room)
+        if slots:
+            self._install(table, np.array(slots, dtype=np.int64))
+
+    def _take_free_slots(self, count: int) -> list[int]:
+        """Up to `count` free slots, without waiting."""
         slots = []
-        for _ in range(room):
+        for _ in range(count):
             try:
                 slots.append(self.free_slots.get_nowait())
             except (queue.Empty, OSError, ValueError):
                 break
-        if slots:
-            self._install(table, np.array(slots, dtype=np.int64))
+        return slots
 
     def _release_stocked(self, table: FrameTable) -> None:
         """Give back slots of frames opened ahead that never were handed on."""

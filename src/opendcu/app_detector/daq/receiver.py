@@ -77,8 +77,10 @@ class ModuleReceiver:
             self.running.set()
             if nev:
                 asm.shares_closed(table, self.index, self._events[:nev].copy())
-            if code == k.RET_WAIT:
-                asm.wait_window(table, frame)
+            if code == k.RET_WAIT:  # a window ahead of the oldest frame in flight
+                asm.open_frames_upto(table, frame)  # frames this module passed must exist to be settled
+                if not nev:  # no progress of our own: another module is behind, wait for it
+                    asm.wait_window(table, frame)
             elif code == k.RET_OPEN:
                 asm.open_frames_upto(table, frame)
                 if table.frame[frame % table.window] != frame:  # no room for it: skip the packet
