@@ -255,3 +255,19 @@ def test_fuzzed_configurations_always_get_an_answer(wire):
 
     throw()
     assert w.configure().status == Status.OK  # still serving
+
+
+def test_a_scene_that_fails_to_render_leaves_the_module_reachable(wire, monkeypatch):
+    w = wire("eiger2-500k")
+    w.configure(content=json.dumps({"kind": "pattern"}))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("scene exploded")
+
+    monkeypatch.setattr(w.module.renderer, "render", broken)
+    w.request(Kind.TRIGGER)
+    assert w.module._acq is not None
+    w.module._acq.join(5)
+    status = w.request(Kind.STATUS).fields
+    assert status["state"] == "error" and "scene exploded" in status["message"]
+    assert w.configure().status == Status.OK  # a new arm recovers

@@ -83,6 +83,7 @@ class SimulatedModule:
         self._wire_bank: np.ndarray | None = None
         self._acq: threading.Thread | None = None
         self._last_answer: tuple[tuple, ConfigPacket] | None = None
+        self.error = ""  # why the last acquisition failed (state "error")
         self._lock = threading.Lock()
 
     @property
@@ -136,7 +137,8 @@ class SimulatedModule:
                 return self._configure(request.fields)
             if kind in (Kind.TRIGGER, Kind.EXT_TRIGGER):
                 return self._trigger(kind, request.fields)
-            return {"state": self.state, "frames_sent": self._live_frames_sent(), "packets_sent": self.packets_sent}
+            status = {"state": self.state, "frames_sent": self._live_frames_sent(), "packets_sent": self.packets_sent}
+            return status | ({"message": self.error} if self.error else {})
 
     def _configure(self, fields: dict[str, Any]) -> dict[str, Any]:
         if self.state == "acquiring":
@@ -177,6 +179,7 @@ class SimulatedModule:
             wire_bank = encode_counts(renderer.bank, model.module.counter).reshape(renderer.bank_frames, -1)
         self.config, self.renderer, self.layout, self._wire_bank = cfg, renderer, layout, wire_bank
         self.state = "armed"
+        self.error = ""
         self._next_frame = 1
         self._triggers = queue.Queue()
         self._triggers_received = self._triggers_done = 0
@@ -224,6 +227,15 @@ class SimulatedModule:
 
     # -- data path -----------------------------------------------------------------------------------------
     def _acquire(self) -> None:
+        try:
+            self._take_triggers()
+        except Exception as exc:  # noqa: BLE001 - e.g. a scene that fails to render: report it, stay reachable
+            log.exception("module %d: acquisition failed", self.module_id)
+            with self._lock:
+                self.state = "error"
+                self.error = f"acquisition failed: {exc}"
+
+    def _take_triggers(self) -> None:
         """Take queued triggers until the series' triggers are done or the module is stopped."""
         cfg = self.config
         mode = TriggerMode(cfg["trigger_mode"])

@@ -64,6 +64,15 @@ class ModuleReceiver:
         self.sock.close()
 
     def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._receive()
+            except Exception:  # noqa: BLE001 - the receiver must outlive any one frame's trouble
+                log.exception("DAQ receiver of module %d: error while handing on frames; continuing", self.module_id)
+                self._stop.wait(0.01)
+
+    def _receive(self) -> None:
+        """Receive until stopped: the compiled loop, and what it asks of the assembler."""
         asm = self.assembler
         fd = self.sock.fileno()
         ring = asm.ring.buffer
