@@ -156,6 +156,7 @@ class FrameAssembler:
                              "raise DataPathConfig.max_subframes)")
         layout = PacketLayout.for_module(self.model.module, payload_size)
         with self._lock:
+            self.table.params[k.P_ACTIVE] = 0  # normally finish() did this already
             self._release_stocked(self.table)
             table = FrameTable(self.table.epoch + 1, self.window, self.model.n_modules, nsubframes, layout)
             p = table.params
