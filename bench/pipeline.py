@@ -92,18 +92,30 @@ def calibration(name: str) -> SimpleNamespace:
     return SimpleNamespace(pixel_mask=mask, flatfield=rng.normal(1.0, 0.03, model.shape).astype(np.float32))
 
 
-def settings_for(name: str, cal: SimpleNamespace, count_time: float | None = None, **switches) -> SeriesSettings:
-    """Series settings as the detector derives them at arm, from its SIMPLON keys. Default: the detector's
-    fastest frame rate (one 16-bit sub-frame per image)."""
+def offline_detector(model):
+    """The detector's SIMPLON keys without a running detector (status keys read constants)."""
+    controller = SimpleNamespace(
+        state=DetectorState.IDLE, errors=[], series_unique_id="", datapath=None,
+        high_voltage_state=lambda: "READY", buffer_free_percent=lambda: 100.0, environment=lambda: (25.0, 10.0),
+        link_state=lambda _i: "up",
+    )
+    return build_detector_subsystem(model, controller)
+
+
+def settings_for(name: str, cal: SimpleNamespace, nframes_sum: int = 1, **switches) -> SeriesSettings:
+    """Series settings as the detector derives them at arm from its SIMPLON keys, at the detector's fastest
+    frame rate; `nframes_sum` > 1: that many sub-frames of that count time summed into 32-bit images."""
     model = get_model(name)
-    det = build_detector_subsystem(model, SimpleNamespace(state=DetectorState.IDLE, errors=[], series_unique_id=""))
-    apply_calibration(det, model, cal)
-    det.set("frame_time", 1 / model.max_frame_rate if count_time is None else count_time + 1e-6)
-    if count_time is not None:
-        det.set("count_time", count_time)
+    det = offline_detector(model)
+    apply_calibration(det, cal)
+    det.set("frame_time", 1 / model.max_frame_rate)
     for key, value in switches.items():
         det.set(key, value)
-    return series_settings(det, model, 1, 1)
+    settings = series_settings(det, model, 1, 1)
+    if nframes_sum > 1:  # the simulated modules deliver one sub-frame per image; the pipeline sums any number
+        settings = replace(settings, nframes_sum=nframes_sum, bit_depth_image=32,
+                           count_cutoff=nframes_sum * settings.count_cutoff)
+    return settings
 
 
 def cycle(frames: list[np.ndarray]):
@@ -135,13 +147,13 @@ def step_table(name: str, frames, frames2, cal: SimpleNamespace, repeat: int) ->
         ("virtual-pixel interpolation", {"virtual_pixel_correction_applied": True}),
     ]
     variants = [
-        ("summation: 2nd sub-frame (32-bit output)", frames2, {}, 0.2),  # 0.2 s = 2 sub-frames of 0.1 s
-        ("8-bit float counter (instead of 16 bit)", frames, {"float8_encoding_applied": True}, None),
-        ("2x2 binning (32-bit output)", frames, {"binning_2x2_applied": True}, None),
+        ("summation: 2nd sub-frame (32-bit output)", frames2, {}, 2),
+        ("8-bit float counter (instead of 16 bit)", frames, {"float8_encoding_applied": True}, 1),
+        ("2x2 binning (32-bit output)", frames, {"binning_2x2_applied": True}, 1),
     ]
 
-    def processor(count_time: float | None = None, **switches) -> ImageProcessor:
-        settings = settings_for(name, cal, count_time=count_time, **switches)
+    def processor(nframes_sum: int = 1, **switches) -> ImageProcessor:
+        settings = settings_for(name, cal, nframes_sum, **switches)
         return ImageProcessor(settings, PipelineArrays.for_detector(settings, cal.pixel_mask, cal.flatfield))
 
     default = processor()
@@ -154,8 +166,8 @@ def step_table(name: str, frames, frames2, cal: SimpleNamespace, repeat: int) ->
         rows.append((label, ms - previous))
         previous = ms
     default_ms = per_frame_ms(default.process, frames, repeat)
-    for label, data, switches, count_time in variants:
-        rows.append((label, per_frame_ms(processor(count_time, **switches).process, data, repeat) - default_ms))
+    for label, data, switches, nframes_sum in variants:
+        rows.append((label, per_frame_ms(processor(nframes_sum, **switches).process, data, repeat) - default_ms))
     for label, ms in rows:
         table.add(label, ms, "ms", bare, ms / bare)
     table.add("all corrections, default switches (fused pass)", default_ms, "ms", bare, default_ms / bare)

@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import start_dcu
+from detector_config import offline_detector
 from pipeline_reference import reference_image
-from opendcu.app_detector.control.detector_params import build_detector_subsystem
-from opendcu.app_detector.control.state import DetectorState
 from opendcu.app_detector.pipeline.params import apply_calibration, series_settings
 from opendcu.codecs import get_codec
 from opendcu.geometry import DetectorLayout, get_model
@@ -51,14 +50,14 @@ def raw_frames(series_id: int, frame_number: int) -> np.ndarray:
 
 def test_switches_end_to_end(tmp_path):
     model = get_model(DETECTOR)
-    mirror = build_detector_subsystem(model, SimpleNamespace(state=DetectorState.IDLE, errors=[], series_unique_id=""))
+    mirror = offline_detector(model)
     server = start_dcu(tmp_path, detector=DETECTOR, extra=["--scene", SCENE])
     try:
         with server.client() as http:
             assert http.put(f"{V}/command/initialize").status_code == 200
             mask = from_darray(http.get(f"{V}/config/pixel_mask").json()["value"])
             flatfield = from_darray(http.get(f"{V}/config/flatfield").json()["value"])
-            apply_calibration(mirror, model, SimpleNamespace(pixel_mask=mask, flatfield=flatfield))
+            apply_calibration(mirror, SimpleNamespace(pixel_mask=mask, flatfield=flatfield))
             assert http.put("/filewriter/api/1.8.0/config/mode", json={"value": "enabled"}).status_code == 200
             for key, value in [("nimages", 2), ("frame_time", 0.05), ("count_time", 0.045)]:
                 assert http.put(f"{V}/config/{key}", json={"value": value}).status_code == 200

@@ -23,6 +23,7 @@ DETECTOR = "eiger2-500k"
 
 
 def test_pool_keeps_order_and_compresses_once():
+    """Three series (the third reuses id 1, as after an initialize), each with its own settings."""
     model = get_model(DETECTOR)
     layout = DetectorLayout(model)
     nsub, n_slots = 2, 6
@@ -39,7 +40,7 @@ def test_pool_keeps_order_and_compresses_once():
     def on_image(image: ProcessedImage) -> None:
         received.append((image.series_id, image.frame_number, out_ring.bytes(image.out_slot, image.nbytes).tobytes()))
         out_free.put(image.out_slot)
-        if len(received) in (12, 20):
+        if len(received) in (12, 20, 25):
             done.set()
 
     rng = np.random.default_rng(3)
@@ -53,11 +54,13 @@ def test_pool_keeps_order_and_compresses_once():
                        frame_count_time=0.01, nframes_sum=nsub, count_cutoff=10**6, flatfield_correction_applied=True),
         SeriesSettings(2, DETECTOR, 8, 8, "lz4", True, True, float8_encoding_applied=True, binning_2x2_applied=True,
                        nframes_sum=nsub, count_cutoff=2 * 65534),
+        SeriesSettings(1, DETECTOR, 5, 32, "none", False, False, nframes_sum=nsub, count_cutoff=2 * 65534),
     ]
     calibration_blocks = []
-    frames: dict[tuple[int, int], np.ndarray] = {}
+    frames: dict[tuple[int, int, int], np.ndarray] = {}
+    done_settings = []
     try:
-        for settings in series:
+        for index, settings in enumerate(series):
             settings = replace(settings, image_shape=image_shape(settings))
             block = PipelineArrays.for_detector(settings, mask, flatfield).publish()
             calibration_blocks.append(block)
@@ -69,11 +72,11 @@ def test_pool_keeps_order_and_compresses_once():
                 raw[0, 0, n, :] = 0xFFFF
                 slot = raw_free.get(timeout=30)
                 raw_ring.array(slot, np.uint16, raw.shape)[:] = raw
-                frames[settings.series_id, n] = raw
+                frames[index, settings.series_id, n] = raw
                 pool.submit(AssembledFrame(settings.series_id, n, slot, 64, 64, nsubframes=nsub))
             assert done.wait(60), f"only {len(received)} images came back"
             assert pool.wait_published(settings.nimages_total, timeout=5) == settings.nimages_total
-            series[settings.series_id - 1] = settings
+            done_settings.append(settings)
     finally:
         pool.close()
         for block in calibration_blocks:
@@ -81,11 +84,12 @@ def test_pool_keeps_order_and_compresses_once():
         raw_ring.close()
         out_ring.close()
 
-    assert [(s, n) for s, n, _ in received] == [(1, n) for n in range(1, 13)] + [(2, n) for n in range(1, 9)]
-    for series_id, n, payload in received:
-        settings = series[series_id - 1]
+    order = [(index, s.series_id, n) for index, s in enumerate(done_settings) for n in range(1, s.nimages_total + 1)]
+    assert [(s, n) for s, n, _ in received] == [(s, n) for _, s, n in order]
+    for (index, series_id, n), (_, _, payload) in zip(order, received):
+        settings = done_settings[index]
         image = get_codec(settings.compression).decode(payload, settings.dtype, settings.image_shape)
-        np.testing.assert_array_equal(image, reference_image(frames[series_id, n], settings, mask, flatfield))
+        np.testing.assert_array_equal(image, reference_image(frames[index, series_id, n], settings, mask, flatfield))
 
 
 def test_workers_stop_on_sigterm_while_waiting():

@@ -12,9 +12,9 @@ import pytest
 from pipeline_reference import reference_image
 from opendcu.app_detector.pipeline.arrays import PipelineArrays, image_shape
 from opendcu.app_detector.pipeline.countrate import (
-    COUNTERS,
     SATURATED,
     CountRateCorrection,
+    counter_model,
     identity_lut,
     lut_identity_limit,
 )
@@ -25,7 +25,7 @@ from opendcu.geometry.layout import MASK_DEAD, MASK_NOISY
 from opendcu.simulator.physics import render_module_frame
 from opendcu.simulator.scenes import make_scene
 
-EIGER2 = COUNTERS["eiger2"]
+EIGER2 = counter_model(get_model("eiger2-1m").module)
 DETECTOR = "eiger2-1m"
 
 
@@ -56,9 +56,15 @@ def test_countrate_lookup_table():
     assert lut_identity_limit(identity_lut(16)) == 0xFFFF
 
 
-def test_subframes_of_auto_summation():
-    assert [EIGER2.nframes_sum(t, True) for t in (0.001, 0.0999999, 0.1, 0.1001, 0.25, 1.0)] == [1, 1, 1, 2, 3, 10]
-    assert EIGER2.nframes_sum(1.0, False) == 1
+def test_counter_models_follow_the_module_types():
+    eiger2 = get_model("eiger2-4m").module
+    assert EIGER2.dead_time == eiger2.dead_time_s and EIGER2.counter_max == 0xFFFE
+    assert EIGER2.max_true_rate * EIGER2.dead_time == pytest.approx(0.25)
+    fast12 = counter_model(get_model("fastasic").module)
+    assert fast12.counter_max == 0xFFE  # 12-bit counter, top value = saturated
+    binned = counter_model(get_model("fastasic-bin2").module)
+    # a binned pixel sums 4 counters, each seeing a quarter of the rate
+    assert binned.counter_max == 4 * 0xFFE and binned.dead_time == pytest.approx(fast12.dead_time / 4)
 
 
 # -- whole frames against the reference ---------------------------------------------------------------------------
@@ -217,6 +223,7 @@ def test_summation_beyond_16_bit_and_saturation_carried():
 def test_count_rate_cutoff_flags_saturation():
     correction = CountRateCorrection(EIGER2, 0.001)
     cut = correction.measured_cutoff
-    row = one_module_row({0: cut, 1: cut + 1, 2: 2000}, flatfield_correction_applied=False)
-    assert row[:3].tolist() == [correction.cutoff, 65535, correction.lut()[2000]]
-    assert correction.lut()[2000] > 2000  # the correction adds the lost counts
+    probe = cut // 2
+    row = one_module_row({0: cut, 1: cut + 1, 2: probe}, flatfield_correction_applied=False)
+    assert row[:3].tolist() == [correction.cutoff, 65535, correction.lut()[probe]]
+    assert correction.lut()[probe] > probe  # the correction adds the lost counts

@@ -1,7 +1,7 @@
 """The data path of one detector, in the order a frame travels it:
 
     modules --UDP--> DAQ (daq/) --raw slot--> pipeline workers (pipeline/) --compressed slot-->
-    ImageMux (imagemux/) --> interfaces (interfaces/filewriter, ...)
+    ImageMux (imagemux/) --> interfaces (interfaces/filewriter, interfaces/stream, interfaces/monitor)
 
 Frames stay in two shared-memory rings (raw frames, compressed images); only slot numbers move between stages.
 """
@@ -19,6 +19,8 @@ from opendcu.app_detector.daq import Daq, DaqCounters, FrameAssembler
 from opendcu.app_detector.daq.assembler import RAW_DTYPE
 from opendcu.app_detector.imagemux import CompressedImage, ImageMux
 from opendcu.app_detector.interfaces.filewriter.writer import FileWriter
+from opendcu.app_detector.interfaces.monitor.monitor import Monitor
+from opendcu.app_detector.interfaces.stream.stream import Stream
 from opendcu.app_detector.pipeline.arrays import PipelineArrays
 from opendcu.app_detector.pipeline.pool import PipelinePool
 from opendcu.app_detector.pipeline.worker import ProcessedImage
@@ -38,6 +40,13 @@ class DataPathConfig:
     raw_buffer_bytes: int = 512 << 20
     image_buffer_bytes: int = 512 << 20
     min_slots: int = 8
+    #: at most this many slots per ring (tiny frames of the fast module would make tens of thousands)
+    max_slots: int = 1024
+    #: sub-frames per image a raw slot can hold (auto-summation); slots are [max_subframes, n_modules, h, w]
+    max_subframes: int = 1
+    #: ZeroMQ endpoints of stream V1 (legacy) and V2 (cbor)
+    stream_v1: str = "tcp://127.0.0.1:9999"
+    stream_v2: str = "tcp://127.0.0.1:31001"
 
 
 def compressed_bound(nbytes: int) -> int:
@@ -52,10 +61,11 @@ class DataPath:
         self.model = model
         self.layout = DetectorLayout(model)
         h, w = model.shape
-        raw_bytes = model.n_modules * model.module.raw_pixels * np.dtype(RAW_DTYPE).itemsize
+        raw_bytes = config.max_subframes * model.n_modules * model.module.raw_pixels * np.dtype(RAW_DTYPE).itemsize
         out_bytes = compressed_bound(h * w * 4)
-        self.raw_ring = SlotRing(max(config.min_slots, config.raw_buffer_bytes // raw_bytes), raw_bytes)
-        self.out_ring = SlotRing(max(config.min_slots, config.image_buffer_bytes // out_bytes), out_bytes)
+        slots = lambda budget, size: max(config.min_slots, min(config.max_slots, budget // size))  # noqa: E731
+        self.raw_ring = SlotRing(slots(config.raw_buffer_bytes, raw_bytes), raw_bytes)
+        self.out_ring = SlotRing(slots(config.image_buffer_bytes, out_bytes), out_bytes)
         ctx = mp.get_context("spawn")
         self.raw_free = ctx.Queue()
         self.out_free = ctx.Queue()
@@ -64,8 +74,11 @@ class DataPath:
         for i in range(self.out_ring.n_slots):
             self.out_free.put(i)
         self.mux = ImageMux()
-        self.filewriter = FileWriter(config.data_dir, model)
-        self.mux.attach(self.filewriter)
+        self.filewriter = FileWriter(config.data_dir, model, max_chunk_bytes=out_bytes)
+        self.stream = Stream(config.stream_v1, config.stream_v2)
+        self.monitor = Monitor()
+        for interface in (self.filewriter, self.stream, self.monitor):
+            self.mux.attach(interface)
         self.pipeline = PipelinePool(
             model.name, self.raw_ring, self.out_ring, self.raw_free, self.out_free, self._on_processed,
             n_workers=config.pipeline_workers,
@@ -127,6 +140,8 @@ class DataPath:
             compression=series.settings.compression,
             packets_expected=processed.packets_expected,
             packets_received=processed.packets_received,
+            shm_name=self.out_ring.name,
+            shm_offset=processed.out_slot * self.out_ring.stride,
             _on_free=lambda slot=processed.out_slot: self.out_free.put(slot),
         )
         self.mux.publish(image)
@@ -142,6 +157,8 @@ class DataPath:
             self.finish_series(aborted=True, timeout=2)
         self.daq.stop()
         self.filewriter.close()
+        self.stream.close()
+        self.monitor.close()
         self.pipeline.close()
         self._release_calibration()
         self.raw_ring.close()

@@ -28,7 +28,7 @@ class SeriesSettings:
     frame_count_time: float = 1.0
     #: sub-frames summed into each image (auto_summation)
     nframes_sum: int = 1
-    #: largest valid count of an image; larger values are flagged as saturated (2^bits - 1)
+    #: largest valid count of one pixel (the sum of the sub-frames' cutoffs); larger values are flagged saturated
     count_cutoff: int = 0xFFFE
     virtual_pixel_correction_applied: bool = False
     flatfield_correction_applied: bool = False
@@ -73,7 +73,7 @@ class Series:
     detector_config: dict[str, Any] = field(default_factory=dict)
     pixel_mask: np.ndarray | None = None
     flatfield: np.ndarray | None = None
-    countrate_table: np.ndarray | None = None
+    countrate_table: np.ndarray | None = None  # 2 x N [measured, corrected] (stream headers, NXmx master)
     unique_id: str = ""
     #: the full-detector pixel mask and flatfield the pipeline works from (before ROI and binning)
     detector_pixel_mask: np.ndarray | None = None

@@ -3,7 +3,7 @@
 Three steps, all described here as index tables so that the pipeline can apply them with compiled code:
 1. inside a module, double-width (-height) chip-border pixels are split into two virtual pixels;
 2. modules are placed into the image with the inter-module gaps between them;
-3. in ROI mode (e.g. `roi_mode = "4M"` on a 16M) only the central modules are read and placed.
+3. in ROI mode (e.g. `roi_mode = "4M"` on a 16M) only the ROI's modules are placed (`DetectorModel.roi`).
 
 Split rule (opendcu's choice, documented in ARCHITECTURE.md): a double pixel's count c becomes
 ceil(c/2) in the first virtual pixel and floor(c/2) in the second, so counts are conserved (7 -> 4 + 3).
@@ -30,11 +30,6 @@ MASK_OVER = 1 << 3
 MASK_NOISY = 1 << 4
 
 WHOLE, FIRST_HALF, SECOND_HALF = 0, 1, 2
-
-#: ROI modes: module grid (columns, rows) that is read out, centred in the detector (left-most when it
-#: cannot be centred, e.g. 2 of 3 columns on a 9M)
-ROI_GRIDS = {"4M": (2, 4)}
-
 
 @dataclass(frozen=True)
 class AxisMap:
@@ -137,7 +132,7 @@ class DetectorLayout:
     roi_mode: str = "disabled"
 
     def __post_init__(self) -> None:
-        if self.roi_mode != "disabled" and self.roi_mode not in self.model.roi_modes:
+        if self.roi_mode not in ("", "disabled") and self.roi_mode not in self.model.roi_modes:
             allowed = ", ".join(("disabled", *self.model.roi_modes))
             raise ValueError(f"roi_mode {self.roi_mode!r} is not available on {self.model.name} (allowed: {allowed})")
 
@@ -153,33 +148,27 @@ class DetectorLayout:
 
     # -- modules in the image ---------------------------------------------------------------------------------
     @cached_property
-    def _grid(self) -> tuple[int, int, int, int]:
-        """(columns, rows, first column, first row) of the module grid that is read out."""
-        m = self.model
-        if self.roi_mode == "disabled":
-            return m.modules_x, m.modules_y, 0, 0
-        nx, ny = ROI_GRIDS[self.roi_mode]
-        return nx, ny, (m.modules_x - nx) // 2, (m.modules_y - ny) // 2
+    def image_model(self) -> DetectorModel:
+        """The detector as the image shows it: the model itself, or its ROI."""
+        return self.model.roi(self.roi_mode) if self.roi_mode not in ("", "disabled") else self.model
 
     @cached_property
     def modules(self) -> tuple[int, ...]:
-        """Ids (full-detector numbering, row-major) of the modules placed in the image."""
-        nx, ny, x0, y0 = self._grid
-        return tuple((y0 + y) * self.model.modules_x + x0 + x for y in range(ny) for x in range(nx))
+        """The modules placed in the image, as indices of `model`'s modules (a raw frame's module axis)."""
+        if self.image_model is self.model:
+            return tuple(range(self.model.n_modules))
+        return tuple(self.image_model.physical_module(i) for i in range(self.image_model.n_modules))
 
     @property
     def shape(self) -> tuple[int, int]:
         """Image shape (height, width) in virtual pixels, gaps included."""
-        nx, ny, _, _ = self._grid
-        mh, mw = self.model.module.shape
-        return (ny * mh + (ny - 1) * self.model.gap_rows, nx * mw + (nx - 1) * self.model.gap_cols)
+        return self.image_model.shape
 
     def module_slices(self, module_id: int) -> tuple[slice, slice]:
-        """The region of the image that module `module_id` covers."""
-        r0, c0 = self.model.module_origin(module_id)
-        dr, dc = self.model.module_origin(self.modules[0])
+        """The region of the image that module `module_id` (an index of `model`'s modules) covers."""
+        r0, c0 = self.image_model.module_origin(self.modules.index(module_id))
         mh, mw = self.model.module.shape
-        return slice(r0 - dr, r0 - dr + mh), slice(c0 - dc, c0 - dc + mw)
+        return slice(r0, r0 + mh), slice(c0, c0 + mw)
 
     def roi_slices(self) -> tuple[slice, slice]:
         """The region of the full detector image that this layout's image covers (to crop full-size arrays)."""

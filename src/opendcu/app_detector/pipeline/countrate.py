@@ -1,11 +1,13 @@
-"""Counter model of a module type: sub-frames (auto-summation) and count-rate (pile-up) correction.
+"""Counter model of a module type and the count-rate (pile-up) correction.
 
-Dead-time model (opendcu's choice for the simulated EIGER2; the real detector's model is not public): a
-paralysable counter with dead time tau measures m = n * exp(-n * tau) counts per second at a true rate n.
-The correction inverts that on its rising branch: for a sub-frame of `frame_count_time` t, the measured count
-c stands for t * n(c / t), rounded to the nearest integer. The correction is trusted up to the true rate
-`max_true_rate`; a measured count beyond it (or beyond the counter's range) is *saturated* and comes out as
-2^bits - 1. `countrate_correction_count_cutoff` is the largest count an image can carry that is not flagged.
+Dead-time model: a paralysable counter with dead time tau (`ModuleType.dead_time_s`, the same value the
+simulated modules pile up with) measures m = n * exp(-n * tau) counts per second at a true rate n. The
+correction inverts that on its rising branch: for a sub-frame of `frame_count_time` t, the measured count c
+stands for t * n(c / t), rounded to the nearest integer. It is trusted up to the true rate where n * tau = 1/4
+(22 % of the counts lost, the inversion still well conditioned); a measured count beyond that, or beyond what
+the counter can hold, is *saturated* and comes out as 2^bits - 1. A read-out pixel of a module with on-chip
+2x2 binning sums 4 counters, each seeing a quarter of the rate: its effective dead time is tau / 4.
+`countrate_correction_count_cutoff` is the largest count an image can carry that is not flagged.
 
 The pipeline applies the correction as one lookup table per series, `lut[raw] -> corrected or SATURATED`,
 indexed by the raw 16-bit sub-frame value (0xFFFF, the DAQ's error value, maps to SATURATED too). With the
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from opendcu.geometry.models import ModuleType
+from opendcu.hardware.counters import counter_top
 
 #: raw sub-frame values are uint16; 0xFFFF means lost packet or saturated counter
 RAW_ERROR = 0xFFFF
@@ -29,28 +32,16 @@ SATURATED = 0xFFFFFFFF
 
 @dataclass(frozen=True)
 class CounterModel:
-    """The counting behaviour of one module type."""
+    """The counting behaviour of one module type, as the pipeline sees it (widened to 16 bit by the DAQ)."""
 
-    #: readout counter depth; the top value 2^bits - 1 is the error value
+    #: raw value depth in the pipeline; the top value 2^bits - 1 is the error value
     bits: int
-    #: dead time (s) of the paralysable counter
+    #: largest valid raw count (the counter's top value is reserved for "saturated")
+    counter_max: int
+    #: dead time (s) of a read-out pixel's paralysable counter
     dead_time: float
     #: true count rate (counts/s/pixel) up to which the correction is trusted
     max_true_rate: float
-    #: longest sub-frame (s) the DCU reads out; longer count times are split into sub-frames and summed
-    frame_count_time_max: float
-
-    @property
-    def counter_max(self) -> int:
-        """Largest valid raw count."""
-        return (1 << self.bits) - 2
-
-    def nframes_sum(self, count_time: float, auto_summation: bool) -> int:
-        """Sub-frames summed into one image."""
-        if not auto_summation:
-            return 1
-        # a count time a rounding error above the limit still fits in one sub-frame
-        return max(1, math.ceil(count_time / self.frame_count_time_max - 1e-9))
 
     def measured_counts(self, true_counts: np.ndarray, frame_count_time: float) -> np.ndarray:
         """Expected measured counts for true counts in one sub-frame (the forward model, e.g. for tests)."""
@@ -116,16 +107,17 @@ def lut_identity_limit(lut: np.ndarray) -> int:
     return int(differs[0]) if differs.size else lut.size
 
 
-#: counter models by module type name (ModuleType.name)
-COUNTERS: dict[str, CounterModel] = {
-    # EIGER2: 16-bit counters; tau and the trusted rate put the count-rate capability at 10^7 counts/s/pixel
-    # (22 % loss there, still well conditioned); sub-frames of at most 0.1 s (opendcu's simulated readout)
-    "eiger2": CounterModel(bits=16, dead_time=25e-9, max_true_rate=1e7, frame_count_time_max=0.1),
-}
+#: the correction is trusted while n * tau <= this (22 % of the counts lost)
+TRUSTED_DEAD_FRACTION = 0.25
 
 
 def counter_model(module: ModuleType) -> CounterModel:
-    try:
-        return COUNTERS[module.name]
-    except KeyError:
-        raise ValueError(f"no counter model for module type {module.name!r}") from None
+    """The counter of `module` as the pipeline sees it."""
+    pixels = module.binning * module.binning  # sensor counters summed into one read-out pixel
+    dead_time = module.dead_time_s / pixels
+    return CounterModel(
+        bits=16,
+        counter_max=min(counter_top(module.counter) * pixels, RAW_ERROR - 1),
+        dead_time=dead_time,
+        max_true_rate=TRUSTED_DEAD_FRACTION / dead_time,
+    )

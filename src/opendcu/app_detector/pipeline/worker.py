@@ -22,6 +22,9 @@ from opendcu.lifecycle import child_process_setup
 
 log = logging.getLogger(__name__)
 
+#: how long a worker waits for the settings of a frame's series (they are sent before its first frame)
+SETTINGS_WAIT = 2.0
+
 
 @dataclass(frozen=True)
 class ProcessedImage:
@@ -62,19 +65,16 @@ class SeriesWorker:
         self.codec: ImageCodec = get_codec(settings.compression)
 
 
-def series_for(task: AssembledFrame, current: SeriesWorker | None, spec: WorkerSpec, stop) -> SeriesWorker | None:
-    """The series the task belongs to: the current one, or the next settings from the pool (sent before any
-    frame of their series). None for a frame of a series that is already over."""
+def series_for(task: AssembledFrame, current: SeriesWorker | None, spec: WorkerSpec) -> SeriesWorker | None:
+    """The series the task belongs to: the current one, or the next settings from the pool, which sends them at
+    arm, before any frame of their series (series ids restart after initialize, so only equality counts).
+    None for a frame whose settings never come (a frame of a series that is already over)."""
     while current is None or current.settings.series_id != task.series_id:
-        if current is not None and task.series_id < current.settings.series_id:
-            log.warning("dropping frame %d of finished series %d", task.frame_number, task.series_id)
-            return None
         try:
-            settings: SeriesSettings = spec.settings.get(timeout=0.5)
+            settings: SeriesSettings = spec.settings.get(timeout=SETTINGS_WAIT)
         except queue.Empty:
-            if stop.is_set():
-                return None
-            continue
+            log.warning("dropping frame %d of series %d: no settings for it", task.frame_number, task.series_id)
+            return None
         if settings.series_id == task.series_id:
             current = SeriesWorker(settings)
     return current
@@ -118,7 +118,7 @@ def serve(spec: WorkerSpec, raw_ring: SlotRing, out_ring: SlotRing, stop) -> Non
         if out_slot is None:
             return
         task = take_task(spec.tasks, stop)
-        worker = None if task is None else series_for(task, current, spec, stop)
+        worker = None if task is None else series_for(task, current, spec)
         if worker is None:
             spec.out_free.put(out_slot)
             if task is None:
