@@ -80,11 +80,12 @@ def series_for(task: AssembledFrame, current: SeriesWorker | None, spec: WorkerS
     return current
 
 
-def take_slot(free: Any, stop) -> int | None:
-    """A free output slot (waits while the interfaces hold them all); None when the worker is stopped."""
+def take(q: Any, stop) -> Any:
+    """The next item of a queue (a free output slot, a frame), waiting as long as needed; None once the worker
+    is stopped."""
     while not stop.is_set():
         try:
-            return free.get(timeout=0.5)
+            return q.get(timeout=0.5)
         except queue.Empty:
             continue
     return None
@@ -114,10 +115,10 @@ def serve(spec: WorkerSpec, raw_ring: SlotRing, out_ring: SlotRing, stop) -> Non
     while not stop.is_set():
         # the output slot is reserved *before* a frame is taken: a worker holding a frame never waits for a slot,
         # so later frames cannot take every slot while the collector waits for this one (no reorder deadlock)
-        out_slot = take_slot(spec.out_free, stop)
+        out_slot = take(spec.out_free, stop)
         if out_slot is None:
             return
-        task = take_task(spec.tasks, stop)
+        task: AssembledFrame | None = take(spec.tasks, stop)
         worker = None if task is None else series_for(task, current, spec)
         if worker is None:
             spec.out_free.put(out_slot)
@@ -141,16 +142,6 @@ def serve(spec: WorkerSpec, raw_ring: SlotRing, out_ring: SlotRing, stop) -> Non
             ProcessedImage(task.series_id, task.frame_number, out_slot, payload.size, task.packets_expected,
                            task.packets_received)
         )
-
-
-def take_task(tasks: Any, stop) -> AssembledFrame | None:
-    """The next frame, or None when the pool sends None or the worker is stopped."""
-    while not stop.is_set():
-        try:
-            return tasks.get(timeout=0.5)
-        except queue.Empty:
-            continue
-    return None
 
 
 def drain(q: Any) -> None:
