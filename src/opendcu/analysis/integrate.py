@@ -138,7 +138,7 @@ class RadialIntegrator:
         else:
             lo, hi = _full_range(radial, valid)
         # pyFAI widens the upper edge by one float32 epsilon so that the outermost pixel falls inside
-        self._edges = (float(lo), float(hi) * (1 + EPS32) if hi > 0 else float(hi) + EPS32)  # base unit
+        self._edges = (float(lo), _widen(hi))  # base unit
         self.radial_range = (self._edges[0] * scale, float(hi) * scale)  # in `unit`, as given or found
         delta = (self._edges[1] - self._edges[0]) / settings.npt
         rbin = np.floor((radial - lo) / delta)
@@ -151,7 +151,7 @@ class RadialIntegrator:
                 alo, ahi = np.radians(settings.azimuth_range[0]), np.radians(settings.azimuth_range[1])
             else:
                 alo, ahi = _full_range(chi, valid)
-            self.azimuth_edges = (float(alo), float(ahi) * (1 + EPS32) if ahi > 0 else float(ahi) + EPS32)
+            self.azimuth_edges = (float(alo), _widen(ahi))
             adelta = (self.azimuth_edges[1] - self.azimuth_edges[0]) / settings.npt_azim
             abin = np.floor((chi - alo) / adelta)
             inside &= (abin >= 0) & (abin < settings.npt_azim)
@@ -231,6 +231,11 @@ def _base_position(geometry: Geometry, arrays: dict[str, np.ndarray], unit: str)
         return arrays["2th"]
     q_nm = 4e-9 * np.pi * np.sin(arrays["2th"] / 2) / geometry.wavelength
     return q_nm if base == "q_nm^-1" else (q_nm / (2 * np.pi)) ** 2
+
+
+def _widen(hi: float) -> float:
+    """The upper bin edge moved up by one float32 epsilon (relative), as pyFAI does, so the last pixel counts."""
+    return float(hi) + abs(float(hi)) * EPS32 if hi != 0 else EPS32
 
 
 def _full_range(radial: np.ndarray, valid: np.ndarray) -> tuple[float, float]:
