@@ -246,7 +246,7 @@ class CellSearchSettings:
     n_directions: int = 30_000
     #: candidate vectors kept before choosing a basis
     n_vectors: int = 30
-    hkl_tolerance: float = 0.25
+    hkl_tolerance: float = 0.3
     min_spots: int = 20
 
 
@@ -302,10 +302,7 @@ def _dps_vectors(directions: np.ndarray, vectors: np.ndarray, bins: int, width: 
     best_amp = np.zeros(len(directions))
     for start in range(0, len(directions), 4096):
         block = directions[start:start + 4096]
-        p = vectors @ block.T  # (n, m)
-        index = np.clip(((p + d_star_max) / width).astype(int), 0, bins - 1)
-        hist = np.zeros((block.shape[0], bins))
-        np.add.at(hist, (np.broadcast_to(np.arange(block.shape[0]), index.shape), index), 1.0)
+        hist = _projection_histograms(block, vectors, bins, width, d_star_max)
         amp = np.abs(np.fft.rfft(hist, axis=1))[:, usable]
         k = np.argmax(amp, axis=1)
         best_amp[start:start + len(block)] = amp[np.arange(len(block)), k]
@@ -321,6 +318,19 @@ def _dps_vectors(directions: np.ndarray, vectors: np.ndarray, bins: int, width: 
         if len(chosen) == s.n_vectors:
             break
     return chosen
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def _projection_histograms(directions, vectors, bins, width, offset):
+    """Per direction: histogram of the projections u.x_i (bins of `width` from -offset)."""
+    hist = np.zeros((directions.shape[0], bins))
+    for d in numba.prange(directions.shape[0]):
+        ux, uy, uz = directions[d, 0], directions[d, 1], directions[d, 2]
+        for i in range(vectors.shape[0]):
+            p = ux * vectors[i, 0] + uy * vectors[i, 1] + uz * vectors[i, 2]
+            b = int((p + offset) / width)
+            hist[d, min(max(b, 0), bins - 1)] += 1.0
+    return hist
 
 
 def _refine_period(u: np.ndarray, vectors: np.ndarray, length: float, s: CellSearchSettings) -> float:

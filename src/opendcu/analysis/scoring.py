@@ -152,26 +152,34 @@ def score_image(spot_d: np.ndarray, spot_intensity: np.ndarray, settings: Scorin
 
 
 def _profile_scores(profile: Profile, s: ScoringSettings) -> tuple[float | None, float | None]:
-    """Mean raw counts per pixel in the background window, and the ice rings' excess over their surroundings."""
+    """Mean raw counts per pixel in the background window (ice bands left out), and the ice rings' excess:
+    the mean over rings of (ring intensity / its baseline - 1), the baseline interpolated linearly between the
+    flanks on either side (1.5 to 4 half-widths away, outside every ice band)."""
     if profile.sum_signal.ndim != 1:
         return None, None
     d = profile.radial_as("d_A")
-    counts = profile.count
-    lo, hi = s.background_d_range
-    window = (d >= lo) & (d <= hi) & (counts > 0)
-    background = float(profile.sum_signal[window].sum() / counts[window].sum()) if window.any() else None
-    intensity = profile.intensity
     q = 2 * np.pi / d
-    ring = np.zeros(d.shape, bool)
-    near = np.zeros(d.shape, bool)
-    for ice_d in ICE_RING_D:
-        dq = np.abs(q - 2 * np.pi / ice_d)
-        ring |= dq <= s.ice_ring_width_q
-        near |= (dq > 2 * s.ice_ring_width_q) & (dq <= 4 * s.ice_ring_width_q)
-    ring &= np.isfinite(intensity)
-    near &= np.isfinite(intensity) & ~ring
-    if not ring.any() or not near.any():
-        return background, None
-    baseline = float(np.median(intensity[near]))
-    ice_score = float(np.mean(intensity[ring]) / baseline - 1) if baseline > 0 else None
-    return background, (None if ice_score is None or not math.isfinite(ice_score) else ice_score)
+    counts = profile.count
+    intensity = profile.intensity
+    ice_q = 2 * np.pi / np.asarray(ICE_RING_D)
+    w = s.ice_ring_width_q
+    in_band = (np.abs(q[:, None] - ice_q[None, :]) <= 1.5 * w).any(axis=1)
+    lo, hi = s.background_d_range
+    window = (d >= lo) & (d <= hi) & (counts > 0) & ~in_band
+    background = float(profile.sum_signal[window].sum() / counts[window].sum()) if window.any() else None
+    excess = []
+    usable = np.isfinite(intensity) & (counts > 0)
+    for centre in ice_q:
+        offset = q - centre
+        ring = usable & (np.abs(offset) <= w)
+        left = usable & ~in_band & (offset < -1.5 * w) & (offset >= -4 * w)
+        right = usable & ~in_band & (offset > 1.5 * w) & (offset <= 4 * w)
+        if not (ring.any() and left.any() and right.any()):
+            continue
+        ql, qr = q[left].mean(), q[right].mean()
+        il, ir = intensity[left].mean(), intensity[right].mean()
+        baseline = il + (ir - il) * (centre - ql) / (qr - ql)
+        if baseline > 0:
+            excess.append(intensity[ring].mean() / baseline - 1)
+    ice_score = float(np.mean(excess)) if excess else None
+    return background, (ice_score if ice_score is not None and math.isfinite(ice_score) else None)

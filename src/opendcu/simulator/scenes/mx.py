@@ -218,12 +218,14 @@ class MxScene:
         return self.background_flux * self.experiment.count_time_s * shape * corrections
 
     # -- ground truth --------------------------------------------------------------------------------------------------
-    def truth(self, frame_number: int, min_spot_size: int = 3, sigma_strong: float = 3.0) -> MxTruth:
+    def truth(self, frame_number: int, min_spot_size: int = 3, sigma_strong: float = 3.0,
+              noise_margin: float = 1.0) -> MxTruth:
         """The spots of a frame and the crystal that made them.
 
-        `findable` marks spots a DIALS-like finder must find: centre on a module (>= 2 px from its edges), no
-        other spot within 4 px, and at least `min_spot_size` pixels whose expected value minus 2 sigma of its
-        Poisson noise exceeds the strong threshold mean + sigma_strong.sqrt(mean) of its 7x7 neighbourhood.
+        `findable` marks spots a DIALS-like finder should find: centre on a module (>= 2 px from its edges), no
+        other spot within 4 px, and at least `min_spot_size` pixels whose expected value, less `noise_margin`
+        standard deviations of its Poisson noise, exceeds the strong threshold mean + sigma_strong.sqrt(mean) of
+        its expected 7x7 neighbourhood.
         """
         spots = self._frame_spots(frame_number)
         x, y, photons = spots["x"], spots["y"], spots["photons"]
@@ -231,7 +233,7 @@ class MxScene:
         findable &= photons > 0
         if findable.any():
             findable[findable] = self._clearly_strong(x[findable], y[findable], photons[findable],
-                                                      min_spot_size, sigma_strong)
+                                                      min_spot_size, sigma_strong, noise_margin)
         hkl = self.hkl[spots["index"]]
         start, end = self.phi_range(frame_number)
         return MxTruth(
@@ -252,7 +254,7 @@ class MxScene:
         return inside
 
     def _clearly_strong(self, x: np.ndarray, y: np.ndarray, photons: np.ndarray, min_size: int,
-                        sigma_strong: float) -> np.ndarray:
+                        sigma_strong: float, noise_margin: float) -> np.ndarray:
         half = 5
         ci, ri = np.floor(x).astype(int), np.floor(y).astype(int)
         offsets = np.arange(-half, half + 1)
@@ -269,7 +271,7 @@ class MxScene:
             # local 7x7 mean around each of the central 5x5 pixels (DIALS' default kernel)
             window = np.lib.stride_tricks.sliding_window_view(expected, (7, 7)).mean(axis=(2, 3))
             centre = expected[3:-3, 3:-3]
-            margin = centre - 2 * np.sqrt(centre)
+            margin = centre - noise_margin * np.sqrt(centre)
             strong = margin > window + sigma_strong * np.sqrt(window)
             out[i] = strong.sum() >= min_size
         return out
