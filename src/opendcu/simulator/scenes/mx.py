@@ -54,6 +54,8 @@ class MxTruth:
     d: np.ndarray
     phi_deg: np.ndarray
     partiality: np.ndarray
+    #: the rocking curve's sigma (deg): mosaicity / zeta, large for reflections near the rotation axis
+    rocking_width_deg: np.ndarray
     #: a spot finder should find it: on a module, not crowded, and min_spot_size pixels clearly strong
     findable: np.ndarray
     cell: UnitCell
@@ -185,6 +187,7 @@ class MxScene:
         spots = {
             "x": ref["x"][near][keep], "y": ref["y"][near][keep], "photons": photons[keep],
             "index": index[keep], "phi": ref["phi"][near][keep], "partiality": partiality[keep],
+            "width": width[near][keep],
         }
         self._frame_cache = (frame_number, spots)
         return spots
@@ -239,7 +242,8 @@ class MxScene:
         return MxTruth(
             frame_number=frame_number, phi_range_deg=(math.degrees(start), math.degrees(end)),
             x=x, y=y, photons=photons, hkl=hkl, d=self.cell.d_spacing(hkl), phi_deg=np.degrees(spots["phi"]),
-            partiality=spots["partiality"], findable=findable, cell=self.cell, U=self.U, B=self.B,
+            partiality=spots["partiality"], rocking_width_deg=np.degrees(spots["width"]), findable=findable,
+            cell=self.cell, U=self.U, B=self.B,
             rotation_axis=self.axis, wavelength_a=self.experiment.wavelength_a, d_min=self.d_min,
             geometry=self.geometry,
         )
