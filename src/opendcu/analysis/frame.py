@@ -54,6 +54,15 @@ class FrameAnalyzer:
         self.spot_finder = SpotFinder(geometry, mask, settings.spots) if settings.spots else None
         self.coverage = ShellCoverage(geometry, mask) if settings.spots else None
 
+    def warm_up(self, dtype: np.dtype, invalid_value: int | None = None) -> None:
+        """Run every kernel once (numba compiles or loads its cache on first use) so the first image is fast."""
+        self.analyse(np.zeros(self.geometry.shape, dtype), invalid_value)
+        indexing = self.settings.indexing
+        if indexing is not None and indexing.cell is not None:
+            hkl = np.array([(h, k, l) for h in range(-2, 3) for k in range(-2, 3) for l in range(-2, 3)
+                            if (h, k, l) != (0, 0, 0)], float)
+            index_known_cell(hkl @ indexing.cell.B.T, indexing)
+
     def analyse(self, image: np.ndarray, invalid_value: int | None = None, phi_deg: float = 0.0) -> FrameResult:
         """Analyse one image recorded at rotation angle phi_deg (the frame's centre)."""
         s = self.settings

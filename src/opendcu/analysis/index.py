@@ -35,7 +35,7 @@ class IndexingSettings:
     min_spots: int = 10
     min_fraction: float = 0.5
     #: the direction search uses at most this many (lowest-resolution) spots
-    max_search_spots: int = 150
+    max_search_spots: int = 60
     #: best directions kept per cell length
     peaks_per_length: int = 12
 
@@ -218,7 +218,7 @@ def index_known_cell(vectors: np.ndarray, settings: IndexingSettings) -> Indexin
                         if np.linalg.det(basis) < 0:
                             basis = -basis  # (-a, -b, -c): same angles, right-handed
                         A = np.linalg.inv(basis)
-                        _, ok = assign_indices(A, search, settings.hkl_tolerance)
+                        _, ok = assign_indices(A, vectors, settings.hkl_tolerance)  # judged on every spot
                         if best is None or ok.sum() > best.n_indexed:
                             best = _Candidate(A, int(ok.sum()))
     if best is None:

@@ -19,10 +19,11 @@ from opendcu.app_detector.control.acquisition import AcquisitionController
 from opendcu.app_detector.control.detector_params import build_detector_subsystem
 from opendcu.app_detector.control.service import ControlService
 from opendcu.app_detector.datapath import DataPath, DataPathConfig
+from opendcu.app_detector.interfaces.analysis.service import AnalysisService
 from opendcu.geometry import get_model
 from opendcu.hardware.module_driver import ModuleAddress, ModuleDriver
 from opendcu.lifecycle import announce_ready, child_process_setup, run_until
-from opendcu.proto import control_pb2_grpc
+from opendcu.proto import analysis_pb2_grpc, control_pb2_grpc
 
 log = logging.getLogger("opendcu.app_detector")
 
@@ -56,13 +57,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     detector = build_detector_subsystem(model, controller)
     controller.bind(detector)
-    subsystems = {"detector": detector, "filewriter": datapath.filewriter.subsystem}
+    subsystems = {"detector": detector, "filewriter": datapath.filewriter.subsystem,
+                  "analysis": datapath.analysis.subsystem}
 
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="grpc"),
         options=[("grpc.max_send_message_length", GRPC_MAX_MESSAGE), ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE)],
     )
     control_pb2_grpc.add_ControlServicer_to_server(ControlService(subsystems), server)
+    analysis_pb2_grpc.add_AnalysisServicer_to_server(AnalysisService(datapath.analysis), server)
     address = config["grpc_address"]
     server.add_insecure_port(address)
     server.start()

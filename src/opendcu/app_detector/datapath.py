@@ -18,6 +18,7 @@ import numpy as np
 from opendcu.app_detector.daq import Daq, DaqCounters, FrameAssembler
 from opendcu.app_detector.daq.assembler import RAW_DTYPE
 from opendcu.app_detector.imagemux import CompressedImage, ImageMux
+from opendcu.app_detector.interfaces.analysis import AnalysisInterface
 from opendcu.app_detector.interfaces.filewriter.writer import FileWriter
 from opendcu.app_detector.pipeline.pool import PipelinePool
 from opendcu.app_detector.pipeline.worker import ProcessedImage
@@ -65,6 +66,10 @@ class DataPath:
         self.mux = ImageMux()
         self.filewriter = FileWriter(config.data_dir, model)
         self.mux.attach(self.filewriter)
+        self.analysis = AnalysisInterface(model)  # issue #7; attach before the stream so annotations ride along
+        self.mux.attach(self.analysis)
+        if hasattr(self.filewriter, "add_master_contributor"):  # issue #6 hook: per-image arrays in the master
+            self.filewriter.add_master_contributor(self.analysis.master_datasets)
         self.pipeline = PipelinePool(
             model.name, self.raw_ring, self.out_ring, self.raw_free, self.out_free, self._on_processed,
             n_workers=config.pipeline_workers,
@@ -142,6 +147,7 @@ class DataPath:
             self.finish_series(aborted=True, timeout=2)
         self.daq.stop()
         self.filewriter.close()
+        self.analysis.close()
         self.pipeline.close()
         self._release_calibration()
         self.raw_ring.close()

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from opendcu import __version__
 from opendcu.base.apps import AppDirectory, ControlClient
-from opendcu.base.rest import data_files, simplon
+from opendcu.base.rest import analysis, data_files, simplon
 
 
 def create_app(detector_address: str, data_dir: Path) -> FastAPI:
@@ -25,5 +25,6 @@ def create_app(detector_address: str, data_dir: Path) -> FastAPI:
     app = FastAPI(title="opendcu SIMPLON API", version=__version__, lifespan=lifespan, redirect_slashes=False)
     app.state.data_dir = Path(data_dir).resolve()
     app.include_router(data_files.router)
+    app.include_router(analysis.router)  # before simplon: /analysis/api/... is not a SIMPLON module path
     app.include_router(simplon.router)
     return app
