@@ -63,8 +63,10 @@ class FrameAnalyzer:
                             if (h, k, l) != (0, 0, 0)], float)
             index_known_cell(hkl @ indexing.cell.B.T, indexing)
 
-    def analyse(self, image: np.ndarray, invalid_value: int | None = None, phi_deg: float = 0.0) -> FrameResult:
-        """Analyse one image recorded at rotation angle phi_deg (the frame's centre)."""
+    def analyse(self, image: np.ndarray, invalid_value: int | None = None, phi_deg: float = 0.0,
+                index: bool = True) -> FrameResult:
+        """Analyse one image recorded at rotation angle phi_deg (the frame's centre); index=False skips indexing
+        (the costliest step) when the caller is behind."""
         s = self.settings
         result = FrameResult()
         clock = time.perf_counter()
@@ -88,7 +90,7 @@ class FrameAnalyzer:
         no_ice = ~in_ice_ring(spots.d, s.scoring.ice_ring_width_q) if len(spots) else np.zeros(0, bool)
         axis = s.indexing.rotation_axis if s.indexing is not None else (1.0, 0.0, 0.0)
         result.rlp = reciprocal_vectors(self.geometry, spots.x[no_ice], spots.y[no_ice], phi_deg, axis)
-        if s.indexing is not None and s.indexing.cell is not None and no_ice.sum() >= s.indexing.min_spots:
+        if index and s.indexing is not None and s.indexing.cell is not None and no_ice.sum() >= s.indexing.min_spots:
             result.indexing = index_known_cell(result.rlp, s.indexing)
             lap("index")
         return result

@@ -35,7 +35,7 @@ class RadialProfile(_message.Message):
     def __init__(self, unit: _Optional[str] = ..., radial: _Optional[_Iterable[float]] = ..., intensity: _Optional[_Iterable[float]] = ..., azimuthal: _Optional[_Iterable[float]] = ..., cake: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class ImageResult(_message.Message):
-    __slots__ = ("series_id", "image_id", "image_number", "phi_deg", "n_spots", "n_spots_no_ice", "n_spots_low_res", "total_intensity", "d_min", "is_hit", "background", "ice_score", "overloaded", "n_strong_pixels", "indexed", "n_indexed", "fraction_indexed", "unit_cell", "ub_matrix", "rmsd", "latency_ms", "analysis_ms", "timings_ms", "images_received", "images_analysed", "images_skipped", "decimated", "spots", "profile")
+    __slots__ = ("series_id", "image_id", "image_number", "phi_deg", "n_spots", "n_spots_no_ice", "n_spots_low_res", "total_intensity", "d_min", "is_hit", "background", "ice_score", "overloaded", "n_strong_pixels", "indexed", "n_indexed", "fraction_indexed", "unit_cell", "ub_matrix", "rmsd", "latency_ms", "analysis_ms", "timings_ms", "images_received", "images_analysed", "images_skipped", "decimated", "spots", "profile", "indexing_skipped")
     class TimingsMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -72,6 +72,7 @@ class ImageResult(_message.Message):
     DECIMATED_FIELD_NUMBER: _ClassVar[int]
     SPOTS_FIELD_NUMBER: _ClassVar[int]
     PROFILE_FIELD_NUMBER: _ClassVar[int]
+    INDEXING_SKIPPED_FIELD_NUMBER: _ClassVar[int]
     series_id: int
     image_id: int
     image_number: int
@@ -101,7 +102,8 @@ class ImageResult(_message.Message):
     decimated: bool
     spots: Spots
     profile: RadialProfile
-    def __init__(self, series_id: _Optional[int] = ..., image_id: _Optional[int] = ..., image_number: _Optional[int] = ..., phi_deg: _Optional[float] = ..., n_spots: _Optional[int] = ..., n_spots_no_ice: _Optional[int] = ..., n_spots_low_res: _Optional[int] = ..., total_intensity: _Optional[float] = ..., d_min: _Optional[float] = ..., is_hit: _Optional[bool] = ..., background: _Optional[float] = ..., ice_score: _Optional[float] = ..., overloaded: _Optional[bool] = ..., n_strong_pixels: _Optional[int] = ..., indexed: _Optional[bool] = ..., n_indexed: _Optional[int] = ..., fraction_indexed: _Optional[float] = ..., unit_cell: _Optional[_Iterable[float]] = ..., ub_matrix: _Optional[_Iterable[float]] = ..., rmsd: _Optional[float] = ..., latency_ms: _Optional[float] = ..., analysis_ms: _Optional[float] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., images_received: _Optional[int] = ..., images_analysed: _Optional[int] = ..., images_skipped: _Optional[int] = ..., decimated: _Optional[bool] = ..., spots: _Optional[_Union[Spots, _Mapping]] = ..., profile: _Optional[_Union[RadialProfile, _Mapping]] = ...) -> None: ...
+    indexing_skipped: bool
+    def __init__(self, series_id: _Optional[int] = ..., image_id: _Optional[int] = ..., image_number: _Optional[int] = ..., phi_deg: _Optional[float] = ..., n_spots: _Optional[int] = ..., n_spots_no_ice: _Optional[int] = ..., n_spots_low_res: _Optional[int] = ..., total_intensity: _Optional[float] = ..., d_min: _Optional[float] = ..., is_hit: _Optional[bool] = ..., background: _Optional[float] = ..., ice_score: _Optional[float] = ..., overloaded: _Optional[bool] = ..., n_strong_pixels: _Optional[int] = ..., indexed: _Optional[bool] = ..., n_indexed: _Optional[int] = ..., fraction_indexed: _Optional[float] = ..., unit_cell: _Optional[_Iterable[float]] = ..., ub_matrix: _Optional[_Iterable[float]] = ..., rmsd: _Optional[float] = ..., latency_ms: _Optional[float] = ..., analysis_ms: _Optional[float] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., images_received: _Optional[int] = ..., images_analysed: _Optional[int] = ..., images_skipped: _Optional[int] = ..., decimated: _Optional[bool] = ..., spots: _Optional[_Union[Spots, _Mapping]] = ..., profile: _Optional[_Union[RadialProfile, _Mapping]] = ..., indexing_skipped: _Optional[bool] = ...) -> None: ...
 
 class SeriesSummary(_message.Message):
     __slots__ = ("series_id", "nimages", "finished", "images_received", "images_analysed", "images_skipped", "images_strided", "decimated", "hit_rate", "indexing_rate", "median_d_min", "median_latency_ms")

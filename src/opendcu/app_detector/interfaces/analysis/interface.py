@@ -6,7 +6,7 @@
 
 offer() never waits: an image is analysed only if it passes the configured stride and a worker has a free slot;
 otherwise it is released at once and counted as skipped, so under load the analysed stream is decimated (and
-every result and the status say so). The chunk is copied (compressed, ~1-4 MB) into a slot of the interface's
+every result and the status say so). An image queued behind another one is not indexed (`indexing_skipped`). The chunk is copied (compressed, ~1-4 MB) into a slot of the interface's
 own ring, so the pipeline's output slots are never held by analysis. Workers run at low priority (nice 10).
 """
 
@@ -168,12 +168,14 @@ class AnalysisInterface:
                 results.images_skipped += 1
                 return
             worker = self._workers[worker_index]
+            # under load (the worker still busy with another image) indexing is skipped, as Jungfraujoch does
+            index = not worker.in_flight
             worker.in_flight[slot] = (image.series_id, image.image_id, time.monotonic())
         nbytes = image.data.nbytes
         self._ring.bytes(slot, nbytes)[:] = image.data  # the compressed chunk only: ~1-4 MB for a 4M frame
         phi = live.omega_start + (image.image_id + 0.5) * live.omega_increment
         worker.inbox.put(("image", image.series_id, image.image_id, slot, nbytes, np.dtype(image.dtype).str,
-                          tuple(image.shape), image.compression, phi))
+                          tuple(image.shape), image.compression, phi, index))
 
     def _free_slot(self) -> tuple[int, int | None]:
         """The least busy worker with a free slot (call with the lock held)."""

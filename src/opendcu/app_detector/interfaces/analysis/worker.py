@@ -6,7 +6,7 @@ as slot numbers of the interface's shared-memory ring, results leave as small di
 
 Inbox messages (per worker, in order):
     ("setup", series_id, setup: dict)      build (or reuse) the analyzer of a series
-    ("image", series_id, image_id, slot, nbytes, dtype, shape, compression, phi_deg)
+    ("image", series_id, image_id, slot, nbytes, dtype, shape, compression, phi_deg, index)
     ("stop",)
 Outbox messages (shared by all workers):
     ("ready", worker_id, series_id, setup_ms, error | None)
@@ -146,7 +146,7 @@ def run_worker(worker_id: int, inbox, outbox, ring_spec: tuple[str, int, int], t
                     log.exception("analysis setup failed")
                 outbox.put(("ready", worker_id, series_id, (time.perf_counter() - t0) * 1e3, error))
                 continue
-            _, series_id, image_id, slot, nbytes, dtype, shape, compression, phi_deg = message
+            _, series_id, image_id, slot, nbytes, dtype, shape, compression, phi_deg, index = message
             try:
                 analyzer = analyzers.get(series_id)
                 if analyzer is None:
@@ -155,8 +155,9 @@ def run_worker(worker_id: int, inbox, outbox, ring_spec: tuple[str, int, int], t
                 t0 = time.perf_counter()
                 image = get_codec(compression).decode(ring.bytes(slot, nbytes), np.dtype(dtype), tuple(shape))
                 decode_ms = (time.perf_counter() - t0) * 1e3
-                result = analyzer.analyse(image, setup["invalid_value"], phi_deg)
+                result = analyzer.analyse(image, setup["invalid_value"], phi_deg, index=index)
                 record = result_record(result, series_id, image_id, phi_deg, setup["max_spots"])
+                record["indexing_skipped"] = not index and analyzer.settings.indexing is not None
                 record["timings_ms"]["decode"] = round(decode_ms, 3)
                 record["analysis_ms"] = (time.perf_counter() - t0) * 1e3
                 outbox.put(("result", worker_id, slot, record))
