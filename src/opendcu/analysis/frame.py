@@ -78,7 +78,7 @@ class FrameAnalyzer:
             clock = now
 
         if self.integrator is not None:
-            result.profile = self.integrator.integrate(image, invalid_value, threads=s.threads)
+            result.profile = self.integrator.integrate(image, invalid_value, threads=s.threads, variance=False)
             lap("integrate")
         if self.spot_finder is None:
             return result

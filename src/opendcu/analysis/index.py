@@ -35,7 +35,7 @@ class IndexingSettings:
     min_spots: int = 10
     min_fraction: float = 0.5
     #: the direction search uses at most this many (lowest-resolution) spots
-    max_search_spots: int = 60
+    max_search_spots: int = 100
     #: best directions kept per cell length
     peaks_per_length: int = 12
 
@@ -105,17 +105,30 @@ def directions_for_step(step_rad: float) -> int:
     return int(min(400_000, max(2000, 2 * math.pi / step_rad**2)))
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
-def _direction_scores(directions, vectors, length):
-    """f(u) = sum_i cos(2 pi L u.x_i) for each direction."""
+@numba.njit(fastmath=True, nogil=True, cache=True)
+def _cos_cycles(p):
+    """cos(2 pi p) to ~5e-6: reduce to one period, then an even polynomial (vectorises, unlike libm's cos)."""
+    f = p - math.floor(p + 0.5)
+    x = f * f * (4.0 * math.pi * math.pi)
+    return 1.0 + x * (-1 / 2 + x * (1 / 24 + x * (-1 / 720 + x * (1 / 40320 + x * (
+        -1 / 3628800 + x * (1 / 479001600 + x * (-1 / 87178291200)))))))
+
+
+@numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
+def _direction_scores_t(directions, vectors_t, length):
     out = np.empty(directions.shape[0])
     for d in numba.prange(directions.shape[0]):
         ux, uy, uz = directions[d, 0] * length, directions[d, 1] * length, directions[d, 2] * length
         s = 0.0
-        for i in range(vectors.shape[0]):
-            s += math.cos(2 * math.pi * (ux * vectors[i, 0] + uy * vectors[i, 1] + uz * vectors[i, 2]))
+        for i in range(vectors_t.shape[1]):
+            s += _cos_cycles(ux * vectors_t[0, i] + uy * vectors_t[1, i] + uz * vectors_t[2, i])
         out[d] = s
     return out
+
+
+def _direction_scores(directions: np.ndarray, vectors: np.ndarray, length: float) -> np.ndarray:
+    """f(u) = sum_i cos(2 pi L u.x_i) for each direction."""
+    return _direction_scores_t(np.ascontiguousarray(directions), np.ascontiguousarray(vectors.T), float(length))
 
 
 def _best_directions(directions: np.ndarray, scores: np.ndarray, keep: int, separation: float) -> np.ndarray:
