@@ -157,6 +157,9 @@ class RadialIntegrator:
             bins = abin * settings.npt + rbin  # row-major [azim, radial] as pyFAI's cakes
             self.nbins = settings.npt * settings.npt_azim
         self.bin_index = np.where(inside, bins, -1).astype(np.int32).reshape(-1)
+        self.runs = _runs(self.bin_index >= 0)
+        self._gaps = _runs(self.bin_index < 0)
+        self._bins = self.bin_index.view(np.uint32)  # the same memory, unsigned (excluded pixels are never read)
         self.norm = np.where(inside, norm, 0).astype(np.float32).reshape(-1)
         flat_bins = self.bin_index[self.bin_index >= 0]
         # per-bin constants summed in float64 from the float64 per-pixel values (pyFAI accumulates in float64)
@@ -208,9 +211,18 @@ class RadialIntegrator:
         nthreads = max(1, min(threads or numba.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
         has_invalid = invalid_value is not None
         invalid = _invalid_scalar(flat_image.dtype, invalid_value)
-        signal, lost_norm, lost_count, zeros = _scatter_sums(flat_image, self.bin_index, self.norm, self.nbins,
-                                                             has_invalid, invalid, variance, nthreads)
+        signal, lost_norm, lost_count, zeros = _scatter_sums(flat_image, self._bins, self.norm, self.runs,
+                                                             self._gaps, self._split(nthreads), self.nbins,
+                                                             has_invalid, invalid, variance)
         return signal, self.sum_norm - lost_norm, self.count - lost_count, signal + zeros
+
+    def _split(self, nthreads: int) -> np.ndarray:
+        """Run boundaries giving each thread about the same number of pixels."""
+        lengths = np.cumsum((self.runs[:, 1] - self.runs[:, 0]).astype(np.int64))
+        if lengths.size == 0:
+            return np.zeros(2, np.int64)
+        targets = lengths[-1] * np.arange(1, nthreads) / nthreads
+        return np.concatenate([[0], np.searchsorted(lengths, targets) + 1, [len(self.runs)]]).astype(np.int64)
 
     def integrate(self, image: np.ndarray, invalid_value: int | float | None = None,
                   threads: int | None = None, variance: bool = True) -> Profile:
@@ -230,6 +242,12 @@ def _base_position(geometry: Geometry, arrays: dict[str, np.ndarray], unit: str)
         return arrays["2th"]
     q_nm = 4e-9 * np.pi * np.sin(arrays["2th"] / 2) / geometry.wavelength
     return q_nm if base == "q_nm^-1" else (q_nm / (2 * np.pi)) ** 2
+
+
+def _runs(binned: np.ndarray) -> np.ndarray:
+    """(start, stop) of every stretch of consecutive True values of a flat mask, int64 [n, 2]."""
+    edges = np.diff(np.concatenate([[0], binned.astype(np.int8), [0]]))
+    return np.stack([np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)], axis=1).astype(np.uint64)
 
 
 def _widen(hi: float) -> float:
@@ -259,37 +277,64 @@ LANES = 4
 
 
 @numba.njit(nogil=True, cache=True)
-def _scatter_range(image, bin_index, norm, start, stop, has_invalid, invalid, count_zeros,
-                   signal, lost_norm, lost_count, zeros):
-    for i in range(start, stop):
-        b = bin_index[i]
-        if b < 0:
-            continue
-        v = image[i]
-        if has_invalid and v == invalid:
-            lost_norm[b] += norm[i]
-            lost_count[b] += 1
-        else:
-            signal[i % LANES, b] += v
+def _count_value(image, runs, value):
+    """How many pixels of the stretches `runs` equal `value` (a tight loop: it vectorises)."""
+    n = 0
+    for r in range(runs.shape[0]):
+        for i in range(runs[r, 0], runs[r, 1]):
+            n += image[i] == value
+    return n
+
+
+@numba.njit(nogil=True, cache=True)
+def _scatter_runs(image, bins, norm, runs, first, last, nbins, count_zeros):
+    """Histogram runs[first:last] (contiguous stretches of binned pixels: no masked pixel is ever read).
+    Indices are unsigned so that numba adds no negative-index handling in the hot loop."""
+    signal = np.zeros((LANES, nbins), np.float64)
+    zeros = np.zeros(nbins, np.int64)
+    lane_mask = np.uint64(LANES - 1)
+    for r in range(first, last):
+        for i in range(runs[r, 0], runs[r, 1]):
+            v = image[i]
+            b = bins[i]
+            signal[i & lane_mask, b] += v
             if count_zeros:
                 zeros[b] += v <= 0  # branch-free: zeros are too frequent to predict
+    return signal, zeros
+
+
+@numba.njit(nogil=True, cache=True)
+def _take_out_invalid(image, bins, norm, runs, invalid, signal, lost_norm, lost_count):
+    """Remove pixels equal to `invalid` from the sums (exact: the sums are of integers in float64)."""
+    for r in range(runs.shape[0]):
+        for i in range(runs[r, 0], runs[r, 1]):
+            if image[i] == invalid:
+                b = bins[i]
+                signal[b] -= image[i]
+                lost_norm[b] += norm[i]
+                lost_count[b] += 1
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
-def _scatter_sums(image, bin_index, norm, nbins, has_invalid, invalid, count_zeros, nthreads):
-    """Per-thread histograms of the pixel values, then one reduction; also the norm/count of invalid pixels
-    and the number of zero-count pixels (their Poisson variance is taken as 1)."""
-    n = image.size
-    signal = np.zeros((nthreads, LANES, nbins), np.float64)
-    lost_norm = np.zeros((nthreads, nbins), np.float64)
-    lost_count = np.zeros((nthreads, nbins), np.int64)
+def _scatter_sums(image, bins, norm, runs, gaps, split, nbins, has_invalid, invalid, count_zeros):
+    """Per-thread histograms of the pixel values (thread t takes runs[split[t]:split[t+1]]), then one
+    reduction. Invalid pixels (lost packets, ...) are rare: they are counted in a pass that vectorises (all
+    pixels minus those in the `gaps` stretches, where the error value is normal) and only if some are binned
+    are they found and taken back out. Returns (signal, norm and count of invalid pixels, zero-count pixels)."""
+    nthreads = split.size - 1
+    signal = np.zeros((nthreads, nbins), np.float64)
     zeros = np.zeros((nthreads, nbins), np.int64)
-    chunk = (n + nthreads - 1) // nthreads
     for t in numba.prange(nthreads):
-        _scatter_range(image, bin_index, norm, t * chunk, min(n, (t + 1) * chunk), has_invalid, invalid,
-                       count_zeros, signal[t], lost_norm[t], lost_count[t], zeros[t])
-    total = np.zeros(nbins, np.float64)
-    for t in range(nthreads):
-        for lane in range(LANES):
-            total += signal[t, lane]
-    return total, lost_norm.sum(axis=0), lost_count.sum(axis=0), zeros.sum(axis=0)
+        lanes, z = _scatter_runs(image, bins, norm, runs, split[t], split[t + 1], nbins, count_zeros)
+        signal[t] = lanes.sum(axis=0)
+        zeros[t] = z
+    total = signal.sum(axis=0)
+    lost_norm = np.zeros(nbins, np.float64)
+    lost_count = np.zeros(nbins, np.int64)
+    if has_invalid:
+        everywhere = 0
+        for i in range(image.size):
+            everywhere += image[i] == invalid
+        if everywhere > _count_value(image, gaps, invalid):
+            _take_out_invalid(image, bins, norm, runs, invalid, total, lost_norm, lost_count)
+    return total, lost_norm, lost_count, zeros.sum(axis=0)

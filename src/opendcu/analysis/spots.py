@@ -156,10 +156,10 @@ class SpotFinder:
         invalid = _invalid_scalar(image.dtype, invalid_value)
         thresholds1 = self._integer_thresholds(image.dtype, self.ring_thresholds(ring_mean))
         n_valid = max(1, int(self.rings.count.sum()))
-        candidates = _candidates(image.reshape(-1), self._ring1, thresholds1, invalid)
+        nthreads = max(1, min(threads or numba.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+        candidates = _candidates(image.reshape(-1), self._ring1, thresholds1, invalid, nthreads)
         if candidates.size > max(1024, s.max_candidate_fraction * n_valid):
             return Spots.empty(overloaded=True)
-        nthreads = max(1, min(threads or numba.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
         strong, _ = _dispersion_test(
             image, self.valid, candidates, invalid_value is not None, invalid, s.kernel_size, s.min_local,
             s.gain, s.sigma_background, s.sigma_strong, s.global_threshold, nthreads)
@@ -181,34 +181,52 @@ class SpotFinder:
 
 
 @numba.njit(nogil=True, cache=True)
-def _candidates(image, ring1, thresholds1, invalid):
-    """Linear indices (ascending) of pixels at or above their ring's threshold; ring1 = ring + 1 (0 = not
-    analysed, whose threshold is the dtype's top). Branch-free compaction: most pixels are rejected, but
-    unpredictably so."""
-    keep = np.empty(image.size, np.int32)
-    n = 0
-    for i in range(image.size):
+def _candidates_range(image, ring1, thresholds1, invalid, start, stop, keep):
+    """Write the candidates of [start, stop) to keep[start:...]; return how many. Branch-free compaction (most
+    pixels are rejected, but unpredictably so) over unsigned indices (no negative-index handling)."""
+    n = np.uint64(start)
+    for i in range(np.uint64(start), np.uint64(stop)):
         v = image[i]
         b = ring1[i]
         keep[n] = i
-        n += (v >= thresholds1[b]) & (b != 0) & (v != invalid) & (v < MAX_TRUSTED)
-    return keep[:n].astype(np.int64)
+        n += np.uint64((v >= thresholds1[b]) & (b != 0) & (v != invalid) & (v < MAX_TRUSTED))
+    return n - np.uint64(start)
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def _candidates(image, ring1, thresholds1, invalid, nthreads):
+    """Linear indices (ascending) of pixels at or above their ring's threshold; ring1 = ring + 1 (0 = not
+    analysed, whose threshold is the dtype's top)."""
+    keep = np.empty(image.size, np.uint32)
+    counts = np.zeros(nthreads, np.int64)
+    chunk = (image.size + nthreads - 1) // nthreads
+    for t in numba.prange(nthreads):
+        counts[t] = _candidates_range(image, ring1, thresholds1, invalid, t * chunk, min(image.size, (t + 1) * chunk),
+                                      keep)
+    out = np.empty(counts.sum(), np.int64)
+    n = 0
+    for t in range(nthreads):
+        out[n:n + counts[t]] = keep[t * chunk:t * chunk + counts[t]]
+        n += counts[t]
+    return out
 
 
 @numba.njit(nogil=True, cache=True)
-def _window(image, valid, has_invalid, invalid, rows, cols):
-    """(m, Sx, Sx2) of the valid pixels in the window rows x cols (clipped ranges)."""
+def _window(image, valid, width, has_invalid, invalid, rows, cols):
+    """(m, Sx, Sx2) of the valid pixels in the window rows x cols (clipped ranges) of flat arrays; branch-free
+    over unsigned indices, so the short row loops vectorise."""
     m = 0
     sx = 0.0
     sxx = 0.0
-    for r in range(rows[0], rows[1]):
-        for c in range(cols[0], cols[1]):
-            v = image[r, c]
-            if valid[r, c] and not (has_invalid and v == invalid) and v < MAX_TRUSTED:
-                x = float(v)
-                m += 1
-                sx += x
-                sxx += x * x
+    for r in range(np.uint64(rows[0]), np.uint64(rows[1])):
+        base = r * np.uint64(width)
+        for i in range(base + np.uint64(cols[0]), base + np.uint64(cols[1])):
+            v = image[i]
+            ok = (valid[i] != 0) & (v < MAX_TRUSTED) & ~(has_invalid & (v == invalid))
+            x = float(v) if ok else 0.0
+            m += ok
+            sx += x
+            sxx += x * x
     return m, sx, sxx
 
 
@@ -216,6 +234,7 @@ def _window(image, valid, has_invalid, invalid, rows, cols):
 def _dispersion_range(image, valid, candidates, start, stop, has_invalid, invalid, k, min_local, gain, n_b, n_s,
                       threshold, strong, mean):
     h, w = image.shape
+    flat, flat_valid = image.reshape(-1), valid.reshape(-1)
     prev = -2
     m = 0
     sx = 0.0
@@ -228,17 +247,17 @@ def _dispersion_range(image, valid, candidates, start, stop, has_invalid, invali
             # the next pixel of a run: slide the window one column (drop the left column, add the right one)
             left, right = c0 - k - 1, c0 + k
             if left >= 0:
-                dm, dsx, dsxx = _window(image, valid, has_invalid, invalid, rows, (left, left + 1))
+                dm, dsx, dsxx = _window(flat, flat_valid, w, has_invalid, invalid, rows, (left, left + 1))
                 m -= dm
                 sx -= dsx
                 sxx -= dsxx
             if right < w:
-                dm, dsx, dsxx = _window(image, valid, has_invalid, invalid, rows, (right, right + 1))
+                dm, dsx, dsxx = _window(flat, flat_valid, w, has_invalid, invalid, rows, (right, right + 1))
                 m += dm
                 sx += dsx
                 sxx += dsxx
         else:
-            m, sx, sxx = _window(image, valid, has_invalid, invalid, rows,
+            m, sx, sxx = _window(flat, flat_valid, w, has_invalid, invalid, rows,
                                  (max(0, c0 - k), min(w, c0 + k + 1)))
         prev = i
         value = float(image[r0, c0])
