@@ -209,8 +209,9 @@ def test_live_analysis_through_dcu_serve(tmp_path: Path) -> None:
             reply = http.get(f"{API}/results?spots=true").json()
             summary, results = reply["summary"], reply["results"]
             assert summary["series_id"] == series_id and summary["finished"]
-            # the machine is shared: how many images the low-priority worker gets to varies, but never none
-            assert summary["images_received"] == 10 and summary["images_analysed"] >= 3
+            # the machine is shared: how many images the low-priority worker gets to varies; the two that reach
+            # its slots first are always analysed
+            assert summary["images_received"] == 10 and summary["images_analysed"] >= 2
             assert summary["images_analysed"] + summary["images_skipped"] == 10
             # the scene the simulated modules rendered (the DCU seeds it with the series id)
             scene = make_scene("eiger2-1m", series_id, {**SCENE, "experiment": {
