@@ -12,7 +12,7 @@ import pytest
 from analysis_support import LYSOZYME, mx_experiment
 from conftest import start_dcu
 
-from opendcu.analysis.crystal import misorientation_deg
+from opendcu.analysis.crystal import UnitCell, misorientation_deg, reduce_basis
 from opendcu.analysis.simulate import poisson_image
 from opendcu.app_detector.imagemux.mux import CompressedImage
 from opendcu.app_detector.interfaces.analysis import ANNOTATION_KEY, AnalysisInterface
@@ -132,6 +132,38 @@ def test_decimates_when_images_come_faster_than_analysis(compressed_frames) -> N
         interface.end_series(series, aborted=False)
         results = interface.store.series(8)
         assert results.images_strided == 6 and set(results.records) <= {0, 3, 6}
+    finally:
+        interface.close()
+
+
+def test_cell_search_then_indexing_without_a_configured_cell() -> None:
+    """No unit cell: the worker finds the cell from the first images of the rotation, then indexes with it."""
+    experiment = mx_experiment(seed=12, distance=0.08, d_min=2.4, omega_increment=0.5,
+                               cell=[52.3, 61.7, 97.4, 90.0, 105.2, 90.0])
+    codec = get_codec("bslz4")
+    rng = np.random.default_rng(2)
+    interface = AnalysisInterface(experiment.model)
+    try:
+        interface.subsystem.set("mode", "enabled")
+        series = make_series(experiment, 4, 16, omega_increment=0.5)
+        interface.start_series(series)
+        released: list[int] = []
+        for image_id in range(16):
+            chunk = codec.encode(poisson_image(experiment.scene, experiment.model, image_id + 1, rng))
+            offer(interface, experiment, 4, image_id, chunk, released)
+            interface.wait_idle(4, timeout=60)
+        interface.end_series(series, aborted=False)
+        results = interface.store.series(4)
+        assert results.found_cell is not None
+        truth_cell = UnitCell.from_basis(reduce_basis(experiment.scene.cell.real_basis))
+        found = UnitCell.from_sequence(results.found_cell)
+        assert np.allclose(found.lengths, truth_cell.lengths, rtol=0.01)
+        assert interface.subsystem.describe("status", "found_cell").value == results.found_cell
+        indexed = [r for r in results.records.values() if r["indexed"]]
+        assert len(indexed) >= 4 and all(r["image_id"] >= 9 for r in indexed)
+        for r in indexed:
+            error = misorientation_deg(np.reshape(r["ub_matrix"], (3, 3)), experiment.scene.truth(r["image_number"]).A)
+            assert error is not None and error < 0.5
     finally:
         interface.close()
 

@@ -8,10 +8,11 @@ Everything geometry-dependent is built once in FrameAnalyzer(); analyse() is the
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from opendcu.analysis.crystal import UnitCell
 from opendcu.analysis.geometry import Geometry
 from opendcu.analysis.index import IndexingResult, IndexingSettings, index_known_cell, reciprocal_vectors
 from opendcu.analysis.integrate import IntegrationSettings, Profile, RadialIntegrator
@@ -26,7 +27,7 @@ class AnalysisSettings:
     integration: IntegrationSettings | None = field(default_factory=IntegrationSettings)
     spots: SpotFinderSettings | None = field(default_factory=SpotFinderSettings)
     scoring: ScoringSettings = field(default_factory=ScoringSettings)
-    #: per-image indexing needs a known cell (indexing.cell)
+    #: per-image indexing needs a known cell (indexing.cell, or one found by a cell search and passed to analyse)
     indexing: IndexingSettings | None = None
     threads: int = 1
 
@@ -64,9 +65,10 @@ class FrameAnalyzer:
             index_known_cell(hkl @ indexing.cell.B.T, indexing)
 
     def analyse(self, image: np.ndarray, invalid_value: int | None = None, phi_deg: float = 0.0,
-                index: bool = True) -> FrameResult:
+                index: bool = True, cell: UnitCell | None = None) -> FrameResult:
         """Analyse one image recorded at rotation angle phi_deg (the frame's centre); index=False skips indexing
-        (the costliest step) when the caller is behind."""
+        (the costliest step) when the caller is behind; `cell` (e.g. found by a cell search) replaces the
+        configured one."""
         s = self.settings
         result = FrameResult()
         clock = time.perf_counter()
@@ -90,7 +92,8 @@ class FrameAnalyzer:
         no_ice = ~in_ice_ring(spots.d, s.scoring.ice_ring_width_q) if len(spots) else np.zeros(0, bool)
         axis = s.indexing.rotation_axis if s.indexing is not None else (1.0, 0.0, 0.0)
         result.rlp = reciprocal_vectors(self.geometry, spots.x[no_ice], spots.y[no_ice], phi_deg, axis)
-        if index and s.indexing is not None and s.indexing.cell is not None and no_ice.sum() >= s.indexing.min_spots:
-            result.indexing = index_known_cell(result.rlp, s.indexing)
+        indexing = s.indexing if cell is None or s.indexing is None else replace(s.indexing, cell=cell)
+        if index and indexing is not None and indexing.cell is not None and no_ice.sum() >= indexing.min_spots:
+            result.indexing = index_known_cell(result.rlp, indexing)
             lap("index")
         return result

@@ -277,9 +277,9 @@ def search_cell(vectors: np.ndarray, settings: CellSearchSettings | None = None)
     candidates = _dps_vectors(directions, vectors, bins, width, s)
     if len(candidates) < 3:
         return None
-    best: _Candidate | None = None
     order = np.argsort([np.linalg.norm(v) for v in candidates])
     vecs = [candidates[i] for i in order]
+    scored: list[_Candidate] = []
     for i in range(len(vecs)):
         for j in range(i + 1, len(vecs)):
             for k in range(j + 1, len(vecs)):
@@ -289,10 +289,13 @@ def search_cell(vectors: np.ndarray, settings: CellSearchSettings | None = None)
                     continue  # nearly coplanar
                 A = np.linalg.inv(basis)
                 _, ok = assign_indices(A, vectors, s.hkl_tolerance)
-                score = int(ok.sum())
-                if best is None or score > best.n_indexed or (score == best.n_indexed and volume < best.extra["volume"]):
-                    best = _Candidate(A, score, extra={"volume": volume})
-    if best is None or best.n_indexed < s.min_spots:
+                scored.append(_Candidate(A, int(ok.sum()), extra={"volume": volume}))
+    if not scored:
+        return None
+    # a supercell indexes every spot the true cell does: of the (nearly) best, take the smallest cell
+    top = max(c.n_indexed for c in scored)
+    best = min((c for c in scored if c.n_indexed >= 0.97 * top), key=lambda c: c.extra["volume"])
+    if best.n_indexed < s.min_spots:
         return None
     refined = refine_orientation(best.A, vectors, None, s.hkl_tolerance)
     basis = reduce_basis(np.linalg.inv(refined.A))

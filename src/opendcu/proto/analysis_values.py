@@ -47,7 +47,11 @@ def summary_to_proto(summary: dict[str, Any]) -> pb.SeriesSummary:
     msg = pb.SeriesSummary()
     for field in msg.DESCRIPTOR.fields:
         value = summary.get(field.name)
-        if value is not None:
+        if value is None:
+            continue
+        if field.is_repeated:
+            getattr(msg, field.name).extend(value)
+        else:
             setattr(msg, field.name, value)
     return msg
 
@@ -88,4 +92,6 @@ def result_to_json(msg: pb.ImageResult) -> dict[str, Any]:
 
 
 def summary_to_json(msg: pb.SeriesSummary) -> dict[str, Any]:
-    return message_to_json(msg, _SUMMARY_OPTIONAL)
+    out = message_to_json(msg, _SUMMARY_OPTIONAL)
+    out["found_cell"] = out.get("found_cell") or None
+    return out

@@ -223,6 +223,22 @@ class AnalysisInterface:
                 _, worker_id, slot, series_id, image_id, error = message
                 self._error(f"series {series_id} image {image_id + 1}: {error}")
                 self._finish(worker_id, slot, None)
+            elif kind == "cell":
+                _, worker_id, series_id, cell, fraction, n_spots = message
+                self._found_cell(series_id, cell, fraction, n_spots)
+
+    def _found_cell(self, series_id: int, cell: list[float], fraction: float, n_spots: int) -> None:
+        """A worker's cell search succeeded: every worker indexes the rest of the series with that cell."""
+        results = self.store.series(series_id)
+        if results is None or results.found_cell is not None:
+            return
+        results.found_cell = [round(v, 4) for v in cell]
+        log.info("series %d: cell %s found from %d spots (%.0f %% indexed)", series_id,
+                 " ".join(f"{v:.2f}" for v in cell), n_spots, 100 * fraction)
+        with self._lock:
+            workers = list(self._workers)
+        for worker in workers:
+            worker.inbox.put(("cell", series_id, cell))
 
     def _finish(self, worker_id: int, slot: int, record: Record | None) -> None:
         with self._lock:

@@ -81,7 +81,8 @@ def build_analysis_subsystem(interface: "AnalysisInterface") -> Subsystem:
         # scoring
         Parameter("ice_ring_width", "float", 0.025, unit="1/angstrom", min=0.0, max=1.0),
         Parameter("hit_min_spots", "uint", 10, min=0, max=1_000_000),
-        # indexing (needs a unit cell, in any setting of the lattice: centred cells index in their conventional cell)
+        # indexing: with a unit cell (any setting of the lattice: centred cells index in their conventional cell),
+        # or without one: a cell search over the spots of the first images of a rotation, then indexing with it
         Parameter("indexing", "bool", True),
         Parameter("unit_cell", "float[]", [], check=_check_cell),
         Parameter("hkl_tolerance", "float", 0.3, min=0.01, max=0.49),
@@ -99,6 +100,7 @@ def build_analysis_subsystem(interface: "AnalysisInterface") -> Subsystem:
         StatusParameter("indexing_rate", "float", lambda: interface.status("indexing_rate", 0.0) or 0.0),
         StatusParameter("median_latency", "float", lambda: interface.status("median_latency_ms", 0.0) or 0.0,
                         unit="ms"),
+        StatusParameter("found_cell", "float[]", lambda: interface.status("found_cell") or []),
     )
     sub.add_command(Command("clear", lambda _arg: interface.clear()),
                     Command("initialize", lambda _arg: interface.initialize()))
@@ -127,8 +129,8 @@ def setup_options(values: dict[str, Any]) -> dict[str, Any]:
             "prefilter_sigma": min(2.5, 0.8 * v["sigma_strong"]),
         }
     indexing = None
-    if v["indexing"] and v["spot_finding"] and v["unit_cell"]:
-        indexing = {"cell": list(v["unit_cell"]), "rotation_axis": tuple(v["rotation_axis"]),
+    if v["indexing"] and v["spot_finding"]:  # without a unit cell the workers search one from the spots
+        indexing = {"cell": list(v["unit_cell"]) or None, "rotation_axis": tuple(v["rotation_axis"]),
                     "hkl_tolerance": v["hkl_tolerance"]}
     return {
         "integration": integration, "spots": spots, "indexing": indexing,

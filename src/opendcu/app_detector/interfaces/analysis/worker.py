@@ -7,11 +7,17 @@ as slot numbers of the interface's shared-memory ring, results leave as small di
 Inbox messages (per worker, in order):
     ("setup", series_id, setup: dict)      build (or reuse) the analyzer of a series
     ("image", series_id, image_id, slot, nbytes, dtype, shape, compression, phi_deg, index)
+    ("cell", series_id, cell)               a cell found for the series (by any worker): index with it
     ("stop",)
 Outbox messages (shared by all workers):
     ("ready", worker_id, series_id, setup_ms, error | None)
     ("result", worker_id, slot, record)        record: see result_record()
     ("failed", worker_id, slot, series_id, image_id, message)
+    ("cell", worker_id, series_id, cell, fraction_indexed, n_spots)
+
+Indexing without a configured cell: the worker gathers the reciprocal-lattice points of the images it analyses
+and, once it has CELL_SEARCH_FIRST images spanning CELL_SEARCH_MIN_SPAN deg of rotation, searches a cell
+(index.search_cell, ~1 s); failed searches are retried with twice as many images, up to CELL_SEARCH_LAST.
 """
 
 from __future__ import annotations
@@ -25,6 +31,38 @@ from typing import Any
 import numpy as np
 
 log = logging.getLogger(__name__)
+
+CELL_SEARCH_FIRST = 10
+CELL_SEARCH_LAST = 160
+CELL_SEARCH_MIN_SPAN = 2.0  # deg
+
+
+class CellSearch:
+    """Reciprocal-lattice points of one series, gathered until a cell search succeeds."""
+
+    def __init__(self) -> None:
+        self.vectors: list[np.ndarray] = []
+        self.phis: list[float] = []
+        self.next_try = CELL_SEARCH_FIRST
+        self.cell = None
+
+    def add(self, rlp: np.ndarray | None, phi_deg: float):
+        """Add an image's points; returns the search result when a search ran and succeeded."""
+        from opendcu.analysis.index import search_cell
+
+        if self.cell is not None or rlp is None or len(rlp) == 0 or self.next_try > CELL_SEARCH_LAST:
+            return None
+        self.vectors.append(np.asarray(rlp, np.float64))
+        self.phis.append(phi_deg)
+        if len(self.vectors) < self.next_try or max(self.phis) - min(self.phis) < CELL_SEARCH_MIN_SPAN:
+            return None
+        self.next_try *= 2
+        result = search_cell(np.concatenate(self.vectors))
+        if result is not None and result.fraction_indexed >= 0.8:
+            self.cell = result.cell
+            self.vectors.clear()
+            return result
+        return None
 
 
 def unpack_mask(packed: bytes, shape: tuple[int, int]) -> np.ndarray:
@@ -119,6 +157,7 @@ def run_worker(worker_id: int, inbox, outbox, ring_spec: tuple[str, int, int], t
     ring = SlotRing.attach(ring_spec)
     analyzers: dict[int, Any] = {}  # series_id -> analyzer (the latest two series)
     setups: dict[int, dict[str, Any]] = {}
+    searches: dict[int, CellSearch] = {}
     cache_key: tuple | None = None
     cached = None
     try:
@@ -138,13 +177,22 @@ def run_worker(worker_id: int, inbox, outbox, ring_spec: tuple[str, int, int], t
                         cached.warm_up(np.dtype(setup["dtype"]), setup["invalid_value"])
                     analyzers[series_id] = cached
                     setups[series_id] = setup
+                    searches[series_id] = CellSearch()
                     for old in sorted(analyzers)[:-2]:
                         analyzers.pop(old, None)
                         setups.pop(old, None)
+                        searches.pop(old, None)
                 except Exception as exc:  # a bad setup must not kill the worker
                     error = f"{type(exc).__name__}: {exc}"
                     log.exception("analysis setup failed")
                 outbox.put(("ready", worker_id, series_id, (time.perf_counter() - t0) * 1e3, error))
+                continue
+            if kind == "cell":
+                _, series_id, cell = message
+                if series_id in searches and searches[series_id].cell is None:
+                    from opendcu.analysis.crystal import UnitCell
+
+                    searches[series_id].cell = UnitCell.from_sequence(cell)
                 continue
             _, series_id, image_id, slot, nbytes, dtype, shape, compression, phi_deg, index = message
             try:
@@ -155,9 +203,15 @@ def run_worker(worker_id: int, inbox, outbox, ring_spec: tuple[str, int, int], t
                 t0 = time.perf_counter()
                 image = get_codec(compression).decode(ring.bytes(slot, nbytes), np.dtype(dtype), tuple(shape))
                 decode_ms = (time.perf_counter() - t0) * 1e3
-                result = analyzer.analyse(image, setup["invalid_value"], phi_deg, index=index)
+                search = searches[series_id]
+                result = analyzer.analyse(image, setup["invalid_value"], phi_deg, index=index, cell=search.cell)
                 record = result_record(result, series_id, image_id, phi_deg, setup["max_spots"])
                 record["indexing_skipped"] = not index and analyzer.settings.indexing is not None
+                if analyzer.settings.indexing is not None and analyzer.settings.indexing.cell is None:
+                    found = search.add(result.rlp, phi_deg)
+                    if found is not None:
+                        outbox.put(("cell", worker_id, series_id, list(found.cell.as_tuple()),
+                                    found.fraction_indexed, found.n_spots))
                 record["timings_ms"]["decode"] = round(decode_ms, 3)
                 record["analysis_ms"] = (time.perf_counter() - t0) * 1e3
                 outbox.put(("result", worker_id, slot, record))
