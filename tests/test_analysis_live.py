@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -134,6 +135,48 @@ def test_decimates_when_images_come_faster_than_analysis(compressed_frames) -> N
         assert results.images_strided == 6 and set(results.records) <= {0, 3, 6}
     finally:
         interface.close()
+
+
+def test_annotations_are_ignored_safely_by_a_dectris_stream_v2_decoder(compressed_frames, golden_dir: Path,
+                                                                        shared_dir: Path, clients_python: Path,
+                                                                        tmp_path: Path) -> None:
+    """A real DECTRIS image message with our annotation appended as an extra key still decodes with the
+    team's DECTRIS-style consumer (clients/s2decode.py, in the external clients venv) to the same images."""
+    import subprocess
+
+    import cbor2
+
+    from opendcu.analysis.frame import AnalysisSettings, FrameAnalyzer
+    from opendcu.app_detector.interfaces.analysis.worker import result_record
+
+    experiment, chunks = compressed_frames
+    frame = get_codec("bslz4").decode(chunks[0], np.dtype(np.uint32), experiment.model.shape)
+    result = FrameAnalyzer(experiment.geometry, experiment.mask, AnalysisSettings()).analyse(frame, 0xFFFFFFFF)
+    record = {**result_record(result, 1, 0, 0.05, 256), "latency_ms": 12.5, "images_received": 1,
+              "images_analysed": 1, "decimated": False}
+    annotation = [AnalysisInterface._compact(record)]
+    original = golden_dir / "stream_v2" / "r500k_bm_bslz4_16bit" / "000002.cbor"
+    raw = original.read_bytes()
+    assert raw[:3] == b"\xd9\xd9\xf7"
+    message = cbor2.loads(raw)  # array tags stay CBORTag objects and re-encode unchanged
+    message = message.value if isinstance(message, cbor2.CBORTag) else message  # cbor2 >= 6 drops tag 55799
+
+    def plain(value):
+        if isinstance(value, Mapping):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, cbor2.CBORTag):
+            return cbor2.CBORTag(value.tag, plain(value.value))
+        return [plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+    annotated = tmp_path / "annotated.cbor"
+    annotated.write_bytes(cbor2.dumps(cbor2.CBORTag(55799, {**plain(message), ANNOTATION_KEY: annotation})))
+    decoder = shared_dir / "clients" / "s2decode.py"
+    outputs = [subprocess.run([str(clients_python), str(decoder), str(path)], capture_output=True, text=True,
+                              timeout=120, check=True).stdout.splitlines()[1:] for path in (original, annotated)]
+    assert outputs[0] == outputs[1] and len(outputs[0]) >= 2  # header + per-channel sums, identical
+    back = cbor2.loads(annotated.read_bytes())
+    back = (back.value if isinstance(back, cbor2.CBORTag) else back)[ANNOTATION_KEY][0]
+    assert back["n_spots"] == record["n_spots"] > 100 and len(back["spots"]) == 3 * min(256, record["n_spots"])
 
 
 def test_cell_search_then_indexing_without_a_configured_cell() -> None:
