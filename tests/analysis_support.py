@@ -16,7 +16,7 @@ ERROR32 = 0xFFFFFFFF
 
 
 @dataclass
-class Experiment:
+class SimulatedExperiment:
     scene: object
     geometry: Geometry
     layout: DetectorLayout
@@ -32,7 +32,7 @@ class Experiment:
 
 def mx_experiment(detector: str = "eiger2-1m", seed: int = 1, distance: float = 0.1, wavelength: float = 1.0,
                   omega_increment: float = 0.1, count_time: float = 0.1, beam: tuple[float, float] | None = None,
-                  **scene) -> Experiment:
+                  **scene) -> SimulatedExperiment:
     """An MX rotation scene on a detector with the beam near its centre, and the matching analysis geometry."""
     model = get_model(detector)
     h, w = model.shape
@@ -41,7 +41,7 @@ def mx_experiment(detector: str = "eiger2-1m", seed: int = 1, distance: float = 
         "wavelength_a": wavelength, "distance_m": distance, "beam_center_x_px": bx, "beam_center_y_px": by,
         "count_time_s": count_time, "omega_increment_deg": omega_increment}}
     geometry = Geometry.from_beam_center(model.shape, bx, by, distance, wavelength)
-    return Experiment(make_scene(model, seed, spec), geometry, DetectorLayout(model))
+    return SimulatedExperiment(make_scene(model, seed, spec), geometry, DetectorLayout(model))
 
 
 def match(ax: np.ndarray, ay: np.ndarray, bx: np.ndarray, by: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:

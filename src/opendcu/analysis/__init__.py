@@ -14,12 +14,19 @@ ImageMux live in `opendcu.app_detector.interfaces.analysis`.
     reference.py  dense oracles (scipy) for tests and benchmarks
 """
 
-from opendcu.analysis.frame import AnalysisSettings, FrameAnalyzer, FrameResult
-from opendcu.analysis.geometry import Geometry
-from opendcu.analysis.integrate import IntegrationSettings, Profile, RadialIntegrator
-from opendcu.analysis.spots import SpotFinder, SpotFinderSettings, Spots
+import importlib
+from typing import Any
 
-__all__ = [
-    "AnalysisSettings", "FrameAnalyzer", "FrameResult", "Geometry", "IntegrationSettings", "Profile",
-    "RadialIntegrator", "SpotFinder", "SpotFinderSettings", "Spots",
-]
+# names re-exported lazily: importing a light submodule (geometry, crystal) must not pull in numba
+_EXPORTS = {
+    "AnalysisSettings": "frame", "FrameAnalyzer": "frame", "FrameResult": "frame", "Geometry": "geometry",
+    "IntegrationSettings": "integrate", "Profile": "integrate", "RadialIntegrator": "integrate",
+    "SpotFinder": "spots", "SpotFinderSettings": "spots", "Spots": "spots",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'opendcu.analysis' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"opendcu.analysis.{_EXPORTS[name]}"), name)

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from opendcu.analysis.geometry import Geometry
-from opendcu.analysis.integrate import Profile
+
+if TYPE_CHECKING:  # (integrate imports numba; the simulator uses this module's ice rings without it)
+    from opendcu.analysis.integrate import Profile
 
 #: hexagonal ice Ih d-spacings (A) (the DIALS ice model, spec/edge-analysis.md §5.2)
 ICE_RING_D = (3.895, 3.669, 3.441, 2.671, 2.249, 2.071, 1.948, 1.917, 1.883, 1.835)

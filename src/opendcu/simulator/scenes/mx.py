@@ -22,7 +22,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
-import numba
 import numpy as np
 
 from opendcu.analysis.crystal import UnitCell, miller_indices, random_rotation, rotation_about
@@ -35,8 +34,20 @@ WATER_RING_Q = 2 * math.pi / 3.7  # vitreous ice / cryo solvent ring, A^-1
 MIN_ZETA = 0.05  # bounds the Lorentz factor and the rocking width of reflections near the rotation axis
 
 
-@numba.vectorize(["float64(float64)"], cache=True)
-def _erf(x: float) -> float:
+_erf_ufunc = None
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    """math.erf as a ufunc, compiled on first use (numpy has no erf; scipy is not a runtime dependency)."""
+    global _erf_ufunc
+    if _erf_ufunc is None:
+        import numba
+
+        _erf_ufunc = numba.vectorize(["float64(float64)"], cache=True)(_erf_scalar)
+    return _erf_ufunc(x)
+
+
+def _erf_scalar(x: float) -> float:
     return math.erf(x)
 
 
