@@ -18,12 +18,14 @@ from opendcu.app_calibration.client import CalibrationClient
 from opendcu.app_detector.control.acquisition import AcquisitionController
 from opendcu.app_detector.control.detector_params import build_detector_subsystem
 from opendcu.app_detector.control.service import ControlService
+from opendcu.app_detector.control.simulator_params import build_simulator_subsystem
 from opendcu.app_detector.datapath import DataPath, DataPathConfig
 from opendcu.app_detector.interfaces.analysis.service import AnalysisService
+from opendcu.app_detector.interfaces.monitor.service import MonitorService
 from opendcu.geometry import get_model
 from opendcu.hardware.module_driver import ModuleAddress, ModuleDriver
 from opendcu.lifecycle import announce_ready, child_process_setup, run_until
-from opendcu.proto import analysis_pb2_grpc, control_pb2_grpc
+from opendcu.proto import analysis_pb2_grpc, control_pb2_grpc, interfaces_pb2_grpc
 
 log = logging.getLogger("opendcu.app_detector")
 
@@ -43,6 +45,8 @@ def main(argv: list[str] | None = None) -> None:
             data_dir=Path(config["data_dir"]),
             host=config.get("daq_host", "127.0.0.1"),
             pipeline_workers=config.get("pipeline_workers", 2),
+            stream_v1=f"tcp://{config.get('stream_host', '127.0.0.1')}:{config.get('stream_v1_port', 9999)}",
+            stream_v2=f"tcp://{config.get('stream_host', '127.0.0.1')}:{config.get('stream_v2_port', 31001)}",
         ),
     )
     datapath.start()
@@ -57,14 +61,21 @@ def main(argv: list[str] | None = None) -> None:
     )
     detector = build_detector_subsystem(model, controller)
     controller.bind(detector)
-    subsystems = {"detector": detector, "filewriter": datapath.filewriter.subsystem,
-                  "analysis": datapath.analysis.subsystem}
+    subsystems = {
+        "detector": detector,
+        "filewriter": datapath.filewriter.subsystem,
+        "stream": datapath.stream.subsystem,
+        "monitor": datapath.monitor.subsystem,
+        "simulator": build_simulator_subsystem(controller),
+        "analysis": datapath.analysis.subsystem,
+    }
 
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="grpc"),
         options=[("grpc.max_send_message_length", GRPC_MAX_MESSAGE), ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE)],
     )
     control_pb2_grpc.add_ControlServicer_to_server(ControlService(subsystems), server)
+    interfaces_pb2_grpc.add_MonitorServicer_to_server(MonitorService(datapath.monitor), server)
     analysis_pb2_grpc.add_AnalysisServicer_to_server(AnalysisService(datapath.analysis), server)
     address = config["grpc_address"]
     server.add_insecure_port(address)

@@ -1,7 +1,7 @@
 """The data path of one detector, in the order a frame travels it:
 
     modules --UDP--> DAQ (daq/) --raw slot--> pipeline workers (pipeline/) --compressed slot-->
-    ImageMux (imagemux/) --> interfaces (interfaces/filewriter, ...)
+    ImageMux (imagemux/) --> interfaces (interfaces/filewriter, interfaces/stream, interfaces/monitor)
 
 Frames stay in two shared-memory rings (raw frames, compressed images); only slot numbers move between stages.
 """
@@ -20,6 +20,8 @@ from opendcu.app_detector.daq.assembler import RAW_DTYPE
 from opendcu.app_detector.imagemux import CompressedImage, ImageMux
 from opendcu.app_detector.interfaces.analysis import AnalysisInterface
 from opendcu.app_detector.interfaces.filewriter.writer import FileWriter
+from opendcu.app_detector.interfaces.monitor.monitor import Monitor
+from opendcu.app_detector.interfaces.stream.stream import Stream
 from opendcu.app_detector.pipeline.pool import PipelinePool
 from opendcu.app_detector.pipeline.worker import ProcessedImage
 from opendcu.app_detector.series import Series
@@ -38,6 +40,9 @@ class DataPathConfig:
     raw_buffer_bytes: int = 512 << 20
     image_buffer_bytes: int = 512 << 20
     min_slots: int = 8
+    #: ZeroMQ endpoints of stream V1 (legacy) and V2 (cbor)
+    stream_v1: str = "tcp://127.0.0.1:9999"
+    stream_v2: str = "tcp://127.0.0.1:31001"
 
 
 def compressed_bound(nbytes: int) -> int:
@@ -64,12 +69,14 @@ class DataPath:
         for i in range(self.out_ring.n_slots):
             self.out_free.put(i)
         self.mux = ImageMux()
-        self.filewriter = FileWriter(config.data_dir, model)
-        self.mux.attach(self.filewriter)
-        self.analysis = AnalysisInterface(model)  # issue #7; attach before the stream so annotations ride along
-        self.mux.attach(self.analysis)
-        if hasattr(self.filewriter, "add_master_contributor"):  # issue #6 hook: per-image arrays in the master
-            self.filewriter.add_master_contributor(self.analysis.master_datasets)
+        self.filewriter = FileWriter(config.data_dir, model, max_chunk_bytes=out_bytes)
+        self.analysis = AnalysisInterface(model)  # issue #7
+        self.stream = Stream(config.stream_v1, config.stream_v2)
+        self.monitor = Monitor()
+        # analysis before the stream: results finished by then ride along in the image's annotations
+        for interface in (self.filewriter, self.analysis, self.stream, self.monitor):
+            self.mux.attach(interface)
+        self.filewriter.add_master_contributor(self.analysis.master_datasets)  # per-image arrays in NXmx
         self.pipeline = PipelinePool(
             model.name, self.raw_ring, self.out_ring, self.raw_free, self.out_free, self._on_processed,
             n_workers=config.pipeline_workers,
@@ -132,6 +139,8 @@ class DataPath:
             compression=series.settings.compression,
             packets_expected=processed.packets_expected,
             packets_received=processed.packets_received,
+            shm_name=self.out_ring.name,
+            shm_offset=processed.out_slot * self.out_ring.stride,
             _on_free=lambda slot=processed.out_slot: self.out_free.put(slot),
         )
         self.mux.publish(image)
@@ -148,6 +157,8 @@ class DataPath:
         self.daq.stop()
         self.filewriter.close()
         self.analysis.close()
+        self.stream.close()
+        self.monitor.close()
         self.pipeline.close()
         self._release_calibration()
         self.raw_ring.close()

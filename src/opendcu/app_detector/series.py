@@ -45,6 +45,7 @@ class Series:
     detector_config: dict[str, Any] = field(default_factory=dict)
     pixel_mask: np.ndarray | None = None
     flatfield: np.ndarray | None = None
+    countrate_table: np.ndarray | None = None  # 2 x N [measured, corrected] (stream headers, NXmx master)
     unique_id: str = ""
 
     @property

@@ -100,7 +100,7 @@ class AppManager:
         self._processes = [self.simulator, self.calibration, self.detector]
         self._stopping = threading.Event()
         self._supervisor = threading.Thread(target=self._supervise, name="app-manager", daemon=True)
-        self._restart_lock = threading.Lock()
+        self._restart_lock = threading.RLock()
 
     def _detector_config(self) -> dict[str, Any]:
         c = self.config
@@ -128,18 +128,24 @@ class AppManager:
 
     def _supervise(self) -> None:
         while not self._stopping.wait(0.5):
-            for p in self._processes:
-                if p.alive() or self._stopping.wait(0.2):
-                    continue
-                code = p.popen.returncode if p.popen else None
-                if code == 0:
-                    # a clean exit means someone asked it to stop (e.g. SIGTERM to the whole process group):
-                    # the DCU is being shut down, so do not fight it
-                    log.warning("%s stopped; shutting down", p.name)
-                    os.kill(os.getpid(), signal.SIGTERM)
-                    return
-                log.error("%s crashed (exit code %s); restarting it", p.name, code)
-                self._restart(p)
+            # a deliberate restart (system/command/restart) holds the lock: its stopped child is not a crash
+            if not self._restart_lock.acquire(blocking=False):
+                continue
+            try:
+                for p in self._processes:
+                    if p.alive() or self._stopping.is_set():
+                        continue
+                    code = p.popen.returncode if p.popen else None
+                    if code == 0:
+                        # a clean exit means someone asked it to stop (e.g. SIGTERM to the whole process group):
+                        # the DCU is being shut down, so do not fight it
+                        log.warning("%s stopped; shutting down", p.name)
+                        os.kill(os.getpid(), signal.SIGTERM)
+                        return
+                    log.error("%s crashed (exit code %s); restarting it", p.name, code)
+                    self._restart(p)
+            finally:
+                self._restart_lock.release()
 
     def _restart(self, process: ManagedProcess) -> None:
         with self._restart_lock:

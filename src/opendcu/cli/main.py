@@ -89,8 +89,19 @@ for _name, _doc in [
     ("disarm", "Disarm: end the series, close files."),
     ("cancel", "Cancel: stop after the current image."),
     ("abort", "Abort the series immediately."),
+    ("wait", "Block until the running series has ended."),
 ]:
     _command(_name, _doc)
+
+
+@app.command("external-trigger")
+def external_trigger(
+    gate: Annotated[Optional[float], typer.Argument(help="exte: gate length in seconds (default: count_time)")] = None,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Fire the simulated detector's external trigger input: an edge (exts) or a gate (exte)."""
+    body = None if gate is None else {"value": gate}
+    client.show(client.request(url, "PUT", "/simulator/api/1.8.0/command/external_trigger", body))
 
 
 @app.command()

@@ -112,6 +112,18 @@ class SetParameterRequest(_message.Message):
     value: Value
     def __init__(self, ref: _Optional[_Union[ParameterRef, _Mapping]] = ..., value: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
 
+class SetParametersRequest(_message.Message):
+    __slots__ = ("api_version", "module", "keys", "values")
+    API_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MODULE_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    api_version: str
+    module: str
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    values: _containers.RepeatedCompositeFieldContainer[Value]
+    def __init__(self, api_version: _Optional[str] = ..., module: _Optional[str] = ..., keys: _Optional[_Iterable[str]] = ..., values: _Optional[_Iterable[_Union[Value, _Mapping]]] = ...) -> None: ...
+
 class ChangedKeys(_message.Message):
     __slots__ = ("keys",)
     KEYS_FIELD_NUMBER: _ClassVar[int]
@@ -133,6 +145,10 @@ class KeyList(_message.Message):
     KEYS_FIELD_NUMBER: _ClassVar[int]
     keys: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, keys: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListModulesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class CommandRequest(_message.Message):
     __slots__ = ("api_version", "module", "command", "argument")

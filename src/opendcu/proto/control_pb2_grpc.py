@@ -44,6 +44,16 @@ class ControlStub:
                 request_serializer=opendcu_dot_proto_dot_control__pb2.SetParameterRequest.SerializeToString,
                 response_deserializer=opendcu_dot_proto_dot_control__pb2.ChangedKeys.FromString,
                 _registered_method=True)
+        self.SetParameters = channel.unary_unary(
+                '/opendcu.v1.Control/SetParameters',
+                request_serializer=opendcu_dot_proto_dot_control__pb2.SetParametersRequest.SerializeToString,
+                response_deserializer=opendcu_dot_proto_dot_control__pb2.ChangedKeys.FromString,
+                _registered_method=True)
+        self.ListModules = channel.unary_unary(
+                '/opendcu.v1.Control/ListModules',
+                request_serializer=opendcu_dot_proto_dot_control__pb2.ListModulesRequest.SerializeToString,
+                response_deserializer=opendcu_dot_proto_dot_control__pb2.KeyList.FromString,
+                _registered_method=True)
         self.ResetParameter = channel.unary_unary(
                 '/opendcu.v1.Control/ResetParameter',
                 request_serializer=opendcu_dot_proto_dot_control__pb2.ParameterRef.SerializeToString,
@@ -72,6 +82,19 @@ class ControlServicer:
 
     def SetParameter(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetParameters(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListModules(self, request, context):
+        """the SIMPLON modules this app serves
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -107,6 +130,16 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.SetParameter,
                     request_deserializer=opendcu_dot_proto_dot_control__pb2.SetParameterRequest.FromString,
                     response_serializer=opendcu_dot_proto_dot_control__pb2.ChangedKeys.SerializeToString,
+            ),
+            'SetParameters': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetParameters,
+                    request_deserializer=opendcu_dot_proto_dot_control__pb2.SetParametersRequest.FromString,
+                    response_serializer=opendcu_dot_proto_dot_control__pb2.ChangedKeys.SerializeToString,
+            ),
+            'ListModules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModules,
+                    request_deserializer=opendcu_dot_proto_dot_control__pb2.ListModulesRequest.FromString,
+                    response_serializer=opendcu_dot_proto_dot_control__pb2.KeyList.SerializeToString,
             ),
             'ResetParameter': grpc.unary_unary_rpc_method_handler(
                     servicer.ResetParameter,
@@ -178,6 +211,60 @@ class Control:
             '/opendcu.v1.Control/SetParameter',
             opendcu_dot_proto_dot_control__pb2.SetParameterRequest.SerializeToString,
             opendcu_dot_proto_dot_control__pb2.ChangedKeys.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetParameters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/opendcu.v1.Control/SetParameters',
+            opendcu_dot_proto_dot_control__pb2.SetParametersRequest.SerializeToString,
+            opendcu_dot_proto_dot_control__pb2.ChangedKeys.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/opendcu.v1.Control/ListModules',
+            opendcu_dot_proto_dot_control__pb2.ListModulesRequest.SerializeToString,
+            opendcu_dot_proto_dot_control__pb2.KeyList.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,9 +1,14 @@
 """Series orchestration: the detector commands and the state machine that drives modules and data path.
 
-    na --initialize--> idle --arm--> ready --trigger--> acquire --(last trigger done: auto-disarm)--> idle
-                                       ^                   |
-                                       +---(more triggers)-+
-    disarm / abort / cancel from ready or acquire --> idle
+    na --initialize--> idle --arm--> ready --trigger / external edge--> acquire --(last trigger: auto-disarm)--> idle
+                                       ^                                   |
+                                       +-----------(more triggers)---------+
+    disarm / cancel / abort from ready or acquire --> idle
+
+Trigger modes (spec §9): `ints` - each `trigger` takes nimages and the PUT returns when they are done;
+`inte` - each `trigger` takes one image of the count time in its body; `exts` / `exte` - no software trigger
+(400, state unchanged): an edge on the (simulated) external input takes nimages, a gate takes one image of
+the gate's length. After ntrigger triggers the detector disarms by itself.
 """
 
 from __future__ import annotations
@@ -11,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 import threading
 import time
 from typing import Any, Callable
@@ -36,12 +40,26 @@ log = logging.getLogger(__name__)
 CalibrationSource = Callable[[float, float], np.ndarray]
 
 _ULID_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+#: temperature (degC) and relative humidity (%) inside the simulated detector's regulated enclosure
+SIMULATED_ENVIRONMENT = (26.0, 8.0)
+#: extra time a trigger waits for its images beyond their nominal duration before it gives up
+TRIGGER_GRACE = 10.0
+ARMED = (DetectorState.READY, DetectorState.ACQUIRE)
 
 
 def new_ulid() -> str:
     """A 26-character ULID (48-bit ms timestamp + 80 random bits), as DECTRIS series_unique_id."""
     value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
     return "".join(_ULID_ALPHABET[(value >> (5 * i)) & 31] for i in reversed(range(26)))
+
+
+def _count_time_argument(argument: Any, default: float) -> float:
+    """The count time of an inte trigger: `{"value": seconds}` or the configured count_time."""
+    if argument is None:
+        return default
+    if isinstance(argument, bool) or not isinstance(argument, (int, float)) or not 0 < argument <= 3600:
+        raise InvalidValue(f"an inte trigger takes a count time in seconds (0 < t <= 3600), got {argument!r}")
+    return float(argument)
 
 
 class AcquisitionController:
@@ -67,9 +85,11 @@ class AcquisitionController:
         self.sequence_id = 0
         self.series: Series | None = None
         self.series_unique_id = ""
+        self.links_up: list[bool] = [False] * model.n_modules
         self._triggers_done = 0
         self._lock = threading.RLock()
         self._interrupt = threading.Event()
+        self._series_done = threading.Condition(self._lock)
         self.detector: Subsystem | None = None  # set by bind()
 
     def bind(self, detector: Subsystem) -> None:
@@ -82,19 +102,45 @@ class AcquisitionController:
             Command("disarm", lambda _a: self.disarm()),
             Command("cancel", lambda _a: self.cancel()),
             Command("abort", lambda _a: self.abort()),
+            Command("wait", self.wait),
+            Command("status_update", lambda _a: None, versions=("1.6.0",)),
+            Command("check_connections", lambda _a: self.check_connections()),
         )
+
+    # -- status readers ----------------------------------------------------------------------------------------------
+    def high_voltage_state(self) -> str:
+        return "NA" if self.state is DetectorState.NA else "READY"
+
+    @staticmethod
+    def environment() -> tuple[float, float]:
+        return SIMULATED_ENVIRONMENT
+
+    def buffer_free_percent(self) -> float:
+        """Free raw-frame slots of the DAQ buffer, in percent."""
+        ring = self.datapath.raw_ring
+        try:
+            return round(100.0 * self.datapath.raw_free.qsize() / ring.n_slots, 1)
+        except NotImplementedError:  # qsize is unavailable on some platforms
+            return 100.0
+
+    def link_state(self, module: int) -> str:
+        return "up" if self.links_up[module] else "down"
 
     # -- commands ----------------------------------------------------------------------------------------------------
     def initialize(self) -> None:
+        """(Re)initialize: end any series, restore the default config, check the modules, load the calibration."""
+        self._interrupt.set()
         with self._lock:
             if self.series is not None:
                 self._stop_series(stop_modules=True, aborted=True)
             self.state = DetectorState.INITIALIZE
             try:
                 self.detector.reset()
-                self.driver.broadcast(Kind.STATUS)  # every module must answer
+                self._check_links(raise_on_error=True)
                 det = self.detector
-                det.values["pixel_mask"] = self.calibration(det["photon_energy"], det["threshold_energy"])
+                det.values["pixel_mask"] = det.factory["pixel_mask"] = self.calibration(
+                    det["photon_energy"], det["threshold_energy"]
+                )
             except Exception as exc:
                 self.state = DetectorState.ERROR
                 self.errors = [f"initialize failed: {exc}"]
@@ -106,7 +152,7 @@ class AcquisitionController:
     def arm(self) -> int:
         with self._lock:
             if self.state is not DetectorState.IDLE:
-                raise WrongState(f"arm is not possible in state {self.state.value}")
+                raise WrongState(self._refusal("arm"))
             self.state = DetectorState.CONFIGURE
             try:
                 series = self._new_series(self.sequence_id + 1)
@@ -123,6 +169,7 @@ class AcquisitionController:
             self.series = series
             self.series_unique_id = series.unique_id
             self._triggers_done = 0
+            self._interrupt.clear()
             self.state = DetectorState.READY
             return self.sequence_id
 
@@ -132,36 +179,122 @@ class AcquisitionController:
         The wait happens outside the command lock, so that disarm/abort can interrupt it.
         """
         with self._lock:
-            if self.state is not DetectorState.READY or self.series is None:
-                raise WrongState(f"trigger is not possible in state {self.state.value}")
-            series = self.series
-            mode = series.trigger_mode
-            if mode not in ("ints", "inte"):
-                raise WrongState(f"software trigger is not accepted in trigger mode {mode}")
-            fields: dict[str, Any] = {}
-            if mode == "inte":
-                count_time = series.count_time if argument is None else argument
-                if isinstance(count_time, bool) or not isinstance(count_time, (int, float)) or count_time <= 0:
-                    raise InvalidValue(f"inte trigger needs a positive count time in seconds, got {argument!r}")
-                fields["trigger_count_time"] = float(count_time)
-            per_trigger = self._per_trigger(series)
-            self.state = DetectorState.ACQUIRE
-            self._interrupt.clear()
-            try:
-                self.driver.broadcast(Kind.TRIGGER, **fields)
-            except ModuleError as exc:
-                self.errors.append(str(exc))
-                self._stop_series(stop_modules=True, aborted=True)
-                raise WrongState(f"trigger failed: {exc}") from exc
-            target = (self._triggers_done + 1) * per_trigger
-            budget = per_trigger * max(series.frame_time, fields.get("trigger_count_time", 0)) + 10.0
+            series, fields = self._start_trigger(software=True, argument=argument)
+            delay = float(self.detector["trigger_start_delay"])
+        if delay > 0 and self._interrupt.wait(delay):  # the series was ended during the start delay
+            return
+        with self._lock:
+            if self.series is not series:
+                return
+            target, budget = self._fire(series, Kind.TRIGGER, fields)
+        self._await_trigger(series, target, budget)
 
+    def external_trigger(self, gate: Any) -> None:
+        """The simulated external trigger input: an edge (exts) or a gate of `gate` seconds (exte).
+
+        Returns at once, like a hardware pulse; the state shows the acquisition (ready -> acquire -> ready/idle).
+        """
+        with self._lock:
+            series, fields = self._start_trigger(software=False, argument=gate)
+            target, budget = self._fire(series, Kind.EXT_TRIGGER, fields)
+        threading.Thread(target=self._await_trigger, args=(series, target, budget), name="ext-trigger",
+                         daemon=True).start()
+
+    def disarm(self) -> int:
+        """End the series now; images taken so far are kept (files truncated to them). Harmless when idle."""
+        return self._end(aborted=False)
+
+    def cancel(self) -> int:
+        """Stop after the current image (the modules finish the frame they are sending), then idle."""
+        return self._end(aborted=False)
+
+    def abort(self) -> int:
+        """Stop at once; what has arrived is handed on, nothing is waited for."""
+        return self._end(aborted=True)
+
+    def wait(self, argument: Any) -> int:
+        """Block until the running series has ended (at once when none runs); optional timeout in seconds."""
+        timeout = None
+        if argument is not None:
+            if isinstance(argument, bool) or not isinstance(argument, (int, float)) or argument < 0:
+                raise InvalidValue(f"wait takes an optional timeout in seconds, got {argument!r}")
+            timeout = float(argument)
+        with self._lock:
+            if not self._series_done.wait_for(lambda: self.series is None, timeout):
+                raise WrongState(f"wait: the series is still running after {timeout} s")
+        return -1  # "always returns -1" (EIGER wait documentation)
+
+    def check_connections(self) -> list[str]:
+        """Ask every module for its status; the detector must be initialized again afterwards."""
+        with self._lock:
+            if self.state in (*ARMED, DetectorState.CONFIGURE):
+                raise WrongState(self._refusal("check_connections"))
+            self._check_links(raise_on_error=False)
+            self.state = DetectorState.NA
+            return [f"module {i}: {self.link_state(i)}" for i in range(self.model.n_modules)]
+
+    # -- internals -----------------------------------------------------------------------------------------------------
+    def _refusal(self, command: str) -> str:
+        if self.state is DetectorState.NA:
+            return f"{command} is not possible: the detector is not initialized (state na)"
+        return f"{command} is not possible in state {self.state.value}"
+
+    def _armed_series(self, command: str) -> Series:
+        if self.state is not DetectorState.READY or self.series is None:
+            if self.state is DetectorState.IDLE:
+                raise WrongState(f"{command} is not possible: the detector is not armed (state idle)")
+            raise WrongState(self._refusal(command))
+        return self.series
+
+    def _start_trigger(self, software: bool, argument: Any) -> tuple[Series, dict[str, Any]]:
+        """Check that the armed series takes this kind of trigger; the trigger's module fields; state acquire."""
+        series = self._armed_series("trigger" if software else "external trigger")
+        mode = series.trigger_mode
+        if software and mode not in ("ints", "inte"):
+            raise WrongState(f"trigger: no software trigger in trigger mode {mode} "
+                             "(the series waits for the external trigger input)")
+        if not software and mode not in ("exts", "exte"):
+            raise WrongState(f"external trigger: trigger mode is {mode}, the detector does not listen to its "
+                             "trigger input")
+        fields: dict[str, Any] = {}
+        if mode in ("inte", "exte"):  # one image of the count time given with the trigger (or the gate)
+            fields["trigger_count_time"] = _count_time_argument(argument, series.count_time)
+        self.state = DetectorState.ACQUIRE
+        return series, fields
+
+    def _check_links(self, raise_on_error: bool) -> None:
+        errors = []
+        for i, link in enumerate(self.driver.links):
+            try:
+                link.request(Kind.STATUS)
+                self.links_up[i] = True
+            except ModuleError as exc:
+                self.links_up[i] = False
+                errors.append(str(exc))
+        if errors and raise_on_error:
+            raise ModuleError("; ".join(errors))
+
+    def _fire(self, series: Series, kind: Kind, fields: dict[str, Any]) -> tuple[int, float]:
+        """Send one trigger to the modules; return the frame count that completes it and how long to wait."""
+        try:
+            self.driver.broadcast(kind, **fields)
+        except ModuleError as exc:
+            self.errors.append(str(exc))
+            self._stop_series(stop_modules=True, aborted=True)
+            raise WrongState(f"trigger failed: {exc}") from exc
+        per_trigger = self._per_trigger(series)
+        target = (self._triggers_done + 1) * per_trigger
+        budget = per_trigger * max(series.frame_time, fields.get("trigger_count_time", 0.0)) + TRIGGER_GRACE
+        return target, budget
+
+    def _await_trigger(self, series: Series, target: int, budget: float) -> None:
+        """Wait for the images of one trigger; then ready again, or the automatic disarm after the last one."""
         deadline = time.monotonic() + budget
         while not self._interrupt.is_set() and not self.datapath.wait_frames(target, 0.1):
             if time.monotonic() > deadline:
-                log.warning("series %d: trigger %d incomplete after %.1f s", series.series_id, self._triggers_done + 1, budget)
+                log.warning("series %d: trigger %d incomplete after %.1f s", series.series_id, self._triggers_done + 1,
+                            budget)
                 break
-
         with self._lock:
             if self.series is not series:  # disarmed or aborted meanwhile
                 return
@@ -171,26 +304,13 @@ class AcquisitionController:
             else:
                 self.state = DetectorState.READY
 
-    def disarm(self) -> int:
-        """End the series now; images taken so far are kept (files truncated to them)."""
+    def _end(self, aborted: bool) -> int:
         self._interrupt.set()
         with self._lock:
             if self.series is not None:
-                self._stop_series(stop_modules=True)
+                self._stop_series(stop_modules=True, aborted=aborted)
             return self.sequence_id
 
-    def cancel(self) -> int:
-        return self.disarm()
-
-    def abort(self) -> int:
-        """Stop at once; what has arrived is handed on, nothing is waited for."""
-        self._interrupt.set()
-        with self._lock:
-            if self.series is not None:
-                self._stop_series(stop_modules=True, aborted=True)
-            return self.sequence_id
-
-    # -- internals -----------------------------------------------------------------------------------------------------
     def _new_series(self, series_id: int) -> Series:
         from opendcu.app_detector.control.detector_params import snapshot
 
@@ -271,3 +391,4 @@ class AcquisitionController:
         )
         self.series = None
         self.state = DetectorState.IDLE
+        self._series_done.notify_all()

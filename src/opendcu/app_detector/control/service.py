@@ -81,14 +81,32 @@ class ControlService(control_pb2_grpc.ControlServicer):
         def put() -> pb.ChangedKeys:
             ref = request.ref
             sub = self._subsystem(ref.api_version, ref.module)
-            if ref.task != "config":
-                raise ParameterNotFound(ref.key) if ref.task not in ("status",) else InvalidValue(
-                    f"Parameter {ref.key} is read-only"
-                )
+            self._check_writable(ref.task, ref.key)
             with self._write_lock:
                 return pb.ChangedKeys(keys=sub.set(ref.key, from_proto(request.value)))
 
         return self._run(context, put)
+
+    def SetParameters(self, request: pb.SetParametersRequest, context) -> pb.ChangedKeys:
+        def put_many() -> pb.ChangedKeys:
+            sub = self._subsystem(request.api_version, request.module)
+            if len(request.keys) != len(request.values):
+                raise InvalidValue("SetParameters: keys and values differ in length")
+            items = [(k, from_proto(v)) for k, v in zip(request.keys, request.values)]
+            with self._write_lock:
+                return pb.ChangedKeys(keys=sub.set_many(items))
+
+        return self._run(context, put_many)
+
+    @staticmethod
+    def _check_writable(task: str, key: str) -> None:
+        if task == "status":
+            raise InvalidValue(f"Parameter {key} is a status value and read-only")
+        if task != "config":
+            raise ParameterNotFound(key)
+
+    def ListModules(self, request: pb.ListModulesRequest, context) -> pb.KeyList:
+        return pb.KeyList(keys=list(self.subsystems))
 
     def ResetParameter(self, request: pb.ParameterRef, context) -> pb.ChangedKeys:
         def reset() -> pb.ChangedKeys:
@@ -102,14 +120,17 @@ class ControlService(control_pb2_grpc.ControlServicer):
 
     def ListKeys(self, request: pb.ListKeysRequest, context) -> pb.KeyList:
         return self._run(
-            context, lambda: pb.KeyList(keys=self._subsystem(request.api_version, request.module).keys(request.task))
+            context,
+            lambda: pb.KeyList(
+                keys=self._subsystem(request.api_version, request.module).keys(request.task, request.api_version)
+            ),
         )
 
     def Command(self, request: pb.CommandRequest, context) -> pb.CommandReply:
         def command() -> pb.CommandReply:
             sub = self._subsystem(request.api_version, request.module)
             argument = from_proto(request.argument) if request.HasField("argument") else None
-            result = sub.command(request.command, argument)
+            result = sub.command(request.command, argument, request.api_version)
             reply = pb.CommandReply()
             if isinstance(result, int) and not isinstance(result, bool):
                 reply.sequence_id = result

@@ -1,8 +1,14 @@
 """The ImageMux: hands every compressed image, in order, to the enabled customer interfaces.
 
 Images are shared, not copied: each interface gets a reference to the same output slot, and the slot returns
-to the pipeline's free list once every interface has released it. Each interface brings its own buffer and
-policy (the FileWriter blocks rather than drop; a stream may drop and count).
+to the pipeline's free list once every interface has released it. Each interface brings its own bounded buffer
+and policy (`buffer.py`): the FileWriter blocks rather than drop (backpressure), the Stream drops and counts,
+the Monitor keeps `buffer_size` images and discards new or old ones.
+
+Hooks for other components (e.g. edge analysis, issue 7):
+- `CompressedImage.annotations`: extra per-image keys; stream v2 appends them to the image message after the
+  standard keys (DECTRIS clients ignore unknown keys), stream v1 ignores them;
+- `FileWriter.add_master_contributor(fn)`: per-image datasets written into the NXmx master at series end.
 """
 
 from __future__ import annotations
@@ -10,10 +16,11 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from opendcu.app_detector.imagemux.buffer import Closed, ImageBuffer, Policy
 from opendcu.app_detector.series import Series
 
 log = logging.getLogger(__name__)
@@ -31,6 +38,11 @@ class CompressedImage:
     compression: str
     packets_expected: int
     packets_received: int
+    #: extra keys for the stream v2 image message (after the standard keys); ignored by stream v1 and files
+    annotations: dict[str, Any] = field(default_factory=dict)
+    #: where `data` lives in shared memory (segment name, byte offset), so other processes can read it in place
+    shm_name: str = ""
+    shm_offset: int = 0
     _on_free: Callable[[], None] = field(repr=False, default=lambda: None)
     _refs: int = field(default=1, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -39,6 +51,10 @@ class CompressedImage:
     def image_number(self) -> int:
         """1-based image number, as files number images."""
         return self.image_id + 1
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.data.nbytes)
 
     @property
     def efficiency(self) -> float:
@@ -55,6 +71,12 @@ class CompressedImage:
             last = self._refs == 0
         if last:
             self._on_free()
+
+    def decode(self) -> np.ndarray:
+        """The pixels (decompressed); for readers that need them (Monitor), never on the write path."""
+        from opendcu.codecs import get_codec
+
+        return get_codec(self.compression).decode(self.data, self.dtype, self.shape)
 
 
 class ImageInterface(Protocol):
@@ -87,9 +109,16 @@ class ImageMux:
 
     def start_series(self, series: Series) -> None:
         # an interface's mode is sampled at arm, as on a real DCU
-        self._active = [i for i in self.interfaces if i.enabled]
-        for i in self._active:
-            i.start_series(series)
+        self._active = []
+        try:
+            for i in [i for i in self.interfaces if i.enabled]:
+                i.start_series(series)
+                self._active.append(i)
+        except Exception:  # e.g. the master file cannot be written: the arm fails, started interfaces end
+            started, self._active = self._active, []
+            for i in started:
+                i.end_series(series, True)
+            raise
 
     def publish(self, image: CompressedImage) -> None:
         image.retain(len(self._active))
@@ -102,5 +131,87 @@ class ImageMux:
         image.release()  # the mux's own reference
 
     def end_series(self, series: Series, aborted: bool = False) -> None:
+        """Every interface ends the series; then those with an `after_series` hook run it (the FileWriter
+        completes its master there, with what other interfaces, e.g. analysis, produced for the series)."""
         for i in self._active:
             i.end_series(series, aborted)
+        for i in self._active:
+            after = getattr(i, "after_series", None)
+            if after is not None:
+                try:
+                    after(series, aborted)
+                except Exception:
+                    log.exception("interface %s failed after series %d", i.name, series.series_id)
+
+
+class BufferedInterface:
+    """Base of an interface that works in its own thread behind an `ImageBuffer`.
+
+    `offer` only enqueues (under the buffer's policy); the thread calls `handle_start`, `handle_image` and
+    `handle_end` in order. Dropped images are released at once, handled ones after `handle_image`.
+    """
+
+    name = "interface"
+
+    def __init__(self, capacity: int, policy: Policy):
+        self.buffer = ImageBuffer(capacity, policy, on_drop=lambda image: image.release())
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    # -- ImageInterface ------------------------------------------------------------------------------------------
+    def start_series(self, series: Series) -> None:
+        self.buffer.put_control(("start", series, None))
+
+    def offer(self, image: CompressedImage) -> None:
+        try:
+            self.buffer.put_image(image)
+        except Closed:
+            image.release()
+
+    def end_series(self, series: Series, aborted: bool) -> None:
+        done = threading.Event()
+        self.buffer.put_control(("end", (series, aborted), done))
+        done.wait()
+
+    # -- to implement ---------------------------------------------------------------------------------------------
+    def handle_start(self, series: Series) -> None: ...
+
+    def handle_image(self, image: CompressedImage) -> None: ...
+
+    def handle_end(self, series: Series, aborted: bool) -> None: ...
+
+    # -- thread ----------------------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            try:
+                is_image, item = self.buffer.get()
+            except Closed:
+                return
+            if is_image:
+                try:
+                    self.handle_image(item)
+                except Exception:
+                    log.exception("%s failed on image %d", self.name, item.image_id)
+                finally:
+                    item.release()
+                continue
+            kind, argument, done = item
+            try:
+                if kind == "start":
+                    self.handle_start(argument)
+                elif kind == "end":
+                    self.handle_end(*argument)
+            except Exception:
+                log.exception("%s failed at series %s", self.name, kind)
+            finally:
+                if done is not None:
+                    done.set()
+
+    def close_buffer(self, timeout: float = 30) -> None:
+        """Let the thread finish what is queued, then stop it."""
+        done = threading.Event()
+        self.buffer.put_control(("stop", None, done))
+        done.wait(timeout)
+        for image in self.buffer.close():
+            image.release()
+        self._thread.join(timeout=5)

@@ -4,10 +4,10 @@
     GET  /analysis/api/<version>/results/<image_id>?series=                     one image, spots and profile
     GET  /analysis/api/<version>/summary?series=                                counts, hit/indexing rates
     GET  /analysis/api/<version>/events?spots=&profile=                         server-sent events, live
-    GET/PUT/DELETE /analysis/api/<version>/{config,status,command}/<key>         settings, SIMPLON-style
 
-`series` 0 or absent = the latest series. Results come from app-detector's Analysis gRPC service; settings
-from its Control service (module "analysis").
+`series` 0 or absent = the latest series. Results come from app-detector's Analysis gRPC service. The settings
+are the SIMPLON-style module "analysis" of its Control service (`/analysis/api/<version>/config/...`, served by
+the generic SIMPLON routes).
 """
 
 from __future__ import annotations
@@ -19,35 +19,37 @@ import grpc
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
-from opendcu.base.rest.responses import descriptor_json, grpc_error, json_response, text_error
-from opendcu.base.rest.simplon import API_VERSIONS, REPORTED_VERSION, BadRequest, _command, read_json_body
+from opendcu.base.rest.responses import app_error, json_response, text_error
+from opendcu.base.rest.simplon import API_VERSIONS
 from opendcu.proto import analysis_pb2 as pb
 from opendcu.proto import analysis_pb2_grpc
 from opendcu.proto.analysis_values import result_to_json, summary_to_json
 
 MODULE = "analysis"
-TASKS = ("config", "status", "command")
 KEEPALIVE_S = 10.0
 
 router = APIRouter()
 
 
-def _stub(request: Request) -> analysis_pb2_grpc.AnalysisStub:
-    """The Analysis service on app-detector's channel (shared with the Control client)."""
-    state = request.app.state
-    if getattr(state, "analysis_stub", None) is None:
-        state.analysis_stub = analysis_pb2_grpc.AnalysisStub(state.apps.detector_app.channel)
-    return state.analysis_stub
+class BadRequest(Exception):
+    pass
 
 
-def _control(request: Request):
-    return request.app.state.apps.detector_app
+class AppUnavailable(Exception):
+    """No app serves module "analysis" (app-detector down or restarting)."""
 
 
-def _version_error(version: str) -> Response | None:
-    if version not in API_VERSIONS:
-        return text_error(404, f"API version {version} is not supported (use {' or '.join(API_VERSIONS)})")
-    return None
+async def _stub(request: Request) -> analysis_pb2_grpc.AnalysisStub:
+    """The Analysis service, on the channel of the app that serves module "analysis" (app-detector)."""
+    app = await request.app.state.apps.for_module(MODULE)
+    channel = getattr(app, "channel", None)
+    if channel is None:
+        raise AppUnavailable()
+    return analysis_pb2_grpc.AnalysisStub(channel)
+
+
+def _unavailable() -> Response:
+    return text_error(503, "detector application is not available (restarting?)")
 
 
 def _flag(value: str | None) -> bool:
@@ -63,64 +65,66 @@ def _uint(request: Request, name: str, default: int) -> int:
     return int(raw)
 
 
-@router.get("/analysis/api/version")
-async def get_version() -> Response:
-    return json_response({"value": REPORTED_VERSION, "value_type": "string"})
-
-
-@router.get("/analysis/api/{version}/results")
-async def get_results(version: str, request: Request) -> Response:
-    if (error := _version_error(version)) is not None:
-        return error
+async def _answer(version: str, call) -> Response:
+    """Run one call, mapping refusals to their HTTP status and a short text."""
+    if version not in API_VERSIONS:
+        return text_error(404, f"API version {version} is not supported (use {' or '.join(API_VERSIONS)})")
     try:
+        return await call()
+    except BadRequest as exc:
+        return text_error(400, str(exc))
+    except AppUnavailable:
+        return _unavailable()
+    except grpc.aio.AioRpcError as exc:
+        return app_error(exc)
+
+
+@router.get("/analysis/api/{version}/results", tags=["analysis"], summary="Analysis results of a series")
+async def get_results(version: str, request: Request) -> Response:
+    async def call() -> Response:
         query = pb.ResultsRequest(series_id=_uint(request, "series", 0), start=_uint(request, "start", 0),
                                   limit=min(_uint(request, "limit", 1000), 100_000),
                                   spots=_flag(request.query_params.get("spots")),
                                   profile=_flag(request.query_params.get("profile")))
-        reply = await _stub(request).GetResults(query)
-    except BadRequest as exc:
-        return text_error(400, str(exc))
-    except grpc.aio.AioRpcError as exc:
-        return grpc_error(exc)
-    return json_response({"summary": summary_to_json(reply.summary), "results": [result_to_json(r) for r in reply.results]})
+        reply = await (await _stub(request)).GetResults(query)
+        return json_response({"summary": summary_to_json(reply.summary),
+                              "results": [result_to_json(r) for r in reply.results]})
+
+    return await _answer(version, call)
 
 
-@router.get("/analysis/api/{version}/results/{image_id}")
+@router.get("/analysis/api/{version}/results/{image_id}", tags=["analysis"],
+            summary="One analysed image: scores, spots, radial profile")
 async def get_result(version: str, image_id: str, request: Request) -> Response:
-    if (error := _version_error(version)) is not None:
-        return error
-    if not image_id.isdigit():
-        return text_error(400, f"image id must be a non-negative integer, got {image_id!r}")
-    try:
-        reply = await _stub(request).GetResult(pb.ImageRequest(series_id=_uint(request, "series", 0),
-                                                               image_id=int(image_id)))
-    except BadRequest as exc:
-        return text_error(400, str(exc))
-    except grpc.aio.AioRpcError as exc:
-        return grpc_error(exc)
-    return json_response(result_to_json(reply))
+    async def call() -> Response:
+        if not image_id.isdigit():
+            raise BadRequest(f"image id must be a non-negative integer, got {image_id!r}")
+        query = pb.ImageRequest(series_id=_uint(request, "series", 0), image_id=int(image_id))
+        return json_response(result_to_json(await (await _stub(request)).GetResult(query)))
+
+    return await _answer(version, call)
 
 
-@router.get("/analysis/api/{version}/summary")
+@router.get("/analysis/api/{version}/summary", tags=["analysis"], summary="Counts and rates of a series")
 async def get_summary(version: str, request: Request) -> Response:
-    if (error := _version_error(version)) is not None:
-        return error
-    try:
-        reply = await _stub(request).GetResults(pb.ResultsRequest(series_id=_uint(request, "series", 0), limit=1))
-    except BadRequest as exc:
-        return text_error(400, str(exc))
-    except grpc.aio.AioRpcError as exc:
-        return grpc_error(exc)
-    return json_response(summary_to_json(reply.summary))
+    async def call() -> Response:
+        query = pb.ResultsRequest(series_id=_uint(request, "series", 0), limit=1)
+        return json_response(summary_to_json((await (await _stub(request)).GetResults(query)).summary))
+
+    return await _answer(version, call)
 
 
-@router.get("/analysis/api/{version}/events")
+@router.get("/analysis/api/{version}/events", tags=["analysis"], summary="Live results (server-sent events)")
 async def get_events(version: str, request: Request) -> Response:
     """Server-sent events: `series_start`, `result` (one per analysed image) and `series_end`, as JSON data."""
-    if (error := _version_error(version)) is not None:
-        return error
-    call = _stub(request).Watch(pb.WatchRequest(spots=_flag(request.query_params.get("spots")),
-                                                profile=_flag(request.query_params.get("profile"))))
+    if version not in API_VERSIONS:
+        return text_error(404, f"API version {version} is not supported")
+    try:
+        stub = await _stub(request)
+    except AppUnavailable:
+        return _unavailable()
+    call = stub.Watch(pb.WatchRequest(spots=_flag(request.query_params.get("spots")),
+                                      profile=_flag(request.query_params.get("profile"))))
 
     async def events():
         reader = call.__aiter__()
@@ -150,59 +154,3 @@ async def get_events(version: str, request: Request) -> Response:
             call.cancel()
 
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-
-
-# -- settings: the "analysis" module of the Control service, SIMPLON-style ----------------------------------------------
-def _check(version: str, task: str) -> Response | None:
-    if (error := _version_error(version)) is not None:
-        return error
-    if task not in TASKS:
-        return text_error(404, f"task {task} does not exist")
-    return None
-
-
-@router.get("/analysis/api/{version}/{task}/{key:path}")
-async def get_parameter(version: str, task: str, key: str, request: Request) -> Response:
-    if (error := _check(version, task)) is not None:
-        return error
-    key = key.strip("/")
-    try:
-        if key == "keys":
-            return json_response(await _control(request).keys(version, MODULE, task))
-        if task == "command" or not key:
-            return text_error(404, f"Parameter {key or task} does not exist")
-        return json_response(descriptor_json(await _control(request).get(version, MODULE, task, key)))
-    except grpc.aio.AioRpcError as exc:
-        return grpc_error(exc)
-
-
-@router.put("/analysis/api/{version}/{task}/{key:path}")
-async def put_parameter(version: str, task: str, key: str, request: Request) -> Response:
-    if (error := _check(version, task)) is not None:
-        return error
-    key = key.strip("/")
-    try:
-        body = await read_json_body(request)
-        if task == "command":
-            return await _command(_control(request), version, MODULE, key, body)
-        if task != "config":
-            return text_error(400, f"{task} parameters are read-only")
-        if not isinstance(body, dict) or "value" not in body:
-            return text_error(400, 'PUT body must be a JSON object {"value": <value>}')
-        return json_response(await _control(request).set(version, MODULE, key, body["value"]))
-    except BadRequest as exc:
-        return text_error(400, str(exc))
-    except grpc.aio.AioRpcError as exc:
-        return grpc_error(exc)
-
-
-@router.delete("/analysis/api/{version}/{task}/{key:path}")
-async def delete_parameter(version: str, task: str, key: str, request: Request) -> Response:
-    if (error := _check(version, task)) is not None:
-        return error
-    if task != "config":
-        return text_error(404, f"Parameter {key} does not exist")
-    try:
-        return json_response(await _control(request).reset(version, MODULE, key.strip("/")))
-    except grpc.aio.AioRpcError as exc:
-        return grpc_error(exc)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 from typing import Any
 
 import grpc
 import numpy as np
+import tifffile
 from fastapi import Response
 
+from opendcu.base.apps import AppError
 from opendcu.proto import control_pb2 as pb
 from opendcu.proto.values import from_proto
 
@@ -35,12 +38,64 @@ def text_error(status_code: int, message: str) -> Response:
     return Response(message.encode(), status_code=status_code, media_type="text/plain")
 
 
-def grpc_error(exc: grpc.aio.AioRpcError) -> Response:
-    code = exc.code()
+class BadRequest(Exception):
+    """A request the gateway itself refuses (HTTP 400): unreadable body, bad darray or TIFF."""
+
+
+def darray_to_array(obj: dict[str, Any]) -> np.ndarray:
+    """Decode a SIMPLON darray object (D18 §5.1.1) into a numpy array; BadRequest if it is inconsistent."""
+    try:
+        dtype = np.dtype(str(obj["type"]))
+        shape = [int(n) for n in obj["shape"]]
+        filters = list(obj.get("filters", []))
+        data = obj["data"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadRequest(f"darray: missing or invalid field ({exc})") from None
+    if dtype.kind not in "uif" or dtype.itemsize > 8:
+        raise BadRequest(f"darray: unsupported element type {obj['type']!r}")
+    if filters not in ([], ["base64"]) or not isinstance(data, str):
+        raise BadRequest('darray: only filters ["base64"] with a base64 string in "data" are supported')
+    if len(shape) != 2 or min(shape) < 1:
+        raise BadRequest(f"darray: expected a 2-D shape [height, width], got {shape}")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except ValueError:
+        raise BadRequest("darray: data is not valid base64") from None
+    if len(raw) != shape[0] * shape[1] * dtype.itemsize:
+        raise BadRequest(f"darray: {len(raw)} bytes of data do not fill shape {shape} of {dtype.str}")
+    return np.frombuffer(raw, dtype=dtype).reshape(shape)
+
+
+def is_darray(value: Any) -> bool:
+    return isinstance(value, dict) and "__darray__" in value
+
+
+def tiff_bytes(array: np.ndarray) -> bytes:
+    """An uncompressed single-image TIFF of a 2-D array (pixel_mask uint32, flatfield float32)."""
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, np.ascontiguousarray(array), photometric="minisblack")
+    return buffer.getvalue()
+
+
+def tiff_to_array(data: bytes) -> np.ndarray:
+    """The 2-D image of an uploaded TIFF; BadRequest if it is not one."""
+    try:
+        array = tifffile.imread(io.BytesIO(data), key=0)
+    except Exception as exc:  # tifffile raises many kinds of errors on broken input
+        raise BadRequest(f"the body is not a readable TIFF image: {exc}") from None
+    if array.ndim != 2:
+        raise BadRequest(f"the TIFF holds a {array.ndim}-D image; expected one 2-D image")
+    return array
+
+
+def app_error(exc: grpc.aio.AioRpcError | AppError) -> Response:
+    """An app's refusal as the SIMPLON HTTP code with a short text (spec §5 error table)."""
+    code = exc.code() if isinstance(exc, grpc.aio.AioRpcError) else exc.code
+    details = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
     status = _GRPC_TO_HTTP.get(code, 500)
     if code is grpc.StatusCode.UNAVAILABLE:
-        return text_error(status, "detector application is not available (restarting?)")
-    return text_error(status, exc.details() or code.name)
+        return text_error(status, "the detector application is not available (restarting?)")
+    return text_error(status, details or code.name)
 
 
 def darray(array: np.ndarray) -> dict[str, Any]:

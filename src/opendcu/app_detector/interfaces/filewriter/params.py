@@ -19,15 +19,24 @@ def _check_pattern(value: str) -> None:
         raise InvalidValue(str(exc)) from None
 
 
+#: serial: one thread writes; parallel: processes memcpy chunks into one file; vds: one process per data file and
+#: a virtual /entry/data/data in the master (no legacy data_NNNNNN links)
+WRITER_MODES = ("serial", "parallel", "vds")
+
+
 def build_filewriter_subsystem(writer: "FileWriter") -> Subsystem:
     fw = Subsystem("filewriter")
     fw.add(
         Parameter("mode", "string", "disabled", allowed_values=["enabled", "disabled"]),
         Parameter("name_pattern", "string", "series_$id", check=_check_pattern),
-        Parameter("nimages_per_file", "uint", 1000, min=1, max=1_000_000),  # 0 (all in master): issue #6
+        Parameter("nimages_per_file", "uint", 1000, min=0, max=1_000_000),  # 0: all images in the master
         Parameter("image_nr_start", "uint", 1, min=0, max=2**48),
         Parameter("compression_enabled", "bool", True),
         Parameter("format", "string", "hdf5 nexus legacy nxmx", allowed_values=["hdf5 nexus legacy nxmx"]),
+        Parameter("transfer_mode", "string", "HTTP", allowed_values=["HTTP"]),  # 1.6: files are fetched over HTTP
+        # opendcu: how chunks reach the files (interfaces/filewriter/parallel.py); serial is DECTRIS-identical
+        Parameter("writer_mode", "string", "serial", allowed_values=list(WRITER_MODES)),
+        Parameter("writer_processes", "uint", 2, min=1, max=16),
     )
     fw.add_status(
         StatusParameter("state", "string", lambda: writer.state, allowed_values=["disabled", "ready", "acquire", "error"]),

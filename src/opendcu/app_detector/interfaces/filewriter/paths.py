@@ -41,3 +41,14 @@ def master_name(prefix: str) -> str:
 def data_name(prefix: str, number: int) -> str:
     """Data file `number` (1-based), 6 digits as DECTRIS names them."""
     return f"{prefix}_data_{number:06d}.h5"
+
+
+def list_data_files(data_dir: Path) -> list[str]:
+    """The finished files below `data_dir` (relative names, sorted); partial `.name.part` files are hidden."""
+    root = Path(data_dir)
+    if not root.is_dir():
+        return []
+    return sorted(
+        str(p.relative_to(root)) for p in root.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )

@@ -1,0 +1,44 @@
+"""The `stream` SIMPLON subsystem (spec/simplon-api.md §10)."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from opendcu.app_detector.control.errors import InvalidValue
+from opendcu.app_detector.control.parameters import Command, Parameter, StatusParameter, Subsystem
+
+if TYPE_CHECKING:
+    from opendcu.app_detector.interfaces.stream.stream import Stream
+
+
+class AppendixParameter(Parameter):
+    """header_appendix / image_appendix: a string for V1, any JSON value for V2 (sent as `user_data`).
+
+    Its value_type stays "string" (fastcs-eiger accepts only its scalar set on listed keys).
+    """
+
+    def validate(self, value: Any) -> Any:
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise InvalidValue(f"Parameter {self.key}: not a JSON value: {exc}") from None
+        return value
+
+
+def build_stream_subsystem(stream: "Stream") -> Subsystem:
+    sub = Subsystem("stream")
+    sub.add(
+        Parameter("mode", "string", "disabled", allowed_values=["enabled", "disabled"]),
+        Parameter("format", "string", "legacy", allowed_values=["legacy", "cbor"]),
+        Parameter("header_detail", "string", "basic", allowed_values=["none", "basic", "all"]),
+        AppendixParameter("header_appendix", "string", ""),
+        AppendixParameter("image_appendix", "string", ""),
+    )
+    sub.add_status(
+        StatusParameter("state", "string", lambda: stream.state, allowed_values=["disabled", "ready", "acquire", "error"]),
+        StatusParameter("dropped", "uint", lambda: stream.dropped),
+        StatusParameter("error", "string[]", lambda: list(stream.errors), listed=False),
+    )
+    sub.add_command(Command("initialize", lambda _arg: stream.initialize()))
+    return sub

@@ -1,0 +1,142 @@
+"""The Stream interface: ZeroMQ PUSH sockets for Stream V1 (legacy, port 9999) and V2 (CBOR, port 31001).
+
+Both sockets are bound when app-detector starts; `stream/config/format` chooses, at arm, which one carries the
+series. The start/header message goes out at arm and the end message at series end, each with a short timeout
+(a consumer that connects just before arm still gets them). Images are sent without blocking: an image that no
+consumer pulls, because none is connected or its queue is full, is dropped and counted in `dropped` (reset at
+arm), as DECTRIS does. The Stream never slows the pipeline: its small buffer drops new images when full.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import numpy as np
+import zmq
+
+from opendcu.app_detector.imagemux.buffer import Policy
+from opendcu.app_detector.imagemux.mux import BufferedInterface, CompressedImage
+from opendcu.app_detector.interfaces.status import ModeAndState
+from opendcu.app_detector.interfaces.stream import v1, v2
+from opendcu.app_detector.interfaces.stream.params import build_stream_subsystem
+from opendcu.app_detector.series import Series
+
+log = logging.getLogger(__name__)
+
+#: how long the start and end messages may wait for a consumer (ms)
+CONTROL_SEND_TIMEOUT_MS = 2000
+
+
+class Stream(ModeAndState, BufferedInterface):
+    """Stream V1 + V2 publisher fed by the ImageMux."""
+
+    name = "stream"
+
+    def __init__(
+        self,
+        v1_endpoint: str,
+        v2_endpoint: str,
+        context: zmq.Context | None = None,
+        buffer_images: int = 16,
+        sndhwm: int = 64,
+        control_timeout_ms: int = CONTROL_SEND_TIMEOUT_MS,
+    ):
+        self.subsystem = build_stream_subsystem(self)
+        self.control_timeout_ms = control_timeout_ms
+        self.errors: list[str] = []
+        self._context = context or zmq.Context.instance()
+        self._sockets = {"legacy": self._bind(v1_endpoint, sndhwm), "cbor": self._bind(v2_endpoint, sndhwm)}
+        self.endpoints = {name: s.getsockopt_string(zmq.LAST_ENDPOINT) for name, s in self._sockets.items()}
+        self._unpulled = 0  # images the sockets refused (no consumer / consumer's queue full)
+        self._series: Series | None = None
+        self._image_appendix: Any = ""
+        self._format = "legacy"
+        self._encoders: dict[tuple, v2.ImageMessageEncoder] = {}
+        self._send_lock = threading.Lock()
+        super().__init__(buffer_images, Policy.DROP_NEW)
+
+    def _bind(self, endpoint: str, sndhwm: int) -> zmq.Socket:
+        sock = self._context.socket(zmq.PUSH)
+        sock.setsockopt(zmq.SNDHWM, sndhwm)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.bind(endpoint)
+        return sock
+
+    # -- SIMPLON status (enabled, state: ModeAndState) ---------------------------------------------------------------
+    @property
+    def dropped(self) -> int:
+        return self.buffer.dropped + self._unpulled
+
+    def initialize(self) -> None:
+        """Reset config (mode disabled), dropped count and errors."""
+        self.subsystem.reset()
+        self.errors.clear()
+        self.buffer.reset_dropped()
+        self._unpulled = 0
+
+    # -- ImageInterface ------------------------------------------------------------------------------------------
+    def start_series(self, series: Series) -> None:
+        # dropped counts per series: reset at arm, before the first image can be refused
+        self.buffer.reset_dropped()
+        self._unpulled = 0
+        self._series = series
+        super().start_series(series)
+
+    def handle_start(self, series: Series) -> None:
+        cfg = self.subsystem
+        self._format = cfg["format"]
+        self._encoders.clear()
+        self._image_appendix = cfg["image_appendix"]  # fixed at arm, like the rest of the series' config
+        if self._format == "cbor":
+            parts = [v2.start_message(series, cfg["header_detail"], cfg["header_appendix"])]
+        else:
+            parts = v1.header_parts(series, cfg["header_detail"], cfg["header_appendix"])
+        self._send_control(parts, "start")
+
+    def handle_image(self, image: CompressedImage) -> None:
+        series = self._series
+        if series is None:
+            return
+        if self._format == "cbor":
+            parts = [self._encoder(series, image).encode(image.image_id, image.data, image.annotations)]
+        else:
+            parts = v1.image_parts(series, image, self._image_appendix)
+        try:
+            # copy=True: ZeroMQ keeps its own copy, so the shared slot can go back to the pipeline now
+            self._sockets[self._format].send_multipart(parts, flags=zmq.NOBLOCK, copy=len(parts) > 1)
+        except zmq.Again:
+            self._unpulled += 1
+
+    def _encoder(self, series: Series, image: CompressedImage) -> v2.ImageMessageEncoder:
+        key = (tuple(image.shape), np.dtype(image.dtype).str, image.compression)
+        encoder = self._encoders.get(key)
+        if encoder is None:
+            encoder = self._encoders[key] = v2.ImageMessageEncoder(series, image.shape, image.dtype, image.compression,
+                                                                   self._image_appendix)
+        return encoder
+
+    def handle_end(self, series: Series, aborted: bool) -> None:
+        if self._format == "cbor":
+            parts = [v2.end_message(series.series_id, series.unique_id)]
+        else:
+            parts = v1.end_parts(series.series_id)
+        self._send_control(parts, "end")
+        self._series = None
+
+    def _send_control(self, parts: list[Any], what: str) -> None:
+        sock = self._sockets[self._format]
+        sock.setsockopt(zmq.SNDTIMEO, self.control_timeout_ms)
+        try:
+            sock.send_multipart(parts)
+        except zmq.Again:
+            log.warning("stream: no consumer took the %s message of the series within %d ms", what,
+                        self.control_timeout_ms)
+        finally:
+            sock.setsockopt(zmq.SNDTIMEO, -1)
+
+    def close(self) -> None:
+        self.close_buffer()
+        for sock in self._sockets.values():
+            sock.close(linger=0)
