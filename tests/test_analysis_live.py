@@ -8,8 +8,11 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+import h5py
+import hdf5plugin  # noqa: F401
 import numpy as np
 import pytest
+import zmq
 from analysis_support import LYSOZYME, mx_experiment
 from conftest import start_dcu
 
@@ -17,6 +20,7 @@ from opendcu.analysis.crystal import UnitCell, misorientation_deg, reduce_basis
 from opendcu.analysis.simulate import poisson_image
 from opendcu.app_detector.imagemux.mux import CompressedImage
 from opendcu.app_detector.interfaces.analysis import ANNOTATION_KEY, AnalysisInterface
+from opendcu.app_detector.interfaces.stream.decoder import decode_v2
 from opendcu.app_detector.series import Series, SeriesSettings
 from opendcu.codecs import get_codec
 from opendcu.simulator.scenes import make_scene
@@ -235,8 +239,9 @@ SCENE = {"kind": "mx", "d_min": 2.4, "cell": list(LYSOZYME)}
 
 
 def test_live_analysis_through_dcu_serve(tmp_path: Path) -> None:
-    """A simulated EIGER2 1M with a crystal: results over REST and SSE agree with the simulator's truth, the
-    settings change between series, bad settings get 400/404, and the data files keep every image."""
+    """A simulated EIGER2 1M with a crystal: results over REST and SSE agree with the simulator's truth, ride
+    along in the stream v2 image messages and land in the NXmx master; the settings change between series, bad
+    settings get 400/404, and the data files and the stream keep every image."""
     server = start_dcu(tmp_path, detector="eiger2-1m", extra=["--scene", json.dumps(SCENE)])
     try:
         with server.client() as http:
@@ -246,6 +251,12 @@ def test_live_analysis_through_dcu_serve(tmp_path: Path) -> None:
             for key, value in detector.items():
                 assert http.put(f"/detector/api/1.8.0/config/{key}", json={"value": value}).status_code == 200
             assert http.put("/filewriter/api/1.8.0/config/mode", json={"value": "enabled"}).status_code == 200
+            for key, value in {"mode": "enabled", "format": "cbor"}.items():
+                assert http.put(f"/stream/api/1.8.0/config/{key}", json={"value": value}).status_code == 200
+            stream = zmq.Context.instance().socket(zmq.PULL)
+            stream.setsockopt(zmq.RCVTIMEO, 30_000)
+            stream.setsockopt(zmq.LINGER, 0)
+            stream.connect(f"tcp://127.0.0.1:{server.stream_v2_port}")
             for key, value in {"mode": "enabled", "unit_cell": list(LYSOZYME)}.items():
                 assert http.put(f"{API}/config/{key}", json={"value": value}).status_code == 200
             assert http.get(f"{API}/config/unit_cell").json()["value"] == list(LYSOZYME)
@@ -308,9 +319,26 @@ def test_live_analysis_through_dcu_serve(tmp_path: Path) -> None:
             assert sorted(e["image_id"] for k, e in events if k == "result") == [r["image_id"] for r in results]
             assert http.get(f"{API}/status/images_analysed").json()["value"] == summary["images_analysed"]
             assert http.get(f"{API}/summary").json()["hit_rate"] == 1.0
-            # every image still reached the file, analysed or not
-            files = http.get("/filewriter/api/1.8.0/status/files").json()["value"]
-            assert any("data_000001" in f for f in files)
+            # stream v2: results ride along in later image messages under ANNOTATION_KEY, each once
+            messages = []
+            while not messages or messages[-1]["type"] != "end":
+                messages.append(decode_v2(stream.recv()))
+            stream.close()
+            images = [m for m in messages if m["type"] == "image"]
+            assert len(images) == 10  # every image streamed, analysed or not
+            by_id = {r["image_id"]: r for r in results}
+            annotated = [a for m in images for a in m.get(ANNOTATION_KEY, [])]
+            assert len(annotated) >= 1 and len({a["image_id"] for a in annotated}) == len(annotated)
+            for a in annotated:
+                assert a["n_spots"] == by_id[a["image_id"]]["n_spots"] and a["series_id"] == series_id
+            # the NXmx master: one row per image, the analysed ones filled in
+            with h5py.File(server.data_dir / f"series_{series_id}_master.h5", "r") as master:
+                analysed = master["/entry/MX/imageAnalysed"][()].astype(bool)
+                n_peaks = master["/entry/MX/nPeaks"][()]
+                assert analysed.shape == (10,) and analysed.sum() == summary["images_analysed"]
+                assert all(n_peaks[i] == min(256, r["n_spots"]) for i, r in by_id.items())
+                assert master["/entry/azint/image"].shape == (10, 1000)
+                assert master["/entry/data/data_000001"].shape[0] == 10  # and every image is in the data file
 
             # settings change between series: a cake and a stride
             assert http.put(f"{API}/config/azimuthal_bins", json={"value": 36}).status_code == 200
