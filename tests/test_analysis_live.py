@@ -215,6 +215,38 @@ def test_cell_search_then_indexing_without_a_configured_cell() -> None:
         interface.close()
 
 
+def test_a_killed_worker_is_reported_and_replaced(compressed_frames) -> None:
+    import os
+    import signal
+
+    experiment, chunks = compressed_frames
+    interface = AnalysisInterface(experiment.model)
+    try:
+        interface.subsystem.set("mode", "enabled")
+        interface.subsystem.set("indexing", False)
+        series = make_series(experiment, 5, 4)
+        interface.start_series(series)
+        released: list[int] = []
+        offer(interface, experiment, 5, 0, chunks[0], released)
+        interface.wait_idle(5, timeout=30)
+        os.kill(interface._workers[0].process.pid, signal.SIGKILL)
+        interface._workers[0].process.join(10)
+        for image_id in range(1, 4):
+            offer(interface, experiment, 5, image_id, chunks[image_id], released)
+        interface._check_workers()
+        interface.end_series(series, aborted=False)
+        assert released == [0, 1, 2, 3] and interface.store.series(5).images_analysed == 1
+        assert interface.state == "error" and "died" in interface.errors[-1]
+        series = make_series(experiment, 6, 1)  # the next arm starts a new worker
+        interface.start_series(series)
+        offer(interface, experiment, 6, 0, chunks[0], released)
+        interface.wait_idle(6, timeout=30)
+        interface.end_series(series, aborted=False)
+        assert interface.store.series(6).images_analysed == 1 and interface.state == "ready"
+    finally:
+        interface.close()
+
+
 def test_bad_geometry_is_reported_and_images_still_flow(compressed_frames) -> None:
     experiment, chunks = compressed_frames
     interface = AnalysisInterface(experiment.model)

@@ -46,6 +46,7 @@ MAX_ERRORS = 50
 
 @dataclass
 class _Worker:
+    id: int  # unique over restarts, so that a late message of a replaced worker is recognised
     process: Any
     inbox: Any
     free: list[int]
@@ -79,6 +80,7 @@ class AnalysisInterface:
         self._workers: list[_Worker] = []
         self._ring: SlotRing | None = None
         self._threads = 0
+        self._worker_ids = 0
         self._live: _LiveSeries | None = None
         self._annotations: list[Record] = []
         self._lock = threading.Condition()
@@ -147,6 +149,7 @@ class AnalysisInterface:
             return
         with self._lock:
             ready, self._annotations = self._annotations, []
+        ready = [r for r in ready if r["series_id"] == image.series_id]  # late results of an older series: dropped
         if ready:
             annotations[ANNOTATION_KEY] = ready
 
@@ -163,8 +166,11 @@ class AnalysisInterface:
             if image.image_id % live.stride:
                 results.images_strided += 1
                 return
+            if self._ring is None or image.data.nbytes > self._ring.slot_bytes:
+                results.images_skipped += 1
+                return
             worker_index, slot = self._free_slot()
-            if slot is None or self._ring is None or image.data.nbytes > self._ring.slot_bytes:
+            if slot is None:
                 results.images_skipped += 1
                 return
             worker = self._workers[worker_index]
@@ -242,9 +248,9 @@ class AnalysisInterface:
 
     def _finish(self, worker_id: int, slot: int, record: Record | None) -> None:
         with self._lock:
-            if worker_id >= len(self._workers):
+            worker = next((w for w in self._workers if w.id == worker_id), None)
+            if worker is None:  # a worker replaced since: its ring and slots are gone
                 return
-            worker = self._workers[worker_id]
             task = worker.in_flight.pop(slot, None)
             worker.free.append(slot)
             if record is not None and task is not None:
@@ -276,9 +282,10 @@ class AnalysisInterface:
                 worker.in_flight.clear()
             if dead:
                 self._lock.notify_all()
-        for i, worker in dead:
+        for _, worker in dead:
             if self._running:
-                self._error(f"analysis worker {i} died (exit code {worker.process.exitcode}); restarted at the next arm")
+                self._error(f"analysis worker {worker.id} died (exit code {worker.process.exitcode}); "
+                            "restarted at the next arm")
 
     def _error(self, text: str) -> None:
         log.error("analysis: %s", text)
@@ -299,11 +306,14 @@ class AnalysisInterface:
         self._ring = SlotRing(count * SLOTS_PER_WORKER, slot_bytes)
         workers = []
         for i in range(count):
+            self._worker_ids += 1
             inbox = self._ctx.Queue()
             process = self._ctx.Process(target=run_worker, name=f"analysis-worker{i}", daemon=True,
-                                        args=(i, inbox, self._outbox, self._ring.spec(), threads, self.nice))
+                                        args=(self._worker_ids, inbox, self._outbox, self._ring.spec(), threads,
+                                              self.nice))
             process.start()
-            workers.append(_Worker(process, inbox, list(range(i * SLOTS_PER_WORKER, (i + 1) * SLOTS_PER_WORKER))))
+            slots = list(range(i * SLOTS_PER_WORKER, (i + 1) * SLOTS_PER_WORKER))
+            workers.append(_Worker(self._worker_ids, process, inbox, slots))
         with self._lock:
             self._workers = workers
             self._threads = threads
