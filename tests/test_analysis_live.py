@@ -300,12 +300,14 @@ def test_live_analysis_through_dcu_serve(tmp_path: Path) -> None:
             assert http.put(f"{API}/config/bogus", json={"value": 1}).status_code == 404
             assert http.get(f"{API}/results?start=x").status_code == 400
             assert http.get(f"{API}/results").status_code == 404  # nothing analysed yet
+            assert http.get(f"{API}/events").status_code == 400  # an endless stream only when asked for one
 
             events: list[tuple[str, dict]] = []
             sse_ready = threading.Event()
 
             def listen() -> None:
-                with server.client(timeout=60) as sse, sse.stream("GET", f"{API}/events") as stream:
+                headers = {"Accept": "text/event-stream"}
+                with server.client(timeout=60) as sse, sse.stream("GET", f"{API}/events", headers=headers) as stream:
                     kind = None
                     for line in stream.iter_lines():
                         sse_ready.set()

@@ -4,6 +4,7 @@
     GET  /analysis/api/<version>/results/<image_id>?series=                     one image, spots and profile
     GET  /analysis/api/<version>/summary?series=                                counts, hit/indexing rates
     GET  /analysis/api/<version>/events?spots=&profile=                         server-sent events, live
+         (with `Accept: text/event-stream`, as EventSource sends it; the stream never ends by itself)
 
 `series` 0 or absent = the latest series. Results come from app-detector's Analysis gRPC service. The settings
 are the SIMPLON-style module "analysis" of its Control service (`/analysis/api/<version>/config/...`, served by
@@ -119,6 +120,9 @@ async def get_events(version: str, request: Request) -> Response:
     """Server-sent events: `series_start`, `result` (one per analysed image) and `series_end`, as JSON data."""
     if version not in API_VERSIONS:
         return text_error(404, f"API version {version} is not supported")
+    if "text/event-stream" not in request.headers.get("accept", ""):
+        # an endless answer only for clients that ask for one (EventSource does); others would just hang
+        return text_error(400, "this is a server-sent event stream: ask with the header Accept: text/event-stream")
     try:
         stub = await _stub(request)
     except AppUnavailable:
