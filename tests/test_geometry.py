@@ -9,8 +9,8 @@ from opendcu.geometry import MODELS, DetectorLayout, get_model
 from opendcu.geometry.models import REAL_EIGER2_SIZES
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_every_model_has_a_real_eiger_size(name):
+@pytest.mark.parametrize("name", sorted(n for n in MODELS if n.startswith("eiger")))
+def test_every_eiger_model_has_a_real_eiger_size(name):
     assert get_model(name).shape in REAL_EIGER2_SIZES
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from functools import lru_cache
 from pathlib import Path
 
 import h5py
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import DcuServer, child_pids
+from opendcu.app_calibration.store import calibration_for
 from opendcu.geometry import DetectorLayout, get_model
 from opendcu.simulator.physics import render_module_frame
 from opendcu.simulator.scenes import make_scene
@@ -23,15 +25,27 @@ V = "/detector/api/1.8.0"
 
 
 def expected_image(detector: str, series_id: int, frame_number: int, count_time: float) -> np.ndarray:
-    """What the file must hold: the simulator's raw frames, placed with the reference placement; gaps masked."""
+    """What the file must hold on unmasked pixels: the simulator's read-out frames, placed with the reference
+    placement (masked pixels: see `calibration_mask`)."""
     model = get_model(detector)
     layout = DetectorLayout(model)
-    scene = make_scene(model, series_id, {"kind": "flood", "flux": 2.0, "experiment": {"count_time_s": count_time}})
+    scene = _flood(detector, series_id, count_time)
     image = np.full(model.shape, 0xFFFF, dtype=np.int64)
     for m in range(model.n_modules):
         raw = render_module_frame(scene, layout, m, frame_number, seed=series_id)  # the DCU seeds with the series id
         image[layout.module_slices(m)] = layout.place_module_reference(raw, 0xFFFF)
     return image
+
+
+@lru_cache(maxsize=8)
+def _flood(detector: str, series_id: int, count_time: float):
+    """The scene of a series (one object per series, so that its modules' noise banks are built once)."""
+    return make_scene(detector, series_id, {"kind": "flood", "flux": 2.0, "experiment": {"count_time_s": count_time}})
+
+
+def calibration_mask(detector: str) -> np.ndarray:
+    """The factory pixel mask: gaps plus the simulated modules' dead, hot and badly responding pixels."""
+    return calibration_for(detector, 8047.78, 4023.89).pixel_mask
 
 
 def alive(pids: list[int], wait: float) -> dict[int, str]:
@@ -105,13 +119,14 @@ def test_full_path_pixels_and_states(dcu: DcuServer):
         assert data.attrs["image_nr_low"] == 1 and data.attrs["image_nr_high"] == 5
         assert list(f["/entry/instrument/detector/module/data_size"][()]) == [512, 1028]
         mask = f["/entry/instrument/detector/detectorSpecific/pixel_mask"][()]
-        assert np.array_equal(mask != 0, layout.gap_mask)
+        np.testing.assert_array_equal(mask, calibration_mask(dcu.detector))
+        assert np.array_equal(mask & 1 != 0, layout.gap_mask) and (mask[~layout.gap_mask] != 0).sum() > 0
         for i in range(5):
             got = data[i]
             want = expected_image(dcu.detector, series_id, i + 1, count_time=0.09)
-            valid = ~layout.gap_mask
+            valid = mask == 0
             np.testing.assert_array_equal(got[valid], want[valid])
-            assert np.all(got[layout.gap_mask] == 0xFFFF)
+            assert np.all(got[~valid] == 0xFFFF)  # gaps and defective pixels carry the mask value
 
 
 def test_multi_module_detector_and_data_files(tmp_path: Path):
@@ -138,7 +153,8 @@ def test_multi_module_detector_and_data_files(tmp_path: Path):
         assert images.shape == (4, 1062, 1028)
         for i in range(4):
             want = expected_image("eiger2-1m", series_id, i + 1, count_time=0.03 * 0.9)
-            np.testing.assert_array_equal(images[i][~layout.gap_mask], want[~layout.gap_mask])
+            valid = calibration_mask("eiger2-1m") == 0
+            np.testing.assert_array_equal(images[i][valid], want[valid])
         assert np.all(images[:, 512:550, :] == 0xFFFF)  # the 38-row gap between the modules
     finally:
         server.stop()
@@ -175,8 +191,8 @@ def test_stop_leaves_no_children_and_no_partial_files(dcu: DcuServer):
     with dcu.client() as http:
         http.put(f"{V}/command/initialize")
         run_series(http, nimages=2, frame_time=0.02)
-        # start a long series and stop the server in the middle of it
-        http.put(f"{V}/config/nimages", json={"value": 1000})
+        # start a long series (1000 s) and stop the server in the middle of it
+        http.put(f"{V}/config/nimages", json={"value": 100000})
         http.put(f"{V}/config/frame_time", json={"value": 0.01})
         assert http.put(f"{V}/command/arm").status_code == 200
     children = child_pids(dcu.process.pid)
@@ -191,5 +207,5 @@ def test_stop_leaves_no_children_and_no_partial_files(dcu: DcuServer):
     # the interrupted series' data file was closed and is readable, truncated to the images written
     with h5py.File(dcu.data_dir / "series_2_master.h5") as f:
         n = f["/entry/data/data_000001"].shape[0]
-        assert 0 < n < 1000
+        assert 0 < n < 100000
         assert f["/entry/data/data_000001"].attrs["image_nr_high"] == n

@@ -40,6 +40,10 @@ class DataPathConfig:
     raw_buffer_bytes: int = 512 << 20
     image_buffer_bytes: int = 512 << 20
     min_slots: int = 8
+    #: at most this many slots per ring (tiny frames of the fast module would make tens of thousands)
+    max_slots: int = 1024
+    #: sub-frames per image a raw slot can hold (auto-summation); slots are [max_subframes, n_modules, h, w]
+    max_subframes: int = 1
     #: ZeroMQ endpoints of stream V1 (legacy) and V2 (cbor)
     stream_v1: str = "tcp://127.0.0.1:9999"
     stream_v2: str = "tcp://127.0.0.1:31001"
@@ -57,10 +61,11 @@ class DataPath:
         self.model = model
         self.layout = DetectorLayout(model)
         h, w = model.shape
-        raw_bytes = model.n_modules * model.module.raw_pixels * np.dtype(RAW_DTYPE).itemsize
+        raw_bytes = config.max_subframes * model.n_modules * model.module.raw_pixels * np.dtype(RAW_DTYPE).itemsize
         out_bytes = compressed_bound(h * w * 4)
-        self.raw_ring = SlotRing(max(config.min_slots, config.raw_buffer_bytes // raw_bytes), raw_bytes)
-        self.out_ring = SlotRing(max(config.min_slots, config.image_buffer_bytes // out_bytes), out_bytes)
+        slots = lambda budget, size: max(config.min_slots, min(config.max_slots, budget // size))  # noqa: E731
+        self.raw_ring = SlotRing(slots(config.raw_buffer_bytes, raw_bytes), raw_bytes)
+        self.out_ring = SlotRing(slots(config.image_buffer_bytes, out_bytes), out_bytes)
         ctx = mp.get_context("spawn")
         self.raw_free = ctx.Queue()
         self.out_free = ctx.Queue()

@@ -54,7 +54,7 @@ FIELDS: dict[int, tuple[str, str]] = {
     4: ("ntrigger", "I"),
     5: ("threshold_energy", "d"),
     6: ("trigger_mode", "B"),
-    7: ("test_pattern", "B"),
+    7: ("test_pattern", "B"),  # non-zero: send the exact test pattern instead of the scene
     8: ("dest_host", "str"),
     9: ("dest_port", "H"),
     10: ("payload_size", "H"),
@@ -67,7 +67,9 @@ FIELDS: dict[int, tuple[str, str]] = {
     17: ("state", "str"),
     18: ("frames_sent", "Q"),
     19: ("packets_sent", "Q"),
-    20: ("trigger_count_time", "d"),  # inte: count time of this trigger
+    20: ("trigger_count_time", "d"),  # inte: count time of this trigger; exte: length of this gate
+    21: ("roi_mode", "str"),  # SIMPLON roi_mode of the series ("" / "disabled" / "4M")
+    22: ("drop_packets", "str"),  # loss injection (simulator only): JSON [[frame, (subframe,) packet], ...]
 }
 TAGS = {name: (tag, fmt) for tag, (name, fmt) in FIELDS.items()}
 

@@ -6,6 +6,7 @@ import itertools
 import logging
 import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -26,13 +27,20 @@ class ModuleAddress:
     config_port: int
 
 
-class ModuleLink:
-    """Request/acknowledge exchange with one module over its UDP config port."""
+#: how long a module may take to answer, by request: CONFIGURE builds the module's noise bank (~1 s for 4M)
+ANSWER_DEADLINE = {Kind.CONFIGURE: 30.0}
+DEFAULT_DEADLINE = 2.0
 
-    def __init__(self, address: ModuleAddress, timeout: float = 0.5, retries: int = 4):
+
+class ModuleLink:
+    """Request/acknowledge exchange with one module over its UDP config port.
+
+    A request is re-sent every `timeout` s until its acknowledgement arrives or its deadline passes; modules
+    answer a repeated request again without redoing it."""
+
+    def __init__(self, address: ModuleAddress, timeout: float = 0.5):
         self.address = address
         self.timeout = timeout
-        self.retries = retries
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.bind((address.host, 0))
         self._sock.settimeout(timeout)
@@ -45,7 +53,8 @@ class ModuleLink:
             packet = ConfigPacket(kind, next(self._seq), self.address.module_id, fields=fields)
             data = packet.encode()
             target = (self.address.host, self.address.config_port)
-            for _attempt in range(self.retries):
+            deadline = time.monotonic() + ANSWER_DEADLINE.get(kind, DEFAULT_DEADLINE)
+            while time.monotonic() < deadline:
                 self._sock.sendto(data, target)
                 ack = self._await_ack(packet)
                 if ack is None:

@@ -18,13 +18,20 @@ Layout (little-endian, spec/detector-geometry.md §6):
 | 46  | 1    | det_type      | detector type code (ModuleType.udp_detector_type)                 |
 | 47  | 1    | version       | 2                                                                 |
 
-The payload follows the header: consecutive bytes of the module's raw frame (row-major, little-endian
-counters), `payload_size` bytes per packet (8192 by default), the last packet possibly shorter.
+The payload follows the header: the module's raw (sub-)frame in its counter format (hardware/counters.py),
+row-major, cut into packets of whole pixels: `PacketLayout` says which pixels each packet carries. With the
+default uint16 counters and 8192-byte payloads a packet carries 4096 pixels (an EIGER2 module frame is 128
+packets); only the last packet of a frame may be shorter. Packet numbers restart at 0 in every sub-frame.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+from opendcu.geometry.models import COUNTER_BITS, ModuleType
+from opendcu.hardware.counters import PIXEL_GROUP
 
 HEADER_DTYPE = np.dtype(
     [
@@ -50,9 +57,49 @@ DEFAULT_PAYLOAD = 8192
 FLAG_EXTERNAL_TRIGGER = 1 << 31
 
 
+MIN_PAYLOAD, MAX_PAYLOAD = 64, 8960  # jumbo frames: 9000-byte MTU minus IP/UDP and our header
+
+
 def packets_per_frame(frame_bytes: int, payload_size: int) -> int:
-    """Number of packets one module frame needs."""
+    """Number of packets one module frame of uint16 counters needs."""
     return -(-frame_bytes // payload_size)
+
+
+@dataclass(frozen=True)
+class PacketLayout:
+    """How one module (sub-)frame is cut into data packets."""
+
+    counter: str
+    npixels: int  # read-out pixels of one module frame
+    pixels_per_packet: int
+    npackets: int
+
+    @classmethod
+    def for_module(cls, module: ModuleType, payload_size: int) -> "PacketLayout":
+        """The layout for `module` with packets of at most `payload_size` payload bytes."""
+        if not MIN_PAYLOAD <= payload_size <= MAX_PAYLOAD or payload_size % 8:
+            raise ValueError(f"payload_size must be a multiple of 8 in [{MIN_PAYLOAD}, {MAX_PAYLOAD}], got {payload_size}")
+        group = PIXEL_GROUP[module.counter]
+        pixels = payload_size * 8 // module.counter_bits // group * group
+        return cls(module.counter, module.raw_pixels, pixels, -(-module.raw_pixels // pixels))
+
+    @property
+    def bits(self) -> int:
+        return COUNTER_BITS[self.counter]
+
+    def packet_pixels(self, packet: int) -> tuple[int, int]:
+        """[start, stop) of the pixels packet `packet` carries."""
+        start = packet * self.pixels_per_packet
+        return start, min(start + self.pixels_per_packet, self.npixels)
+
+    def packet_bytes(self, packet: int) -> int:
+        """Payload bytes of packet `packet`."""
+        start, stop = self.packet_pixels(packet)
+        return (stop - start) * self.bits // 8
+
+    @property
+    def frame_bytes(self) -> int:
+        return self.npixels * self.bits // 8
 
 
 def pack_header(**fields: int) -> bytes:

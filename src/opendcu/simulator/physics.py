@@ -1,30 +1,284 @@
-"""Detector physics of a simulated module: expected photons (virtual pixels) -> raw counter values.
+"""Detector physics of a simulated module: expected photons (virtual pixels) -> the values the DAQ receives.
 
+The single source of truth for what a module sends: `ModuleRenderer.render` (or `render_module_frame`) gives
+the read-out values of one module (sub-)frame as uint16 [raw_h, raw_w], as the DAQ delivers them after
+widening the wire format (0xFFFF = saturated). Tests re-render frames with it to check received pixels.
+
+Steps, in the order a photon meets them:
 1. physical pixels: a double-width chip-border pixel collects the photons of both virtual pixels it becomes;
-2. photon noise: Poisson, seeded by (series seed, module, frame) so that any frame can be re-rendered exactly;
-3. the counter: values clip at the readout depth's top value minus one (the top value means "error").
+   behind a binned read-out pixel sit binning x binning sensor pixels sharing its photons;
+2. the sensor pixel's own response (`module_defects`, fixed per detector module, independent of the series):
+   a gain near 1 (sigma 3 %, so a flatfield means something), a few under-/over-responding pixels, dead pixels
+   (no counts) and hot pixels (counts without photons);
+3. the comparator: a photon counts if its charge passes the threshold; with the threshold near or above the
+   photon energy fewer photons count (an S-curve, 0.5 erfc((T - E) / (sqrt(2) 0.05 E)); 1 at the usual T = E/2);
+   then paralysable pile-up: a pixel with true rate n counts n exp(-n tau) (tau = ModuleType.dead_time_s);
+4. Poisson noise (EIGER-like detectors have no read noise or dark current): `numpy`'s Poisson costs ~130 ms per
+   4M frame, so a pre-generated noise bank provides the noise of the frame-independent part of the scene and
+   fresh Poisson is drawn only where a frame differs from it (Poisson(a) + Poisson(b) = Poisson(a + b), exact
+   per pixel); scenes that never change (`static = True`: flood, dark) replay the bank's read-out frames;
+5. the counters: each sensor pixel's counter stops at its top (ModuleType.pixel_counter_max), binned pixels are
+   summed on chip, and the read-out format clips (uint16/uint12) or quantizes (float8) the value; a value at
+   the format's top reads as saturated (0xFFFF).
+
+Everything is deterministic from (series seed, physical module id, frame, sub-frame); the defects from the
+detector's serial number and the physical module id.
 """
 
 from __future__ import annotations
 
+import math
+import weakref
+import zlib
+from dataclasses import dataclass
+from functools import lru_cache
+
 import numpy as np
 
 from opendcu.geometry import DetectorLayout
+from opendcu.geometry.layout import MASK_DEAD, MASK_NOISY, MASK_OVER, MASK_UNDER, SECOND_HALF
+from opendcu.geometry.models import DetectorModel
+from opendcu.hardware.counters import SATURATED, counter_top, float8_quantize
 from opendcu.simulator.scenes.base import Scene
 
-COUNTER_TOP = 0xFFFF  # 16-bit readout; the top value is reserved for errors
+# sensor defects (fractions of sensor pixels; every module has at least one of each)
+GAIN_SIGMA = 0.03
+GAIN_LIMITS = (0.9, 1.1)
+DEAD_FRACTION = 2e-5
+HOT_FRACTION = 1e-5
+UNDER_FRACTION = 1e-5
+OVER_FRACTION = 1e-5
+UNDER_GAIN, OVER_GAIN = 0.5, 1.6
+HOT_RATE = 2000.0  # counts per second of a hot pixel
+#: efficiency limits for the under-/over-responding mask bits (a binned pixel with one dead member is under)
+UNDER_LIMIT, OVER_LIMIT = 0.8, 1.25
+
+#: memory for noise banks of one detector (all its modules), bytes
+BANK_BUDGET = 128 << 20
+MAX_BANK_FRAMES = 16
+#: frames whose pixel-wise minimum is the frame-independent part of a changing scene
+BASELINE_FRAMES = (1, 501, 1001)
+#: relative difference below which a frame's expectation counts as equal to the baseline
+BASELINE_TOLERANCE = 1e-4
 
 
-def frame_rng(seed: int, module_id: int, frame_number: int) -> np.random.Generator:
-    return np.random.default_rng([seed, module_id, frame_number])
+@dataclass(frozen=True)
+class ModuleDefects:
+    """A module's own sensor response (sensor pixels)."""
+
+    gain: np.ndarray  # float32 [sensor_h, sensor_w]; 0 on dead pixels
+    dead: np.ndarray  # flat indices
+    hot: np.ndarray  # flat indices
+    hot_rate: float  # counts per second
 
 
-def render_module_frame(scene: Scene, layout: DetectorLayout, module_id: int, frame_number: int, seed: int) -> np.ndarray:
-    """The raw uint16 frame (physical pixels) that module `module_id` reads out for `frame_number`."""
-    rows, cols = layout.module_slices(module_id)
-    expected = layout.unplace_module(scene.expected(frame_number, rows, cols))
-    if scene.exact:
-        counts = np.rint(expected)
-    else:
-        counts = frame_rng(seed, module_id, frame_number).poisson(expected)
-    return np.clip(counts, 0, COUNTER_TOP - 1).astype(np.uint16)
+@lru_cache(maxsize=64)
+def module_defects(model: DetectorModel, module_id: int) -> ModuleDefects:
+    """The defects of module `module_id` of `model` (keyed by the physical detector and module)."""
+    physical = model.physical_model
+    rng = np.random.default_rng([zlib.crc32(physical.detector_number.encode()), model.physical_module(module_id), 7])
+    shape = model.module.sensor_shape
+    n = shape[0] * shape[1]
+    gain = np.clip(rng.normal(1.0, GAIN_SIGMA, n), *GAIN_LIMITS).astype(np.float32)
+    counts = [max(1, round(f * n)) for f in (DEAD_FRACTION, HOT_FRACTION, UNDER_FRACTION, OVER_FRACTION)]
+    picked = rng.choice(n, sum(counts), replace=False)
+    dead, hot, under, over = np.split(picked, np.cumsum(counts)[:-1])
+    gain[under] = UNDER_GAIN
+    gain[over] = OVER_GAIN
+    gain[dead] = 0.0
+    gain[hot] = 1.0
+    for a in (gain, dead, hot):
+        a.setflags(write=False)
+    return ModuleDefects(gain.reshape(shape), np.sort(dead), np.sort(hot), HOT_RATE)
+
+
+def bin_sum(values: np.ndarray, binning: int) -> np.ndarray:
+    """Sum binning x binning blocks (on-chip digital binning)."""
+    if binning == 1:
+        return values
+    h, w = values.shape
+    return values.reshape(h // binning, binning, w // binning, binning).sum(axis=(1, 3))
+
+
+def readout_response(model: DetectorModel, module_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per read-out pixel: relative efficiency (float32, 0 = dead) and pixel-mask bits (uint32) of the module.
+
+    This is what a factory calibration measures: the flatfield is 1 / efficiency."""
+    module = model.module
+    d = module_defects(model, module_id)
+    b2 = module.binning**2
+    efficiency = (bin_sum(d.gain.astype(np.float64), module.binning) / b2).astype(np.float32)
+    hot = np.zeros(d.gain.size, dtype=np.float64)
+    hot[d.hot] = 1
+    noisy = bin_sum(hot.reshape(d.gain.shape), module.binning) > 0
+    bits = np.zeros(module.raw_shape, dtype=np.uint32)
+    bits[efficiency == 0] |= MASK_DEAD
+    bits[(efficiency > 0) & (efficiency < UNDER_LIMIT)] |= MASK_UNDER
+    bits[efficiency > OVER_LIMIT] |= MASK_OVER
+    bits[noisy] |= MASK_NOISY
+    return efficiency, bits
+
+
+def unplace_module(layout: DetectorLayout, block: np.ndarray) -> np.ndarray:
+    """Virtual-pixel module block -> physical read-out pixels, summing what the split pixels share."""
+    for axis, amap in ((1, layout.col_map), (0, layout.row_map)):
+        if (amap.part == SECOND_HALF).any():
+            block = np.add.reduceat(block, np.flatnonzero(amap.part != SECOND_HALF), axis=axis)
+    return block
+
+
+THRESHOLD_WIDTH = 0.05  # width of the threshold S-curve, relative to the photon energy
+
+
+def threshold_efficiency(photon_energy: float | None, threshold_energy: float | None) -> float:
+    """Fraction of photons whose pulse passes the counting threshold (1 unless the threshold nears the energy)."""
+    if not photon_energy or threshold_energy is None:
+        return 1.0
+    return 0.5 * math.erfc((threshold_energy - photon_energy) / (math.sqrt(2) * THRESHOLD_WIDTH * photon_energy))
+
+
+def bank_frames_for(model: DetectorModel) -> int:
+    """How many noise-bank frames each module of `model` keeps (bounded by BANK_BUDGET for the detector)."""
+    per_frame = model.n_modules * model.module.sensor_shape[0] * model.module.sensor_shape[1] * 4
+    return int(np.clip(BANK_BUDGET // per_frame, 2, MAX_BANK_FRAMES))
+
+
+class ModuleRenderer:
+    """Renders the frames one module sends during one series."""
+
+    def __init__(self, scene: Scene, model: DetectorModel, module_id: int, seed: int, count_time: float,
+                 nsubframes: int = 1, bank_frames: int | None = None, photon_energy: float | None = None,
+                 threshold_energy: float | None = None):
+        if count_time <= 0 or nsubframes < 1:
+            raise ValueError("need count_time > 0 and nsubframes >= 1")
+        self.scene = scene
+        self.model = model
+        self.module = model.module
+        self.module_id = module_id
+        self.physical_id = model.physical_module(module_id)
+        self.layout = DetectorLayout(model)
+        self.rows, self.cols = self.layout.module_slices(module_id)
+        self.seed = seed
+        self.count_time = count_time
+        self.nsubframes = nsubframes
+        self.defects = module_defects(model, module_id)
+        self.counted_fraction = threshold_efficiency(photon_energy, threshold_energy)
+        self.bank_frames = bank_frames or bank_frames_for(model)
+        self.static = bool(getattr(scene, "static", False)) and not scene.exact
+        self._bank: np.ndarray | None = None  # static: read-out frames; else Poisson(baseline) counts
+        self._baseline: np.ndarray | None = None
+
+    # -- public ---------------------------------------------------------------------------------------------------
+    def render(self, frame_number: int, subframe: int = 0, count_time: float | None = None) -> np.ndarray:
+        """Read-out values (uint16 [raw_h, raw_w], 0xFFFF = saturated) of sub-frame `subframe` of image
+        `frame_number`; `count_time` overrides the series' count time for this image (inte, exte)."""
+        count_time = self.count_time if count_time is None else count_time
+        if self.scene.exact:
+            return self._exact(frame_number)
+        if self.static and count_time == self.count_time:
+            return self.bank[self.bank_index(frame_number, subframe)]
+        rng = np.random.default_rng([self.seed, self.physical_id, frame_number, subframe])
+        measured = self._measured(frame_number, count_time)
+        counts = self._noisy(measured, self.bank_index(frame_number, subframe), rng, count_time == self.count_time)
+        return self._readout(counts, rng, count_time / self.nsubframes)
+
+    def bank_index(self, frame_number: int, subframe: int = 0) -> int:
+        return ((frame_number - 1) * self.nsubframes + subframe) % self.bank_frames
+
+    @property
+    def bank(self) -> np.ndarray:
+        """The noise bank (built on first use, or ahead of time by `prepare`)."""
+        if self._bank is None:
+            self.prepare()
+        return self._bank
+
+    def prepare(self) -> None:
+        """Build the noise bank now (it costs one Poisson draw per bank frame)."""
+        if self._bank is not None or self.scene.exact:
+            return
+        t_sub = self.count_time / self.nsubframes
+        if self.static:
+            measured = self._measured(1, self.count_time)
+            frames = []
+            for k in range(self.bank_frames):
+                rng = self._bank_rng(k)
+                frames.append(self._readout(rng.poisson(measured).astype(np.int64), rng, t_sub))
+            bank = np.stack(frames)
+        else:
+            self._baseline = np.minimum.reduce([self._measured(f, self.count_time) for f in BASELINE_FRAMES])
+            bank = np.stack([self._bank_rng(k).poisson(self._baseline).astype(np.int32) for k in range(self.bank_frames)])
+        bank.setflags(write=False)
+        self._bank = bank
+
+    # -- steps ----------------------------------------------------------------------------------------------------
+    def _bank_rng(self, k: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.physical_id, 0, k])  # frame numbers start at 1
+
+    def _exact(self, frame_number: int) -> np.ndarray:
+        raw = unplace_module(self.layout, self.scene.expected(frame_number, self.rows, self.cols))
+        return self._quantize(np.rint(raw).astype(np.int64))
+
+    def _measured(self, frame_number: int, count_time: float) -> np.ndarray:
+        """Mean counts per sensor pixel in one sub-frame: photons x gain, after pile-up."""
+        photons = unplace_module(self.layout, self.scene.expected(frame_number, self.rows, self.cols)).astype(np.float64)
+        b = self.module.binning
+        if b > 1:
+            photons = np.repeat(np.repeat(photons, b, axis=0), b, axis=1) / (b * b)
+        t_sub = count_time / self.nsubframes
+        arriving = photons * (count_time / self.count_time / self.nsubframes * self.counted_fraction) * self.defects.gain
+        return arriving * np.exp(-arriving * (self.module.dead_time_s / t_sub))
+
+    def _noisy(self, measured: np.ndarray, k: int, rng: np.random.Generator, use_bank: bool) -> np.ndarray:
+        """Poisson counts with mean `measured`: bank frame k plus fresh noise where the frame differs."""
+        if not use_bank:
+            return rng.poisson(measured).astype(np.int64)
+        bank = self.bank
+        base = self._baseline
+        counts = bank[k].astype(np.int64)
+        tolerance = BASELINE_TOLERANCE * base + 1e-9
+        more = np.flatnonzero(measured > base + tolerance)
+        less = np.flatnonzero(measured < base - tolerance)
+        flat, m, b = counts.reshape(-1), measured.reshape(-1), base.reshape(-1)
+        flat[more] += rng.poisson(m[more] - b[more])
+        flat[less] = rng.poisson(m[less])
+        return counts
+
+    def _readout(self, counts: np.ndarray, rng: np.random.Generator, t_sub: float) -> np.ndarray:
+        """Sensor counts -> read-out values: hot and dead pixels, counter tops, binning, the wire format."""
+        d = self.defects
+        flat = counts.reshape(-1)
+        flat[d.hot] = rng.poisson(d.hot_rate * t_sub, d.hot.size)
+        flat[d.dead] = 0
+        np.minimum(counts, self.module.pixel_counter_max, out=counts)
+        return self._quantize(bin_sum(counts, self.module.binning))
+
+    def _quantize(self, values: np.ndarray) -> np.ndarray:
+        counter = self.module.counter
+        if counter == "float8":
+            return float8_quantize(values).reshape(self.module.raw_shape)
+        out = np.clip(values, 0, SATURATED).astype(np.uint16)
+        out[values > counter_top(counter)] = SATURATED
+        return out
+
+
+_renderers: "weakref.WeakKeyDictionary[object, dict[tuple, ModuleRenderer]]" = weakref.WeakKeyDictionary()
+
+
+def render_module_frame(scene: Scene, layout: DetectorLayout, module_id: int, frame_number: int, seed: int, *,
+                        count_time: float | None = None, subframe: int = 0, nsubframes: int = 1,
+                        trigger_count_time: float | None = None) -> np.ndarray:
+    """The read-out values (uint16 [raw_h, raw_w]) that module `module_id` sends for `frame_number`.
+
+    `count_time` is the series' count time (default: the scene's experiment), `trigger_count_time` that of an
+    inte/exte trigger. Renderers (with their noise banks) are cached per scene object."""
+    if count_time is None:
+        count_time = scene.experiment.count_time_s  # type: ignore[attr-defined]
+    key = (layout.model.name, module_id, seed, count_time, nsubframes)
+    try:
+        cache = _renderers.setdefault(scene, {})
+    except TypeError:  # scene not weak-referenceable: no caching
+        cache = {}
+    renderer = cache.get(key)
+    if renderer is None:
+        renderer = cache[key] = ModuleRenderer(scene, layout.model, module_id, seed, count_time, nsubframes)
+    return renderer.render(frame_number, subframe, trigger_count_time)

@@ -31,6 +31,7 @@ from opendcu.app_detector.control.parameters import (
     Subsystem,
 )
 from opendcu.app_detector.control.state import STATE_VALUES, DetectorState
+from opendcu.app_detector.daq.params import daq_status_parameters
 from opendcu.app_detector.interfaces.filewriter.nxmx import EIGER_FW_VERSION
 from opendcu.app_detector.pipeline.params import image_processing_parameters
 from opendcu.geometry import DetectorModel, get_model
@@ -375,6 +376,7 @@ def _status_parameters(model: DetectorModel, controller: "AcquisitionController"
                         critical_limits=[2.0, None]),
         *[StatusParameter(f"link_{i}", "string", (lambda i=i: controller.link_state(i)), allowed_values=["up", "down"])
           for i in range(model.n_modules)],
+        *daq_status_parameters(lambda: controller.datapath.assembler),  # packet accounting: daq/params.py
     ]
 
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import threading
-
 from opendcu.app_detector.daq.assembler import AssembledFrame, DaqCounters, FrameAssembler
-from opendcu.app_detector.daq.receiver import ModuleReceiver
+from opendcu.app_detector.daq.receiver import SOCKET_BUFFER, ModuleReceiver
 
 __all__ = ["AssembledFrame", "Daq", "DaqCounters", "FrameAssembler", "ModuleReceiver"]
 
@@ -13,26 +11,25 @@ __all__ = ["AssembledFrame", "Daq", "DaqCounters", "FrameAssembler", "ModuleRece
 class Daq:
     """All module receivers of one detector plus the assembler they feed."""
 
-    def __init__(self, assembler: FrameAssembler, host: str = "127.0.0.1"):
+    def __init__(self, assembler: FrameAssembler, host: str = "127.0.0.1", socket_buffer: int = SOCKET_BUFFER):
         self.assembler = assembler
-        self.receivers = [ModuleReceiver(assembler, m, host) for m in range(assembler.model.n_modules)]
-        self._stop = threading.Event()
-        self._expiry = threading.Thread(target=self._expire_loop, name="daq-expiry", daemon=True)
+        self.receivers = [ModuleReceiver(assembler, m, host, socket_buffer=socket_buffer)
+                          for m in range(assembler.model.n_modules)]
 
     def data_addresses(self) -> dict[int, tuple[str, int]]:
-        """Where each module must send its data packets."""
+        """Where each module must send its data packets, by the module id its packets carry."""
         return {r.module_id: r.address for r in self.receivers}
 
-    def start(self) -> None:
+    def start(self, timeout: float = 120.0) -> None:
+        """Start every receiver and wait until their compiled loops run."""
         for r in self.receivers:
             r.start()
-        self._expiry.start()
+        for r in self.receivers:
+            if not r.running.wait(timeout):
+                raise RuntimeError(f"DAQ receiver of module {r.module_id} did not start")
 
     def stop(self) -> None:
-        self._stop.set()
+        for r in self.receivers:
+            r._stop.set()
         for r in self.receivers:
             r.stop()
-
-    def _expire_loop(self) -> None:
-        while not self._stop.wait(0.05):
-            self.assembler.expire()

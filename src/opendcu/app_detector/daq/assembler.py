@@ -1,9 +1,11 @@
 """Frame assembly: packets of all modules -> one raw frame in a shared-memory slot, with honest loss accounting.
 
-A raw frame slot holds every module's physical pixels, module after module (uint16, row-major). The assembler
-hands a frame to the pipeline once every packet of every module has arrived, or once it has waited long enough;
-then the pixels of each missing packet are set to the error value 0xFFFF (never the whole module), and the
-frame's packet counts say how much was lost.
+A raw frame slot holds every sub-frame of every module, widened to uint16 counts:
+[nsubframes, n_modules, raw_h, raw_w] (the pipeline sums the sub-frames). The receivers (receiver.py, compiled
+loop in kernels.py) write packets straight into the slots of the frames in flight; this assembler opens frames
+(gives them a slot), and hands a frame to the pipeline once every module has closed its share of it. Then the
+pixels of each missing packet, and only those, are set to the error value 0xFFFF, and the frame carries its
+packet counts (efficiency per image). Late, duplicate, foreign and malformed packets are counted and dropped.
 """
 
 from __future__ import annotations
@@ -12,19 +14,22 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from typing import Callable
 
 import numpy as np
 
+from opendcu.app_detector.daq import kernels as k
 from opendcu.app_detector.shared_memory import SlotRing
 from opendcu.geometry.models import DetectorModel
-from opendcu.hardware.udp_packet import packets_per_frame
+from opendcu.hardware.counters import COUNTER_IDS
+from opendcu.hardware.udp_packet import PacketLayout
 
 log = logging.getLogger(__name__)
 
 RAW_DTYPE = np.uint16
 RAW_ERROR = 0xFFFF
+FLUSH_WAIT = 2.0  # s: receivers notice a flush request within their socket timeout (50 ms)
 
 
 @dataclass
@@ -36,22 +41,27 @@ class AssembledFrame:
     slot: int
     packets_expected: int
     packets_received: int
+    #: sub-frames in the slot, laid out [nsubframes, n_modules, raw_h, raw_w] uint16 (auto-summation)
+    nsubframes: int = 1
 
 
 @dataclass
 class DaqCounters:
     """Per-series packet accounting (what status and image metadata report)."""
 
+    #: packets of the frames handed on (so far)
     packets_expected: int = 0
     packets_received: int = 0
     late: int = 0
     duplicate: int = 0
     foreign: int = 0
     malformed: int = 0
+    #: packets dropped because their frame had no raw slot (pipeline behind)
+    overflow: int = 0
     frames_complete: int = 0
     frames_incomplete: int = 0
-    #: packets dropped because no raw slot was free (pipeline fell behind)
-    overflow: int = 0
+    #: images the detector took that could not be handed on at all (no slot)
+    frames_lost: int = 0
 
     @property
     def packets_lost(self) -> int:
@@ -62,14 +72,37 @@ class DaqCounters:
         return self.packets_received / self.packets_expected if self.packets_expected else 1.0
 
 
-@dataclass
-class _PendingFrame:
-    frame_number: int
-    slot: int
-    received: np.ndarray  # bool [n_modules, npackets]
-    modules_done: int = 0
-    closed: bool = False
-    first_seen: float = field(default_factory=time.monotonic)
+class FrameTable:
+    """The frames of one series in flight, shared with the compiled receivers (see kernels.py)."""
+
+    def __init__(self, epoch: int, window: int, n_modules: int, nsub: int, layout: PacketLayout):
+        self.epoch = epoch
+        self.window = window
+        self.layout = layout
+        self.params = np.zeros(k.NPARAMS, dtype=np.int64)
+        self.frame = np.zeros(window, dtype=np.int64)
+        self.slot = np.full(window, -1, dtype=np.int64)
+        self.state = np.zeros(window, dtype=np.int8)
+        self.last_ns = np.zeros(window, dtype=np.int64)
+        self.bitmap = np.zeros((window, n_modules, nsub * layout.npackets), dtype=np.uint8)
+        self.count = np.zeros((window, n_modules), dtype=np.int32)
+        self.share_done = np.zeros((window, n_modules), dtype=np.uint8)
+        self.cursor = np.ones(n_modules, dtype=np.int64)  # per module: lowest frame whose share may be open
+        self.flush_done = np.zeros(n_modules, dtype=np.int64)
+        self.counters = np.zeros((n_modules, k.NCOUNTERS), dtype=np.int64)
+        self.closed = np.zeros(window, dtype=np.int64)  # shares closed so far (assembler side)
+
+    def kernel_args(self) -> tuple:
+        """The table's arrays in the order `kernels.receive` takes them."""
+        return (self.params, self.frame, self.slot, self.state, self.last_ns, self.bitmap, self.count,
+                self.share_done, self.cursor, self.flush_done, self.counters)
+
+
+MAX_WINDOW = 1024  # frames in flight at once (more raw slots than this serve the pipeline as buffer)
+
+
+def _window_for(n_slots: int) -> int:
+    return min(MAX_WINDOW, 1 << max(1, (n_slots - 1).bit_length()))
 
 
 class FrameAssembler:
@@ -86,31 +119,62 @@ class FrameAssembler:
         self.ring = ring
         self.free_slots = free_slots
         self.emit = emit
-        self.module_bytes = model.module.raw_pixels * np.dtype(RAW_DTYPE).itemsize
+        self.frame_bytes = model.n_modules * model.module.raw_pixels * np.dtype(RAW_DTYPE).itemsize
+        self.max_subframes = ring.slot_bytes // self.frame_bytes
+        if self.max_subframes < 1:
+            raise ValueError(f"raw slots of {ring.slot_bytes} bytes cannot hold a {model.name} frame")
+        self.window = _window_for(ring.n_slots)
+        #: frames opened ahead of the oldest one in flight (more are opened on demand, up to the window)
+        self.prestock = max(2, min(64, ring.n_slots // 4))
+        #: [epoch]; receivers compare it with their table's epoch to notice a new series
+        self.control = np.zeros(1, dtype=np.int64)
         self._lock = threading.Lock()
-        self._all_emitted = threading.Condition(self._lock)
+        self._changed = threading.Condition(self._lock)
+        self._open_lock = threading.Lock()
         self.series_id = -1
         self.nframes = 0
-        self.payload_size = 8192
-        self.npackets = 0
-        self.frame_timeout = 1.0
-        self.counters = DaqCounters()
-        self._pending: dict[int, _PendingFrame] = {}
-        self._emitted: set[int] = set()
-        self._active = False
+        self.nsubframes = 1
+        self.table = FrameTable(0, self.window, model.n_modules, 1, PacketLayout.for_module(model.module, 8192))
+        self._py = DaqCounters()
+        self._base = 1  # lowest frame number not yet settled (handed on or released)
+        self._next_open = 1
+        self._per_frame = 0
+        self._emitted = 0
+        self._flush_expected: int | None = None
+        # compile (or load from numba's cache) the bookkeeping now, not under the lock at the first frame
+        t = self.table
+        self._settle(t, np.zeros(0, dtype=np.int64))
+        k.install(1, np.zeros(0, dtype=np.int64), t.frame, t.slot, t.state, t.last_ns, t.bitmap, t.count,
+                  t.share_done, t.closed)
 
     # -- series lifecycle --------------------------------------------------------------------------------------
-    def start_series(self, series_id: int, nframes: int, payload_size: int, frame_time: float) -> None:
+    def start_series(self, series_id: int, nframes: int, payload_size: int, frame_time: float,
+                     nsubframes: int = 1) -> None:
+        """Prepare for a series of `nframes` images of `nsubframes` sub-frames each (called at arm)."""
+        if not 1 <= nsubframes <= self.max_subframes:
+            raise ValueError(f"nsubframes {nsubframes} does not fit the raw slots (at most {self.max_subframes}; "
+                             "raise DataPathConfig.max_subframes)")
+        layout = PacketLayout.for_module(self.model.module, payload_size)
         with self._lock:
-            self.series_id = series_id
-            self.nframes = nframes
-            self.payload_size = payload_size
-            self.npackets = packets_per_frame(self.module_bytes, payload_size)
-            self.frame_timeout = max(1.0, 4 * frame_time)
-            self.counters = DaqCounters(packets_expected=nframes * self.npackets * self.model.n_modules)
-            self._pending.clear()
-            self._emitted = set()
-            self._active = True
+            self.table.params[k.P_ACTIVE] = 0  # normally finish() did this already
+            self._release_stocked(self.table)
+            table = FrameTable(self.table.epoch + 1, self.window, self.model.n_modules, nsubframes, layout)
+            p = table.params
+            p[k.P_SERIES], p[k.P_NFRAMES], p[k.P_NPACKETS], p[k.P_NSUB] = series_id, nframes, layout.npackets, nsubframes
+            p[k.P_PPP], p[k.P_PACKET_BYTES] = layout.pixels_per_packet, layout.packet_bytes(0)
+            p[k.P_LAST_BYTES], p[k.P_NPIX] = layout.packet_bytes(layout.npackets - 1), layout.npixels
+            p[k.P_WINDOW_BASE], p[k.P_TIMEOUT_NS] = 1, int(max(1.0, 2 * frame_time) * 1e9)
+            p[k.P_DET_TYPE], p[k.P_COUNTER] = self.model.module.udp_detector_type, COUNTER_IDS[layout.counter]
+            p[k.P_NMODULES], p[k.P_ACTIVE] = self.model.n_modules, 1
+            self.series_id, self.nframes, self.nsubframes = series_id, nframes, nsubframes
+            self._per_frame = nsubframes * self.model.n_modules * layout.npackets
+            self._py = DaqCounters()
+            self._base = self._next_open = 1
+            self._emitted = 0
+            self._flush_expected = None
+            self.table = table
+            self.control[0] = table.epoch  # publishes the new table to the receivers
+            self._restock()
 
     def finish(self, timeout: float, expected: int | None = None) -> DaqCounters:
         """End the series. Wait up to `timeout` s for frames 1..`expected` (default: all of the series), then
@@ -119,106 +183,183 @@ class FrameAssembler:
         expected = self.nframes if expected is None else min(expected, self.nframes)
         deadline = time.monotonic() + timeout
         with self._lock:
-            while len(self._emitted) < expected and self._active:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._all_emitted.wait(min(remaining, 0.1))
-            for fn in sorted(self._pending):
-                self._complete(self._pending[fn])
-            for fn in range(1, expected + 1):
-                if fn not in self._emitted:
-                    frame = self._open_frame(fn)
-                    if frame is not None:
-                        self._complete(frame)
-            self._active = False
-            # every frame handed on was expected in full; frames never handed on were not taken
-            self.counters.packets_expected = len(self._emitted) * self.npackets * self.model.n_modules
-            return self.counters
+            table = self.table
+            while self._base <= expected and time.monotonic() < deadline:
+                self._changed.wait(min(0.1, max(0.0, deadline - time.monotonic())))
+            # from now on frames that got nothing and were not expected are dropped, not handed on
+            self._flush_expected = expected
+            request = int(table.params[k.P_FLUSH_REQ]) + 1
+            table.params[k.P_FLUSH_REQ] = request
+            flush_deadline = time.monotonic() + FLUSH_WAIT
+            while (table.flush_done < request).any() and time.monotonic() < flush_deadline:
+                self._changed.wait(0.05)
+            if (table.flush_done < request).any():
+                log.error("DAQ: receivers did not flush; closing their frames for them")
+            table.params[k.P_ACTIVE] = 0
+            pending = np.flatnonzero((table.state == k.OPEN) | (table.state == k.DROPPED))
+            if pending.size:  # receivers that did not flush: close their shares for them
+                self._settle(table, np.repeat(pending, self.model.n_modules - table.closed[pending]))
+            settled = {int(f) for f, st in zip(table.frame, table.state) if st == k.DONE}
+            missing = [f for f in range(self._base, expected + 1) if f not in settled]
+            self._changed.notify_all()
+        for f in missing:  # images the modules took of which not one packet arrived
+            self._emit_lost_frame(f)
+        return self.counters
+
+    def _emit_lost_frame(self, frame_number: int) -> None:
+        try:
+            slot = self.free_slots.get(timeout=0.5)
+        except queue.Empty:
+            with self._lock:
+                self._py.frames_lost += 1
+            log.error("DAQ: no raw slot to hand on lost frame %d", frame_number)
+            return
+        self.ring.bytes(slot, self.nsubframes * self.frame_bytes)[:] = 0xFF
+        with self._lock:
+            self._hand_on(frame_number, slot, 0)
+            self._changed.notify_all()
 
     @property
     def frames_emitted(self) -> int:
         with self._lock:
-            return len(self._emitted)
+            return self._emitted
 
     def wait_frames(self, count: int, timeout: float) -> bool:
         """Block until `count` frames of the series have been handed to the pipeline."""
         deadline = time.monotonic() + timeout
         with self._lock:
-            while len(self._emitted) < count:
+            while self._emitted < count:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self._active:
-                    return len(self._emitted) >= count
-                self._all_emitted.wait(min(remaining, 0.1))
+                if remaining <= 0 or not self.table.params[k.P_ACTIVE]:
+                    return self._emitted >= count
+                self._changed.wait(min(remaining, 0.1))
             return True
 
+    @property
+    def counters(self) -> DaqCounters:
+        """The running series' accounting so far (a snapshot)."""
+        with self._lock:
+            snapshot = DaqCounters(**{f.name: getattr(self._py, f.name) for f in fields(DaqCounters)})
+            per_module = self.table.counters.sum(axis=0)
+        for index, name in enumerate(k.COUNTER_NAMES):
+            setattr(snapshot, name, int(per_module[index]))
+        return snapshot
+
+    @property
+    def packets_per_frame(self) -> int:
+        return self._per_frame
+
     # -- called by receivers ----------------------------------------------------------------------------------
-    def frame_for(self, series_id: int, frame_number: int) -> _PendingFrame | None:
-        """The pending frame a packet belongs to (opened on its first packet), or None if the packet is
-        foreign/late; the caller has already validated the header."""
-        with self._lock:
-            if not self._active or series_id != self.series_id:
-                self.counters.foreign += 1
-                return None
-            frame = self._pending.get(frame_number)
-            if frame is not None:
-                return frame
-            if frame_number in self._emitted:
-                self.counters.late += 1
-                return None
-            if not 1 <= frame_number <= self.nframes:
-                self.counters.foreign += 1
-                return None
-            return self._open_frame(frame_number)
+    def open_frames_upto(self, table: FrameTable, frame_number: int) -> None:
+        """Give frames up to `frame_number` a slot (a receiver has a packet of it). Free slots are taken at once;
+        when none is free, wait up to 0.5 s per frame, then mark it dropped (its packets count as overflow)."""
+        with self._open_lock:
+            while True:
+                with self._lock:
+                    if table is not self.table or not table.params[k.P_ACTIVE]:
+                        return
+                    wanted = min(frame_number + 1, self._base + self.window) - self._next_open
+                    if wanted <= 0:
+                        return
+                    slots = self._take_free_slots(wanted)
+                    if slots:
+                        self._install(table, np.array(slots, dtype=np.int64))
+                        continue
+                    nxt = self._next_open
+                try:  # no free slot: the pipeline is behind; wait for one outside the lock
+                    slot = self.free_slots.get(timeout=0.5)
+                except queue.Empty:
+                    slot = -1
+                    log.error("DAQ: no free raw frame slot for frame %d (pipeline behind)", nxt)
+                with self._lock:
+                    if table is not self.table or nxt != self._next_open:
+                        if slot >= 0:
+                            self.free_slots.put(slot)
+                        return
+                    self._install(table, np.array([slot], dtype=np.int64))
 
-    def module_complete(self, frame: _PendingFrame) -> None:
-        """A receiver got every packet of its module for `frame`."""
+    def wait_window(self, table: FrameTable, frame_number: int, timeout: float = 0.02) -> None:
+        """Block a receiver that is a window ahead until `frame_number` fits the window (or `timeout`)."""
         with self._lock:
-            frame.modules_done += 1
-            if frame.modules_done == self.model.n_modules and frame.frame_number in self._pending:
-                self._complete(frame)
+            if table is self.table and frame_number >= self._base + self.window:
+                self._changed.wait(timeout)
 
-    def count(self, what: str, n: int = 1) -> None:
+    def shares_closed(self, table: FrameTable, module_index: int, entries: np.ndarray) -> None:
+        """Receiver `module_index` closed its share of the frames in table `entries`."""
         with self._lock:
-            setattr(self.counters, what, getattr(self.counters, what) + n)
-
-    def expire(self) -> None:
-        """Hand on frames that have waited longer than the frame timeout (called periodically)."""
-        now = time.monotonic()
-        with self._lock:
-            for frame in [f for f in self._pending.values() if now - f.first_seen > self.frame_timeout]:
-                self._complete(frame)
+            if table is not self.table:  # a share of an earlier series: that series was flushed already
+                return
+            self._settle(table, entries)
+            self._changed.notify_all()
 
     # -- internals (lock held) ----------------------------------------------------------------------------------
-    def _open_frame(self, frame_number: int) -> _PendingFrame | None:
+    def _settle(self, table: FrameTable, entries: np.ndarray) -> None:
+        out = np.empty((entries.size, 4), dtype=np.int64)
+        flush = -1 if self._flush_expected is None else self._flush_expected
+        n = k.settle(entries, table.closed, table.frame, table.slot, table.state, table.count, table.bitmap,
+                     table.params, self.ring.buffer, flush, out)
+        for frame_number, slot, received, decision in out[:n].tolist():
+            if decision == k.HAND_ON:
+                self._hand_on(frame_number, slot, received)
+            elif decision == k.RELEASE:  # opened ahead, never taken: not an image
+                if slot >= 0:
+                    self.free_slots.put(slot)
+            else:
+                self._hand_on_without_slot(frame_number)
+        self._base = k.advance_base(table.frame, table.state, table.params)
+        self._restock()
+
+    def _install(self, table: FrameTable, slots: np.ndarray) -> None:
+        k.install(self._next_open, slots, table.frame, table.slot, table.state, table.last_ns, table.bitmap,
+                  table.count, table.share_done, table.closed)
+        self._next_open += slots.size
+
+    def _restock(self) -> None:
+        """Open the next `prestock` frames ahead of their packets while slots are free (no waiting), so that
+        receivers rarely have to ask for a frame; the other free slots stay free (status: dcu_buffer_free)."""
+        table = self.table
+        room = min(self.nframes + 1, self._base + min(self.window, self.prestock)) - self._next_open
+        if room <= 0 or not table.params[k.P_ACTIVE]:
+            return
+        slots = self._take_free_slots(room)
+        if slots:
+            self._install(table, np.array(slots, dtype=np.int64))
+
+    def _take_free_slots(self, count: int) -> list[int]:
+        """Up to `count` free slots, without waiting."""
+        slots = []
+        for _ in range(count):
+            try:
+                slots.append(self.free_slots.get_nowait())
+            except (queue.Empty, OSError, ValueError):
+                break
+        return slots
+
+    def _release_stocked(self, table: FrameTable) -> None:
+        """Give back slots of frames opened ahead that never were handed on."""
+        for e in np.flatnonzero(table.state == k.OPEN):
+            self.free_slots.put(int(table.slot[e]))
+            table.state[e] = k.DONE
+
+    def _hand_on_without_slot(self, frame_number: int) -> None:
+        """A frame that got no slot when it was opened: hand it on fully flagged if a slot is free now."""
         try:
-            slot = self.free_slots.get(timeout=0.5)
-        except queue.Empty:
-            self.counters.overflow += 1
-            log.error("DAQ: no free raw frame slot for frame %d (pipeline behind)", frame_number)
-            return None
-        frame = _PendingFrame(frame_number, slot, np.zeros((self.model.n_modules, self.npackets), dtype=bool))
-        self._pending[frame_number] = frame
-        return frame
+            slot = self.free_slots.get_nowait()
+        except (queue.Empty, OSError, ValueError):
+            self._py.frames_lost += 1
+            log.error("DAQ: frame %d lost: no raw slot", frame_number)
+            return
+        self.ring.bytes(slot, self.nsubframes * self.frame_bytes)[:] = 0xFF
+        self._hand_on(frame_number, slot, 0)
 
-    def _complete(self, frame: _PendingFrame) -> None:
-        del self._pending[frame.frame_number]
-        frame.closed = True
-        received = int(frame.received.sum())
-        expected = frame.received.size
-        self.counters.packets_received += received
-        if received < expected:
-            self._flag_missing(frame)
-            self.counters.frames_incomplete += 1
+    def _hand_on(self, frame_number: int, slot: int, received: int) -> None:
+        expected = self._per_frame
+        py = self._py
+        py.packets_expected += expected
+        py.packets_received += received
+        if received == expected:
+            py.frames_complete += 1
         else:
-            self.counters.frames_complete += 1
-        self._emitted.add(frame.frame_number)
-        self.emit(AssembledFrame(self.series_id, frame.frame_number, frame.slot, expected, received))
-        self._all_emitted.notify_all()
-
-    def _flag_missing(self, frame: _PendingFrame) -> None:
-        raw = self.ring.bytes(frame.slot, self.module_bytes * self.model.n_modules)
-        for module_id, packet in zip(*np.nonzero(~frame.received)):
-            start = module_id * self.module_bytes + packet * self.payload_size
-            end = min(start + self.payload_size, (module_id + 1) * self.module_bytes)
-            raw[start:end] = 0xFF  # every byte 0xFF == every uint16 pixel RAW_ERROR
+            py.frames_incomplete += 1
+        self._emitted += 1
+        self.emit(AssembledFrame(self.series_id, frame_number, slot, expected, received, self.nsubframes))

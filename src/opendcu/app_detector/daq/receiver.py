@@ -1,37 +1,57 @@
-"""One UDP receiver per module: packets go straight from the socket into the frame's shared-memory slot."""
+"""One UDP receiver per module: a thread whose compiled loop (kernels.receive) takes the module's packets in
+batches of `BATCH` datagrams (recvmmsg) and writes their pixels straight into the frames' shared-memory slots."""
 
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 
 import numpy as np
 
+from opendcu.app_detector.daq import kernels as k
 from opendcu.app_detector.daq.assembler import FrameAssembler
-from opendcu.hardware.udp_packet import HEADER_DTYPE, HEADER_SIZE, HEADER_VERSION
+from opendcu.hardware.counters import FLOAT8_DECODE
+from opendcu.hardware.udp_io import BATCH, MessageVector, data_socket, socket_buffer_sizes
+from opendcu.hardware.udp_packet import HEADER_SIZE, MAX_PAYLOAD
 
 log = logging.getLogger(__name__)
 
+#: socket receive buffer asked for (granted beyond net.core.rmem_max only with CAP_NET_ADMIN)
 SOCKET_BUFFER = 64 << 20
+#: one receive buffer row: a datagram of the largest payload, plus room to see that a datagram is too long
+DATAGRAM_STRIDE = -(-(HEADER_SIZE + MAX_PAYLOAD + 64) // 64) * 64
+#: datagrams a kernel call handles at most before Python looks at the stop flag
+CALL_BUDGET = 4096
 
 
 class ModuleReceiver:
-    """Receives the data packets of one module on its own UDP port."""
+    """Receives the data packets of module `index` of the assembler's detector on its own UDP port."""
 
-    def __init__(self, assembler: FrameAssembler, module_id: int, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, assembler: FrameAssembler, index: int, host: str = "127.0.0.1", port: int = 0,
+                 socket_buffer: int = SOCKET_BUFFER):
         self.assembler = assembler
-        self.module_id = module_id
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
-        self.sock.bind((host, port))
-        self.sock.settimeout(0.2)
+        self.index = index
+        self.module_id = assembler.model.physical_module(index)
+        self.sock = data_socket(host, port, rcvbuf=socket_buffer)
+        self.buffer = np.zeros((BATCH, DATAGRAM_STRIDE), dtype=np.uint8)
+        self._msgs = MessageVector(BATCH, 1)
+        self._msgs.point_at(self.buffer)
+        self._batch = np.zeros(4, dtype=np.int64)  # [position, count, last scan, arrival] of the current batch
+        self._events = np.zeros(4 * assembler.window + 64, dtype=np.int64)
+        self._scratch = np.zeros(2, dtype=np.int64)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        #: set once the compiled loop runs (compiling or loading it from the cache takes a moment)
+        self.running = threading.Event()
 
     @property
     def address(self) -> tuple[str, int]:
         return self.sock.getsockname()
+
+    @property
+    def socket_buffer(self) -> int:
+        """Receive buffer bytes the kernel granted."""
+        return socket_buffer_sizes(self.sock)[0]
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=f"daq-module{self.module_id}", daemon=True)
@@ -44,56 +64,34 @@ class ModuleReceiver:
         self.sock.close()
 
     def _run(self) -> None:
-        asm = self.assembler
-        module = asm.model.module
-        buf = bytearray(65536)
-        view = memoryview(buf)
-        header = np.ndarray((), dtype=HEADER_DTYPE, buffer=buf)
-        current = None  # the pending frame this module is filling
-        current_count = 0
         while not self._stop.is_set():
             try:
-                n = self.sock.recv_into(buf)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            payload_size = asm.payload_size
-            if n < HEADER_SIZE or header["version"] != HEADER_VERSION:
-                asm.count("malformed")
-                continue
-            packet = int(header["packet_number"])
-            if (
-                header["module_id"] != self.module_id
-                or header["det_type"] != module.udp_detector_type
-            ):
-                asm.count("foreign")
-                continue
-            start = packet * payload_size
-            expected_len = min(payload_size, asm.module_bytes - start)
-            if packet >= asm.npackets or n - HEADER_SIZE != expected_len:
-                asm.count("malformed")
-                continue
-            frame_number = int(header["frame_number"])
-            if current is None or current.frame_number != frame_number:
-                current = asm.frame_for(int(header["series_id"]), frame_number)
-                if current is None:
-                    continue
-                current_count = int(current.received[self.module_id].sum())
-            if current.closed:  # handed on by the frame timeout: this packet came too late
-                asm.count("late")
-                current = None
-                continue
-            received = current.received[self.module_id]
-            if received[packet]:
-                asm.count("duplicate")
-                continue
-            offset = self.module_id * asm.module_bytes + start
-            asm.ring.buffer[current.slot, offset : offset + expected_len] = np.frombuffer(
-                view[HEADER_SIZE:n], dtype=np.uint8
+                self._receive()
+            except Exception:  # noqa: BLE001 - the receiver must outlive any one frame's trouble
+                log.exception("DAQ receiver of module %d: error while handing on frames; continuing", self.module_id)
+                self._stop.wait(0.01)
+
+    def _receive(self) -> None:
+        """Receive until stopped: the compiled loop, and what it asks of the assembler."""
+        asm = self.assembler
+        fd = self.sock.fileno()
+        ring = asm.ring.buffer
+        while not self._stop.is_set():
+            table = asm.table
+            code, nev, frame = k.receive(
+                fd, self.index, self.module_id, self._msgs.headers, self._msgs.lengths, self.buffer, self._batch,
+                asm.control, table.epoch, *table.kernel_args(), ring, FLOAT8_DECODE, self._events, self._scratch,
+                CALL_BUDGET,
             )
-            received[packet] = True
-            current_count += 1
-            if current_count == asm.npackets:
-                asm.module_complete(current)
-                current = None
+            self.running.set()
+            if nev:
+                asm.shares_closed(table, self.index, self._events[:nev].copy())
+            if code == k.RET_WAIT:  # a window ahead of the oldest frame in flight
+                asm.open_frames_upto(table, frame)  # frames this module passed must exist to be settled
+                if not nev:  # no progress of our own: another module is behind, wait for it
+                    asm.wait_window(table, frame)
+            elif code == k.RET_OPEN:
+                asm.open_frames_upto(table, frame)
+                if table.frame[frame % table.window] != frame:  # no room for it: skip the packet
+                    self._batch[0] += 1
+                    table.counters[self.index, k.C_OVERFLOW] += 1

@@ -50,6 +50,8 @@ class Scene(Protocol):
 
     #: True for test patterns: the expected values are the exact counts (no photon noise, no detector physics)
     exact: bool
+    # Optional: `static = True` says expected() is the same for every frame (flood, dark); the modules then
+    # replay read-out frames from their noise bank instead of rendering each frame (simulator/physics.py).
 
     def expected(self, frame_number: int, rows: slice, cols: slice) -> np.ndarray:
         """float32 mean photons in the image region [rows, cols] during frame `frame_number` (1-based)."""

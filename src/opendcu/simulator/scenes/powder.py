@@ -45,6 +45,7 @@ class PowderScene:
     """A calibrant powder in the beam: rings on a smooth background (the same on every frame)."""
 
     exact = False
+    static = True  # the modules replay noise-bank frames (simulator/physics.py)
 
     def __init__(self, experiment: Experiment, calibrant: str = "LaB6", ring_flux: float = 200.0,
                  background_flux: float = 10.0, caglioti: tuple[float, float, float] = (0.0, 0.0, 0.0025),

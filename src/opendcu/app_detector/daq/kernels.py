@@ -1,0 +1,298 @@
+"""The DAQ's compiled hot path: receive a module's packets in batches and put their pixels into frame slots.
+
+One call of `receive` runs (without the GIL) until it has something for Python to do: frame shares it closed
+(events), a frame that has no slot yet, a series change, or nothing to receive for a while. Every packet is
+checked and accounted here; the Python side (assembler.py) only opens frames and hands complete ones on.
+
+Frame table (`FrameTable` in assembler.py, one per series): entry e = frame % window holds one frame in flight.
+Each receiver writes only its own module's column (bitmap, count, share_done, counters), so receivers never
+race each other; a module's "share" of a frame is closed only by its own receiver (all packets in, a packet of
+frame >= f + 2 arrived, the frame timed out, or a flush was requested), after which it never writes that slot
+again. The assembler hands a frame on once every module closed its share: no receiver touches it any more.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from opendcu.hardware.counters import SATURATED, widen_into
+from opendcu.hardware.udp_io import MSG_WAITFORONE, memcpy, monotonic_ns, recvmmsg
+from opendcu.hardware.udp_packet import HEADER_SIZE, HEADER_VERSION
+
+# table.params: per-series constants and the few values the assembler moves while the series runs
+(P_ACTIVE, P_SERIES, P_NFRAMES, P_NPACKETS, P_NSUB, P_PPP, P_PACKET_BYTES, P_LAST_BYTES, P_NPIX, P_WINDOW_BASE,
+ P_TIMEOUT_NS, P_FLUSH_REQ, P_DET_TYPE, P_COUNTER, P_NMODULES, NPARAMS) = range(16)
+# table.state values of an entry
+FREE, OPEN, DONE, DROPPED = 0, 1, 2, 3
+# per-module packet counters (table.counters columns)
+C_LATE, C_DUPLICATE, C_FOREIGN, C_MALFORMED, C_OVERFLOW, NCOUNTERS = range(6)
+COUNTER_NAMES = ("late", "duplicate", "foreign", "malformed", "overflow")
+# what `receive` returns to Python
+RET_IDLE, RET_EVENTS, RET_OPEN, RET_EPOCH, RET_BUDGET, RET_WAIT = range(6)
+# a share closes early once its module sends a frame this much newer (tolerates one frame of reordering)
+REORDER_FRAMES = 2
+SCAN_NS = 10_000_000  # how often a receiver looks for timed-out shares
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _u16(b: np.ndarray, o: int) -> int:
+    return np.int64(b[o]) | (np.int64(b[o + 1]) << 8)
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _u32(b: np.ndarray, o: int) -> int:
+    return _u16(b, o) | (_u16(b, o + 2) << 16)
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _u64(b: np.ndarray, o: int) -> int:
+    return _u32(b, o) | (_u32(b, o + 4) << 32)  # frame numbers beyond 2^63 read negative: rejected as foreign
+
+
+@numba.njit(nogil=True, cache=True)
+def _close_share(m: int, e: int, share_done: np.ndarray, events: np.ndarray, nev: int) -> int:
+    share_done[e, m] = 1
+    events[nev] = e
+    return nev + 1
+
+
+@numba.njit(nogil=True, cache=True)
+def _newer_frame(m: int, f: int, base: int, now: int, frame: np.ndarray, state: np.ndarray, last_ns: np.ndarray,
+                 share_done: np.ndarray, cursor: np.ndarray, events: np.ndarray, nev: int) -> int:
+    """Module m sent frame f: close its shares of frames <= f - REORDER_FRAMES (their packets will not come),
+    and start the timeout of frame f - 1 even if no packet of it ever arrived.
+
+    cursor[m] is the lowest frame whose share may still be open, so each frame is looked at once; frames are
+    opened in order, so the walk stops at the first frame not opened yet."""
+    window = frame.shape[0]
+    previous = (f - 1) % window
+    if frame[previous] == f - 1 and last_ns[previous] == 0:
+        last_ns[previous] = now
+    fr = max(cursor[m], base)  # frames below the base are settled; the walk ends at the last frame opened
+    while fr <= f - REORDER_FRAMES:
+        e = fr % window
+        if frame[e] != fr:
+            break
+        if (state[e] == OPEN or state[e] == DROPPED) and share_done[e, m] == 0:
+            nev = _close_share(m, e, share_done, events, nev)
+        fr += 1
+    cursor[m] = fr
+    return nev
+
+
+@numba.njit(nogil=True, cache=True)
+def _scan(m: int, now: int, params: np.ndarray, state: np.ndarray, last_ns: np.ndarray, share_done: np.ndarray,
+          flush_done: np.ndarray, events: np.ndarray, nev: int) -> int:
+    """Close this module's shares of frames that timed out, or of every frame if a flush was requested."""
+    flush = params[P_FLUSH_REQ] > flush_done[m]
+    timeout = params[P_TIMEOUT_NS]
+    for e in range(state.shape[0]):
+        if (state[e] == OPEN or state[e] == DROPPED) and share_done[e, m] == 0:
+            if flush or (last_ns[e] > 0 and now - last_ns[e] > timeout):
+                nev = _close_share(m, e, share_done, events, nev)
+    if flush:
+        flush_done[m] = params[P_FLUSH_REQ]
+    return nev
+
+
+@numba.njit(nogil=True, cache=True)
+def receive(fd: int, m: int, module_id: int, msgs: np.ndarray, lengths: np.ndarray, rbuf: np.ndarray,
+            batch: np.ndarray, control: np.ndarray, epoch: int, params: np.ndarray, frame: np.ndarray,
+            slot: np.ndarray, state: np.ndarray, last_ns: np.ndarray, bitmap: np.ndarray, count: np.ndarray,
+            share_done: np.ndarray, cursor: np.ndarray, flush_done: np.ndarray, counters: np.ndarray,
+            slots: np.ndarray, lut: np.ndarray, events: np.ndarray, scratch: np.ndarray, budget: int):
+    """Receive and place packets of module index `m` (whose packets carry `module_id`).
+
+    batch: int64 [pos, n, last_scan_ns, now_ns] of the datagrams in rbuf (kept across calls).
+    Returns (code, number of events, frame to open for RET_OPEN)."""
+    nev = 0
+    done = 0
+    window = frame.shape[0]
+    npackets = params[P_NPACKETS]
+    nsub = params[P_NSUB]
+    nmod = params[P_NMODULES]
+    ppp = params[P_PPP]
+    npix = params[P_NPIX]
+    counter_id = params[P_COUNTER]
+    while True:
+        if control[0] != epoch:
+            return RET_EPOCH, nev, 0
+        if batch[0] >= batch[1]:  # the batch is used up: report, look at the clock, receive more
+            now = monotonic_ns(scratch)
+            if now - batch[2] > SCAN_NS or params[P_FLUSH_REQ] > flush_done[m]:
+                batch[2] = now
+                nev = _scan(m, now, params, state, last_ns, share_done, flush_done, events, nev)
+            if nev > 0:
+                return RET_EVENTS, nev, 0
+            if done >= budget:
+                return RET_BUDGET, nev, 0
+            r = recvmmsg(fd, msgs.ctypes.data, rbuf.shape[0], MSG_WAITFORONE, 0)
+            if r <= 0:  # timeout (SO_RCVTIMEO), interrupted or closed: let Python look around
+                return RET_IDLE, nev, 0
+            batch[0] = 0
+            batch[1] = r
+            batch[3] = monotonic_ns(scratch)
+            if control[0] != epoch:
+                return RET_EPOCH, nev, 0
+        i = batch[0]
+        batch[0] += 1
+        done += 1
+        b = rbuf[i]
+        length = lengths[i]
+        if length < HEADER_SIZE or b[47] != HEADER_VERSION:
+            counters[m, C_MALFORMED] += 1
+            continue
+        if _u16(b, 32) != module_id or b[46] != params[P_DET_TYPE] or params[P_ACTIVE] == 0 \
+                or _u64(b, 16) != params[P_SERIES]:
+            counters[m, C_FOREIGN] += 1
+            continue
+        packet = _u32(b, 12)
+        sub = _u16(b, 38)
+        if _u16(b, 44) != nsub or sub >= nsub or packet >= npackets:
+            counters[m, C_MALFORMED] += 1
+            continue
+        payload = params[P_LAST_BYTES] if packet == npackets - 1 else params[P_PACKET_BYTES]
+        if length != HEADER_SIZE + payload:
+            counters[m, C_MALFORMED] += 1
+            continue
+        f = _u64(b, 0)
+        if f < 1 or f > params[P_NFRAMES]:
+            counters[m, C_FOREIGN] += 1
+            continue
+        base = params[P_WINDOW_BASE]
+        if f < base:
+            counters[m, C_LATE] += 1
+            continue
+        if f >= base + window:  # this module is a window ahead of the slowest one: wait for it
+            nev = _newer_frame(m, f, base, batch[3], frame, state, last_ns, share_done, cursor, events, nev)
+            now = monotonic_ns(scratch)
+            if now - batch[2] > SCAN_NS:
+                batch[2] = now
+                nev = _scan(m, now, params, state, last_ns, share_done, flush_done, events, nev)
+            batch[0] -= 1
+            return RET_WAIT, nev, f
+        e = f % window
+        if frame[e] != f:
+            if frame[e] > f:
+                counters[m, C_LATE] += 1
+                continue
+            batch[0] -= 1  # come back to this packet once Python opened its frame
+            return RET_OPEN, nev, f
+        st = state[e]
+        if st == DONE or share_done[e, m] != 0:
+            counters[m, C_LATE] += 1
+            continue
+        last_ns[e] = batch[3]
+        if st == DROPPED:  # no slot for this frame: its pixels are lost
+            counters[m, C_OVERFLOW] += 1
+        else:
+            bit = sub * npackets + packet
+            if bitmap[e, m, bit] != 0:
+                counters[m, C_DUPLICATE] += 1
+                continue
+            dst = slots[slot[e]].view(np.uint16)
+            start = (sub * nmod + m) * npix + packet * ppp
+            if counter_id == 0:
+                memcpy(dst.ctypes.data + 2 * start, b.ctypes.data + HEADER_SIZE, payload)
+            else:
+                widen_into(counter_id, b, HEADER_SIZE, payload, dst, start, lut)
+            bitmap[e, m, bit] = 1
+            count[e, m] += 1
+            if count[e, m] == nsub * npackets:
+                nev = _close_share(m, e, share_done, events, nev)
+        nev = _newer_frame(m, f, base, batch[3], frame, state, last_ns, share_done, cursor, events, nev)
+        if nev >= events.shape[0] - 2 * window - 2:  # keep room for a scan and a newer frame
+            return RET_EVENTS, nev, 0
+
+
+@numba.njit(nogil=True, cache=True)
+def flag_missing(raw: np.ndarray, received: np.ndarray, npackets: int, ppp: int, npix: int) -> int:
+    """Set the pixels of every packet not received to SATURATED (the error value); returns their number.
+
+    raw: uint16 [nsub, n_modules, npix] view of the slot; received: uint8 [n_modules, nsub * npackets]."""
+    nsub = raw.shape[0]
+    flagged = 0
+    for m in range(raw.shape[1]):
+        for s in range(nsub):
+            for p in range(npackets):
+                if received[m, s * npackets + p] == 0:
+                    stop = min((p + 1) * ppp, npix)
+                    for px in range(p * ppp, stop):
+                        raw[s, m, px] = SATURATED
+                    flagged += stop - p * ppp
+    return flagged
+
+
+# -- the assembler's bookkeeping, compiled so that a frame costs no per-frame numpy calls ---------------------------
+# what `settle` decided for a frame whose shares are all closed (column 3 of its output)
+HAND_ON, RELEASE, NO_SLOT = 0, 1, 2
+
+
+@numba.njit(nogil=True, cache=True)
+def settle(entries: np.ndarray, closed: np.ndarray, frame: np.ndarray, slot: np.ndarray, state: np.ndarray,
+           count: np.ndarray, bitmap: np.ndarray, params: np.ndarray, slots: np.ndarray, flush_expected: int,
+           out: np.ndarray) -> int:
+    """Count closed shares of `entries`; settle every frame whose modules all closed their share.
+
+    A frame is handed on (its lost packets' pixels flagged), or released (nothing arrived and, during a flush,
+    it is beyond the images taken), or reported as without slot (DROPPED). out: int64 [n, 4] rows (frame, slot,
+    packets received, decision); returns the number of rows."""
+    nmod = params[P_NMODULES]
+    nsub = params[P_NSUB]
+    npackets = params[P_NPACKETS]
+    npix = params[P_NPIX]
+    n = 0
+    for e in entries:
+        closed[e] += 1
+        if closed[e] != nmod or (state[e] != OPEN and state[e] != DROPPED):
+            continue
+        dropped = state[e] == DROPPED
+        state[e] = DONE
+        received = 0
+        if not dropped:
+            for m in range(nmod):
+                received += count[e, m]
+        decision = HAND_ON
+        if received == 0 and 0 <= flush_expected < frame[e]:
+            decision = RELEASE
+        elif dropped:
+            decision = NO_SLOT
+        elif received < nsub * nmod * npackets:
+            raw = slots[slot[e]].view(np.uint16)[: nsub * nmod * npix].reshape(nsub, nmod, npix)
+            flag_missing(raw, bitmap[e], npackets, params[P_PPP], npix)
+        out[n, 0] = frame[e]
+        out[n, 1] = slot[e]
+        out[n, 2] = received
+        out[n, 3] = decision
+        n += 1
+    return n
+
+
+@numba.njit(nogil=True, cache=True)
+def advance_base(frame: np.ndarray, state: np.ndarray, params: np.ndarray) -> int:
+    """Move the window base past every settled frame; returns the new base."""
+    window = frame.shape[0]
+    base = params[P_WINDOW_BASE]
+    while frame[base % window] == base and state[base % window] == DONE:
+        base += 1
+    params[P_WINDOW_BASE] = base
+    return base
+
+
+@numba.njit(nogil=True, cache=True)
+def install(first_frame: int, new_slots: np.ndarray, frame: np.ndarray, slot: np.ndarray, state: np.ndarray,
+            last_ns: np.ndarray, bitmap: np.ndarray, count: np.ndarray, share_done: np.ndarray,
+            closed: np.ndarray) -> None:
+    """Open frames first_frame, first_frame + 1, ... with `new_slots` (-1: no slot, frame DROPPED)."""
+    window = frame.shape[0]
+    for i in range(new_slots.shape[0]):
+        e = (first_frame + i) % window
+        bitmap[e] = 0
+        count[e] = 0
+        share_done[e] = 0
+        closed[e] = 0
+        last_ns[e] = 0
+        slot[e] = new_slots[i]
+        frame[e] = first_frame + i
+        state[e] = OPEN if new_slots[i] >= 0 else DROPPED  # last: receivers accept its packets from now on
