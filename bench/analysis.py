@@ -25,6 +25,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ResultTable, best, time_call  # noqa: E402
@@ -201,7 +202,7 @@ def main() -> None:
         bench_chain(table, name, geometry, mask, image, args.repeat)
         more = [poisson_image(scene, model, f, np.random.default_rng(f)) for f in (10, 20, 30)]
         bench_live(table, name, model, geometry, [image, *more])
-    table.print()
+    table.print(Console(width=160))
 
 
 if __name__ == "__main__":
