@@ -20,11 +20,12 @@ from opendcu.app_detector.control.detector_params import build_detector_subsyste
 from opendcu.app_detector.control.service import ControlService
 from opendcu.app_detector.control.simulator_params import build_simulator_subsystem
 from opendcu.app_detector.datapath import DataPath, DataPathConfig
+from opendcu.app_detector.interfaces.analysis.service import AnalysisService
 from opendcu.app_detector.interfaces.monitor.service import MonitorService
 from opendcu.geometry import get_model
 from opendcu.hardware.module_driver import ModuleAddress, ModuleDriver
 from opendcu.lifecycle import announce_ready, child_process_setup, run_until
-from opendcu.proto import control_pb2_grpc, interfaces_pb2_grpc
+from opendcu.proto import analysis_pb2_grpc, control_pb2_grpc, interfaces_pb2_grpc
 
 log = logging.getLogger("opendcu.app_detector")
 
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> None:
         "stream": datapath.stream.subsystem,
         "monitor": datapath.monitor.subsystem,
         "simulator": build_simulator_subsystem(controller),
+        "analysis": datapath.analysis.subsystem,
     }
 
     server = grpc.server(
@@ -74,6 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     control_pb2_grpc.add_ControlServicer_to_server(ControlService(subsystems), server)
     interfaces_pb2_grpc.add_MonitorServicer_to_server(MonitorService(datapath.monitor), server)
+    analysis_pb2_grpc.add_AnalysisServicer_to_server(AnalysisService(datapath.analysis), server)
     address = config["grpc_address"]
     server.add_insecure_port(address)
     server.start()

@@ -18,6 +18,7 @@ import numpy as np
 from opendcu.app_detector.daq import Daq, DaqCounters, FrameAssembler
 from opendcu.app_detector.daq.assembler import RAW_DTYPE
 from opendcu.app_detector.imagemux import CompressedImage, ImageMux
+from opendcu.app_detector.interfaces.analysis import AnalysisInterface
 from opendcu.app_detector.interfaces.filewriter.writer import FileWriter
 from opendcu.app_detector.interfaces.monitor.monitor import Monitor
 from opendcu.app_detector.interfaces.stream.stream import Stream
@@ -75,10 +76,13 @@ class DataPath:
             self.out_free.put(i)
         self.mux = ImageMux()
         self.filewriter = FileWriter(config.data_dir, model, max_chunk_bytes=out_bytes)
+        self.analysis = AnalysisInterface(model)  # issue #7
         self.stream = Stream(config.stream_v1, config.stream_v2)
         self.monitor = Monitor()
-        for interface in (self.filewriter, self.stream, self.monitor):
+        # analysis before the stream: results finished by then ride along in the image's annotations
+        for interface in (self.filewriter, self.analysis, self.stream, self.monitor):
             self.mux.attach(interface)
+        self.filewriter.add_master_contributor(self.analysis.master_datasets)  # per-image arrays in NXmx
         self.pipeline = PipelinePool(
             model.name, self.raw_ring, self.out_ring, self.raw_free, self.out_free, self._on_processed,
             n_workers=config.pipeline_workers,
@@ -157,6 +161,7 @@ class DataPath:
             self.finish_series(aborted=True, timeout=2)
         self.daq.stop()
         self.filewriter.close()
+        self.analysis.close()
         self.stream.close()
         self.monitor.close()
         self.pipeline.close()

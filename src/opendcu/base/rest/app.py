@@ -15,7 +15,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from opendcu import __version__
 from opendcu.base.apps import AppDirectory, ControlClient
-from opendcu.base.rest import data_files, filewriter_files, monitor_images, simplon, webdav
+from opendcu.base.rest import analysis, data_files, filewriter_files, monitor_images, simplon, webdav
 from opendcu.base.rest.responses import text_error
 from opendcu.base.system import SystemApp
 
@@ -50,6 +50,7 @@ def create_app(detector_address: str, data_dir: Path, restart: Callable[[], None
     app.include_router(data_files.router)
     app.include_router(filewriter_files.router)  # before simplon: its routes would take /files/ and /images/
     app.include_router(monitor_images.router)
+    app.include_router(analysis.router)  # results and live events of module analysis
     app.mount(webdav.MOUNT, webdav.create_webdav_app(app.state.data_dir))
     app.include_router(simplon.router)
     return app

@@ -1,0 +1,392 @@
+"""Live analysis: the ImageMux interface with real worker processes, and end to end through `dcu serve`."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import h5py
+import hdf5plugin  # noqa: F401
+import numpy as np
+import pytest
+import zmq
+from analysis_support import LYSOZYME, mx_experiment
+from conftest import start_dcu
+
+from opendcu.analysis.crystal import UnitCell, misorientation_deg, reduce_basis
+from opendcu.analysis.simulate import poisson_image
+from opendcu.app_detector.imagemux.mux import CompressedImage
+from opendcu.app_detector.interfaces.analysis import ANNOTATION_KEY, AnalysisInterface
+from opendcu.app_detector.interfaces.stream.decoder import decode_v2
+from opendcu.app_detector.series import Series, SeriesSettings
+from opendcu.codecs import get_codec
+from opendcu.simulator.scenes import make_scene
+
+API = "/analysis/api/1.8.0"
+
+
+def make_series(experiment, series_id: int, nimages: int, **config) -> Series:
+    bx, by = experiment.geometry.beam_center_px
+    settings = SeriesSettings(series_id=series_id, detector=experiment.model.name, nimages_total=nimages,
+                              bit_depth_image=32, compression="bslz4", pixel_mask_applied=True, mask_to_zero=False)
+    cfg = {"beam_center_x": bx, "beam_center_y": by, "detector_distance": experiment.geometry.dist,
+           "wavelength": experiment.geometry.wavelength_a, "x_pixel_size": 75e-6, "omega_start": 0.0,
+           "omega_increment": 0.1, **config}
+    return Series(settings=settings, nimages=nimages, ntrigger=1, trigger_mode="ints", count_time=0.1, frame_time=0.1,
+                  detector_config=cfg)
+
+
+@pytest.fixture(scope="module")
+def compressed_frames():
+    """Ten bslz4 chunks of a simulated rotation (as the pipeline would publish them) and the experiment."""
+    experiment = mx_experiment(seed=3, distance=0.08, d_min=2.4)
+    rng = np.random.default_rng(1)
+    codec = get_codec("bslz4")
+    return experiment, [codec.encode(poisson_image(experiment.scene, experiment.model, i + 1, rng)) for i in range(10)]
+
+
+def offer(interface, experiment, series_id, image_id, chunk, released: list) -> CompressedImage:
+    image = CompressedImage(series_id=series_id, image_id=image_id, data=chunk, dtype=np.dtype(np.uint32),
+                            shape=experiment.model.shape, compression="bslz4", packets_expected=1, packets_received=1,
+                            _on_free=lambda: released.append(image_id))
+    image.annotations = {}  # issue #6 adds this field to CompressedImage; the stream sends its entries
+    interface.offer(image)
+    return image
+
+
+def test_interface_analyses_releases_annotates_and_contributes(compressed_frames) -> None:
+    experiment, chunks = compressed_frames
+    interface = AnalysisInterface(experiment.model)
+    try:
+        sub = interface.subsystem
+        sub.set("mode", "enabled")
+        sub.set("unit_cell", list(LYSOZYME))
+        series = make_series(experiment, 1, len(chunks))
+        interface.start_series(series)
+        released: list[int] = []
+        annotated: dict[int, dict] = {}
+        for image_id, chunk in enumerate(chunks):
+            image = offer(interface, experiment, 1, image_id, chunk, released)
+            for record in image.annotations.get(ANNOTATION_KEY, []):
+                annotated[record["image_id"]] = record
+            interface.wait_idle(1, timeout=30)  # one image at a time, as a slow detector: every image is analysed
+        interface.end_series(series, aborted=False)
+        assert released == list(range(10))  # every image handed back at once, analysed or not
+        results = interface.store.series(1)
+        assert results.finished and results.images_received == 10 and results.images_analysed == 10
+        for image_id, record in results.records.items():
+            truth = experiment.scene.truth(image_id + 1)
+            assert record["n_spots"] > 300 and record["is_hit"]
+            assert abs(record["d_min"] / 2.4 - 1) < 0.1
+            assert record["indexed"] and record["fraction_indexed"] > 0.9
+            assert misorientation_deg(np.reshape(record["ub_matrix"], (3, 3)), truth.A) < 0.5
+            assert record["phi_deg"] == pytest.approx((image_id + 0.5) * 0.1)
+            assert record["latency_ms"] > record["analysis_ms"] > 0
+        # stream annotations: each finished result rides along exactly once, in a later image's message
+        assert set(annotated) == set(range(9))  # the last result has no later image to ride on
+        for image_id, record in annotated.items():
+            assert record["n_spots"] == results.records[image_id]["n_spots"]
+            assert len(record["spots"]) == 3 * min(256, record["n_spots"])
+        # NXmx arrays: one row per image of the series, fill values where not analysed
+        datasets = interface.master_datasets(series)
+        analysed = datasets["/entry/MX/imageAnalysed"].astype(bool)
+        assert analysed.sum() == results.images_analysed and len(analysed) == 10
+        n_peaks = datasets["/entry/MX/nPeaks"]
+        for image_id, record in results.records.items():
+            assert n_peaks[image_id] == min(256, record["n_spots"])
+            assert datasets["/entry/MX/peakXPosRaw"][image_id, 0] == pytest.approx(record["spots"]["x"][0])
+            assert datasets["/entry/MX/dMin"][image_id] == pytest.approx(record["d_min"], rel=1e-6)
+        assert np.isnan(datasets["/entry/MX/dMin"][~analysed]).all()
+        assert datasets["/entry/azint/image"].shape == (10, 1000)
+        assert np.isfinite(datasets["/entry/azint/image"][analysed]).sum(axis=1).min() > 900
+    finally:
+        interface.close()
+
+
+def test_decimates_when_images_come_faster_than_analysis(compressed_frames) -> None:
+    """Offered back to back, images are never queued up: most are skipped (released at once), counted, and the
+    results say the stream was decimated; the configured stride applies first."""
+    experiment, chunks = compressed_frames
+    interface = AnalysisInterface(experiment.model)
+    try:
+        interface.subsystem.set("mode", "enabled")
+        interface.subsystem.set("indexing", False)
+        series = make_series(experiment, 7, 60)
+        interface.start_series(series)
+        released: list[int] = []
+        for image_id in range(60):
+            offer(interface, experiment, 7, image_id, chunks[image_id % 10], released)
+        assert sorted(released) == list(range(60))
+        interface.end_series(series, aborted=False)
+        results = interface.store.series(7)
+        assert results.images_received == 60
+        assert results.images_analysed + results.images_skipped == 60
+        assert results.images_skipped > 30 and results.images_analysed >= 1
+        assert all(r["decimated"] for r in results.records.values() if r["images_skipped"] > 0)
+        assert interface.status("decimated") is True
+
+        interface.subsystem.set("stride", 3)  # changes apply from the next series
+        series = make_series(experiment, 8, 9)
+        interface.start_series(series)
+        for image_id in range(9):
+            offer(interface, experiment, 8, image_id, chunks[image_id], released)
+            interface.wait_idle(8, timeout=30)
+        interface.end_series(series, aborted=False)
+        results = interface.store.series(8)
+        assert results.images_strided == 6 and set(results.records) <= {0, 3, 6}
+    finally:
+        interface.close()
+
+
+def test_annotations_are_ignored_safely_by_a_dectris_stream_v2_decoder(compressed_frames, golden_dir: Path,
+                                                                        shared_dir: Path, clients_python: Path,
+                                                                        tmp_path: Path) -> None:
+    """A real DECTRIS image message with our annotation appended as an extra key still decodes with the
+    team's DECTRIS-style consumer (clients/s2decode.py, in the external clients venv) to the same images."""
+    import subprocess
+
+    import cbor2
+
+    from opendcu.analysis.frame import AnalysisSettings, FrameAnalyzer
+    from opendcu.app_detector.interfaces.analysis.worker import result_record
+
+    experiment, chunks = compressed_frames
+    frame = get_codec("bslz4").decode(chunks[0], np.dtype(np.uint32), experiment.model.shape)
+    result = FrameAnalyzer(experiment.geometry, experiment.mask, AnalysisSettings()).analyse(frame, 0xFFFFFFFF)
+    record = {**result_record(result, 1, 0, 0.05, 256), "latency_ms": 12.5, "images_received": 1,
+              "images_analysed": 1, "decimated": False}
+    annotation = [AnalysisInterface._compact(record)]
+    original = golden_dir / "stream_v2" / "r500k_bm_bslz4_16bit" / "000002.cbor"
+    raw = original.read_bytes()
+    assert raw[:3] == b"\xd9\xd9\xf7"
+    message = cbor2.loads(raw)  # array tags stay CBORTag objects and re-encode unchanged
+    message = message.value if isinstance(message, cbor2.CBORTag) else message  # cbor2 >= 6 drops tag 55799
+
+    def plain(value):
+        if isinstance(value, Mapping):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, cbor2.CBORTag):
+            return cbor2.CBORTag(value.tag, plain(value.value))
+        return [plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+    annotated = tmp_path / "annotated.cbor"
+    annotated.write_bytes(cbor2.dumps(cbor2.CBORTag(55799, {**plain(message), ANNOTATION_KEY: annotation})))
+    decoder = shared_dir / "clients" / "s2decode.py"
+    outputs = [subprocess.run([str(clients_python), str(decoder), str(path)], capture_output=True, text=True,
+                              timeout=120, check=True).stdout.splitlines()[1:] for path in (original, annotated)]
+    assert outputs[0] == outputs[1] and len(outputs[0]) >= 2  # header + per-channel sums, identical
+    back = cbor2.loads(annotated.read_bytes())
+    back = (back.value if isinstance(back, cbor2.CBORTag) else back)[ANNOTATION_KEY][0]
+    assert back["n_spots"] == record["n_spots"] > 100 and len(back["spots"]) == 3 * min(256, record["n_spots"])
+
+
+def test_cell_search_then_indexing_without_a_configured_cell() -> None:
+    """No unit cell: the worker finds the cell from the first images of the rotation, then indexes with it."""
+    experiment = mx_experiment(seed=12, distance=0.08, d_min=2.4, omega_increment=0.5,
+                               cell=[52.3, 61.7, 97.4, 90.0, 105.2, 90.0])
+    codec = get_codec("bslz4")
+    rng = np.random.default_rng(2)
+    interface = AnalysisInterface(experiment.model)
+    try:
+        interface.subsystem.set("mode", "enabled")
+        series = make_series(experiment, 4, 16, omega_increment=0.5)
+        interface.start_series(series)
+        released: list[int] = []
+        for image_id in range(16):
+            chunk = codec.encode(poisson_image(experiment.scene, experiment.model, image_id + 1, rng))
+            offer(interface, experiment, 4, image_id, chunk, released)
+            interface.wait_idle(4, timeout=60)
+        interface.end_series(series, aborted=False)
+        results = interface.store.series(4)
+        assert results.found_cell is not None
+        truth_cell = UnitCell.from_basis(reduce_basis(experiment.scene.cell.real_basis))
+        found = UnitCell.from_sequence(results.found_cell)
+        assert np.allclose(found.lengths, truth_cell.lengths, rtol=0.01)
+        assert interface.subsystem.describe("status", "found_cell").value == results.found_cell
+        indexed = [r for r in results.records.values() if r["indexed"]]
+        assert len(indexed) >= 4 and all(r["image_id"] >= 9 for r in indexed)
+        for r in indexed:
+            error = misorientation_deg(np.reshape(r["ub_matrix"], (3, 3)), experiment.scene.truth(r["image_number"]).A)
+            assert error is not None and error < 0.5
+    finally:
+        interface.close()
+
+
+def test_a_killed_worker_is_reported_and_replaced(compressed_frames) -> None:
+    import os
+    import signal
+
+    experiment, chunks = compressed_frames
+    interface = AnalysisInterface(experiment.model)
+    try:
+        interface.subsystem.set("mode", "enabled")
+        interface.subsystem.set("indexing", False)
+        series = make_series(experiment, 5, 4)
+        interface.start_series(series)
+        released: list[int] = []
+        offer(interface, experiment, 5, 0, chunks[0], released)
+        interface.wait_idle(5, timeout=30)
+        os.kill(interface._workers[0].process.pid, signal.SIGKILL)
+        interface._workers[0].process.join(10)
+        for image_id in range(1, 4):
+            offer(interface, experiment, 5, image_id, chunks[image_id], released)
+        interface._check_workers()
+        interface.end_series(series, aborted=False)
+        assert released == [0, 1, 2, 3] and interface.store.series(5).images_analysed == 1
+        assert interface.state == "error" and "died" in interface.errors[-1]
+        series = make_series(experiment, 6, 1)  # the next arm starts a new worker
+        interface.start_series(series)
+        offer(interface, experiment, 6, 0, chunks[0], released)
+        interface.wait_idle(6, timeout=30)
+        interface.end_series(series, aborted=False)
+        assert interface.store.series(6).images_analysed == 1 and interface.state == "ready"
+    finally:
+        interface.close()
+
+
+def test_bad_geometry_is_reported_and_images_still_flow(compressed_frames) -> None:
+    experiment, chunks = compressed_frames
+    interface = AnalysisInterface(experiment.model)
+    try:
+        interface.subsystem.set("mode", "enabled")
+        series = make_series(experiment, 2, 3, detector_distance=0.0)  # no detector can be there
+        interface.start_series(series)
+        released: list[int] = []
+        for image_id in range(3):
+            offer(interface, experiment, 2, image_id, chunks[image_id], released)
+        interface.end_series(series, aborted=False)
+        assert released == [0, 1, 2]
+        assert interface.state == "error" and "distance" in interface.errors[0]
+        interface.clear()
+        assert interface.state == "ready"
+    finally:
+        interface.close()
+
+
+# -- end to end ---------------------------------------------------------------------------------------------------------
+SCENE = {"kind": "mx", "d_min": 2.4, "cell": list(LYSOZYME)}
+
+
+def test_live_analysis_through_dcu_serve(tmp_path: Path) -> None:
+    """A simulated EIGER2 1M with a crystal: results over REST and SSE agree with the simulator's truth, ride
+    along in the stream v2 image messages and land in the NXmx master; the settings change between series, bad
+    settings get 400/404, and the data files and the stream keep every image."""
+    server = start_dcu(tmp_path, detector="eiger2-1m", extra=["--scene", json.dumps(SCENE)])
+    try:
+        with server.client() as http:
+            assert http.put("/detector/api/1.8.0/command/initialize").status_code == 200
+            detector = {"nimages": 10, "frame_time": 0.2, "count_time": 0.1999, "omega_increment": 0.1,
+                        "detector_distance": 0.08, "wavelength": 1.0, "beam_center_x": 514.37, "beam_center_y": 530.79}
+            for key, value in detector.items():
+                assert http.put(f"/detector/api/1.8.0/config/{key}", json={"value": value}).status_code == 200
+            assert http.put("/filewriter/api/1.8.0/config/mode", json={"value": "enabled"}).status_code == 200
+            for key, value in {"mode": "enabled", "format": "cbor"}.items():
+                assert http.put(f"/stream/api/1.8.0/config/{key}", json={"value": value}).status_code == 200
+            stream = zmq.Context.instance().socket(zmq.PULL)
+            stream.setsockopt(zmq.RCVTIMEO, 30_000)
+            stream.setsockopt(zmq.LINGER, 0)
+            stream.connect(f"tcp://127.0.0.1:{server.stream_v2_port}")
+            for key, value in {"mode": "enabled", "unit_cell": list(LYSOZYME)}.items():
+                assert http.put(f"{API}/config/{key}", json={"value": value}).status_code == 200
+            assert http.get(f"{API}/config/unit_cell").json()["value"] == list(LYSOZYME)
+            assert "sigma_strong" in http.get(f"{API}/config/keys").json()
+            # bad settings: clear errors, the right codes
+            assert http.put(f"{API}/config/unit_cell", json={"value": [1, 2]}).status_code == 400
+            assert http.put(f"{API}/config/radial_unit", json={"value": "furlong"}).status_code == 400
+            assert http.put(f"{API}/config/sigma_strong", json={"value": "x"}).status_code == 400
+            assert http.put(f"{API}/config/bogus", json={"value": 1}).status_code == 404
+            assert http.get(f"{API}/results?start=x").status_code == 400
+            assert http.get(f"{API}/results").status_code == 404  # nothing analysed yet
+            assert http.get(f"{API}/events").status_code == 400  # an endless stream only when asked for one
+
+            events: list[tuple[str, dict]] = []
+            sse_ready = threading.Event()
+
+            def listen() -> None:
+                headers = {"Accept": "text/event-stream"}
+                with server.client(timeout=60) as sse, sse.stream("GET", f"{API}/events", headers=headers) as stream:
+                    kind = None
+                    for line in stream.iter_lines():
+                        sse_ready.set()
+                        if line.startswith("event: "):
+                            kind = line[7:]
+                        elif line.startswith("data: "):
+                            events.append((kind, json.loads(line[6:])))
+                            if kind == "series_end":
+                                return
+
+            listener = threading.Thread(target=listen, daemon=True)
+            listener.start()
+            assert sse_ready.wait(30)
+            series_id = http.put("/detector/api/1.8.0/command/arm").json()["sequence id"]
+            time.sleep(1.5)  # the worker builds its maps at arm (a real beamline arms well before the shutter opens)
+            assert http.put("/detector/api/1.8.0/command/trigger").status_code == 200
+            listener.join(60)
+
+            reply = http.get(f"{API}/results?spots=true").json()
+            summary, results = reply["summary"], reply["results"]
+            assert summary["series_id"] == series_id and summary["finished"]
+            # the machine is shared: how many images the low-priority worker gets to varies; the two that reach
+            # its slots first are always analysed
+            assert summary["images_received"] == 10 and summary["images_analysed"] >= 2
+            assert summary["images_analysed"] + summary["images_skipped"] == 10
+            # the scene the simulated modules rendered (the DCU seeds it with the series id)
+            scene = make_scene("eiger2-1m", series_id, {**SCENE, "experiment": {
+                "wavelength_a": 1.0, "distance_m": 0.08, "beam_center_x_px": 514.37, "beam_center_y_px": 530.79,
+                "count_time_s": 0.1999, "omega_increment_deg": 0.1}})
+            for r in results:
+                truth = scene.truth(r["image_number"])
+                assert r["is_hit"] and abs(r["d_min"] / 2.4 - 1) < 0.1
+                assert r["indexed"] or r["indexing_skipped"]
+                if r["indexed"]:
+                    assert misorientation_deg(np.reshape(r["ub_matrix"], (3, 3)), truth.A) < 0.5
+                assert len(r["spots"]["x"]) == min(256, r["n_spots"])
+                assert r["latency_ms"] > 0
+            one = http.get(f"{API}/results/{results[0]['image_id']}").json()
+            assert len(one["profile"]["radial"]) == 1000 and one["profile"]["unit"] == "q_A^-1"
+            assert one["n_spots"] == results[0]["n_spots"]
+            kinds = [k for k, _ in events]
+            assert kinds[0] == "series_start" and kinds[-1] == "series_end"
+            assert sorted(e["image_id"] for k, e in events if k == "result") == [r["image_id"] for r in results]
+            assert http.get(f"{API}/status/images_analysed").json()["value"] == summary["images_analysed"]
+            assert http.get(f"{API}/summary").json()["hit_rate"] == 1.0
+            # stream v2: results ride along in later image messages under ANNOTATION_KEY, each once
+            messages = []
+            while not messages or messages[-1]["type"] != "end":
+                messages.append(decode_v2(stream.recv()))
+            stream.close()
+            images = [m for m in messages if m["type"] == "image"]
+            assert len(images) == 10  # every image streamed, analysed or not
+            by_id = {r["image_id"]: r for r in results}
+            annotated = [a for m in images for a in m.get(ANNOTATION_KEY, [])]
+            assert len(annotated) >= 1 and len({a["image_id"] for a in annotated}) == len(annotated)
+            for a in annotated:
+                assert a["n_spots"] == by_id[a["image_id"]]["n_spots"] and a["series_id"] == series_id
+            # the NXmx master: one row per image, the analysed ones filled in
+            with h5py.File(server.data_dir / f"series_{series_id}_master.h5", "r") as master:
+                analysed = master["/entry/MX/imageAnalysed"][()].astype(bool)
+                n_peaks = master["/entry/MX/nPeaks"][()]
+                assert analysed.shape == (10,) and analysed.sum() == summary["images_analysed"]
+                assert all(n_peaks[i] == min(256, r["n_spots"]) for i, r in by_id.items())
+                assert master["/entry/azint/image"].shape == (10, 1000)
+                assert master["/entry/data/data_000001"].shape[0] == 10  # and every image is in the data file
+
+            # settings change between series: a cake and a stride
+            assert http.put(f"{API}/config/azimuthal_bins", json={"value": 36}).status_code == 200
+            assert http.put(f"{API}/config/stride", json={"value": 4}).status_code == 200
+            assert http.put("/detector/api/1.8.0/config/nimages", json={"value": 8}).status_code == 200
+            assert http.put("/detector/api/1.8.0/config/frame_time", json={"value": 0.1}).status_code == 200
+            second = http.put("/detector/api/1.8.0/command/arm").json()["sequence id"]
+            time.sleep(1.5)
+            http.put("/detector/api/1.8.0/command/trigger")
+            reply = http.get(f"{API}/results?series={second}&profile=true").json()
+            assert reply["summary"]["images_strided"] == 6
+            assert {r["image_id"] for r in reply["results"]} <= {0, 4}
+            assert all(len(r["profile"]["cake"]) == 36 * 1000 for r in reply["results"])
+            assert http.get(f"{API}/results?series={series_id}").json()["summary"]["series_id"] == series_id
+            assert http.get(f"{API}/results/5?series={second}").status_code == 404
+    finally:
+        server.stop()
