@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from opendcu.app_detector.pipeline.arrays import PipelineArrays
 from opendcu.app_detector.pipeline.processor import ImageProcessor
 from opendcu.app_detector.series import SeriesSettings
 from opendcu.geometry import DetectorLayout, DetectorModel
@@ -24,8 +25,8 @@ def detector_image(scene: Scene, model: DetectorModel, frame_number: int, seed: 
     settings = SeriesSettings(series_id=seed, detector=model.name, nimages_total=frame_number,
                               bit_depth_image=bit_depth, compression="bslz4", pixel_mask_applied=True,
                               mask_to_zero=False)
-    processor = ImageProcessor(settings, layout, layout.default_pixel_mask())
-    return processor.process(raw).copy()
+    processor = ImageProcessor(settings, PipelineArrays.for_detector(settings, layout.default_pixel_mask(), None))
+    return processor.process(raw[None]).copy()  # one sub-frame
 
 
 def poisson_image(scene: Scene, model: DetectorModel, frame_number: int, rng: np.random.Generator,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import grpc
 import numpy as np
 
@@ -12,6 +14,15 @@ from opendcu.proto.values import array_from_proto
 MAX_MESSAGE = 256 << 20
 
 
+@dataclass(frozen=True)
+class CalibrationArrays:
+    """A detector's calibration at one energy, as the pipeline uses it."""
+
+    pixel_mask: np.ndarray  # uint32 [h, w], DECTRIS mask bits
+    flatfield: np.ndarray  # float32 [h, w], factors
+    calibration_id: str
+
+
 class CalibrationClient:
     def __init__(self, address: str):
         self.channel = grpc.insecure_channel(
@@ -20,14 +31,22 @@ class CalibrationClient:
         )
         self.stub = calibration_pb2_grpc.CalibrationStub(self.channel)
 
-    def pixel_mask(self, detector: str, photon_energy: float, threshold_energy: float) -> np.ndarray:
-        """The detector's pixel mask (uint32 [h, w]) at the given energies."""
+    def calibration(self, detector: str, photon_energy: float, threshold_energy: float) -> CalibrationArrays:
+        """The detector's pixel mask and flatfield at the given energies."""
         reply = self.stub.GetCalibration(
             cpb.CalibrationRequest(detector=detector, photon_energy=photon_energy, threshold_energy=threshold_energy),
             timeout=30,
             wait_for_ready=True,
         )
-        return array_from_proto(reply.pixel_mask).copy()
+        return CalibrationArrays(
+            pixel_mask=array_from_proto(reply.pixel_mask).astype(np.uint32),
+            flatfield=array_from_proto(reply.flatfield).astype(np.float32),
+            calibration_id=reply.calibration_id,
+        )
+
+    def pixel_mask(self, detector: str, photon_energy: float, threshold_energy: float) -> np.ndarray:
+        """The detector's pixel mask (uint32 [h, w]) at the given energies."""
+        return self.calibration(detector, photon_energy, threshold_energy).pixel_mask
 
     def close(self) -> None:
         self.channel.close()

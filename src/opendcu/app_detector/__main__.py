@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
         model,
         datapath,
         driver,
-        calibration=lambda energy, threshold: calibration.pixel_mask(model.name, energy, threshold),
+        calibration=lambda energy, threshold: calibration.calibration(model.name, energy, threshold),
         scene=config.get("scene", ""),
     )
     detector = build_detector_subsystem(model, controller)

@@ -22,6 +22,7 @@ from opendcu.app_detector.interfaces.analysis import AnalysisInterface
 from opendcu.app_detector.interfaces.filewriter.writer import FileWriter
 from opendcu.app_detector.interfaces.monitor.monitor import Monitor
 from opendcu.app_detector.interfaces.stream.stream import Stream
+from opendcu.app_detector.pipeline.arrays import PipelineArrays
 from opendcu.app_detector.pipeline.pool import PipelinePool
 from opendcu.app_detector.pipeline.worker import ProcessedImage
 from opendcu.app_detector.series import Series
@@ -99,10 +100,9 @@ class DataPath:
     def start_series(self, series: Series, payload_size: int) -> None:
         """Prepare every stage for `series` (called at arm, before the modules are configured)."""
         self._release_calibration()
-        h, w = self.model.shape
-        self._calibration = SlotRing(1, h * w * 4)
-        mask = series.pixel_mask if series.pixel_mask is not None else self.layout.default_pixel_mask()
-        self._calibration.array(0, np.uint32, (h, w))[:] = mask
+        mask = series.detector_pixel_mask if series.detector_pixel_mask is not None else series.pixel_mask
+        arrays = PipelineArrays.for_detector(series.settings, mask, series.detector_flatfield)
+        self._calibration = arrays.publish()
         series.settings = replace(series.settings, calibration_shm=self._calibration.name)
         self._series = series
         self.pipeline.start_series(series.settings)
@@ -140,7 +140,7 @@ class DataPath:
             image_id=processed.frame_number - 1,
             data=self.out_ring.bytes(processed.out_slot, processed.nbytes),
             dtype=series.settings.dtype,
-            shape=self.model.shape,
+            shape=series.settings.image_shape or self.model.shape,
             compression=series.settings.compression,
             packets_expected=processed.packets_expected,
             packets_received=processed.packets_received,

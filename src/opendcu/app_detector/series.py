@@ -10,7 +10,11 @@ import numpy as np
 
 @dataclass(frozen=True)
 class SeriesSettings:
-    """Pipeline settings of one series (small and picklable: it is sent to every worker process)."""
+    """Pipeline settings of one series (small and picklable: it is sent to every worker process).
+
+    Built from the detector config at arm by `pipeline/params.py:series_settings`. Each step's switch is the
+    SIMPLON key of the same name; `binning_2x2_applied` and `float8_encoding_applied` are opendcu's.
+    """
 
     series_id: int
     detector: str
@@ -19,7 +23,21 @@ class SeriesSettings:
     compression: str
     pixel_mask_applied: bool
     mask_to_zero: bool
-    #: name of the shared-memory block holding this series' calibration arrays (pixel mask)
+    countrate_correction_applied: bool = False
+    #: sub-frame count time (s): selects the count-rate lookup table
+    frame_count_time: float = 1.0
+    #: sub-frames summed into each image (auto_summation)
+    nframes_sum: int = 1
+    #: largest valid count of one pixel (the sum of the sub-frames' cutoffs); larger values are flagged saturated
+    count_cutoff: int = 0xFFFE
+    virtual_pixel_correction_applied: bool = False
+    flatfield_correction_applied: bool = False
+    roi_mode: str = "disabled"
+    binning_2x2_applied: bool = False
+    float8_encoding_applied: bool = False
+    #: image shape (height, width) after ROI and binning, what every interface receives (None: the detector's)
+    image_shape: tuple[int, int] | None = None
+    #: name of the shared-memory block holding this series' pipeline arrays (pixel mask, flatfield)
     calibration_shm: str = ""
 
     @property
@@ -30,10 +48,20 @@ class SeriesSettings:
     def error_value(self) -> int:
         return (1 << self.bit_depth_image) - 1
 
+    @property
+    def binning(self) -> int:
+        """Pixels per image pixel along each axis (1, or 2 with 2x2 binning): pixel size and beam centre scale."""
+        return 2 if self.binning_2x2_applied else 1
+
 
 @dataclass
 class Series:
-    """One series as the app-detector runs it."""
+    """One series as the app-detector runs it.
+
+    The arrays describe the images as interfaces receive them (after ROI and binning), for NXmx and stream
+    headers: `pixel_mask` (uint32, with 2x2 binning the OR of each block), `flatfield` (float32, with binning
+    the block mean) and `countrate_table` (float32 [2, N]: measured counts, corrected counts of one sub-frame).
+    """
 
     settings: SeriesSettings
     nimages: int
@@ -47,6 +75,9 @@ class Series:
     flatfield: np.ndarray | None = None
     countrate_table: np.ndarray | None = None  # 2 x N [measured, corrected] (stream headers, NXmx master)
     unique_id: str = ""
+    #: the full-detector pixel mask and flatfield the pipeline works from (before ROI and binning)
+    detector_pixel_mask: np.ndarray | None = None
+    detector_flatfield: np.ndarray | None = None
 
     @property
     def series_id(self) -> int:

@@ -35,22 +35,32 @@ class Bslz4Codec:
     def encode(self, image: np.ndarray) -> np.ndarray:
         """Return the chunk as a uint8 array: 12-byte header + bitshuffle-LZ4 blocks."""
         flat = np.ascontiguousarray(image).reshape(-1)
-        itemsize = flat.dtype.itemsize
-        body = bitshuffle.compress_lz4(flat, block_elems(itemsize))
+        block = block_elems(flat.dtype.itemsize)
+        body = bitshuffle.compress_lz4(flat, block)
         out = np.empty(_HEADER.size + body.nbytes, dtype=np.uint8)
-        _HEADER.pack_into(out, 0, flat.nbytes, block_elems(itemsize) * itemsize)
+        _HEADER.pack_into(out, 0, flat.nbytes, block * flat.dtype.itemsize)
         out[_HEADER.size :] = body
         return out
 
     def decode(self, payload, dtype, shape) -> np.ndarray:
         buf = np.frombuffer(payload, dtype=np.uint8)
+        if buf.size < _HEADER.size:
+            raise ValueError(f"bslz4 chunk of {buf.size} bytes is shorter than its 12-byte header")
         nbytes, block = _HEADER.unpack_from(buf, 0)
         dtype = np.dtype(dtype)
         n = nbytes // dtype.itemsize
         if n != int(np.prod(shape)):
             raise ValueError(f"bslz4 chunk holds {nbytes} bytes, expected {np.prod(shape)} x {dtype.itemsize}")
-        flat = bitshuffle.decompress_lz4(buf[_HEADER.size :], (n,), dtype, block // dtype.itemsize)
+        if block % (8 * dtype.itemsize):
+            raise ValueError(f"bslz4 block size {block} is not a multiple of 8 elements of {dtype.itemsize} bytes")
+        try:
+            flat = bitshuffle.decompress_lz4(buf[_HEADER.size :], (n,), dtype, block // dtype.itemsize)
+        except RuntimeError as exc:  # bitshuffle reports corrupt or truncated streams this way
+            raise ValueError(f"corrupt bslz4 chunk: {exc}") from exc
         return flat.reshape(shape)
 
     def hdf5_filter(self, dtype) -> Hdf5Filter:
         return Hdf5Filter(BSLZ4_FILTER_ID, (_CD_DEFAULT_BLOCK, _CD_LZ4))
+
+    def stream_elem_size(self, dtype) -> int:
+        return np.dtype(dtype).itemsize

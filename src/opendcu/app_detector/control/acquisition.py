@@ -26,7 +26,7 @@ from opendcu.app_detector.control.errors import InvalidValue, WrongState
 from opendcu.app_detector.control.parameters import Command, Subsystem
 from opendcu.app_detector.control.state import DetectorState
 from opendcu.app_detector.datapath import DataPath
-from opendcu.app_detector.pipeline.params import series_settings
+from opendcu.app_detector.pipeline.params import apply_calibration, series_arrays, series_settings
 from opendcu.app_detector.series import Series
 from opendcu.geometry import DetectorModel
 from opendcu.hardware.config_packet import Kind, TriggerMode
@@ -36,7 +36,7 @@ from opendcu.simulator.scenes.base import DEFAULT_SCENE, parse_spec
 
 log = logging.getLogger(__name__)
 
-#: a fetcher of the detector's calibration: (photon_energy, threshold_energy) -> pixel mask
+#: a fetcher of the detector's calibration: (photon_energy, threshold_energy) -> CalibrationArrays (mask, flatfield)
 CalibrationSource = Callable[[float, float], np.ndarray]
 
 _ULID_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -138,9 +138,7 @@ class AcquisitionController:
                 self.detector.reset()
                 self._check_links(raise_on_error=True)
                 det = self.detector
-                det.values["pixel_mask"] = det.factory["pixel_mask"] = self.calibration(
-                    det["photon_energy"], det["threshold_energy"]
-                )
+                apply_calibration(det, self.calibration(det["photon_energy"], det["threshold_energy"]))
             except Exception as exc:
                 self.state = DetectorState.ERROR
                 self.errors = [f"initialize failed: {exc}"]
@@ -327,8 +325,8 @@ class AcquisitionController:
             count_time=det["count_time"],
             frame_time=det["frame_time"],
             detector_config=snapshot(det),
-            pixel_mask=det["pixel_mask"],
             unique_id=new_ulid(),
+            **series_arrays(det, settings),
         )
 
     def _configure_modules(self, series: Series) -> None:

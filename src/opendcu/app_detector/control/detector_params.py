@@ -254,6 +254,8 @@ def _timing_parameters(model: DetectorModel) -> list[Parameter]:
 def _on_roi(det: Subsystem, model: DetectorModel) -> list[str]:
     """A ROI changes the image size and the frame-rate limit, and resets the timing (D18 caution #5)."""
     h, w = get_model("eiger2-4m").shape if det.values["roi_mode"] == "4M" else model.shape
+    if det.values.get("binning_2x2_applied"):  # images are 2x2 binned (pipeline/params.py)
+        h, w = h // 2, w // 2
     det.values.update(x_pixels_in_detector=w, y_pixels_in_detector=h)
     fast = _min_frame_time(det, model)
     det.values.update(frame_time=max(det.config["frame_time"].default, fast))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import queue
 import threading
 import time
@@ -36,10 +37,12 @@ class PipelinePool:
         self.on_image = on_image
         self._out_free = out_free
         self._settings_queues = [ctx.Queue() for _ in range(n_workers)]
+        self._ready = ctx.Queue()
         self.workers = [
             ctx.Process(
                 target=worker_main,
-                args=(WorkerSpec(i, detector, raw_ring.spec(), out_ring.spec(), self.tasks, sq, self.results, raw_free, out_free),),
+                args=(WorkerSpec(i, detector, raw_ring.spec(), out_ring.spec(), self.tasks, sq, self.results, raw_free,
+                                 out_free, self._ready),),
                 name=f"pipeline-worker{i}",
                 daemon=True,
             )
@@ -53,10 +56,28 @@ class PipelinePool:
         self._collector = threading.Thread(target=self._collect, name="pipeline-collector", daemon=True)
         self._running = True
 
-    def start(self) -> None:
-        for w in self.workers:
-            w.start()
+    def start(self, timeout: float = 300.0) -> None:
+        """Start the workers and wait until each has its compiled kernels ready (the first start of a fresh
+        installation compiles them, later starts load numba's on-disk cache)."""
+        # processes are the parallelism: each worker compresses with one thread (bitshuffle's OpenMP would
+        # oversubscribe the cores; libgomp reads the variable when a worker imports bitshuffle)
+        previous = os.environ.get("OMP_NUM_THREADS")
+        os.environ["OMP_NUM_THREADS"] = "1"
+        try:
+            for w in self.workers:
+                w.start()
+        finally:
+            if previous is None:
+                del os.environ["OMP_NUM_THREADS"]
+            else:
+                os.environ["OMP_NUM_THREADS"] = previous
         self._collector.start()
+        deadline = time.monotonic() + timeout
+        for _ in self.workers:
+            try:
+                self._ready.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                raise RuntimeError("pipeline workers did not become ready") from None
 
     def start_series(self, settings: SeriesSettings) -> None:
         with self._lock:

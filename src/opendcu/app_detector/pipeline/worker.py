@@ -1,4 +1,8 @@
-"""A pipeline worker process: raw frame slot -> processed, compressed image in an output slot."""
+"""A pipeline worker process: raw frame slot -> processed, compressed image in an output slot.
+
+The image is compressed once, here; the chunk bytes in the output slot are what the FileWriter writes and the
+streams send.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +11,19 @@ import queue
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from opendcu.app_detector.daq.assembler import RAW_DTYPE, AssembledFrame
-from opendcu.app_detector.pipeline.processor import ImageProcessor
+from opendcu.app_detector.pipeline.arrays import PipelineArrays, layout_of
+from opendcu.app_detector.pipeline.processor import ImageProcessor, warm_up
 from opendcu.app_detector.series import SeriesSettings
 from opendcu.app_detector.shared_memory import SlotRing
-from opendcu.codecs import get_codec
-from opendcu.geometry import DetectorLayout, get_model
+from opendcu.codecs import ImageCodec, get_codec
+from opendcu.geometry import get_model
 from opendcu.lifecycle import child_process_setup
 
 log = logging.getLogger(__name__)
+
+#: how long a worker waits for the settings of a frame's series (they are sent before its first frame)
+SETTINGS_WAIT = 2.0
 
 
 @dataclass(frozen=True)
@@ -45,50 +51,97 @@ class WorkerSpec:
     results: Any
     raw_free: Any
     out_free: Any
+    #: the worker puts its index here once its kernels are compiled
+    ready: Any = None
 
 
-def load_calibration(settings: SeriesSettings, shape: tuple[int, int]) -> np.ndarray:
-    """Copy the series' pixel mask out of its shared-memory block."""
-    ring = SlotRing.attach((settings.calibration_shm, 1, shape[0] * shape[1] * 4))
-    try:
-        return ring.array(0, np.uint32, shape).copy()
-    finally:
-        ring.close()
+class SeriesWorker:
+    """What one worker holds for the running series: the processor and the codec."""
+
+    def __init__(self, settings: SeriesSettings):
+        self.settings = settings
+        arrays = PipelineArrays.attach(settings.calibration_shm, layout_of(settings).shape)
+        self.processor = ImageProcessor(settings, arrays)
+        self.codec: ImageCodec = get_codec(settings.compression)
+
+
+def series_for(task: AssembledFrame, current: SeriesWorker | None, spec: WorkerSpec) -> SeriesWorker | None:
+    """The series the task belongs to: the current one, or the next settings from the pool, which sends them at
+    arm, before any frame of their series (series ids restart after initialize, so only equality counts).
+    None for a frame whose settings never come (a frame of a series that is already over)."""
+    while current is None or current.settings.series_id != task.series_id:
+        try:
+            settings: SeriesSettings = spec.settings.get(timeout=SETTINGS_WAIT)
+        except queue.Empty:
+            log.warning("dropping frame %d of series %d: no settings for it", task.frame_number, task.series_id)
+            return None
+        if settings.series_id == task.series_id:
+            current = SeriesWorker(settings)
+    return current
+
+
+def take(q: Any, stop) -> Any:
+    """The next item of a queue (a free output slot, a frame), waiting as long as needed; None once the worker
+    is stopped."""
+    while not stop.is_set():
+        try:
+            return q.get(timeout=0.5)
+        except queue.Empty:
+            continue
+    return None
 
 
 def worker_main(spec: WorkerSpec) -> None:
     """Process entry point (spawned by PipelinePool)."""
-    child_process_setup(f"pipeline-worker{spec.index}")
-    model = get_model(spec.detector)
-    layout = DetectorLayout(model)
+    stop = child_process_setup(f"pipeline-worker{spec.index}")
+    warm_up()  # compile (or load from numba's cache) before the first series, not during it
+    if spec.ready is not None:
+        spec.ready.put(spec.index)
     raw_ring = SlotRing.attach(spec.raw_ring)
     out_ring = SlotRing.attach(spec.out_ring)
-    raw_shape = (model.n_modules, *model.module.raw_shape)
-    processor: ImageProcessor | None = None
     try:
-        while True:
-            task: AssembledFrame | None = spec.tasks.get()
-            if task is None:
-                break
-            while processor is None or processor.settings.series_id != task.series_id:
-                settings: SeriesSettings = spec.settings.get()
-                if settings.series_id == task.series_id:
-                    processor = ImageProcessor(settings, layout, load_calibration(settings, layout.shape))
-            image = processor.process(raw_ring.array(task.slot, RAW_DTYPE, raw_shape))
-            spec.raw_free.put(task.slot)
-            payload = np.frombuffer(get_codec(processor.settings.compression).encode(image), dtype=np.uint8)
-            out_slot = spec.out_free.get()
-            out_ring.bytes(out_slot, payload.size)[:] = payload
-            spec.results.put(
-                ProcessedImage(
-                    task.series_id, task.frame_number, out_slot, payload.size, task.packets_expected, task.packets_received
-                )
-            )
+        serve(spec, raw_ring, out_ring, stop)
     except (KeyboardInterrupt, EOFError, BrokenPipeError):
         pass
     finally:
         raw_ring.close()
         out_ring.close()
+
+
+def serve(spec: WorkerSpec, raw_ring: SlotRing, out_ring: SlotRing, stop) -> None:
+    """Take frames until told to stop (None task, SIGTERM, or the parent's death)."""
+    model = get_model(spec.detector)
+    current: SeriesWorker | None = None
+    while not stop.is_set():
+        # the output slot is reserved *before* a frame is taken: a worker holding a frame never waits for a slot,
+        # so later frames cannot take every slot while the collector waits for this one (no reorder deadlock)
+        out_slot = take(spec.out_free, stop)
+        if out_slot is None:
+            return
+        task: AssembledFrame | None = take(spec.tasks, stop)
+        worker = None if task is None else series_for(task, current, spec)
+        if worker is None:
+            spec.out_free.put(out_slot)
+            if task is None:
+                return
+            spec.raw_free.put(task.slot)  # a frame of a finished series
+            continue
+        current = worker
+        raw_shape = (task.nsubframes, model.n_modules, *model.module.raw_shape)
+        try:
+            image = current.processor.process(raw_ring.array(task.slot, RAW_DTYPE, raw_shape))
+        except Exception:
+            log.exception("frame %d of series %d could not be processed", task.frame_number, task.series_id)
+            spec.out_free.put(out_slot)
+            continue
+        finally:
+            spec.raw_free.put(task.slot)  # the raw frame is consumed: the DAQ may reuse its slot
+        payload = current.codec.encode(image)
+        out_ring.bytes(out_slot, payload.size)[:] = payload
+        spec.results.put(
+            ProcessedImage(task.series_id, task.frame_number, out_slot, payload.size, task.packets_expected,
+                           task.packets_received)
+        )
 
 
 def drain(q: Any) -> None:

@@ -1,0 +1,111 @@
+"""The worker pool with real processes and shared memory: frames out of raw slots, compressed once into output
+slots, handed on in frame order, each series with its own settings."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import threading
+from dataclasses import replace
+
+import numpy as np
+
+from pipeline_reference import reference_image
+from opendcu.app_detector.daq.assembler import AssembledFrame
+from opendcu.app_detector.pipeline.arrays import PipelineArrays, image_shape
+from opendcu.app_detector.pipeline.pool import PipelinePool
+from opendcu.app_detector.pipeline.worker import ProcessedImage
+from opendcu.app_detector.series import SeriesSettings
+from opendcu.app_detector.shared_memory import SlotRing
+from opendcu.codecs import get_codec
+from opendcu.geometry import DetectorLayout, get_model
+
+DETECTOR = "eiger2-500k"
+
+
+def test_pool_keeps_order_and_compresses_once():
+    """Three series (the third reuses id 1, as after an initialize), each with its own settings."""
+    model = get_model(DETECTOR)
+    layout = DetectorLayout(model)
+    nsub, n_slots = 2, 6
+    raw_ring = SlotRing(n_slots, nsub * model.module.raw_pixels * 2)
+    out_ring = SlotRing(n_slots, 4 * layout.shape[0] * layout.shape[1] + 65536)
+    ctx = mp.get_context("spawn")
+    raw_free, out_free = ctx.Queue(), ctx.Queue()
+    for i in range(n_slots):
+        raw_free.put(i)
+        out_free.put(i)
+    received: list[tuple[int, int, bytes]] = []
+    done = threading.Event()
+
+    def on_image(image: ProcessedImage) -> None:
+        received.append((image.series_id, image.frame_number, out_ring.bytes(image.out_slot, image.nbytes).tobytes()))
+        out_free.put(image.out_slot)
+        if len(received) in (12, 20, 25):
+            done.set()
+
+    rng = np.random.default_rng(3)
+    mask = layout.default_pixel_mask()
+    mask[rng.random(mask.shape) < 0.01] = 2
+    flatfield = rng.normal(1, 0.05, mask.shape).astype(np.float32)
+    pool = PipelinePool(DETECTOR, raw_ring, out_ring, raw_free, out_free, on_image, n_workers=2)
+    pool.start()
+    series = [
+        SeriesSettings(1, DETECTOR, 12, 32, "bslz4", True, False, countrate_correction_applied=True,
+                       frame_count_time=0.01, nframes_sum=nsub, count_cutoff=10**6, flatfield_correction_applied=True),
+        SeriesSettings(2, DETECTOR, 8, 8, "lz4", True, True, float8_encoding_applied=True, binning_2x2_applied=True,
+                       nframes_sum=nsub, count_cutoff=2 * 65534),
+        SeriesSettings(1, DETECTOR, 5, 32, "none", False, False, nframes_sum=nsub, count_cutoff=2 * 65534),
+    ]
+    calibration_blocks = []
+    frames: dict[tuple[int, int, int], np.ndarray] = {}
+    done_settings = []
+    try:
+        for index, settings in enumerate(series):
+            settings = replace(settings, image_shape=image_shape(settings))
+            block = PipelineArrays.for_detector(settings, mask, flatfield).publish()
+            calibration_blocks.append(block)
+            settings = replace(settings, calibration_shm=block.name)
+            pool.start_series(settings)
+            done.clear()
+            for n in range(1, settings.nimages_total + 1):
+                raw = rng.poisson(n * 3, (nsub, 1, 512, 1024)).astype(np.uint16)
+                raw[0, 0, n, :] = 0xFFFF
+                slot = raw_free.get(timeout=30)
+                raw_ring.array(slot, np.uint16, raw.shape)[:] = raw
+                frames[index, settings.series_id, n] = raw
+                pool.submit(AssembledFrame(settings.series_id, n, slot, 64, 64, nsubframes=nsub))
+            assert done.wait(60), f"only {len(received)} images came back"
+            assert pool.wait_published(settings.nimages_total, timeout=5) == settings.nimages_total
+            done_settings.append(settings)
+    finally:
+        pool.close()
+        for block in calibration_blocks:
+            block.close()
+        raw_ring.close()
+        out_ring.close()
+
+    order = [(index, s.series_id, n) for index, s in enumerate(done_settings) for n in range(1, s.nimages_total + 1)]
+    assert [(s, n) for s, n, _ in received] == [(s, n) for _, s, n in order]
+    for (index, series_id, n), (_, _, payload) in zip(order, received):
+        settings = done_settings[index]
+        image = get_codec(settings.compression).decode(payload, settings.dtype, settings.image_shape)
+        np.testing.assert_array_equal(image, reference_image(frames[index, series_id, n], settings, mask, flatfield))
+
+
+def test_workers_stop_on_sigterm_while_waiting():
+    """A worker blocked waiting for work (or for an output slot) still stops on SIGTERM, as on parent death."""
+    model = get_model(DETECTOR)
+    raw_ring, out_ring = SlotRing(1, model.module.raw_pixels * 2), SlotRing(1, 1 << 20)
+    ctx = mp.get_context("spawn")
+    raw_free, out_free = ctx.Queue(), ctx.Queue()  # no output slot at all: the worker waits for one
+    pool = PipelinePool(DETECTOR, raw_ring, out_ring, raw_free, out_free, lambda image: None, n_workers=1)
+    try:
+        pool.start()
+        worker = pool.workers[0]
+        worker.terminate()  # SIGTERM
+        worker.join(timeout=10)
+        assert worker.exitcode == 0  # a clean exit, not killed by the signal
+    finally:
+        pool.close()
+        raw_ring.close()
+        out_ring.close()
