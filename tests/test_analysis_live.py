@@ -322,7 +322,11 @@ def test_live_analysis_through_dcu_serve(tmp_path: Path) -> None:
             listener.start()
             assert sse_ready.wait(30)
             series_id = http.put("/detector/api/1.8.0/command/arm").json()["sequence id"]
-            time.sleep(1.5)  # the worker builds its maps at arm (a real beamline arms well before the shutter opens)
+            # the workers build their maps and compile their kernels at arm (a beamline arms before opening the
+            # shutter); images before that would be skipped, so wait for them as a client would
+            deadline = time.monotonic() + 180
+            while http.get(f"{API}/status/workers_ready").json()["value"] < 1 and time.monotonic() < deadline:
+                time.sleep(0.2)
             assert http.put("/detector/api/1.8.0/command/trigger").status_code == 200
             listener.join(60)
 

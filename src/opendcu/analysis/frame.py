@@ -56,8 +56,20 @@ class FrameAnalyzer:
         self.coverage = ShellCoverage(geometry, mask) if settings.spots else None
 
     def warm_up(self, dtype: np.dtype, invalid_value: int | None = None) -> None:
-        """Run every kernel once (numba compiles or loads its cache on first use) so the first image is fast."""
-        self.analyse(np.zeros(self.geometry.shape, dtype), invalid_value)
+        """Run every kernel once (numba compiles or loads its cache on first use) so the first image is fast.
+
+        The image looks like a diffraction image (Poisson background, Gaussian spots), so that every
+        spot-finding path runs (dispersion test, labelling, centroids); a blank image would leave them to compile
+        on the first real image, seconds into the series."""
+        rng = np.random.default_rng(0)
+        h, w = self.geometry.shape
+        rows, cols = np.mgrid[0:h, 0:w]
+        signal = np.full((h, w), 0.5)
+        for r, c in zip(rng.uniform(0.1, 0.9, 40) * h, rng.uniform(0.1, 0.9, 40) * w):
+            window = (slice(max(int(r) - 4, 0), int(r) + 5), slice(max(int(c) - 4, 0), int(c) + 5))
+            signal[window] += 80 * np.exp(-((rows[window] - r) ** 2 + (cols[window] - c) ** 2) / 2.0)
+        image = np.minimum(rng.poisson(signal), np.iinfo(dtype).max - 1).astype(dtype)
+        self.analyse(image, invalid_value)
         indexing = self.settings.indexing
         if indexing is not None and indexing.cell is not None:
             hkl = np.array([(h, k, l) for h in range(-2, 3) for k in range(-2, 3) for l in range(-2, 3)

@@ -51,6 +51,7 @@ class _Worker:
     inbox: Any
     free: list[int]
     in_flight: dict[int, tuple[int, int, float]] = field(default_factory=dict)  # slot -> (series, image, t)
+    ready_series: int = -1  # the last series this worker finished setting up for (maps built, kernels compiled)
 
 
 @dataclass
@@ -222,6 +223,10 @@ class AnalysisInterface:
                     self._error(f"series {series_id}: worker {worker_id} setup failed: {error}")
                 else:
                     log.info("analysis worker %d ready for series %d in %.0f ms", worker_id, series_id, setup_ms)
+                    with self._lock:
+                        for worker in self._workers:
+                            if worker.id == worker_id:
+                                worker.ready_series = series_id
             elif kind == "result":
                 _, worker_id, slot, record = message
                 self._finish(worker_id, slot, record)
@@ -350,6 +355,12 @@ class AnalysisInterface:
         key = hashlib.sha256(repr((geometry_dict, options)).encode() + mask).hexdigest()
         return {"geometry": geometry_dict, "mask": mask, "invalid_value": series.settings.error_value,
                 "dtype": np.dtype(series.settings.dtype).str, "cache_key": key, **options}
+
+    def workers_ready(self) -> int:
+        """How many workers have finished setting up for the running series (0 when none is running)."""
+        with self._lock:
+            live = self._live
+            return 0 if live is None else sum(w.ready_series == live.series_id for w in self._workers)
 
     def status(self, key: str, default: Any = None) -> Any:
         """A number of the current (or last) series for the status keys."""

@@ -91,6 +91,8 @@ def build_analysis_subsystem(interface: "AnalysisInterface") -> Subsystem:
     sub.add_status(
         StatusParameter("state", "string", lambda: interface.state, allowed_values=STATES),
         StatusParameter("error", "string[]", lambda: list(interface.errors)),
+        # workers build their maps and compile their kernels at arm; images before that are skipped
+        StatusParameter("workers_ready", "uint", interface.workers_ready),
         StatusParameter("series_id", "uint", lambda: interface.status("series_id", 0)),
         StatusParameter("images_received", "uint", lambda: interface.status("images_received", 0)),
         StatusParameter("images_analysed", "uint", lambda: interface.status("images_analysed", 0)),
