@@ -348,19 +348,22 @@ _renderers: "weakref.WeakKeyDictionary[object, dict[tuple, ModuleRenderer]]" = w
 
 def render_module_frame(scene: Scene, layout: DetectorLayout, module_id: int, frame_number: int, seed: int, *,
                         count_time: float | None = None, subframe: int = 0, nsubframes: int = 1,
-                        trigger_count_time: float | None = None) -> np.ndarray:
+                        trigger_count_time: float | None = None, photon_energy: float | None = None,
+                        threshold_energy: float | None = None) -> np.ndarray:
     """The read-out values (uint16 [raw_h, raw_w]) that module `module_id` sends for `frame_number`.
 
     `count_time` is the series' count time (default: the scene's experiment), `trigger_count_time` that of an
-    inte/exte trigger. Renderers (with their noise banks) are cached per scene object."""
+    inte/exte trigger; the energies (eV) are those the DCU configured. Renderers (with their noise banks) are
+    cached per scene object."""
     if count_time is None:
         count_time = scene.experiment.count_time_s  # type: ignore[attr-defined]
-    key = (layout.model.name, module_id, seed, count_time, nsubframes)
+    key = (layout.model.name, module_id, seed, count_time, nsubframes, photon_energy, threshold_energy)
     try:
         cache = _renderers.setdefault(scene, {})
     except TypeError:  # scene not weak-referenceable: no caching
         cache = {}
     renderer = cache.get(key)
     if renderer is None:
-        renderer = cache[key] = ModuleRenderer(scene, layout.model, module_id, seed, count_time, nsubframes)
+        renderer = cache[key] = ModuleRenderer(scene, layout.model, module_id, seed, count_time, nsubframes,
+                                               photon_energy=photon_energy, threshold_energy=threshold_energy)
     return renderer.render(frame_number, subframe, trigger_count_time)
