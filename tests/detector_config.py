@@ -18,3 +18,9 @@ def offline_detector(model: DetectorModel) -> Subsystem:
         link_state=lambda _i: "up",
     )
     return build_detector_subsystem(model, controller)
+
+
+def default_energies(model: DetectorModel) -> dict[str, float]:
+    """The photon and threshold energies (eV) an initialized DCU configures its modules with."""
+    det = offline_detector(model)
+    return {"photon_energy": det["photon_energy"], "threshold_energy": det["threshold_energy"]}

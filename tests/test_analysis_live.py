@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
+import cbor2
 import h5py
 import hdf5plugin  # noqa: F401
 import numpy as np
@@ -19,7 +21,7 @@ from conftest import start_dcu
 from opendcu.analysis.crystal import UnitCell, misorientation_deg, reduce_basis
 from opendcu.analysis.simulate import poisson_image
 from opendcu.app_detector.imagemux.mux import CompressedImage
-from opendcu.app_detector.interfaces.analysis import ANNOTATION_KEY, AnalysisInterface
+from opendcu.app_detector.interfaces.analysis import ANNOTATION_KEY, SUMMARY_KEY, AnalysisInterface
 from opendcu.app_detector.interfaces.stream.decoder import decode_v2
 from opendcu.app_detector.series import Series, SeriesSettings
 from opendcu.codecs import get_codec
@@ -86,7 +88,9 @@ def test_interface_analyses_releases_annotates_and_contributes(compressed_frames
             assert record["phi_deg"] == pytest.approx((image_id + 0.5) * 0.1)
             assert record["latency_ms"] > record["analysis_ms"] > 0
         # stream annotations: each finished result rides along exactly once, in a later image's message
-        assert set(annotated) == set(range(9))  # the last result has no later image to ride on
+        assert set(annotated) == set(range(9))  # the last result has no later image to ride on ...
+        assert [r["image_id"] for r in series.end_annotations[ANNOTATION_KEY]] == [9]  # ... it ends the series
+        assert series.end_annotations[SUMMARY_KEY] == {**results.summary(), "complete": True}
         for image_id, record in annotated.items():
             assert record["n_spots"] == results.records[image_id]["n_spots"]
             assert len(record["spots"]) == 3 * min(256, record["n_spots"])
@@ -102,6 +106,67 @@ def test_interface_analyses_releases_annotates_and_contributes(compressed_frames
         assert np.isnan(datasets["/entry/MX/dMin"][~analysed]).all()
         assert datasets["/entry/azint/image"].shape == (10, 1000)
         assert np.isfinite(datasets["/entry/azint/image"][analysed]).sum(axis=1).min() > 900
+    finally:
+        interface.close()
+
+
+def test_a_series_ends_without_waiting_for_an_analysis_that_is_behind(compressed_frames, monkeypatch) -> None:
+    """The end of a series (and so the stream's end message) waits at most END_WAIT_S for analysis: the summary
+    it leaves says what was there and that it is incomplete; the late result still reaches the store (REST)."""
+    from opendcu.app_detector.interfaces.analysis import interface as analysis_interface
+
+    monkeypatch.setattr(analysis_interface, "END_WAIT_S", 0.0)
+    experiment, chunks = compressed_frames
+    interface = AnalysisInterface(experiment.model)
+    try:
+        interface.subsystem.set("mode", "enabled")
+        series = make_series(experiment, 1, 1)
+        interface.start_series(series)
+        offer(interface, experiment, 1, 0, chunks[0], [])
+        interface.end_series(series, aborted=False)  # the image is still being analysed
+        summary = series.end_annotations[SUMMARY_KEY]
+        assert summary["complete"] is False and summary["images_analysed"] == 0
+        assert summary["images_received"] == 1 and summary["finished"]
+        assert interface.wait_idle(1, timeout=60)
+        assert interface.store.series(1).images_analysed == 1
+    finally:
+        interface.close()
+
+
+def test_binned_8_bit_float_images_are_analysed_in_image_pixels(compressed_frames) -> None:
+    """2x2 binning and the 8-bit float counter: the workers decode the codes to counts, and the geometry (beam
+    centre / 2, pixels twice the size, as the series' config snapshot gives them) indexes the crystal."""
+    from opendcu.codecs.binning import Bin2x2
+    from opendcu.codecs.float8 import Float8E3M5
+
+    experiment, chunks = compressed_frames
+    frame = get_codec("bslz4").decode(chunks[0], np.dtype(np.uint32), experiment.model.shape)
+    codes = Float8E3M5().encode(Bin2x2().encode(frame))
+    h, w = codes.shape
+    mask = experiment.layout.default_pixel_mask().reshape(h, 2, w, 2)
+    mask = np.bitwise_or.reduce(np.bitwise_or.reduce(mask, axis=3), axis=1)
+    bx, by = experiment.geometry.beam_center_px
+    series = make_series(experiment, 1, 1, beam_center_x=bx / 2, beam_center_y=by / 2, x_pixel_size=150e-6,
+                         y_pixel_size=150e-6)
+    series.settings = SeriesSettings(series_id=1, detector=experiment.model.name, nimages_total=1, bit_depth_image=8,
+                                     compression="bslz4", pixel_mask_applied=True, mask_to_zero=False,
+                                     binning_2x2_applied=True, float8_encoding_applied=True, image_shape=(h, w))
+    series.pixel_mask = mask
+    interface = AnalysisInterface(experiment.model)
+    try:
+        interface.subsystem.set("mode", "enabled")
+        interface.subsystem.set("unit_cell", list(LYSOZYME))
+        interface.start_series(series)
+        image = CompressedImage(series_id=1, image_id=0, data=get_codec("bslz4").encode(codes), dtype=np.dtype(np.uint8),
+                                shape=(h, w), compression="bslz4", packets_expected=1, packets_received=1)
+        interface.offer(image)
+        assert interface.wait_idle(1, timeout=60)
+        interface.end_series(series, aborted=False)
+        assert not interface.errors
+        record = interface.store.series(1).records[0]
+        assert record["n_spots"] > 100 and record["is_hit"] and abs(record["d_min"] / 2.4 - 1) < 0.15
+        assert record["indexed"]
+        assert misorientation_deg(np.reshape(record["ub_matrix"], (3, 3)), experiment.scene.truth(1).A) < 0.5
     finally:
         interface.close()
 
@@ -146,10 +211,6 @@ def test_annotations_are_ignored_safely_by_a_dectris_stream_v2_decoder(compresse
                                                                         tmp_path: Path) -> None:
     """A real DECTRIS image message with our annotation appended as an extra key still decodes with the
     team's DECTRIS-style consumer (clients/s2decode.py, in the external clients venv) to the same images."""
-    import subprocess
-
-    import cbor2
-
     from opendcu.analysis.frame import AnalysisSettings, FrameAnalyzer
     from opendcu.app_detector.interfaces.analysis.worker import result_record
 
@@ -270,10 +331,11 @@ def test_bad_geometry_is_reported_and_images_still_flow(compressed_frames) -> No
 SCENE = {"kind": "mx", "d_min": 2.4, "cell": list(LYSOZYME)}
 
 
-def test_live_analysis_through_dcu_serve(tmp_path: Path) -> None:
+def test_live_analysis_through_dcu_serve(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """A simulated EIGER2 1M with a crystal: results over REST and SSE agree with the simulator's truth, ride
-    along in the stream v2 image messages and land in the NXmx master; the settings change between series, bad
-    settings get 400/404, and the data files and the stream keep every image."""
+    along in the stream v2 image messages (the last ones and the series summary in the end message) and land in
+    the NXmx master; the settings change between series, bad settings get 400/404, and the data files and the
+    stream keep every image."""
     server = start_dcu(tmp_path, detector="eiger2-1m", extra=["--scene", json.dumps(SCENE)])
     try:
         with server.client() as http:
@@ -360,15 +422,35 @@ def test_live_analysis_through_dcu_serve(tmp_path: Path) -> None:
             # stream v2: results ride along in later image messages under ANNOTATION_KEY, each once
             messages = []
             while not messages or messages[-1]["type"] != "end":
-                messages.append(decode_v2(stream.recv()))
+                raw = stream.recv()
+                messages.append(decode_v2(raw))
             stream.close()
             images = [m for m in messages if m["type"] == "image"]
             assert len(images) == 10  # every image streamed, analysed or not
             by_id = {r["image_id"]: r for r in results}
-            annotated = [a for m in images for a in m.get(ANNOTATION_KEY, [])]
-            assert len(annotated) >= 1 and len({a["image_id"] for a in annotated}) == len(annotated)
+            annotated = [a for m in messages for a in m.get(ANNOTATION_KEY, [])]
+            # each result exactly once: in a later image message, or (the last ones) in the end message
+            assert sorted(a["image_id"] for a in annotated) == sorted(by_id)
             for a in annotated:
                 assert a["n_spots"] == by_id[a["image_id"]]["n_spots"] and a["series_id"] == series_id
+            # the end message: the standard keys first, then the series summary as REST serves it
+            end = cbor2.loads(raw)
+            end = dict(end.value if isinstance(end, cbor2.CBORTag) else end)
+            assert list(end)[:3] == ["type", "series_id", "series_unique_id"]
+            assert set(list(end)[3:]) <= {ANNOTATION_KEY, SUMMARY_KEY} and SUMMARY_KEY in end
+            end_summary = dict(end[SUMMARY_KEY])
+            assert end_summary.pop("complete") is True  # the test's analysis was not behind
+            rest_summary = http.get(f"{API}/summary?series={series_id}").json()
+            assert end_summary == rest_summary and rest_summary["images_analysed"] == len(results)
+            assert rest_summary["hits"] == len(results) and rest_summary["max_n_spots"] == max(
+                r["n_spots"] for r in results)
+            assert rest_summary["best_d_min"] == min(r["d_min"] for r in results)
+            clients_python = request.getfixturevalue("clients_python")  # the DECTRIS-recipe decoder takes it
+            (tmp_path / "end.cbor").write_bytes(raw)
+            decoded = subprocess.run([str(clients_python), str(request.getfixturevalue("shared_dir") / "clients" /
+                                      "s2decode.py"), str(tmp_path / "end.cbor")], capture_output=True, text=True,
+                                     timeout=120, check=True).stdout
+            assert f"type=end series_id={series_id}" in decoded
             # the NXmx master: one row per image, the analysed ones filled in
             with h5py.File(server.data_dir / f"series_{series_id}_master.h5", "r") as master:
                 analysed = master["/entry/MX/imageAnalysed"][()].astype(bool)

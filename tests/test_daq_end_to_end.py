@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import start_dcu
+from detector_config import default_energies
 from opendcu.app_calibration.store import calibration_for
 from opendcu.geometry import DetectorLayout, get_model
 from opendcu.simulator.physics import ModuleRenderer
@@ -38,7 +39,8 @@ def test_series_of_other_detectors_reach_the_file_exactly(tmp_path, detector):
         assert images.shape == (2, *model.shape)
         np.testing.assert_array_equal(mask, calibration_for(detector, 8047.78, 4023.89).pixel_mask)
         scene = make_scene(model, series_id, {"kind": "flood", "flux": 2.0, "experiment": {"count_time_s": 0.009}})
-        renderers = [ModuleRenderer(scene, model, m, series_id, 0.009) for m in range(model.n_modules)]
+        renderers = [ModuleRenderer(scene, model, m, series_id, 0.009, **default_energies(model))
+                     for m in range(model.n_modules)]
         valid = mask == 0
         for i in range(2):
             want = np.full(model.shape, 0xFFFF, dtype=np.int64)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import start_dcu
-from detector_config import offline_detector
+from detector_config import default_energies, offline_detector
 from pipeline_reference import reference_image
 from opendcu.app_detector.pipeline.params import apply_calibration, series_settings
 from opendcu.codecs import get_codec
@@ -45,7 +45,9 @@ def raw_frames(series_id: int, frame_number: int) -> np.ndarray:
     model = get_model(DETECTOR)
     layout = DetectorLayout(model)
     scene = make_scene(model, series_id, SCENE)
-    return np.stack([render_module_frame(scene, layout, m, frame_number, seed=series_id) for m in range(model.n_modules)])[None]
+    energies = default_energies(model)
+    return np.stack([render_module_frame(scene, layout, m, frame_number, seed=series_id, **energies)
+                     for m in range(model.n_modules)])[None]
 
 
 def test_switches_end_to_end(tmp_path):

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import DcuServer, child_pids
+from detector_config import default_energies
 from opendcu.app_calibration.store import calibration_for
 from opendcu.geometry import DetectorLayout, get_model
 from opendcu.simulator.physics import render_module_frame
@@ -32,7 +33,8 @@ def expected_image(detector: str, series_id: int, frame_number: int, count_time:
     scene = _flood(detector, series_id, count_time)
     image = np.full(model.shape, 0xFFFF, dtype=np.int64)
     for m in range(model.n_modules):
-        raw = render_module_frame(scene, layout, m, frame_number, seed=series_id)  # the DCU seeds with the series id
+        # the DCU seeds with the series id and configures its default energies
+        raw = render_module_frame(scene, layout, m, frame_number, seed=series_id, **default_energies(model))
         image[layout.module_slices(m)] = layout.place_module_reference(raw, 0xFFFF)
     return image
 

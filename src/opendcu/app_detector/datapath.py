@@ -79,7 +79,8 @@ class DataPath:
         self.analysis = AnalysisInterface(model)  # issue #7
         self.stream = Stream(config.stream_v1, config.stream_v2)
         self.monitor = Monitor()
-        # analysis before the stream: results finished by then ride along in the image's annotations
+        # analysis before the stream: results finished by then ride along in the image's annotations, and
+        # analysis ends a series first, so that the stream's end message carries its summary (end_annotations)
         for interface in (self.filewriter, self.analysis, self.stream, self.monitor):
             self.mux.attach(interface)
         self.filewriter.add_master_contributor(self.analysis.master_datasets)  # per-image arrays in NXmx

@@ -78,6 +78,9 @@ class Series:
     #: the full-detector pixel mask and flatfield the pipeline works from (before ROI and binning)
     detector_pixel_mask: np.ndarray | None = None
     detector_flatfield: np.ndarray | None = None
+    #: extra keys for the stream v2 end message, filled by interfaces that end the series before the Stream
+    #: (ImageMux order), e.g. the analysis results no later image message could carry
+    end_annotations: dict[str, Any] = field(default_factory=dict)
 
     @property
     def series_id(self) -> int:

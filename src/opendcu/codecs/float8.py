@@ -33,10 +33,15 @@ _STEP = np.where(np.arange(256) >> 5 <= 1, 1, 1 << np.maximum((np.arange(256) >>
 DECODE_TABLE = _LOWER.astype(np.uint32)
 #: code -> mean of the integer counts it stands for (unbiased under truncation); 0xFF stays 4032
 DECODE_UNBIASED_TABLE = np.where(np.arange(256) == TOP_CODE, FLOAT8_MAX, _LOWER + (_STEP - 1) / 2).astype(np.float32)
+#: code -> the integer count nearest the middle of its interval (uint16), 0xFF -> 0xFFFF (invalid): for integer
+#: image kernels (live analysis) that need counts, not codes
+DECODE_NEAREST_TABLE = np.where(np.arange(256) == TOP_CODE, 0xFFFF, _LOWER + _STEP // 2).astype(np.uint16)
 #: count (clipped to FLOAT8_MAX) -> code; the fused pipeline kernel indexes it with min(count, FLOAT8_MAX)
 ENCODE_TABLE = (np.searchsorted(_LOWER, np.arange(FLOAT8_MAX + 1), side="right") - 1).astype(np.uint8)
+#: how files and stream headers describe the decode table they carry (DECODE_UNBIASED_TABLE)
+DECODE_DESCRIPTION = {"encoding": "E3M5", "decode": "interval_mean", "invalid_code": TOP_CODE}
 
-for _table in (DECODE_TABLE, DECODE_UNBIASED_TABLE, ENCODE_TABLE):
+for _table in (DECODE_TABLE, DECODE_UNBIASED_TABLE, DECODE_NEAREST_TABLE, ENCODE_TABLE):
     _table.setflags(write=False)
 
 

@@ -11,7 +11,7 @@ from google.protobuf import json_format
 from opendcu.proto import analysis_pb2 as pb
 
 _OPTIONAL = ("d_min", "background", "ice_score", "fraction_indexed", "rmsd")
-_SUMMARY_OPTIONAL = ("hit_rate", "indexing_rate", "median_d_min", "median_latency_ms")
+_SUMMARY_OPTIONAL = ("hit_rate", "indexing_rate", "median_d_min", "median_latency_ms", "best_d_min", "median_n_spots")
 _SCALARS = ("series_id", "image_id", "image_number", "phi_deg", "n_spots", "n_spots_no_ice", "n_spots_low_res",
             "total_intensity", "is_hit", "overloaded", "n_strong_pixels", "indexed", "n_indexed", "latency_ms",
             "analysis_ms", "images_received", "images_analysed", "images_skipped", "decimated", "indexing_skipped")

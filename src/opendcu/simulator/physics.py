@@ -10,19 +10,27 @@ Steps, in the order a photon meets them:
 2. the sensor pixel's own response (`module_defects`, fixed per detector module, independent of the series):
    a gain near 1 (sigma 3 %, so a flatfield means something), a few under-/over-responding pixels, dead pixels
    (no counts) and hot pixels (counts without photons);
-3. the comparator: a photon counts if its charge passes the threshold; with the threshold near or above the
-   photon energy fewer photons count (an S-curve, 0.5 erfc((T - E) / (sqrt(2) 0.05 E)); 1 at the usual T = E/2);
+3. absorption: the scene's photons are those a pixel of the nominal sensor thickness absorbs; the sensor's
+   thickness varies smoothly over a module (wafer wedge and bow, ~1 %), so a pixel absorbs
+   (1 - exp(-t/L(E))) / (1 - exp(-t0/L(E))) of them (L: the absorption length; this matters above ~12 keV,
+   where Si turns transparent, and is why a factory flatfield depends on the photon energy);
+4. the comparator: a photon counts if its charge passes the threshold; with the threshold near or above the
+   photon energy fewer photons count (an S-curve, 0.5 erfc((T + d - E) / (sqrt(2) 0.05 E)); 1 at the usual
+   T = E/2), where d is the pixel's trim residual (50 eV rms): near T = E the threshold makes pixels differ;
    then paralysable pile-up: a pixel with true rate n counts n exp(-n tau) (tau = ModuleType.dead_time_s);
-4. Poisson noise (EIGER-like detectors have no read noise or dark current): `numpy`'s Poisson costs ~130 ms per
+5. Poisson noise (EIGER-like detectors have no read noise or dark current): `numpy`'s Poisson costs ~130 ms per
    4M frame, so a pre-generated noise bank provides the noise of the frame-independent part of the scene and
    fresh Poisson is drawn only where a frame differs from it (Poisson(a) + Poisson(b) = Poisson(a + b), exact
    per pixel); scenes that never change (`static = True`: flood, dark) replay the bank's read-out frames;
-5. the counters: each sensor pixel's counter stops at its top (ModuleType.pixel_counter_max), binned pixels are
+6. the counters: each sensor pixel's counter stops at its top (ModuleType.pixel_counter_max), binned pixels are
    summed on chip, and the read-out format clips (uint16/uint12) or quantizes (float8) the value; a value at
    the format's top reads as saturated (0xFFFF).
 
-Everything is deterministic from (series seed, physical module id, frame, sub-frame); the defects from the
-detector's serial number and the physical module id.
+Steps 2-4 together are the pixel's `sensor_response` at the series' energies: the factory calibration
+(`app_calibration/store.py`) measures exactly that, so its flatfield follows the photon and threshold energies.
+
+Everything is deterministic from (series seed, physical module id, frame, sub-frame); the defects, thickness
+and trim residuals from the detector's serial number and the physical module id.
 """
 
 from __future__ import annotations
@@ -72,11 +80,17 @@ class ModuleDefects:
     hot_rate: float  # counts per second
 
 
+def _module_rng(model: DetectorModel, module_id: int, stream: int) -> np.random.Generator:
+    """The random numbers of one property (`stream`) of one physical module of the physical detector."""
+    physical = model.physical_model
+    return np.random.default_rng([zlib.crc32(physical.detector_number.encode()), model.physical_module(module_id),
+                                  stream])
+
+
 @lru_cache(maxsize=64)
 def module_defects(model: DetectorModel, module_id: int) -> ModuleDefects:
     """The defects of module `module_id` of `model` (keyed by the physical detector and module)."""
-    physical = model.physical_model
-    rng = np.random.default_rng([zlib.crc32(physical.detector_number.encode()), model.physical_module(module_id), 7])
+    rng = _module_rng(model, module_id, 7)
     shape = model.module.sensor_shape
     n = shape[0] * shape[1]
     gain = np.clip(rng.normal(1.0, GAIN_SIGMA, n), *GAIN_LIMITS).astype(np.float32)
@@ -100,21 +114,97 @@ def bin_sum(values: np.ndarray, binning: int) -> np.ndarray:
     return values.reshape(h // binning, binning, w // binning, binning).sum(axis=(1, 3))
 
 
-def readout_response(model: DetectorModel, module_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per read-out pixel: relative efficiency (float32, 0 = dead) and pixel-mask bits (uint32) of the module.
+# -- energy dependence of the response (steps 3 and 4) ---------------------------------------------------------------
+#: photoabsorption length L(E) = L_8keV (E / 8 keV)^p of the sensor material: a power law through the NIST XCOM
+#: photoelectric cross sections of Si (L = 68 um at 8 keV, ~0.96 mm at 20 keV), good to ~10 % over 5-36 keV
+ABSORPTION_LAW = {"Si": (68e-6, 2.85)}
+#: sensor thickness non-uniformity over a module: sigma of the wedge (per half module) and of the bow
+THICKNESS_WEDGE, THICKNESS_BOW = 0.01, 0.005
+#: per-pixel threshold offsets left after trimming (rms, eV; integer eV like a trim DAC's steps)
+TRIM_RESIDUAL_EV = 50.0
+THRESHOLD_WIDTH = 0.05  # width of the threshold S-curve, relative to the photon energy
+#: below this S-curve argument (T + d - E) / (sqrt(2) width E) every photon counts (erfc(-6) = 2 - 2e-17)
+_ALL_COUNT = -6.0
 
-    This is what a factory calibration measures: the flatfield is 1 / efficiency."""
+
+def absorption_length(material: str, photon_energy: float) -> float:
+    """Photoabsorption length (m) of the sensor material at `photon_energy` (eV)."""
+    try:
+        length, exponent = ABSORPTION_LAW[material]
+    except KeyError:
+        raise ValueError(f"no absorption law for sensor material {material!r}") from None
+    return length * (photon_energy / 8000.0) ** exponent
+
+
+def relative_thickness(model: DetectorModel, module_id: int) -> np.ndarray:
+    """Sensor thickness / nominal thickness of each sensor pixel (float64): a wedge and a bow over the module."""
+    rng = _module_rng(model, module_id, 11)
+    wedge_x, wedge_y = rng.normal(0.0, THICKNESS_WEDGE, 2)
+    bow = rng.normal(0.0, THICKNESS_BOW)
+    h, w = model.module.sensor_shape
+    v, u = np.linspace(-1.0, 1.0, h)[:, None], np.linspace(-1.0, 1.0, w)[None, :]
+    return 1.0 + wedge_x * u + wedge_y * v + bow * (u * u + v * v - 2.0 / 3.0)
+
+
+def trim_residuals(model: DetectorModel, module_id: int) -> np.ndarray:
+    """Each sensor pixel's threshold offset (int16, eV) after trimming."""
+    rng = _module_rng(model, module_id, 13)
+    return np.rint(rng.normal(0.0, TRIM_RESIDUAL_EV, model.module.sensor_shape)).astype(np.int16)
+
+
+def threshold_efficiency(photon_energy: float | None, threshold_energy: float | None) -> float:
+    """Fraction of photons whose pulse passes the counting threshold (1 unless the threshold nears the energy)."""
+    if not photon_energy or threshold_energy is None:
+        return 1.0
+    return 0.5 * math.erfc((threshold_energy - photon_energy) / (math.sqrt(2) * THRESHOLD_WIDTH * photon_energy))
+
+
+def sensor_response(model: DetectorModel, module_id: int, photon_energy: float | None = None,
+                    threshold_energy: float | None = None) -> np.ndarray:
+    """Counts per photon of each sensor pixel relative to a nominal pixel at these energies (float32; 0 = dead):
+    gain x absorption of its thickness x its threshold S-curve / the nominal S-curve (`threshold_efficiency`).
+
+    Without a photon energy only the gain. The flatfield of `app_calibration` is 1 / this (binned like the
+    read-out), and `ModuleRenderer` counts photons x threshold_efficiency x this."""
+    gain = module_defects(model, module_id).gain
+    if not photon_energy:
+        return gain
+    module = model.module
+    length = absorption_length(module.sensor_material, photon_energy)
+    t0 = module.sensor_thickness_m
+    response = gain * (np.expm1(-t0 * relative_thickness(model, module_id) / length) / math.expm1(-t0 / length))
+    scale = math.sqrt(2) * THRESHOLD_WIDTH * photon_energy
+    nominal_x = (threshold_energy - photon_energy) / scale if threshold_energy is not None else -math.inf
+    nominal = 0.5 * math.erfc(nominal_x)
+    if nominal_x + 6 * TRIM_RESIDUAL_EV / scale >= _ALL_COUNT and nominal > 0.0:  # else all count (or none)
+        residuals = trim_residuals(model, module_id)
+        low = int(residuals.min())
+        offsets = np.arange(low, int(residuals.max()) + 1)
+        ratio = np.array([0.5 * math.erfc(nominal_x + d / scale) for d in offsets]) / nominal  # per offset (eV)
+        response *= ratio[residuals - low]
+    return response.astype(np.float32)
+
+
+def readout_response(model: DetectorModel, module_id: int, photon_energy: float | None = None,
+                     threshold_energy: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per read-out pixel: relative efficiency at these energies (float32, 0 = dead; see `sensor_response`) and
+    pixel-mask bits (uint32) of the module.
+
+    This is what a factory calibration measures: the flatfield is 1 / efficiency. The mask bits come from the
+    pixel's own gain, so that they do not change with the energy (a custom mask survives an energy change)."""
     module = model.module
     d = module_defects(model, module_id)
     b2 = module.binning**2
-    efficiency = (bin_sum(d.gain.astype(np.float64), module.binning) / b2).astype(np.float32)
+    efficiency = (bin_sum(sensor_response(model, module_id, photon_energy, threshold_energy), module.binning)
+                  / b2).astype(np.float32)
+    gain = bin_sum(d.gain.astype(np.float64), module.binning) / b2
     hot = np.zeros(d.gain.size, dtype=np.float64)
     hot[d.hot] = 1
     noisy = bin_sum(hot.reshape(d.gain.shape), module.binning) > 0
     bits = np.zeros(module.raw_shape, dtype=np.uint32)
-    bits[efficiency == 0] |= MASK_DEAD
-    bits[(efficiency > 0) & (efficiency < UNDER_LIMIT)] |= MASK_UNDER
-    bits[efficiency > OVER_LIMIT] |= MASK_OVER
+    bits[gain == 0] |= MASK_DEAD
+    bits[(gain > 0) & (gain < UNDER_LIMIT)] |= MASK_UNDER
+    bits[gain > OVER_LIMIT] |= MASK_OVER
     bits[noisy] |= MASK_NOISY
     return efficiency, bits
 
@@ -125,16 +215,6 @@ def unplace_module(layout: DetectorLayout, block: np.ndarray) -> np.ndarray:
         if (amap.part == SECOND_HALF).any():
             block = np.add.reduceat(block, np.flatnonzero(amap.part != SECOND_HALF), axis=axis)
     return block
-
-
-THRESHOLD_WIDTH = 0.05  # width of the threshold S-curve, relative to the photon energy
-
-
-def threshold_efficiency(photon_energy: float | None, threshold_energy: float | None) -> float:
-    """Fraction of photons whose pulse passes the counting threshold (1 unless the threshold nears the energy)."""
-    if not photon_energy or threshold_energy is None:
-        return 1.0
-    return 0.5 * math.erfc((threshold_energy - photon_energy) / (math.sqrt(2) * THRESHOLD_WIDTH * photon_energy))
 
 
 def bank_frames_for(model: DetectorModel) -> int:
@@ -163,6 +243,8 @@ class ModuleRenderer:
         self.nsubframes = nsubframes
         self.defects = module_defects(model, module_id)
         self.counted_fraction = threshold_efficiency(photon_energy, threshold_energy)
+        #: counts per photon of each sensor pixel relative to a nominal one (gain, thickness, trim) at the energies
+        self.response = sensor_response(model, module_id, photon_energy, threshold_energy)
         self.bank_frames = bank_frames or bank_frames_for(model)
         self.static = bool(getattr(scene, "static", False)) and not scene.exact
         self._bank: np.ndarray | None = None  # static: read-out frames; else Poisson(baseline) counts
@@ -225,7 +307,7 @@ class ModuleRenderer:
         if b > 1:
             photons = np.repeat(np.repeat(photons, b, axis=0), b, axis=1) / (b * b)
         t_sub = count_time / self.nsubframes
-        arriving = photons * (count_time / self.count_time / self.nsubframes * self.counted_fraction) * self.defects.gain
+        arriving = photons * (count_time / self.count_time / self.nsubframes * self.counted_fraction) * self.response
         return arriving * np.exp(-arriving * (self.module.dead_time_s / t_sub))
 
     def _noisy(self, measured: np.ndarray, k: int, rng: np.random.Generator, use_bank: bool) -> np.ndarray:
@@ -266,19 +348,22 @@ _renderers: "weakref.WeakKeyDictionary[object, dict[tuple, ModuleRenderer]]" = w
 
 def render_module_frame(scene: Scene, layout: DetectorLayout, module_id: int, frame_number: int, seed: int, *,
                         count_time: float | None = None, subframe: int = 0, nsubframes: int = 1,
-                        trigger_count_time: float | None = None) -> np.ndarray:
+                        trigger_count_time: float | None = None, photon_energy: float | None = None,
+                        threshold_energy: float | None = None) -> np.ndarray:
     """The read-out values (uint16 [raw_h, raw_w]) that module `module_id` sends for `frame_number`.
 
     `count_time` is the series' count time (default: the scene's experiment), `trigger_count_time` that of an
-    inte/exte trigger. Renderers (with their noise banks) are cached per scene object."""
+    inte/exte trigger; the energies (eV) are those the DCU configured. Renderers (with their noise banks) are
+    cached per scene object."""
     if count_time is None:
         count_time = scene.experiment.count_time_s  # type: ignore[attr-defined]
-    key = (layout.model.name, module_id, seed, count_time, nsubframes)
+    key = (layout.model.name, module_id, seed, count_time, nsubframes, photon_energy, threshold_energy)
     try:
         cache = _renderers.setdefault(scene, {})
     except TypeError:  # scene not weak-referenceable: no caching
         cache = {}
     renderer = cache.get(key)
     if renderer is None:
-        renderer = cache[key] = ModuleRenderer(scene, layout.model, module_id, seed, count_time, nsubframes)
+        renderer = cache[key] = ModuleRenderer(scene, layout.model, module_id, seed, count_time, nsubframes,
+                                               photon_energy=photon_energy, threshold_energy=threshold_energy)
     return renderer.render(frame_number, subframe, trigger_count_time)

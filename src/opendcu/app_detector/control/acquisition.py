@@ -22,11 +22,13 @@ from typing import Any, Callable
 
 import numpy as np
 
+from opendcu.app_detector.control.detector_params import follow_energies
 from opendcu.app_detector.control.errors import InvalidValue, WrongState
 from opendcu.app_detector.control.parameters import Command, Subsystem
 from opendcu.app_detector.control.state import DetectorState
 from opendcu.app_detector.datapath import DataPath
-from opendcu.app_detector.pipeline.params import apply_calibration, series_arrays, series_settings
+from opendcu.app_detector.pipeline.params import (apply_calibration, apply_flatfield, series_arrays,
+                                                  series_settings)
 from opendcu.app_detector.series import Series
 from opendcu.geometry import DetectorModel
 from opendcu.hardware.config_packet import Kind, TriggerMode
@@ -106,6 +108,7 @@ class AcquisitionController:
             Command("status_update", lambda _a: None, versions=("1.6.0",)),
             Command("check_connections", lambda _a: self.check_connections()),
         )
+        follow_energies(detector, self.load_flatfield)
 
     # -- status readers ----------------------------------------------------------------------------------------------
     def high_voltage_state(self) -> str:
@@ -146,6 +149,17 @@ class AcquisitionController:
             self.errors = []
             self.sequence_id = 0
             self.state = DetectorState.IDLE
+
+    def load_flatfield(self) -> None:
+        """Load the factory flatfield for the present photon and threshold energies (after they changed)."""
+        det = self.detector
+        energy, threshold = det["photon_energy"], det["threshold_energy"]
+        try:
+            calibration = self.calibration(energy, threshold)
+        except Exception as exc:
+            raise WrongState(f"the flatfield for {energy:.2f} eV (threshold {threshold:.2f} eV) could not be "
+                             f"loaded, the energies are unchanged: {exc}") from exc
+        apply_flatfield(det, calibration)
 
     def arm(self) -> int:
         with self._lock:
@@ -353,12 +367,13 @@ class AcquisitionController:
     def _scene_spec(self, series: Series) -> dict[str, Any]:
         """The simulated scene of this series: the server's scene plus the experiment geometry at arm."""
         cfg = series.detector_config
+        binning = series.settings.binning  # scenes work in detector pixels, the snapshot in image pixels
         spec = parse_spec(self.scene) or dict(DEFAULT_SCENE)
         spec["experiment"] = {
             "wavelength_a": cfg["wavelength"],
             "distance_m": cfg["detector_distance"],
-            "beam_center_x_px": cfg["beam_center_x"],
-            "beam_center_y_px": cfg["beam_center_y"],
+            "beam_center_x_px": cfg["beam_center_x"] * binning,
+            "beam_center_y_px": cfg["beam_center_y"] * binning,
             "count_time_s": series.count_time,
             "frame_time_s": series.frame_time,
             "omega_start_deg": cfg["omega_start"],

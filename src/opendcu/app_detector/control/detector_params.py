@@ -11,6 +11,7 @@ Physics of the linked keys:
 - frame_time >= count_time + detector_readout_time; writing one moves the other when needed (UM2 §7.4.2);
 - detector_translation = (0, 0, distance) - beam_center_x * x_pixel_size * fast - beam_center_y * y_pixel_size * slow,
   with fast/slow the two columns of detector_orientation (D18 §4.2); writing it solves for beam centre and distance.
+  The beam centre is in detector pixels: with 2x2 binning (x/y_pixel_size doubled) the unbinned pixel size counts.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from opendcu.app_detector.control.parameters import (
 from opendcu.app_detector.control.state import STATE_VALUES, DetectorState
 from opendcu.app_detector.daq.params import daq_status_parameters
 from opendcu.app_detector.interfaces.filewriter.nxmx import EIGER_FW_VERSION
-from opendcu.app_detector.pipeline.params import image_processing_parameters
+from opendcu.app_detector.pipeline.params import image_binning, image_processing_parameters
 from opendcu.geometry import DetectorModel, get_model
 
 if TYPE_CHECKING:
@@ -138,23 +139,49 @@ def _on_energy(det: Subsystem, key: str, value: Any) -> list[str]:
     return []
 
 
+#: keys whose write moves the photon or threshold energy the counting threshold works with (threshold 1; the
+#: simulated modules have no second counter): the factory flatfield is recalculated for the new energies
+CALIBRATION_ENERGY_KEYS = ("photon_energy", "incident_energy", "wavelength", "element", "threshold/1/energy")
+
+
+def follow_energies(det: Subsystem, reload: Callable[[], None]) -> None:
+    """Call `reload` once after every write that sets the energies, a multi-key PUT included (spec §14: the
+    flatfield depends on the photon and threshold energies and is recalculated when they change). If it
+    raises, the whole write is undone (`Subsystem.after_write`)."""
+    def after_write(sub: Subsystem, written: set[str]) -> None:
+        # element "" (the value a numeric energy write leaves) does not move the energy
+        moved = [k for k in written if k in CALIBRATION_ENERGY_KEYS and not (k == "element" and not sub["element"])]
+        if moved:
+            reload()
+
+    det.after_write = after_write
+
+
 # -- geometry --------------------------------------------------------------------------------------------------------
 def _axes(det: Subsystem) -> tuple[np.ndarray, np.ndarray]:
     o = np.asarray(det.values["detector_orientation"], dtype=float)
     return o[:3], o[3:]
 
 
+def _detector_pixel_size(det: Subsystem) -> tuple[float, float]:
+    """(x, y) size of a detector pixel, the unit of beam_center_x/y (x/y_pixel_size are the images' pixels)."""
+    binning = image_binning(det)
+    return det["x_pixel_size"] / binning, det["y_pixel_size"] / binning
+
+
 def _translation(det: Subsystem) -> list[float]:
     fast, slow = _axes(det)
-    t = (np.array([0.0, 0.0, det["detector_distance"]]) - det["beam_center_x"] * det["x_pixel_size"] * fast
-         - det["beam_center_y"] * det["y_pixel_size"] * slow)
+    px, py = _detector_pixel_size(det)
+    t = (np.array([0.0, 0.0, det["detector_distance"]]) - det["beam_center_x"] * px * fast
+         - det["beam_center_y"] * py * slow)
     return [float(v) + 0.0 for v in t]  # + 0.0 turns -0.0 into 0.0
 
 
 def _on_translation(det: Subsystem, _key: str, value: list[float]) -> list[str]:
     fast, slow = _axes(det)
+    px, py = _detector_pixel_size(det)
     # solve T + bx*px*fast + by*py*slow = (0, 0, D) for (bx, by, D)
-    a = np.column_stack([det["x_pixel_size"] * fast, det["y_pixel_size"] * slow, [0.0, 0.0, -1.0]])
+    a = np.column_stack([px * fast, py * slow, [0.0, 0.0, -1.0]])
     try:
         bx, by, distance = np.linalg.solve(a, -np.asarray(value, dtype=float))
     except np.linalg.LinAlgError:
@@ -414,8 +441,13 @@ def build_detector_subsystem(model: DetectorModel, controller: "AcquisitionContr
 
 
 def snapshot(det: Subsystem) -> dict[str, Any]:
-    """Config values at arm time (2-D arrays excluded), for file and stream headers; sets data_collection_date."""
+    """Config values at arm time (2-D arrays excluded), for file and stream headers; sets data_collection_date.
+
+    The snapshot describes the images as delivered: with 2x2 binning the beam centre is in image pixels
+    (beam_center / 2, like x/y_pixel_size and x/y_pixels_in_detector; see pipeline/params.py)."""
     det.values["data_collection_date"] = datetime.now().astimezone().isoformat(timespec="milliseconds")
     snap = {k: det[k] for k, p in det.config.items() if p.value_type not in ARRAY_TYPES}
     snap.update({alias: snap[key] for alias, key in det.aliases.items() if key in snap})
+    binning = image_binning(det)
+    snap.update(beam_center_x=snap["beam_center_x"] / binning, beam_center_y=snap["beam_center_y"] / binning)
     return snap

@@ -205,6 +205,9 @@ class Subsystem:
     aliases: dict[str, str] = field(default_factory=dict)
     #: what DELETE restores for an array key: the calibration loaded at initialize (default: Parameter.default)
     factory: dict[str, Any] = field(default_factory=dict)
+    #: called once per write with the config names written, after they are stored and before the write counts:
+    #: if it raises, the whole write is undone (app-detector reloads the flatfield of new energies here)
+    after_write: Callable[["Subsystem", set[str]], None] | None = None
 
     def add(self, *params: Parameter) -> None:
         for p in params:
@@ -299,7 +302,12 @@ class Subsystem:
         raise ParameterNotFound(key)
 
     def set(self, key: str, value: Any) -> list[str]:
-        """Validate and store one config value; return the SIMPLON change list (sorted, unique, valid keys)."""
+        """Validate and store one config value, all or nothing (with what its `on_change` moves); return the
+        SIMPLON change list (sorted, unique, valid keys)."""
+        return self.set_many([(key, value)])
+
+    def _set(self, key: str, value: Any) -> tuple[str, list[str]]:
+        """Store one value and run its `on_change`: (its config name, its change list)."""
         name = self._resolve("config", key)
         p = self.config.get(name)
         if p is None:
@@ -308,18 +316,25 @@ class Subsystem:
         changed = {key, name, *p.affects}
         if p.on_change is not None:
             changed.update(p.on_change(self, name, self.values[name]))
-        return self._change_list(changed)
+        return name, self._change_list(changed)
 
     def set_many(self, items: list[tuple[str, Any]]) -> list[str]:
         """A multi-key PUT on the task root: applied in order, all or nothing; the union of change lists."""
-        saved = dict(self.values)
+        saved, saved_factory = dict(self.values), dict(self.factory)  # on_change may reload a calibration
         changed: set[str] = set()
+        written: set[str] = set()
         try:
             for key, value in items:
-                changed.update(self.set(key, value))
+                name, changes = self._set(key, value)
+                written.add(name)
+                changed.update(changes)
+            if self.after_write is not None:
+                self.after_write(self, written)
         except Exception as exc:
             self.values.clear()
             self.values.update(saved)
+            self.factory.clear()
+            self.factory.update(saved_factory)
             if isinstance(exc, InvalidValue) and len(items) > 1:
                 raise InvalidValue(f"{exc} (no key of this request was changed)") from None
             raise

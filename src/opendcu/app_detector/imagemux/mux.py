@@ -7,7 +7,8 @@ the Monitor keeps `buffer_size` images and discards new or old ones.
 
 Hooks for other components (e.g. edge analysis, issue 7):
 - `CompressedImage.annotations`: extra per-image keys; stream v2 appends them to the image message after the
-  standard keys (DECTRIS clients ignore unknown keys), stream v1 ignores them;
+  standard keys (DECTRIS clients ignore unknown keys), stream v1 ignores them; `Series.end_annotations`, filled
+  by an interface ending the series before the Stream, the same for the v2 end message;
 - `FileWriter.add_master_contributor(fn)`: per-image datasets written into the NXmx master at series end.
 """
 

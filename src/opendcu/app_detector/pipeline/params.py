@@ -12,7 +12,11 @@ declared there). Read-only keys derived here, computed on every read from the ke
 opendcu-specific keys (not in DECTRIS' SIMPLON):
 - `binning_2x2_applied` (bool, default false): images are 2x2 block sums (half the width and height, pixels of
   twice the size: x/y_pixels_in_detector and x/y_pixel_size follow); a block with a masked pixel is masked,
-  one with an invalid pixel invalid;
+  one with an invalid pixel invalid. `beam_center_x/y` stay what the user set, in detector pixels; what
+  describes the images (the series' config snapshot: NXmx master, stream headers, monitor TIFF, analysis) gives
+  the beam centre in image pixels, beam_center / 2 (pixel edges at 0, so the binned pixel c covers detector
+  pixels 2c and 2c + 1), which puts it on the same physical spot: beam_center x pixel size is unchanged, and
+  so is `detector_translation`;
 - `float8_encoding_applied` (bool, default false): each pixel is the 8-bit float code E3M5 of its count
   (`opendcu.codecs.float8`: exact up to 63, 3 % steps above, 0xFF = 4032 or more / masked / invalid).
 """
@@ -47,6 +51,11 @@ def _correction(counter: CounterModel, frame_count_time: float) -> tuple[int, np
     table = correction.table()
     table.setflags(write=False)
     return correction.cutoff, table
+
+
+def image_binning(det: Subsystem) -> int:
+    """Detector pixels per image pixel along each axis: 2 with `binning_2x2_applied`, else 1."""
+    return 2 if det.values.get("binning_2x2_applied") else 1
 
 
 def bit_depth(values: dict[str, Any], nframes_sum: int) -> int:
@@ -166,3 +175,10 @@ def apply_calibration(det: Subsystem, calibration: Any) -> None:
         arrays = {"pixel_mask": calibration.pixel_mask, "flatfield": calibration.flatfield}
     for key, value in arrays.items():
         det.values[key] = det.factory[key] = value
+
+
+def apply_flatfield(det: Subsystem, calibration: Any) -> None:
+    """Store the factory flatfield of new energies (app-calibration's CalibrationArrays) as `flatfield` and as
+    what DELETE restores: a custom flatfield is lost on an energy change (spec §14); the pixel mask, which does
+    not depend on the energy, stays as it is (custom or not)."""
+    det.values["flatfield"] = det.factory["flatfield"] = calibration.flatfield

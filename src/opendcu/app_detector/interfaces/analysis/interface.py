@@ -3,6 +3,7 @@
     ImageMux --offer()--> [stride? a worker slot free?] --copy chunk--> slot of our own shared-memory ring
         --(slot number)--> worker process (decode, analyse) --(result dict)--> collector thread
         --> ResultStore (REST, server-sent events, NXmx arrays) + annotations of the next stream image
+            (the last images' results and the series summary: the stream v2 end message, `Series.end_annotations`)
 
 offer() never waits: an image is analysed only if it passes the configured stride and a worker has a free slot;
 otherwise it is released at once and counted as skipped, so under load the analysed stream is decimated (and
@@ -40,6 +41,10 @@ ANNOTATION_KEY = "opendcu_analysis"
 ANNOTATED = ("series_id", "image_id", "n_spots", "n_spots_no_ice", "n_spots_low_res", "total_intensity", "d_min",
              "is_hit", "background", "ice_score", "indexed", "n_indexed", "fraction_indexed", "unit_cell",
              "latency_ms", "images_received", "images_analysed", "decimated")
+#: the key of the series summary (as GET .../summary serves it, plus `complete`) in the stream v2 end message
+SUMMARY_KEY = "opendcu_analysis_summary"
+#: how long the end of a series waits for images still being analysed (seconds)
+END_WAIT_S = 10.0
 SLOTS_PER_WORKER = 2  # one being analysed, one waiting
 MAX_ERRORS = 50
 
@@ -130,11 +135,23 @@ class AnalysisInterface:
             image.release()
 
     def end_series(self, series: Series, aborted: bool) -> None:
-        self.wait_idle(series.series_id, timeout=5.0 if aborted else 30.0)
+        """Finish the series and leave its results for the stream v2 end message (`Series.end_annotations`;
+        the ImageMux ends analysis before the Stream): the results no image message carried and the summary.
+
+        Waits at most END_WAIT_S for images still being analysed; the Stream and FileWriter keep sending and
+        writing meanwhile (their own threads), only the end message waits. If analysis is behind, the summary
+        says `complete: false` and later results appear over REST only."""
+        complete = self.wait_idle(series.series_id, timeout=END_WAIT_S / 5 if aborted else END_WAIT_S)
         with self._lock:
             if self._live is not None and self._live.series_id == series.series_id:
                 self._live = None
-        self.store.finish_series(series.series_id)
+            remaining, self._annotations = self._annotations, []
+        summary = self.store.finish_series(series.series_id)
+        remaining = [r for r in remaining if r["series_id"] == series.series_id]
+        if remaining:
+            series.end_annotations[ANNOTATION_KEY] = remaining
+        if summary is not None:
+            series.end_annotations[SUMMARY_KEY] = {**summary, "complete": complete}
 
     # -- contributions to files and streams ------------------------------------------------------------------------
     def master_datasets(self, series: Series) -> dict[str, np.ndarray]:
@@ -268,9 +285,9 @@ class AnalysisInterface:
                     record["decimated"] = results.images_skipped > 0
                 self._annotations.append(self._compact(record))
                 del self._annotations[:-1000]  # nobody streams: keep the newest only
+            if record is not None:  # stored while wait_idle() cannot look: a series' summary counts every image
+                self.store.add(record)
             self._lock.notify_all()
-        if record is not None:
-            self.store.add(record)
 
     @staticmethod
     def _compact(record: Record) -> Record:
@@ -342,10 +359,14 @@ class AnalysisInterface:
     # -- settings ------------------------------------------------------------------------------------------------------
     def _setup(self, series: Series, values: dict[str, Any]) -> dict[str, Any]:
         """Everything a worker needs to analyse this series' images (plain, picklable)."""
-        shape = self.model.shape
+        shape = series.settings.image_shape or self.model.shape  # as the images arrive (ROI, binning)
+        binning = series.settings.binning
         if values["poni"].strip():
             geometry = Geometry.from_poni(values["poni"], shape=shape)
-        else:
+            # a PONI describes the detector's pixels; binned images have pixels twice the size, while the
+            # corner, PONI and distance (metres) stay where they are
+            geometry = geometry.with_changes(pixel1=geometry.pixel1 * binning, pixel2=geometry.pixel2 * binning)
+        else:  # the snapshot gives beam centre and pixel size in image pixels
             geometry = Geometry.from_detector_config(series.detector_config, shape)
         geometry.check()
         pixel_mask = series.pixel_mask if series.pixel_mask is not None else self.layout.default_pixel_mask()
@@ -353,8 +374,10 @@ class AnalysisInterface:
         options = setup_options(values)
         geometry_dict = {**geometry.as_dict(), "shape": list(geometry.shape)}
         key = hashlib.sha256(repr((geometry_dict, options)).encode() + mask).hexdigest()
-        return {"geometry": geometry_dict, "mask": mask, "invalid_value": series.settings.error_value,
-                "dtype": np.dtype(series.settings.dtype).str, "cache_key": key, **options}
+        float8 = series.settings.float8_encoding_applied  # workers decode the E3M5 codes to counts (uint16)
+        return {"geometry": geometry_dict, "mask": mask, "float8": float8,
+                "invalid_value": 0xFFFF if float8 else series.settings.error_value,
+                "dtype": np.dtype(np.uint16 if float8 else series.settings.dtype).str, "cache_key": key, **options}
 
     def workers_ready(self) -> int:
         """How many workers have finished setting up for the running series (0 when none is running)."""

@@ -56,6 +56,7 @@ class SeriesResults:
         indexed = sum(1 for r in self.records.values() if r.get("indexed"))
         analysed = self.images_analysed
         d_min = [r["d_min"] for r in self.records.values() if r.get("d_min") is not None]
+        n_spots = [r["n_spots"] for r in self.records.values() if r.get("n_spots") is not None]
         latency = [r["latency_ms"] for r in self.records.values() if "latency_ms" in r]
         return {
             "series_id": self.series_id,
@@ -66,9 +67,13 @@ class SeriesResults:
             "images_skipped": self.images_skipped,
             "images_strided": self.images_strided,
             "decimated": self.images_skipped > 0,
+            "hits": hits,
             "hit_rate": hits / analysed if analysed else None,
             "indexing_rate": indexed / analysed if analysed else None,
             "median_d_min": float(np.median(d_min)) if d_min else None,
+            "best_d_min": float(min(d_min)) if d_min else None,
+            "median_n_spots": float(np.median(n_spots)) if n_spots else None,
+            "max_n_spots": int(max(n_spots)) if n_spots else 0,
             "median_latency_ms": float(np.median(latency)) if latency else None,
             "found_cell": self.found_cell,
         }
@@ -116,14 +121,16 @@ class ResultStore:
             if old is not None and image_id in old.records:
                 old.records[image_id].pop("profile", None)
 
-    def finish_series(self, series_id: int) -> None:
+    def finish_series(self, series_id: int) -> Record | None:
+        """Mark the series finished; its summary (None for an unknown series)."""
         with self._lock:
             results = self._series.get(series_id)
             if results is None:
-                return
+                return None
             results.finished = True
             summary = results.summary()
         self._publish({"event": "series_end", **summary})
+        return summary
 
     def clear(self) -> None:
         with self._lock:

@@ -153,6 +153,7 @@ def run_worker(worker_id: int, inbox, outbox, ring_spec: tuple[str, int, int], t
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     from opendcu.app_detector.shared_memory import SlotRing
     from opendcu.codecs import get_codec
+    from opendcu.codecs.float8 import DECODE_NEAREST_TABLE
 
     ring = SlotRing.attach(ring_spec)
     analyzers: dict[int, Any] = {}  # series_id -> analyzer (the latest two series)
@@ -202,6 +203,8 @@ def run_worker(worker_id: int, inbox, outbox, ring_spec: tuple[str, int, int], t
                 setup = setups[series_id]
                 t0 = time.perf_counter()
                 image = get_codec(compression).decode(ring.bytes(slot, nbytes), np.dtype(dtype), tuple(shape))
+                if setup["float8"]:  # E3M5 codes -> counts (0xFF, saturated or masked, -> the invalid 0xFFFF)
+                    image = DECODE_NEAREST_TABLE[image]
                 decode_ms = (time.perf_counter() - t0) * 1e3
                 search = searches[series_id]
                 result = analyzer.analyse(image, setup["invalid_value"], phi_deg, index=index, cell=search.cell)

@@ -4,6 +4,7 @@ Written completely at arm. /entry/data holds either external links `data_NNNNNN`
 a virtual dataset `data` over them (the "vds" writer mode), or the images themselves (`nimages_per_file` 0).
 What the readers need (spec §5): `/entry/definition` "NXmx", `eiger_fw_version`, `data_size` as [slow, fast],
 real EIGER sizes, an unchunked uint32 `pixel_mask`, `nimages`/`ntrigger` > 0, `/entry/sample/depends_on`.
+opendcu's own modes (2x2 binning, the 8-bit float counter and its decode table) are in `detectorSpecific`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 from opendcu.app_detector.interfaces.filewriter.datafile import set_fixed_string_attr
 from opendcu.app_detector.series import Series
+from opendcu.codecs.float8 import DECODE_DESCRIPTION, DECODE_UNBIASED_TABLE
 
 #: firmware string DIALS' FormatNXmxEigerFilewriter keys on (its presence marks a DECTRIS file)
 EIGER_FW_VERSION = "opendcu-0.1.0"
@@ -153,6 +155,21 @@ def _write_detector_specific(spec: h5py.Group, series: Series, h: int, w: int) -
     module = _group(spec, "detectorModule_000", "NXcollection")
     _field(module, "countrate_correction_table", _countrate_table(series), "f4")
     _field(module, "countrate_correction_count_cutoff", cutoff, "u4")
+    _write_opendcu_modes(spec, series)
+
+
+def _write_opendcu_modes(spec: h5py.Group, series: Series) -> None:
+    """opendcu's own image modes. With the 8-bit float counter the images hold E3M5 codes (uint8), and
+    `float8_decode_lookup_table` (float32 [256]) gives each code's count: counts = table[code] (the middle of
+    the code's interval: unbiased for the truncating encoder; code 255 = saturated, masked or invalid)."""
+    settings = series.settings
+    _field(spec, "binning_2x2_applied", int(settings.binning_2x2_applied), "i4")
+    _field(spec, "float8_encoding_applied", int(settings.float8_encoding_applied), "i4")
+    if settings.float8_encoding_applied:
+        table = _field(spec, "float8_decode_lookup_table", DECODE_UNBIASED_TABLE, "f4", "counts")
+        for key, value in DECODE_DESCRIPTION.items():
+            table.attrs[key] = np.bytes_(value.encode()) if isinstance(value, str) else value
+        table.attrs["description"] = np.bytes_(b"pixel value (E3M5 code) -> counts: counts = table[code]")
 
 
 def _write_geometry(det: h5py.Group, cfg: dict[str, Any], h: int, w: int) -> None:

@@ -119,7 +119,7 @@ class Stream(ModeAndState, BufferedInterface):
 
     def handle_end(self, series: Series, aborted: bool) -> None:
         if self._format == "cbor":
-            parts = [v2.end_message(series.series_id, series.unique_id)]
+            parts = [v2.end_message(series.series_id, series.unique_id, series.end_annotations)]
         else:
             parts = v1.end_parts(series.series_id)
         self._send_control(parts, "end")

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from opendcu.app_detector.interfaces.stream.timing import image_times_ns
-from opendcu.app_detector.interfaces.stream.v2 import countrate_table, flatfield, pixel_mask
+from opendcu.app_detector.interfaces.stream.v2 import (FLOAT8_KEY, countrate_table, flatfield,
+                                                        float8_decoding, pixel_mask)
 from opendcu.app_detector.series import Series
 
 #: the keys libertem-dectris requires in the config part (spec §2.5)
@@ -44,6 +45,9 @@ def header_config(series: Series) -> dict[str, Any]:
     config.update(nimages=series.nimages, ntrigger=series.ntrigger, trigger_mode=series.trigger_mode,
                   bit_depth_image=series.settings.bit_depth_image, compression=series.settings.compression,
                   count_time=series.count_time, frame_time=series.frame_time)
+    decoding = float8_decoding(series)
+    if decoding is not None:  # E3M5 codes in the images: the decode table (v2.float8_decoding)
+        config[FLOAT8_KEY] = {**decoding, "decode_lookup_table": decoding["decode_lookup_table"].tolist()}
     return config
 
 

@@ -16,8 +16,11 @@ import numpy as np
 from opendcu.app_detector.interfaces.stream import cbor
 from opendcu.app_detector.interfaces.stream.timing import Rational, image_times
 from opendcu.app_detector.series import Series
+from opendcu.codecs.float8 import DECODE_DESCRIPTION, DECODE_UNBIASED_TABLE
 
 CHANNEL = "threshold_1"
+#: opendcu's key (V2 start message, V1 header config) with the decode table of 8-bit float images
+FLOAT8_KEY = "opendcu_float8"
 GONIOMETER_AXES = ("chi", "kappa", "omega", "phi", "two_theta")
 #: algorithm names on the wire for our codec names; "none" is a plain byte string
 WIRE_ALGORITHM = {"bslz4": "bslz4", "lz4": "lz4", "none": None}
@@ -62,15 +65,24 @@ def image_message(
     message["data"] = {
         name: cbor.compressed_array(c.shape, c.dtype, c.algorithm, c.payload) for name, c in data.items()
     }
-    for key, value in (extra or {}).items():
-        if key in _STANDARD_IMAGE_KEYS:
-            raise ValueError(f"annotation {key!r} would replace a standard image key")
-        message[key] = value
+    _append_extra(message, extra, _STANDARD_IMAGE_KEYS)
     return cbor.dumps(message)
 
 
-def end_message(series_id: int, series_unique_id: str) -> bytes:
-    return cbor.dumps({"type": "end", "series_id": series_id, "series_unique_id": series_unique_id})
+def _append_extra(message: dict[str, Any], extra: Mapping[str, Any] | None, standard: Any) -> None:
+    """Add our own keys after the standard ones (DECTRIS consumers skip keys they do not know)."""
+    for key, value in (extra or {}).items():
+        if key in standard:
+            raise ValueError(f"annotation {key!r} would replace a standard {message['type']} key")
+        message[key] = value
+
+
+def end_message(series_id: int, series_unique_id: str, extra: Mapping[str, Any] | None = None) -> bytes:
+    """The end message; `extra` keys (`Series.end_annotations`) follow the standard ones (DECTRIS consumers
+    skip keys they do not know, in the end message as in the others)."""
+    message: dict[str, Any] = {"type": "end", "series_id": series_id, "series_unique_id": series_unique_id}
+    _append_extra(message, extra, tuple(message))
+    return cbor.dumps(message)
 
 
 class ImageMessageEncoder:
@@ -181,10 +193,23 @@ def start_message(series: Series, header_detail: str, header_appendix: Any) -> b
         rest["user_data"] = header_appendix
     message = {"type": "start", "series_id": series.series_id, "series_unique_id": series.unique_id}
     message.update(sorted(rest.items()))
+    decoding = float8_decoding(series)
+    if decoding is not None:  # opendcu's 8-bit float counter, after the standard keys: codes -> counts
+        message[FLOAT8_KEY] = {**decoding, "decode_lookup_table": cbor.typed_array(decoding["decode_lookup_table"])}
     return cbor.dumps(message)
 
 
 # -- header arrays of a series (shared by V1 and V2) ----------------------------------------------------------------
+def float8_decoding(series: Series) -> dict[str, Any] | None:
+    """With the 8-bit float counter: how to turn the image codes into counts (`FLOAT8_KEY` of the V2 start message
+    and of the V1 header config; consumers that do not know it skip it). counts = decode_lookup_table[code], the
+    middle of the code's interval (unbiased for the truncating encoder); `invalid_code` 255 marks saturated,
+    masked and invalid pixels. None for other series."""
+    if not series.settings.float8_encoding_applied:
+        return None
+    return {**DECODE_DESCRIPTION, "decode_lookup_table": DECODE_UNBIASED_TABLE}
+
+
 def series_shape(series: Series) -> tuple[int, int]:
     cfg = series.detector_config
     return int(cfg["y_pixels_in_detector"]), int(cfg["x_pixels_in_detector"])
