@@ -5,6 +5,8 @@ with the pixels those modules rendered."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import h5py
 import hdf5plugin  # noqa: F401
@@ -55,6 +57,21 @@ def test_roi_4m_of_a_9m_reads_out_only_its_modules(tmp_path):
             assert get(http, "daq/packets_foreign", "status") == 0  # the other 10 modules were never triggered
             assert get(http, "daq/frames_complete", "status") == NIMAGES
             assert get(http, "daq/efficiency", "status") == 1.0
+
+            # a long ROI series aborted: only the ROI's modules are stopped; every image they sent is complete
+            assert http.put(f"{V}/config/nimages", json={"value": 1000}).status_code == 200
+            assert http.put(f"{V}/command/arm").status_code == 200
+            trigger = threading.Thread(target=lambda: server.client().put(f"{V}/command/trigger"))
+            trigger.start()
+            deadline = time.monotonic() + 20
+            while get(http, "daq/frames_complete", "status") < 3 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert http.put(f"{V}/command/abort").status_code == 200
+            trigger.join(30)
+            assert get(http, "state", "status") == "idle" and get(http, "daq/modules_read_out", "status") == 8
+            done = get(http, "daq/frames_complete", "status")
+            assert 3 <= done < 1000 and get(http, "daq/packets_foreign", "status") == 0
+            assert get(http, "daq/packets_received", "status") >= done * 8 * npackets
         with h5py.File(server.data_dir / f"series_{series_id}_master.h5") as f:
             images = f["/entry/data/data_000001"][()]
             mask = f["/entry/instrument/detector/detectorSpecific/pixel_mask"][()]

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from opendcu.app_detector.datapath import DataPathConfig, default_max_subframes
 from opendcu.geometry import get_model
 from opendcu.hardware import summation
 from opendcu.hardware.counters import counter_top
@@ -54,3 +55,16 @@ def test_subframes_never_overflow_at_the_fastest_rate(name):
     counts = np.random.default_rng(1).poisson(rate * p.frame_count_time, 1_000_000)
     top = min(counter_top(module.counter), module.pixel_counter_max * module.binning**2)
     assert counts.max() <= top
+
+
+@pytest.mark.parametrize("name, most", [("eiger2-500k", 58), ("eiger2-4m", 8), ("eiger2-16m", 2), ("fastasic", 7),
+                                        ("fastasic-bin2", 28)])
+def test_default_raw_slots(name, most):
+    """Without --max-nframes-sum the raw slots hold what a 1 s image needs (58 EIGER2 sub-frames) as far as 8 slots
+    fit in the 512 MiB raw buffer; the fast ASIC, which cannot sum 1 s, keeps 1024 slots for its frame rate."""
+    model = get_model(name)
+    config = DataPathConfig(data_dir=None)
+    assert default_max_subframes(model, config) == most
+    frame_bytes = model.n_modules * model.module.raw_pixels * 2
+    slots = config.raw_buffer_bytes // (most * frame_bytes)
+    assert slots >= (config.max_slots if name.startswith("fast") else config.min_slots)

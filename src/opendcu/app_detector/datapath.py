@@ -54,10 +54,14 @@ class DataPathConfig:
 
 def default_max_subframes(model: DetectorModel, config: DataPathConfig) -> int:
     """Sub-frames per raw slot unless configured: what the default count time (1 s) needs, as far as `min_slots`
-    such slots fit in the raw buffer (a 500K holds 1 s, a 4M 0.14 s, a 16M 35 ms: more needs more memory)."""
+    such slots fit in the raw buffer (a 500K holds 1 s, a 4M 0.14 s, a 16M 35 ms: more needs more memory).
+
+    Where no module can take a 1 s image (the fast ASIC's 12-bit counters) the ring keeps `max_slots` slots for
+    its high frame rates, and the slots hold what then fits."""
     frame_bytes = model.n_modules * model.module.raw_pixels * np.dtype(RAW_DTYPE).itemsize
-    fitting = config.raw_buffer_bytes // (config.min_slots * frame_bytes)
     needed = summation.nframes_sum(model.module, summation.DEFAULT_COUNT_TIME)
+    slots = config.max_slots if needed > summation.MODULE_MAX_SUBFRAMES else config.min_slots
+    fitting = config.raw_buffer_bytes // (slots * frame_bytes)
     return int(max(1, min(needed, fitting, summation.MODULE_MAX_SUBFRAMES)))
 
 
