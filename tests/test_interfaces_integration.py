@@ -43,8 +43,10 @@ def configure(http, module: str, **values) -> None:
 
 
 def acquire(http, nimages: int, frame_time: float = 0.02) -> int:
+    # one sub-frame per image (auto_summation false): 16-bit images, which every TIFF reader reads alike (Pillow
+    # reads 32-bit TIFFs as signed)
     configure(http, "detector", nimages=nimages, ntrigger=1, trigger_mode="ints", frame_time=frame_time,
-              count_time=frame_time * 0.9)
+              count_time=frame_time * 0.9, auto_summation=False)
     series_id = http.put(f"{D}/command/arm").json()["sequence id"]
     assert http.put(f"{D}/command/trigger").status_code == 200
     return series_id

@@ -40,14 +40,18 @@ def from_darray(value: dict) -> np.ndarray:
     return np.frombuffer(base64.b64decode(value["data"]), dtype=value["type"]).reshape(value["shape"])
 
 
-def raw_frames(series_id: int, frame_number: int) -> np.ndarray:
-    """What the simulated modules sent: [1 sub-frame, modules, rows, cols]."""
+def raw_frames(series_id: int, frame_number: int, nsub: int) -> np.ndarray:
+    """What the simulated modules sent: [nsub sub-frames (auto-summation), modules, rows, cols]."""
     model = get_model(DETECTOR)
     layout = DetectorLayout(model)
     scene = make_scene(model, series_id, SCENE)
     energies = default_energies(model)
-    return np.stack([render_module_frame(scene, layout, m, frame_number, seed=series_id, **energies)
-                     for m in range(model.n_modules)])[None]
+    return np.stack([
+        np.stack([render_module_frame(scene, layout, m, frame_number, seed=series_id, subframe=s, nsubframes=nsub,
+                                      **energies)
+                  for m in range(model.n_modules)])
+        for s in range(nsub)
+    ])
 
 
 def test_switches_end_to_end(tmp_path):
@@ -73,6 +77,7 @@ def test_switches_end_to_end(tmp_path):
                 series_id = http.put(f"{V}/command/arm").json()["sequence id"]
                 assert http.put(f"{V}/command/trigger").status_code == 200
                 settings = series_settings(mirror, model, series_id, 2)
+                assert settings.nframes_sum == 3  # auto-summation: 45 ms are three 15 ms sub-frames
                 check_files(server.data_dir, settings, mask, flatfield)
     finally:
         server.stop()
@@ -87,7 +92,8 @@ def check_files(data_dir, settings, mask: np.ndarray, flatfield: np.ndarray) -> 
         if filt is not None:
             assert data.id.get_create_plist().get_filter(0)[0] == filt.filter_id
         for i in range(2):
-            want = reference_image(raw_frames(settings.series_id, i + 1), settings, mask, flatfield)
+            want = reference_image(raw_frames(settings.series_id, i + 1, settings.nframes_sum), settings, mask,
+                                  flatfield)
             np.testing.assert_array_equal(data[i], want)
             _, chunk = data.id.read_direct_chunk((i, 0, 0))
             assert chunk == codec.encode(want).tobytes()  # compressed once: the file holds the pipeline's bytes

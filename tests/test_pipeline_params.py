@@ -52,6 +52,7 @@ def test_count_time_sets_cutoff_and_table():
 def test_switches_change_bit_depth_and_image_size():
     det, model = detector()
     h, w = model.shape
+    det.set("frame_time", 0.01)  # one sub-frame per image (auto-summation sums from 17.5 ms on)
     assert "bit_depth_image" in det.set("countrate_correction_applied", False)
     assert det["countrate_correction_count_cutoff"] == 65534
     changed = det.set("binning_2x2_applied", True)

@@ -121,7 +121,10 @@ def test_dependencies_energy_and_time(http):
     put(http, "count_time", 0.5)
     assert value(http, "frame_time") == pytest.approx(0.5 + 1e-7)
     put(http, "count_time", 0.2)  # a shorter count time leaves the period alone
-    assert value(http, "frame_time") == pytest.approx(0.5 + 1e-7) and value(http, "frame_count_time") == 0.2
+    assert value(http, "frame_time") == pytest.approx(0.5 + 1e-7)
+    # auto-summation: 0.2 s is 12 sub-frames of at most 17.5 ms (hardware/summation.py)
+    assert value(http, "nframes_sum") == 12 and value(http, "frame_count_time") == pytest.approx(0.2 / 12)
+    assert value(http, "frame_period") == pytest.approx((0.5 + 1e-7) / 12) and value(http, "bit_depth_image") == 32
     put(http, "beam_center_x", 514.0)
     put(http, "beam_center_y", 256.0)
     put(http, "detector_distance", 0.2)

@@ -67,7 +67,9 @@ def alive(pids: list[int], wait: float) -> dict[int, str]:
 
 
 def run_series(http, nimages: int, frame_time: float = 0.05, ntrigger: int = 1) -> int:
-    for key, value in [("nimages", nimages), ("ntrigger", ntrigger), ("frame_time", frame_time), ("count_time", frame_time * 0.9)]:
+    # one sub-frame per image (auto_summation false): the images are the modules' frames as rendered
+    for key, value in [("nimages", nimages), ("ntrigger", ntrigger), ("frame_time", frame_time), ("count_time", frame_time * 0.9),
+                       ("auto_summation", False)]:
         r = http.put(f"{V}/config/{key}", json={"value": value})
         assert r.status_code == 200, r.text
         assert key in r.json()
@@ -90,7 +92,8 @@ def test_full_path_pixels_and_states(dcu: DcuServer):
         seen = [state()]
         assert http.put(f"{V}/command/initialize").status_code == 200
         seen.append(state())
-        for key, value in [("nimages", 5), ("frame_time", 0.1), ("count_time", 0.09)]:
+        # one sub-frame per image (auto_summation false): uint16 images, the module's frames as rendered
+        for key, value in [("nimages", 5), ("frame_time", 0.1), ("count_time", 0.09), ("auto_summation", False)]:
             assert http.put(f"{V}/config/{key}", json={"value": value}).status_code == 200
         assert http.put("/filewriter/api/1.8.0/config/mode", json={"value": "enabled"}).status_code == 200
         r = http.put(f"{V}/command/arm")

@@ -28,6 +28,7 @@ from opendcu.app_detector.pipeline.worker import ProcessedImage
 from opendcu.app_detector.series import Series
 from opendcu.app_detector.shared_memory import SlotRing
 from opendcu.geometry import DetectorLayout, DetectorModel
+from opendcu.hardware import summation
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +44,25 @@ class DataPathConfig:
     min_slots: int = 8
     #: at most this many slots per ring (tiny frames of the fast module would make tens of thousands)
     max_slots: int = 1024
-    #: sub-frames per image a raw slot can hold (auto-summation); slots are [max_subframes, n_modules, h, w]
-    max_subframes: int = 1
+    #: sub-frames per image a raw slot can hold (auto-summation; `dcu serve --max-nframes-sum`); slots are
+    #: [max_subframes, n_modules, h, w]. 0: `default_max_subframes`
+    max_subframes: int = 0
     #: ZeroMQ endpoints of stream V1 (legacy) and V2 (cbor)
     stream_v1: str = "tcp://127.0.0.1:9999"
     stream_v2: str = "tcp://127.0.0.1:31001"
+
+
+def default_max_subframes(model: DetectorModel, config: DataPathConfig) -> int:
+    """Sub-frames per raw slot unless configured: what the default count time (1 s) needs, as far as `min_slots`
+    such slots fit in the raw buffer (a 500K holds 1 s, a 4M 0.14 s, a 16M 35 ms: more needs more memory).
+
+    Where no module can take a 1 s image (the fast ASIC's 12-bit counters) the ring keeps `max_slots` slots for
+    its high frame rates, and the slots hold what then fits."""
+    frame_bytes = model.n_modules * model.module.raw_pixels * np.dtype(RAW_DTYPE).itemsize
+    needed = summation.nframes_sum(model.module, summation.DEFAULT_COUNT_TIME)
+    slots = config.max_slots if needed > summation.MODULE_MAX_SUBFRAMES else config.min_slots
+    fitting = config.raw_buffer_bytes // (slots * frame_bytes)
+    return int(max(1, min(needed, fitting, summation.MODULE_MAX_SUBFRAMES)))
 
 
 def compressed_bound(nbytes: int) -> int:
@@ -62,7 +77,9 @@ class DataPath:
         self.model = model
         self.layout = DetectorLayout(model)
         h, w = model.shape
-        raw_bytes = config.max_subframes * model.n_modules * model.module.raw_pixels * np.dtype(RAW_DTYPE).itemsize
+        #: the most sub-frames an image may have (auto-summation): arm refuses a series that needs more
+        self.max_nframes_sum = config.max_subframes or default_max_subframes(model, config)
+        raw_bytes = self.max_nframes_sum * model.n_modules * model.module.raw_pixels * np.dtype(RAW_DTYPE).itemsize
         out_bytes = compressed_bound(h * w * 4)
         slots = lambda budget, size: max(config.min_slots, min(config.max_slots, budget // size))  # noqa: E731
         self.raw_ring = SlotRing(slots(config.raw_buffer_bytes, raw_bytes), raw_bytes)
@@ -108,7 +125,8 @@ class DataPath:
         self._series = series
         self.pipeline.start_series(series.settings)
         self.mux.start_series(series)
-        self.assembler.start_series(series.series_id, series.nimages_total, payload_size, series.frame_time)
+        self.assembler.start_series(series.series_id, series.nimages_total, payload_size, series.frame_time,
+                                    nsubframes=series.settings.nframes_sum, modules=series.modules)
 
     def wait_frames(self, count: int, timeout: float) -> bool:
         """Wait until the DAQ has assembled `count` frames of the running series."""

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from opendcu.geometry import DetectorLayout, get_model
+
 
 @dataclass(frozen=True)
 class SeriesSettings:
@@ -89,3 +91,8 @@ class Series:
     @property
     def nimages_total(self) -> int:
         return self.settings.nimages_total
+
+    @property
+    def modules(self) -> tuple[int, ...]:
+        """The modules read out, as indices of the detector's modules: all of them, or those of the ROI."""
+        return DetectorLayout(get_model(self.settings.detector), self.settings.roi_mode).modules

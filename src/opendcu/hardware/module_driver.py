@@ -9,7 +9,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Collection
 
 from opendcu.hardware.config_packet import ACK_BIT, ConfigPacket, ConfigPacketError, Kind, Status
 
@@ -92,12 +92,14 @@ class ModuleDriver:
         self.links = [ModuleLink(a) for a in sorted(addresses, key=lambda a: a.module_id)]
         self._pool = ThreadPoolExecutor(max_workers=max(1, min(16, len(self.links))), thread_name_prefix="modlink")
 
-    def broadcast(self, kind: Kind, per_module: dict[int, dict[str, Any]] | None = None, **fields: Any) -> list[ConfigPacket]:
-        """Send the same request (plus optional per-module fields) to every module; return their acks."""
+    def broadcast(self, kind: Kind, per_module: dict[int, dict[str, Any]] | None = None,
+                  modules: Collection[int] | None = None, **fields: Any) -> list[ConfigPacket]:
+        """Send the same request (plus optional per-module fields) to every module, or to the modules with the
+        ids in `modules`; return their acks."""
         per_module = per_module or {}
         futures = [
             self._pool.submit(link.request, kind, **fields, **per_module.get(link.address.module_id, {}))
-            for link in self.links
+            for link in self.links if modules is None or link.address.module_id in modules
         ]
         return [f.result() for f in futures]
 

@@ -31,6 +31,7 @@ import numpy as np
 from opendcu.geometry.models import DetectorModel
 from opendcu.hardware.config_packet import ConfigPacket, ConfigPacketError, Kind, Status, TriggerMode
 from opendcu.hardware.counters import encode_counts
+from opendcu.hardware.summation import MODULE_MAX_SUBFRAMES
 from opendcu.hardware.udp_packet import DEFAULT_PAYLOAD, PacketLayout
 from opendcu.lifecycle import StopSignal
 from opendcu.simulator.physics import ModuleRenderer
@@ -40,7 +41,6 @@ from opendcu.simulator.sender import DataSender
 log = logging.getLogger(__name__)
 
 REQUIRED_CONFIG = ("count_time", "frame_time", "nimages", "ntrigger", "trigger_mode", "dest_host", "dest_port", "series_id")
-MAX_SUBFRAMES = 256
 MAX_TRIGGER_COUNT_TIME = 3600.0
 
 
@@ -158,8 +158,8 @@ class SimulatedModule:
         cfg.setdefault("payload_size", DEFAULT_PAYLOAD)
         cfg.setdefault("seed", 0)
         cfg.setdefault("nsubframes", 1)
-        if not 1 <= cfg["nsubframes"] <= MAX_SUBFRAMES:
-            raise ValueError(f"nsubframes must be in [1, {MAX_SUBFRAMES}]")
+        if not 1 <= cfg["nsubframes"] <= MODULE_MAX_SUBFRAMES:
+            raise ValueError(f"nsubframes must be in [1, {MODULE_MAX_SUBFRAMES}]")
         model, index = self._series_geometry(cfg.get("roi_mode", ""))
         layout = PacketLayout.for_module(model.module, cfg["payload_size"])  # ValueError -> rejected config
         drops = parse_drops(cfg.get("drop_packets", ""))

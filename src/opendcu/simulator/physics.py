@@ -249,6 +249,8 @@ class ModuleRenderer:
         self.static = bool(getattr(scene, "static", False)) and not scene.exact
         self._bank: np.ndarray | None = None  # static: read-out frames; else Poisson(baseline) counts
         self._baseline: np.ndarray | None = None
+        #: the mean counts of the image rendered last: its sub-frames share them (auto-summation)
+        self._last_measured: tuple[tuple[int, float], np.ndarray] | None = None
 
     # -- public ---------------------------------------------------------------------------------------------------
     def render(self, frame_number: int, subframe: int = 0, count_time: float | None = None) -> np.ndarray:
@@ -260,7 +262,10 @@ class ModuleRenderer:
         if self.static and count_time == self.count_time:
             return self.bank[self.bank_index(frame_number, subframe)]
         rng = np.random.default_rng([self.seed, self.physical_id, frame_number, subframe])
-        measured = self._measured(frame_number, count_time)
+        key = (frame_number, count_time)
+        if self._last_measured is None or self._last_measured[0] != key:
+            self._last_measured = (key, self._measured(frame_number, count_time))
+        measured = self._last_measured[1]
         counts = self._noisy(measured, self.bank_index(frame_number, subframe), rng, count_time == self.count_time)
         return self._readout(counts, rng, count_time / self.nsubframes)
 

@@ -9,6 +9,10 @@ Trigger modes (spec §9): `ints` - each `trigger` takes nimages and the PUT retu
 `inte` - each `trigger` takes one image of the count time in its body; `exts` / `exte` - no software trigger
 (400, state unchanged): an edge on the (simulated) external input takes nimages, a gate takes one image of
 the gate's length. After ntrigger triggers the detector disarms by itself.
+
+At arm the modules that the series reads out (all, or those of the ROI with roi_mode 4M) are configured with the
+series' sub-frames per image (auto-summation: nframes_sum, hardware/summation.py); only they are triggered and
+stopped. A series whose images need more sub-frames than the raw slots hold is refused (400).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from opendcu.app_detector.pipeline.params import (apply_calibration, apply_flatf
                                                   series_settings)
 from opendcu.app_detector.series import Series
 from opendcu.geometry import DetectorModel
+from opendcu.hardware import summation
 from opendcu.hardware.config_packet import Kind, TriggerMode
 from opendcu.hardware.module_driver import ModuleDriver, ModuleError
 from opendcu.hardware.udp_packet import DEFAULT_PAYLOAD
@@ -165,9 +170,10 @@ class AcquisitionController:
         with self._lock:
             if self.state is not DetectorState.IDLE:
                 raise WrongState(self._refusal("arm"))
+            series = self._new_series(self.sequence_id + 1)
+            self._check_summation(series)
             self.state = DetectorState.CONFIGURE
             try:
-                series = self._new_series(self.sequence_id + 1)
                 self.datapath.start_series(series, self.payload_size)
                 self._configure_modules(series)
             except Exception as exc:
@@ -274,6 +280,20 @@ class AcquisitionController:
         self.state = DetectorState.ACQUIRE
         return series, fields
 
+    def _check_summation(self, series: Series) -> None:
+        """Refuse a series whose images have more sub-frames than a raw slot holds."""
+        needed, most = series.settings.nframes_sum, self.datapath.max_nframes_sum
+        if needed > most:
+            longest = most * summation.max_frame_count_time(self.model.module)
+            raise InvalidValue(
+                f"arm: count_time {series.count_time:g} s needs {needed} sub-frames (auto_summation), this DCU sums "
+                f"at most {most} (count_time <= {longest:.4g} s; dcu serve --max-nframes-sum). Shorten count_time, "
+                "set auto_summation false, or restart the DCU with a larger --max-nframes-sum")
+
+    def _read_out(self, series: Series) -> set[int]:
+        """Module ids (as the modules know themselves) of the modules the series reads out."""
+        return {self.model.physical_module(m) for m in series.modules}
+
     def _check_links(self, raise_on_error: bool) -> None:
         errors = []
         for i, link in enumerate(self.driver.links):
@@ -289,7 +309,7 @@ class AcquisitionController:
     def _fire(self, series: Series, kind: Kind, fields: dict[str, Any]) -> tuple[int, float]:
         """Send one trigger to the modules; return the frame count that completes it and how long to wait."""
         try:
-            self.driver.broadcast(kind, **fields)
+            self.driver.broadcast(kind, modules=self._read_out(series), **fields)
         except ModuleError as exc:
             self.errors.append(str(exc))
             self._stop_series(stop_modules=True, aborted=True)
@@ -344,13 +364,17 @@ class AcquisitionController:
         )
 
     def _configure_modules(self, series: Series) -> None:
+        modules = self._read_out(series)
         per_module = {
             module_id: {"dest_host": host, "dest_port": port}
-            for module_id, (host, port) in self.datapath.daq.data_addresses().items()
+            for module_id, (host, port) in self.datapath.daq.data_addresses().items() if module_id in modules
         }
         self.driver.broadcast(
             Kind.CONFIGURE,
             per_module=per_module,
+            modules=modules,
+            nsubframes=series.settings.nframes_sum,
+            roi_mode=series.settings.roi_mode,
             count_time=series.count_time,
             frame_time=series.frame_time,
             nimages=series.nimages,
@@ -391,7 +415,7 @@ class AcquisitionController:
         series = self.series
         if stop_modules:
             try:
-                acks = self.driver.broadcast(Kind.STOP)
+                acks = self.driver.broadcast(Kind.STOP, modules=self._read_out(series))
                 expected = max(int(a.fields.get("frames_sent", 0)) for a in acks)
             except ModuleError as exc:
                 self.errors.append(str(exc))

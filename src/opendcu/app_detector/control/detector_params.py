@@ -9,6 +9,9 @@ Physics of the linked keys:
 - photon_energy = incident_energy, wavelength[A] = 12398.42 / E[eV], element = the Kalpha1 line of E;
   thresholds follow E: threshold/1 = 0.5 E, threshold/2 = 1.4 E (UM2 §7.4.1);
 - frame_time >= count_time + detector_readout_time; writing one moves the other when needed (UM2 §7.4.2);
+  its minimum is that of the modules read out (roi_mode 4M: the ROI's rate);
+- nframes_sum, frame_count_time, frame_period (read-only): with auto_summation, count_time split into sub-frames
+  the 16-bit counters can hold (hardware/summation.py); bit_depth_image is 32 when nframes_sum > 1;
 - detector_translation = (0, 0, distance) - beam_center_x * x_pixel_size * fast - beam_center_y * y_pixel_size * slow,
   with fast/slow the two columns of detector_orientation (D18 §4.2); writing it solves for beam centre and distance.
   The beam centre is in detector pixels: with 2x2 binning (x/y_pixel_size doubled) the unbinned pixel size counts.
@@ -35,7 +38,8 @@ from opendcu.app_detector.control.state import STATE_VALUES, DetectorState
 from opendcu.app_detector.daq.params import daq_status_parameters
 from opendcu.app_detector.interfaces.filewriter.nxmx import EIGER_FW_VERSION
 from opendcu.app_detector.pipeline.params import image_binning, image_processing_parameters
-from opendcu.geometry import DetectorModel, get_model
+from opendcu.geometry import DetectorLayout, DetectorModel
+from opendcu.hardware import summation
 
 if TYPE_CHECKING:
     from opendcu.app_detector.control.acquisition import AcquisitionController
@@ -67,7 +71,8 @@ ENERGY_CHANGES = ("element", "flatfield", "incident_energy", "photon_energy", "t
                   "countrate_correction_count_cutoff")
 GEOMETRY_CHANGES = ("beam_center_x", "beam_center_y", "detector_distance", "detector_translation")
 CHANGE_LISTS: dict[str, tuple[str, ...]] = {
-    "auto_summation": ("auto_summation", "frame_count_time", "bit_depth_image", "nframes_sum"),
+    "auto_summation": ("auto_summation", "bit_depth_image", "countrate_correction_count_cutoff", "frame_count_time",
+                       "frame_period", "nframes_sum"),
     "count_time": TIME_CHANGES,
     "frame_time": TIME_CHANGES,
     "flatfield": ("flatfield", "threshold/1/flatfield"),
@@ -77,7 +82,7 @@ CHANGE_LISTS: dict[str, tuple[str, ...]] = {
     "element": ENERGY_CHANGES,
     "pixel_mask": ("pixel_mask", "threshold/1/pixel_mask", "number_of_excluded_pixels",
                    "threshold/1/number_of_excluded_pixels"),
-    "roi_mode": ("count_time", "frame_time", "roi_mode", "x_pixels_in_detector", "y_pixels_in_detector"),
+    "roi_mode": (*TIME_CHANGES, "roi_mode", "x_pixels_in_detector", "y_pixels_in_detector"),
     "threshold/1/energy": ("flatfield", "threshold/1/energy", "threshold/1/flatfield", "threshold/2/flatfield",
                          "threshold_energy"),
     "threshold/2/energy": ("flatfield", "threshold/1/flatfield", "threshold/2/energy", "threshold/2/flatfield"),
@@ -97,9 +102,12 @@ CHANGE_LISTS: dict[str, tuple[str, ...]] = {
 
 # -- timing ----------------------------------------------------------------------------------------------------------
 def _min_frame_time(det: Subsystem, model: DetectorModel) -> float:
-    roi = det.values.get("roi_mode", "disabled")
-    rate = get_model("eiger2-4m").max_frame_rate if roi == "4M" else model.max_frame_rate
-    return 1.0 / rate
+    """The frame period limit: the ROI's modules alone read out faster than the whole detector."""
+    return 1.0 / model.roi(det.values.get("roi_mode", "disabled")).max_frame_rate
+
+
+def _summation(det: Subsystem, model: DetectorModel) -> summation.SummationPlan:
+    return summation.plan(model.module, det["count_time"], det["frame_time"], det["auto_summation"])
 
 
 def _on_count_time(det: Subsystem, _key: str, value: float) -> list[str]:
@@ -260,12 +268,12 @@ def _timing_parameters(model: DetectorModel) -> list[Parameter]:
                   on_change=_on_count_time, limits=count_limits),
         Parameter("frame_time", "float", 1.0, unit="s", min=fast, max=MAX_TIME, on_change=_on_frame_time,
                   limits=frame_limits),
-        # the simulated modules deliver one sub-frame per image (UDP header nsubframes = 1)
-        Parameter("nframes_sum", "uint", 1, access_mode=ro),
+        # auto-summation: the modules take each image as nframes_sum sub-frames (hardware/summation.py)
+        Parameter("nframes_sum", "uint", 1, access_mode=ro, compute=lambda det: _summation(det, model).nframes_sum),
         Parameter("frame_count_time", "float", 0.0, access_mode=ro, unit="s",
-                  compute=lambda det: det["count_time"] / det["nframes_sum"]),
+                  compute=lambda det: _summation(det, model).frame_count_time),
         Parameter("frame_period", "float", 0.0, access_mode=ro, unit="s",
-                  compute=lambda det: det["frame_time"] / det["nframes_sum"]),
+                  compute=lambda det: _summation(det, model).frame_period),
         Parameter("detector_readout_time", "float", READOUT_TIME, access_mode=ro, unit="s"),
         Parameter("nimages", "uint", 1, min=1, max=2_000_000_000),
         Parameter("ntrigger", "uint", 1, min=1, max=2_000_000_000),
@@ -280,7 +288,7 @@ def _timing_parameters(model: DetectorModel) -> list[Parameter]:
 
 def _on_roi(det: Subsystem, model: DetectorModel) -> list[str]:
     """A ROI changes the image size and the frame-rate limit, and resets the timing (D18 caution #5)."""
-    h, w = get_model("eiger2-4m").shape if det.values["roi_mode"] == "4M" else model.shape
+    h, w = DetectorLayout(model, det.values["roi_mode"]).shape
     if det.values.get("binning_2x2_applied"):  # images are 2x2 binned (pipeline/params.py)
         h, w = h // 2, w // 2
     det.values.update(x_pixels_in_detector=w, y_pixels_in_detector=h)

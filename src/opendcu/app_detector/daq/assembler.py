@@ -6,6 +6,10 @@ loop in kernels.py) write packets straight into the slots of the frames in fligh
 (gives them a slot), and hands a frame to the pipeline once every module has closed its share of it. Then the
 pixels of each missing packet, and only those, are set to the error value 0xFFFF, and the frame carries its
 packet counts (efficiency per image). Late, duplicate, foreign and malformed packets are counted and dropped.
+
+A series may read out only some of the modules (roi_mode 4M of a 9M/16M): only their packets are expected, the
+packets of the others are foreign, and the others' part of a slot is left as it is (the pipeline places only the
+ROI's modules).
 """
 
 from __future__ import annotations
@@ -91,11 +95,12 @@ class FrameTable:
         self.flush_done = np.zeros(n_modules, dtype=np.int64)
         self.counters = np.zeros((n_modules, k.NCOUNTERS), dtype=np.int64)
         self.closed = np.zeros(window, dtype=np.int64)  # shares closed so far (assembler side)
+        self.active = np.ones(n_modules, dtype=np.uint8)  # 1: the module is read out in this series
 
     def kernel_args(self) -> tuple:
         """The table's arrays in the order `kernels.receive` takes them."""
         return (self.params, self.frame, self.slot, self.state, self.last_ns, self.bitmap, self.count,
-                self.share_done, self.cursor, self.flush_done, self.counters)
+                self.share_done, self.cursor, self.flush_done, self.counters, self.active)
 
 
 MAX_WINDOW = 1024  # frames in flight at once (more raw slots than this serve the pipeline as buffer)
@@ -145,29 +150,36 @@ class FrameAssembler:
         t = self.table
         self._settle(t, np.zeros(0, dtype=np.int64))
         k.install(1, np.zeros(0, dtype=np.int64), t.frame, t.slot, t.state, t.last_ns, t.bitmap, t.count,
-                  t.share_done, t.closed)
+                  t.share_done, t.closed, t.active)
 
     # -- series lifecycle --------------------------------------------------------------------------------------
     def start_series(self, series_id: int, nframes: int, payload_size: int, frame_time: float,
-                     nsubframes: int = 1) -> None:
-        """Prepare for a series of `nframes` images of `nsubframes` sub-frames each (called at arm)."""
+                     nsubframes: int = 1, modules: tuple[int, ...] | None = None) -> None:
+        """Prepare for a series of `nframes` images of `nsubframes` sub-frames each (called at arm), read out
+        from `modules` (indices of the model's modules; default all)."""
         if not 1 <= nsubframes <= self.max_subframes:
             raise ValueError(f"nsubframes {nsubframes} does not fit the raw slots (at most {self.max_subframes}; "
                              "raise DataPathConfig.max_subframes)")
+        n_modules = self.model.n_modules
+        modules = tuple(range(n_modules)) if modules is None else tuple(modules)
+        if not modules or len(set(modules)) != len(modules) or not all(0 <= m < n_modules for m in modules):
+            raise ValueError(f"modules {modules} are not distinct modules of {self.model.name}")
         layout = PacketLayout.for_module(self.model.module, payload_size)
         with self._lock:
             self.table.params[k.P_ACTIVE] = 0  # normally finish() did this already
             self._release_stocked(self.table)
-            table = FrameTable(self.table.epoch + 1, self.window, self.model.n_modules, nsubframes, layout)
+            table = FrameTable(self.table.epoch + 1, self.window, n_modules, nsubframes, layout)
+            table.active[:] = 0
+            table.active[list(modules)] = 1
             p = table.params
             p[k.P_SERIES], p[k.P_NFRAMES], p[k.P_NPACKETS], p[k.P_NSUB] = series_id, nframes, layout.npackets, nsubframes
             p[k.P_PPP], p[k.P_PACKET_BYTES] = layout.pixels_per_packet, layout.packet_bytes(0)
             p[k.P_LAST_BYTES], p[k.P_NPIX] = layout.packet_bytes(layout.npackets - 1), layout.npixels
             p[k.P_WINDOW_BASE], p[k.P_TIMEOUT_NS] = 1, int(max(1.0, 2 * frame_time) * 1e9)
             p[k.P_DET_TYPE], p[k.P_COUNTER] = self.model.module.udp_detector_type, COUNTER_IDS[layout.counter]
-            p[k.P_NMODULES], p[k.P_ACTIVE] = self.model.n_modules, 1
+            p[k.P_NMODULES], p[k.P_NREAD], p[k.P_ACTIVE] = n_modules, len(modules), 1
             self.series_id, self.nframes, self.nsubframes = series_id, nframes, nsubframes
-            self._per_frame = nsubframes * self.model.n_modules * layout.npackets
+            self._per_frame = nsubframes * len(modules) * layout.npackets
             self._py = DaqCounters()
             self._base = self._next_open = 1
             self._emitted = 0
@@ -249,6 +261,11 @@ class FrameAssembler:
     def packets_per_frame(self) -> int:
         return self._per_frame
 
+    @property
+    def modules_read_out(self) -> int:
+        """How many modules the running (or last) series reads out."""
+        return int(self.table.active.sum())
+
     # -- called by receivers ----------------------------------------------------------------------------------
     def open_frames_upto(self, table: FrameTable, frame_number: int) -> None:
         """Give frames up to `frame_number` a slot (a receiver has a packet of it). Free slots are taken at once;
@@ -297,7 +314,7 @@ class FrameAssembler:
         out = np.empty((entries.size, 4), dtype=np.int64)
         flush = -1 if self._flush_expected is None else self._flush_expected
         n = k.settle(entries, table.closed, table.frame, table.slot, table.state, table.count, table.bitmap,
-                     table.params, self.ring.buffer, flush, out)
+                     table.active, table.params, self.ring.buffer, flush, out)
         for frame_number, slot, received, decision in out[:n].tolist():
             if decision == k.HAND_ON:
                 self._hand_on(frame_number, slot, received)
@@ -311,7 +328,7 @@ class FrameAssembler:
 
     def _install(self, table: FrameTable, slots: np.ndarray) -> None:
         k.install(self._next_open, slots, table.frame, table.slot, table.state, table.last_ns, table.bitmap,
-                  table.count, table.share_done, table.closed)
+                  table.count, table.share_done, table.closed, table.active)
         self._next_open += slots.size
 
     def _restock(self) -> None:

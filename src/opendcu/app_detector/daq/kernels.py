@@ -9,6 +9,10 @@ Each receiver writes only its own module's column (bitmap, count, share_done, co
 race each other; a module's "share" of a frame is closed only by its own receiver (all packets in, a packet of
 frame >= f + 2 arrived, the frame timed out, or a flush was requested), after which it never writes that slot
 again. The assembler hands a frame on once every module closed its share: no receiver touches it any more.
+
+Modules read out (table `active`, one flag per module): a series may read out only some modules (roi_mode 4M of
+a 9M/16M). The shares of the others are closed from the start (`install`), their packets are foreign, and neither
+their packets nor their pixels count as expected or lost; their part of the slot is left as it is.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from opendcu.hardware.udp_packet import HEADER_SIZE, HEADER_VERSION
 
 # table.params: per-series constants and the few values the assembler moves while the series runs
 (P_ACTIVE, P_SERIES, P_NFRAMES, P_NPACKETS, P_NSUB, P_PPP, P_PACKET_BYTES, P_LAST_BYTES, P_NPIX, P_WINDOW_BASE,
- P_TIMEOUT_NS, P_FLUSH_REQ, P_DET_TYPE, P_COUNTER, P_NMODULES, NPARAMS) = range(16)
+ P_TIMEOUT_NS, P_FLUSH_REQ, P_DET_TYPE, P_COUNTER, P_NMODULES, P_NREAD, NPARAMS) = range(17)
 # table.state values of an entry
 FREE, OPEN, DONE, DROPPED = 0, 1, 2, 3
 # per-module packet counters (table.counters columns)
@@ -101,7 +105,8 @@ def receive(fd: int, m: int, module_id: int, msgs: np.ndarray, lengths: np.ndarr
             batch: np.ndarray, control: np.ndarray, epoch: int, params: np.ndarray, frame: np.ndarray,
             slot: np.ndarray, state: np.ndarray, last_ns: np.ndarray, bitmap: np.ndarray, count: np.ndarray,
             share_done: np.ndarray, cursor: np.ndarray, flush_done: np.ndarray, counters: np.ndarray,
-            slots: np.ndarray, lut: np.ndarray, events: np.ndarray, scratch: np.ndarray, budget: int):
+            active: np.ndarray, slots: np.ndarray, lut: np.ndarray, events: np.ndarray, scratch: np.ndarray,
+            budget: int):
     """Receive and place packets of module index `m` (whose packets carry `module_id`).
 
     batch: int64 [pos, n, last_scan_ns, now_ns] of the datagrams in rbuf (kept across calls).
@@ -144,7 +149,7 @@ def receive(fd: int, m: int, module_id: int, msgs: np.ndarray, lengths: np.ndarr
             counters[m, C_MALFORMED] += 1
             continue
         if _u16(b, 32) != module_id or b[46] != params[P_DET_TYPE] or params[P_ACTIVE] == 0 \
-                or _u64(b, 16) != params[P_SERIES]:
+                or _u64(b, 16) != params[P_SERIES] or active[m] == 0:
             counters[m, C_FOREIGN] += 1
             continue
         packet = _u32(b, 12)
@@ -207,13 +212,17 @@ def receive(fd: int, m: int, module_id: int, msgs: np.ndarray, lengths: np.ndarr
 
 
 @numba.njit(nogil=True, cache=True)
-def flag_missing(raw: np.ndarray, received: np.ndarray, npackets: int, ppp: int, npix: int) -> int:
-    """Set the pixels of every packet not received to SATURATED (the error value); returns their number.
+def flag_missing(raw: np.ndarray, received: np.ndarray, active: np.ndarray, npackets: int, ppp: int,
+                 npix: int) -> int:
+    """Set the pixels of every packet not received from a module read out to SATURATED (the error value);
+    returns their number.
 
     raw: uint16 [nsub, n_modules, npix] view of the slot; received: uint8 [n_modules, nsub * npackets]."""
     nsub = raw.shape[0]
     flagged = 0
     for m in range(raw.shape[1]):
+        if active[m] == 0:
+            continue
         for s in range(nsub):
             for p in range(npackets):
                 if received[m, s * npackets + p] == 0:
@@ -231,8 +240,8 @@ HAND_ON, RELEASE, NO_SLOT = 0, 1, 2
 
 @numba.njit(nogil=True, cache=True)
 def settle(entries: np.ndarray, closed: np.ndarray, frame: np.ndarray, slot: np.ndarray, state: np.ndarray,
-           count: np.ndarray, bitmap: np.ndarray, params: np.ndarray, slots: np.ndarray, flush_expected: int,
-           out: np.ndarray) -> int:
+           count: np.ndarray, bitmap: np.ndarray, active: np.ndarray, params: np.ndarray, slots: np.ndarray,
+           flush_expected: int, out: np.ndarray) -> int:
     """Count closed shares of `entries`; settle every frame whose modules all closed their share.
 
     A frame is handed on (its lost packets' pixels flagged), or released (nothing arrived and, during a flush,
@@ -258,9 +267,9 @@ def settle(entries: np.ndarray, closed: np.ndarray, frame: np.ndarray, slot: np.
             decision = RELEASE
         elif dropped:
             decision = NO_SLOT
-        elif received < nsub * nmod * npackets:
+        elif received < nsub * params[P_NREAD] * npackets:
             raw = slots[slot[e]].view(np.uint16)[: nsub * nmod * npix].reshape(nsub, nmod, npix)
-            flag_missing(raw, bitmap[e], npackets, params[P_PPP], npix)
+            flag_missing(raw, bitmap[e], active, npackets, params[P_PPP], npix)
         out[n, 0] = frame[e]
         out[n, 1] = slot[e]
         out[n, 2] = received
@@ -283,15 +292,18 @@ def advance_base(frame: np.ndarray, state: np.ndarray, params: np.ndarray) -> in
 @numba.njit(nogil=True, cache=True)
 def install(first_frame: int, new_slots: np.ndarray, frame: np.ndarray, slot: np.ndarray, state: np.ndarray,
             last_ns: np.ndarray, bitmap: np.ndarray, count: np.ndarray, share_done: np.ndarray,
-            closed: np.ndarray) -> None:
-    """Open frames first_frame, first_frame + 1, ... with `new_slots` (-1: no slot, frame DROPPED)."""
+            closed: np.ndarray, active: np.ndarray) -> None:
+    """Open frames first_frame, first_frame + 1, ... with `new_slots` (-1: no slot, frame DROPPED); the shares
+    of modules not read out are closed from the start."""
     window = frame.shape[0]
     for i in range(new_slots.shape[0]):
         e = (first_frame + i) % window
         bitmap[e] = 0
         count[e] = 0
-        share_done[e] = 0
         closed[e] = 0
+        for m in range(active.shape[0]):
+            share_done[e, m] = 1 - active[m]
+            closed[e] += 1 - active[m]
         last_ns[e] = 0
         slot[e] = new_slots[i]
         frame[e] = first_frame + i

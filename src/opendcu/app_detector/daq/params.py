@@ -36,4 +36,6 @@ def daq_status_parameters(assembler: Callable[[], FrameAssembler]) -> list[Statu
 
     params = [StatusParameter(f"daq/{key}", value_type, reader(attr)) for key, attr, value_type in _COUNTERS]
     params.append(StatusParameter("daq/series_id", "uint", lambda: max(0, assembler().series_id)))
+    # the modules whose packets the series expects (roi_mode 4M reads out the ROI's modules only)
+    params.append(StatusParameter("daq/modules_read_out", "uint", lambda: assembler().modules_read_out))
     return params
