@@ -4,6 +4,7 @@
 Needs only Python >= 3.11 on the machine:
 
     python3 dev.py run  [dcu serve options]   # set up .venv, start the DCU with a simulated detector
+                                              # (an MX rotation series unless --scene is given)
     python3 dev.py test [pytest options]      # set up .venv, run the whole test suite
 
 Both commands are idempotent: the venv is reused and only refreshed when pyproject.toml changes.
@@ -71,9 +72,14 @@ def ensure_clients_venv() -> Path:
     return python
 
 
+#: what the main job shows unless told otherwise: a crystal rotating in the beam (`dcu serve` alone: a flood)
+DEMO_SCENE = '{"kind": "mx"}'
+
+
 def run(args: list[str]) -> int:
     ensure_venv()
-    return subprocess.call([BIN / "dcu", "serve", *args], cwd=ROOT)
+    scene = [] if any(a == "--scene" or a.startswith("--scene=") for a in args) else ["--scene", DEMO_SCENE]
+    return subprocess.call([BIN / "dcu", "serve", *scene, *args], cwd=ROOT)
 
 
 def test(args: list[str]) -> int:
