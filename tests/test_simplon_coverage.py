@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 def readme_unsupported() -> set[str]:
     text = REPO.joinpath("README.md").read_text()
-    table = text.split("### SIMPLON keys opendcu does not serve", 1)[1].split("\n## ", 1)[0]
+    table = re.split(r"\n#+ SIMPLON keys opendcu does not serve\n", text, maxsplit=1)[1].split("\n## ", 1)[0]
     return {key for line in table.splitlines() if line.startswith("| `")
             for key in re.findall(r"`([^`]+)`", line.split("|")[1])}
 
