@@ -63,11 +63,11 @@ class Series:
 class SimulatedDetector:
     """Simulated modules of `detector` + a DAQ for `daq_detector` (default the same; an ROI model is allowed)."""
 
-    def __init__(self, detector: str, daq_detector: str | None = None, n_slots: int = 16, max_subframes: int = 1):
+    def __init__(self, detector: str, daq_detector: str | None = None, n_slots: int = 16, slot_subframes: int = 1):
         self.sim_model = get_model(detector)
         self.model = get_model(daq_detector or detector)
-        frame_bytes = self.model.n_modules * self.model.module.raw_pixels * 2
-        self.ring = SlotRing(n_slots, max_subframes * frame_bytes)
+        self.frame_bytes = self.model.n_modules * self.model.module.raw_pixels * 2
+        self.ring = SlotRing(n_slots, slot_subframes * self.frame_bytes)
         self.free: "queue.Queue[int]" = queue.Queue()
         for i in range(n_slots):
             self.free.put(i)
@@ -88,6 +88,17 @@ class SimulatedDetector:
         self.frames[frame.frame_number] = Received(frame, self.ring.array(frame.slot, np.uint16, shape).copy())
         self.order.append(frame.frame_number)
         self.free.put(frame.slot)
+
+    def partition(self, nsubframes: int) -> int:
+        """Re-cut the raw ring into slots of `nsubframes` sub-frames between series (as the DataPath does at arm;
+        here every slot is home at once: frames are copied out when emitted)."""
+        self.assembler.release_slots()
+        home = sorted(self.free.get_nowait() for _ in range(self.free.qsize()))
+        assert home == list(range(self.ring.n_slots)), f"raw slots not home: {home}"
+        n = self.ring.partition(nsubframes * self.frame_bytes, max_slots=1024)
+        for i in range(n):
+            self.free.put(i)
+        return n
 
     def links(self, module_ids: list[int] | None = None) -> ModuleDriver:
         """A driver for some of the modules (default: the DAQ model's modules)."""

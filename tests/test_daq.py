@@ -72,12 +72,25 @@ def test_roi_4m_of_a_9m_reads_only_the_central_modules(detector):
 
 
 def test_subframes_fill_the_slot_subframe_by_subframe(detector):
-    det = detector("eiger2-1m", max_subframes=3)
+    det = detector("eiger2-1m", slot_subframes=3)
     series, counters = det.run(2, frame_time=0.02, nsubframes=3, content={"kind": "flood", "flux": 1000.0})
     assert_frames_exact(det, series, 2, nsubframes=3)
     assert det.frames[1].info.nsubframes == 3
     assert not np.array_equal(det.frames[1].raw[0], det.frames[1].raw[1])  # fresh noise per sub-frame
     assert counters.packets_received == 2 * 3 * 2 * 128
+
+
+def test_series_after_series_on_a_repartitioned_ring(detector):
+    """The raw ring re-cut between series (receivers running): 12 single frames, 4 slots of 3 sub-frames (fewer
+    slots than images: slots are reused), single frames again; every pixel lands where it belongs."""
+    det = detector("eiger2-1m", n_slots=12)
+    flood = {"kind": "flood", "flux": 1000.0}
+    for nsub, nimages, slots in ((1, 6, 12), (3, 7, 4), (1, 20, 12)):
+        assert det.partition(nsub) == slots
+        series, counters = det.run(nimages, frame_time=0.01, nsubframes=nsub, content=flood)
+        assert_frames_exact(det, series, nimages, nsubframes=nsub)
+        assert det.assembler.window == (16 if slots == 12 else 4)
+        assert counters.frames_complete == nimages and counters.packets_lost == 0 and counters.overflow == 0
 
 
 def test_more_subframes_than_the_slots_hold_is_refused(detector):
@@ -92,7 +105,7 @@ def packet_pixels(layout: PacketLayout, packet: int) -> slice:
 
 
 def test_loss_injection_flags_exactly_the_lost_packets(detector):
-    det = detector("eiger2-1m", max_subframes=2)
+    det = detector("eiger2-1m", slot_subframes=2)
     drops = {
         0: [[1, 0, 0], [1, 1, 127], [2, 0, 64], [3, 1, 5]],  # (frame, subframe, packet)
         1: [[2, 0, 64], [2, 0, 65]] + [[4, 0, p] for p in range(128)],  # frame 4: module 1 sends nothing of sub 0

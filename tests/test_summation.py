@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from opendcu.app_detector.datapath import DataPathConfig, default_max_subframes
+from opendcu.app_detector.datapath import DataPathConfig, raw_slots
 from opendcu.geometry import get_model
 from opendcu.hardware import summation
 from opendcu.hardware.counters import counter_top
@@ -57,14 +57,10 @@ def test_subframes_never_overflow_at_the_fastest_rate(name):
     assert counts.max() <= top
 
 
-@pytest.mark.parametrize("name, most", [("eiger2-500k", 58), ("eiger2-4m", 8), ("eiger2-16m", 2), ("fastasic", 7),
-                                        ("fastasic-bin2", 28)])
-def test_default_raw_slots(name, most):
-    """Without --max-nframes-sum the raw slots hold what a 1 s image needs (58 EIGER2 sub-frames) as far as 8 slots
-    fit in the 512 MiB raw buffer; the fast ASIC, which cannot sum 1 s, keeps 1024 slots for its frame rate."""
-    model = get_model(name)
-    config = DataPathConfig(data_dir=None)
-    assert default_max_subframes(model, config) == most
-    frame_bytes = model.n_modules * model.module.raw_pixels * 2
-    slots = config.raw_buffer_bytes // (most * frame_bytes)
-    assert slots >= (config.max_slots if name.startswith("fast") else config.min_slots)
+@pytest.mark.parametrize("name, nsub, slots", [
+    ("eiger2-500k", 1, 1024), ("eiger2-500k", 58, 17), ("eiger2-4m", 1, 128), ("eiger2-4m", 58, 2),
+    ("eiger2-16m", 1, 32), ("eiger2-16m", 58, 0), ("fastasic", 1, 1024), ("fastasic", 7, 1024)])
+def test_raw_slots_per_series(name, nsub, slots):
+    """The 1 GiB raw buffer is cut per series into slots of one image's sub-frames (at most 1024 slots): a 4M
+    holds two 1 s images (58 sub-frames of 1 MiB per module) or 128 single frames; a 16M needs more memory."""
+    assert raw_slots(get_model(name), nsub, DataPathConfig(data_dir=None)) == slots

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
             data_dir=Path(config["data_dir"]),
             host=config.get("daq_host", "127.0.0.1"),
             pipeline_workers=config.get("pipeline_workers", 2),
-            max_subframes=config.get("max_nframes_sum", 0),
+            raw_buffer_bytes=config.get("raw_buffer_mib", 1024) << 20,
             stream_v1=f"tcp://{config.get('stream_host', '127.0.0.1')}:{config.get('stream_v1_port', 9999)}",
             stream_v2=f"tcp://{config.get('stream_host', '127.0.0.1')}:{config.get('stream_v2_port', 31001)}",
         ),

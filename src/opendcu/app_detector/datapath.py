@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import queue
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -26,9 +28,8 @@ from opendcu.app_detector.pipeline.arrays import PipelineArrays
 from opendcu.app_detector.pipeline.pool import PipelinePool
 from opendcu.app_detector.pipeline.worker import ProcessedImage
 from opendcu.app_detector.series import Series
-from opendcu.app_detector.shared_memory import SlotRing
+from opendcu.app_detector.shared_memory import SlotRing, slot_stride
 from opendcu.geometry import DetectorLayout, DetectorModel
-from opendcu.hardware import summation
 
 log = logging.getLogger(__name__)
 
@@ -38,31 +39,38 @@ class DataPathConfig:
     data_dir: Path
     host: str = "127.0.0.1"
     pipeline_workers: int = 2
-    #: memory for raw frames and for compressed images, bytes (split into whole-frame slots)
-    raw_buffer_bytes: int = 512 << 20
+    #: memory for raw frames (`dcu serve --raw-buffer-mib`), partitioned per series into slots of one image's
+    #: sub-frames [nframes_sum, n_modules, h, w]; POSIX shared memory takes pages only once they are touched
+    raw_buffer_bytes: int = 1 << 30
+    #: memory for compressed images (split into whole-image slots)
     image_buffer_bytes: int = 512 << 20
+    #: the compressed-image ring has at least this many slots (beyond its budget if need be)
     min_slots: int = 8
     #: at most this many slots per ring (tiny frames of the fast module would make tens of thousands)
     max_slots: int = 1024
-    #: sub-frames per image a raw slot can hold (auto-summation; `dcu serve --max-nframes-sum`); slots are
-    #: [max_subframes, n_modules, h, w]. 0: `default_max_subframes`
-    max_subframes: int = 0
     #: ZeroMQ endpoints of stream V1 (legacy) and V2 (cbor)
     stream_v1: str = "tcp://127.0.0.1:9999"
     stream_v2: str = "tcp://127.0.0.1:31001"
 
 
-def default_max_subframes(model: DetectorModel, config: DataPathConfig) -> int:
-    """Sub-frames per raw slot unless configured: what the default count time (1 s) needs, as far as `min_slots`
-    such slots fit in the raw buffer (a 500K holds 1 s, a 4M 0.14 s, a 16M 35 ms: more needs more memory).
+#: a series needs at least this many raw slots (one being filled while the pipeline works on another)
+MIN_RAW_SLOTS = 2
+#: how long arm waits for the pipeline to give back every raw slot before re-partitioning the raw ring
+RAW_RECALL_TIMEOUT = 5.0
 
-    Where no module can take a 1 s image (the fast ASIC's 12-bit counters) the ring keeps `max_slots` slots for
-    its high frame rates, and the slots hold what then fits."""
-    frame_bytes = model.n_modules * model.module.raw_pixels * np.dtype(RAW_DTYPE).itemsize
-    needed = summation.nframes_sum(model.module, summation.DEFAULT_COUNT_TIME)
-    slots = config.max_slots if needed > summation.MODULE_MAX_SUBFRAMES else config.min_slots
-    fitting = config.raw_buffer_bytes // (slots * frame_bytes)
-    return int(max(1, min(needed, fitting, summation.MODULE_MAX_SUBFRAMES)))
+
+class RawRingBusy(RuntimeError):
+    """Raw slots did not come back in time: the raw ring cannot be re-partitioned for the next series."""
+
+
+def raw_slot_bytes(model: DetectorModel, nsubframes: int) -> int:
+    """Bytes of one raw frame slot: [nsubframes, n_modules, raw_h, raw_w] uint16."""
+    return nsubframes * model.n_modules * model.module.raw_pixels * np.dtype(RAW_DTYPE).itemsize
+
+
+def raw_slots(model: DetectorModel, nsubframes: int, config: DataPathConfig) -> int:
+    """Raw slots of images of `nsubframes` sub-frames in the raw buffer (what `SlotRing.partition` makes)."""
+    return min(config.max_slots, config.raw_buffer_bytes // slot_stride(raw_slot_bytes(model, nsubframes)))
 
 
 def compressed_bound(nbytes: int) -> int:
@@ -77,13 +85,16 @@ class DataPath:
         self.model = model
         self.layout = DetectorLayout(model)
         h, w = model.shape
-        #: the most sub-frames an image may have (auto-summation): arm refuses a series that needs more
-        self.max_nframes_sum = config.max_subframes or default_max_subframes(model, config)
-        raw_bytes = self.max_nframes_sum * model.n_modules * model.module.raw_pixels * np.dtype(RAW_DTYPE).itemsize
+        self.config = config
         out_bytes = compressed_bound(h * w * 4)
-        slots = lambda budget, size: max(config.min_slots, min(config.max_slots, budget // size))  # noqa: E731
-        self.raw_ring = SlotRing(slots(config.raw_buffer_bytes, raw_bytes), raw_bytes)
-        self.out_ring = SlotRing(slots(config.image_buffer_bytes, out_bytes), out_bytes)
+        # one raw budget, partitioned per series (start_series); until then into single-sub-frame slots
+        self.raw_ring = SlotRing(0, raw_slot_bytes(model, 1), size=config.raw_buffer_bytes)
+        if self.raw_ring.partition(raw_slot_bytes(model, 1), config.max_slots) < MIN_RAW_SLOTS:
+            self.raw_ring.close()
+            raise ValueError(f"a raw buffer of {config.raw_buffer_bytes} bytes holds fewer than {MIN_RAW_SLOTS} "
+                             f"{model.name} frames")
+        self.out_ring = SlotRing(max(config.min_slots, min(config.max_slots, config.image_buffer_bytes // out_bytes)),
+                                 out_bytes)
         ctx = mp.get_context("spawn")
         self.raw_free = ctx.Queue()
         self.out_free = ctx.Queue()
@@ -117,16 +128,47 @@ class DataPath:
     # -- series ------------------------------------------------------------------------------------------------------
     def start_series(self, series: Series, payload_size: int) -> None:
         """Prepare every stage for `series` (called at arm, before the modules are configured)."""
+        self._partition_raw_ring(series.settings.nframes_sum)
         self._release_calibration()
         mask = series.detector_pixel_mask if series.detector_pixel_mask is not None else series.pixel_mask
         arrays = PipelineArrays.for_detector(series.settings, mask, series.detector_flatfield)
         self._calibration = arrays.publish()
-        series.settings = replace(series.settings, calibration_shm=self._calibration.name)
+        series.settings = replace(series.settings, calibration_shm=self._calibration.name,
+                                  raw_slots=(self.raw_ring.slot_bytes, self.raw_ring.n_slots))
         self._series = series
         self.pipeline.start_series(series.settings)
         self.mux.start_series(series)
         self.assembler.start_series(series.series_id, series.nimages_total, payload_size, series.frame_time,
                                     nsubframes=series.settings.nframes_sum, modules=series.modules)
+
+    def raw_slots_for(self, nsubframes: int) -> int:
+        """How many raw slots of images of `nsubframes` sub-frames the raw buffer holds."""
+        return raw_slots(self.model, nsubframes, self.config)
+
+    def _partition_raw_ring(self, nsubframes: int) -> None:
+        """Re-cut the raw ring into slots of `nsubframes` sub-frames: every slot index must be home first (the
+        assembler's pre-stocked ones, the pipeline's), then every process views the segment anew (the workers
+        when the series' settings reach them)."""
+        slot_bytes = raw_slot_bytes(self.model, nsubframes)
+        ring = self.raw_ring
+        if slot_bytes == ring.slot_bytes:
+            return
+        self.assembler.release_slots()
+        home: set[int] = set()
+        deadline = time.monotonic() + RAW_RECALL_TIMEOUT
+        while len(home) < ring.n_slots:
+            try:
+                home.add(self.raw_free.get(timeout=max(0.01, deadline - time.monotonic())))
+            except queue.Empty:
+                if time.monotonic() >= deadline:
+                    for slot in home:
+                        self.raw_free.put(slot)
+                    raise RawRingBusy(f"only {len(home)} of {ring.n_slots} raw frame slots came back from the "
+                                      f"pipeline within {RAW_RECALL_TIMEOUT:g} s; the raw buffer cannot be "
+                                      "re-partitioned (try again, or initialize)") from None
+        for slot in range(ring.partition(slot_bytes, self.config.max_slots)):
+            self.raw_free.put(slot)
+        log.info("raw ring: %d slots of %d sub-frame(s)", ring.n_slots, nsubframes)
 
     def wait_frames(self, count: int, timeout: float) -> bool:
         """Wait until the DAQ has assembled `count` frames of the running series."""

@@ -41,6 +41,9 @@ class SeriesSettings:
     image_shape: tuple[int, int] | None = None
     #: name of the shared-memory block holding this series' pipeline arrays (pixel mask, flatfield)
     calibration_shm: str = ""
+    #: (slot bytes, slots) of the raw ring's partition for this series (set by the DataPath at arm): every
+    #: process that reads raw frames views the ring so; (0, 0): as it is
+    raw_slots: tuple[int, int] = (0, 0)
 
     @property
     def dtype(self) -> np.dtype:

@@ -2,6 +2,10 @@
 
 The owner creates the ring; other processes attach by name. Only slot *indices* travel through queues;
 whoever holds an index owns that slot until it hands the index on (to the next stage or back to the free list).
+
+A ring may be re-partitioned (`partition`): the same segment viewed as other slots, e.g. the raw ring per series
+(one memory budget: many small slots for single frames, few large ones for summed sub-frames). Every process
+using the ring must partition it identically, and only while no slot index is out.
 """
 
 from __future__ import annotations
@@ -13,16 +17,18 @@ import numpy as np
 
 
 class SlotRing:
-    """`n_slots` slots of `slot_bytes` bytes each, in one POSIX shared-memory segment."""
+    """`n_slots` slots of `slot_bytes` bytes each, in one POSIX shared-memory segment (of `size` bytes if given:
+    room to `partition` it later; pages are only allocated once touched)."""
 
-    def __init__(self, n_slots: int, slot_bytes: int, name: str | None = None, create: bool = True):
+    def __init__(self, n_slots: int, slot_bytes: int, name: str | None = None, create: bool = True,
+                 size: int = 0):
         self.n_slots = n_slots
         self.slot_bytes = slot_bytes
-        # keep slots 4 KiB aligned so that views of them are page aligned
-        self.stride = -(-slot_bytes // 4096) * 4096
+        self.stride = slot_stride(slot_bytes)
         if create:
             name = name or f"opendcu-{secrets.token_hex(6)}"
-            self._shm = shared_memory.SharedMemory(name=name, create=True, size=max(1, n_slots * self.stride))
+            size = max(1, size, n_slots * self.stride)
+            self._shm = shared_memory.SharedMemory(name=name, create=True, size=size)
         else:
             # attachers are multiprocessing children of the creator and share its resource tracker, so the
             # segment stays registered once and is unlinked once, by the creator
@@ -33,6 +39,24 @@ class SlotRing:
     @property
     def name(self) -> str:
         return self._shm.name
+
+    @property
+    def size(self) -> int:
+        """Bytes of the whole segment."""
+        return self._shm.size
+
+    def partition(self, slot_bytes: int, max_slots: int) -> int:
+        """View the segment as min(`max_slots`, what fits) slots of `slot_bytes`; returns that number.
+
+        Slot i then starts at byte i * stride (slot_bytes rounded up to 4 KiB). Only valid while no slot is in
+        use; every process attached to the ring must partition it the same way."""
+        stride = slot_stride(slot_bytes)
+        n_slots = min(max_slots, self.size // stride)
+        if n_slots < 1:
+            raise ValueError(f"a slot of {slot_bytes} bytes does not fit the {self.size} bytes of ring {self.name}")
+        self.n_slots, self.slot_bytes, self.stride = n_slots, slot_bytes, stride
+        self.buffer = np.ndarray((n_slots, stride), dtype=np.uint8, buffer=self._shm.buf)
+        return n_slots
 
     def spec(self) -> tuple[str, int, int]:
         """What another process needs to attach: (name, n_slots, slot_bytes)."""
@@ -61,3 +85,8 @@ class SlotRing:
         self._shm.close()
         if self.owner:
             self._shm.unlink()
+
+
+def slot_stride(slot_bytes: int) -> int:
+    """Bytes from one slot to the next: 4 KiB aligned, so that views of slots are page aligned."""
+    return -(-slot_bytes // 4096) * 4096

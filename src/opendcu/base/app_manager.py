@@ -115,7 +115,7 @@ class AppManager:
             "stream_v2_port": c.stream_v2_port,
             "pipeline_workers": c.pipeline_workers,
             "scene": c.scene,
-            "max_nframes_sum": c.max_nframes_sum,
+            "raw_buffer_mib": c.raw_buffer_mib,
         }
 
     def start(self) -> None:

@@ -17,7 +17,7 @@ class ServerConfig:
     pipeline_workers: int = 2
     #: JSON scene spec for the simulated modules ("" = the simulator's default)
     scene: str = ""
-    #: most sub-frames per image (auto-summation), what the raw slots are sized for (0: app-detector's default)
-    max_nframes_sum: int = 0
+    #: shared memory for raw frames (MiB), partitioned per series into slots of one image's sub-frames
+    raw_buffer_mib: int = 1024
     #: how long to wait for a child process to report ready
     start_timeout: float = 60.0

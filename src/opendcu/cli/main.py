@@ -9,7 +9,6 @@ import typer
 
 from opendcu.cli import client
 from opendcu.geometry import MODELS
-from opendcu.hardware.summation import MODULE_MAX_SUBFRAMES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="opendcu: Detector Control Unit with simulated modules.")
 
@@ -27,10 +26,11 @@ def serve(
     stream_v2_port: Annotated[int, typer.Option(help="ZeroMQ port of stream V2 (CBOR)")] = 31001,
     pipeline_workers: Annotated[int, typer.Option(help="image pipeline worker processes")] = 2,
     scene: Annotated[str, typer.Option(help='simulated scene as JSON, e.g. \'{"kind": "flood", "mean": 5}\'')] = "",
-    max_nframes_sum: Annotated[int, typer.Option(
-        min=0, max=MODULE_MAX_SUBFRAMES,
-        help="most sub-frames an image may have (auto-summation: count_time / 17.5 ms on EIGER2); raw memory grows "
-             "with it (8 raw slots of n x the detector's frame). 0: what a 1 s count time needs, within 512 MiB")] = 0,
+    raw_buffer_mib: Annotated[int, typer.Option(
+        min=1,
+        help="shared memory for raw frames, MiB: each series gets as many slots of one image (all its "
+             "auto-summation sub-frames) as fit, at most 1024; arm refuses a count_time of which fewer than 2 "
+             "images fit")] = 1024,
 ) -> None:
     """Run the DCU with a simulated detector until Ctrl-C."""
     from opendcu.base.server import serve as run_server
@@ -42,7 +42,7 @@ def serve(
         ServerConfig(
             host=host, port=port, detector=detector, data_dir=data_dir, stream_v1_port=stream_v1_port,
             stream_v2_port=stream_v2_port, pipeline_workers=pipeline_workers, scene=scene,
-            max_nframes_sum=max_nframes_sum,
+            raw_buffer_mib=raw_buffer_mib,
         )
     )
     raise typer.Exit(code)

@@ -30,12 +30,11 @@ from opendcu.app_detector.control.detector_params import follow_energies
 from opendcu.app_detector.control.errors import InvalidValue, WrongState
 from opendcu.app_detector.control.parameters import Command, Subsystem
 from opendcu.app_detector.control.state import DetectorState
-from opendcu.app_detector.datapath import DataPath
+from opendcu.app_detector.datapath import MIN_RAW_SLOTS, DataPath, RawRingBusy, raw_slot_bytes
 from opendcu.app_detector.pipeline.params import (apply_calibration, apply_flatfield, series_arrays,
                                                   series_settings)
 from opendcu.app_detector.series import Series
 from opendcu.geometry import DetectorModel
-from opendcu.hardware import summation
 from opendcu.hardware.config_packet import Kind, TriggerMode
 from opendcu.hardware.module_driver import ModuleDriver, ModuleError
 from opendcu.hardware.udp_packet import DEFAULT_PAYLOAD
@@ -179,7 +178,7 @@ class AcquisitionController:
             except Exception as exc:
                 self.state = DetectorState.IDLE
                 self.datapath.finish_series(aborted=True, timeout=1)
-                if isinstance(exc, (ModuleError, OSError)):
+                if isinstance(exc, (ModuleError, OSError, RawRingBusy)):
                     self.errors.append(f"arm failed: {exc}")
                     raise WrongState(f"arm failed: {exc}") from exc
                 raise
@@ -281,14 +280,15 @@ class AcquisitionController:
         return series, fields
 
     def _check_summation(self, series: Series) -> None:
-        """Refuse a series whose images have more sub-frames than a raw slot holds."""
-        needed, most = series.settings.nframes_sum, self.datapath.max_nframes_sum
-        if needed > most:
-            longest = most * summation.max_frame_count_time(self.model.module)
+        """Refuse a series of which fewer than two images fit the raw buffer (their sub-frames, auto-summation)."""
+        needed = series.settings.nframes_sum
+        if self.datapath.raw_slots_for(needed) < MIN_RAW_SLOTS:
+            image = raw_slot_bytes(self.model, needed)
             raise InvalidValue(
-                f"arm: count_time {series.count_time:g} s needs {needed} sub-frames (auto_summation), this DCU sums "
-                f"at most {most} (count_time <= {longest:.4g} s; dcu serve --max-nframes-sum). Shorten count_time, "
-                "set auto_summation false, or restart the DCU with a larger --max-nframes-sum")
+                f"arm: count_time {series.count_time:g} s needs {needed} sub-frames per image (auto_summation): "
+                f"{MIN_RAW_SLOTS} such images need {MIN_RAW_SLOTS * image / 2**20:.0f} MiB of raw buffer, this DCU "
+                f"has {self.datapath.raw_ring.size / 2**20:.0f} MiB. Shorten count_time, set auto_summation false, "
+                "or restart the DCU with a larger --raw-buffer-mib")
 
     def _read_out(self, series: Series) -> set[int]:
         """Module ids (as the modules know themselves) of the modules the series reads out."""

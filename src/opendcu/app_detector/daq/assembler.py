@@ -125,12 +125,7 @@ class FrameAssembler:
         self.free_slots = free_slots
         self.emit = emit
         self.frame_bytes = model.n_modules * model.module.raw_pixels * np.dtype(RAW_DTYPE).itemsize
-        self.max_subframes = ring.slot_bytes // self.frame_bytes
-        if self.max_subframes < 1:
-            raise ValueError(f"raw slots of {ring.slot_bytes} bytes cannot hold a {model.name} frame")
-        self.window = _window_for(ring.n_slots)
-        #: frames opened ahead of the oldest one in flight (more are opened on demand, up to the window)
-        self.prestock = max(2, min(64, ring.n_slots // 4))
+        self._size_for_ring()
         #: [epoch]; receivers compare it with their table's epoch to notice a new series
         self.control = np.zeros(1, dtype=np.int64)
         self._lock = threading.Lock()
@@ -152,14 +147,34 @@ class FrameAssembler:
         k.install(1, np.zeros(0, dtype=np.int64), t.frame, t.slot, t.state, t.last_ns, t.bitmap, t.count,
                   t.share_done, t.closed, t.active)
 
+    def _size_for_ring(self) -> None:
+        """Frames in flight (window) and opened ahead (prestock), and sub-frames per slot, from the raw ring's
+        current partition (DataPath re-partitions it per series)."""
+        ring = self.ring
+        self.slot_subframes = ring.slot_bytes // self.frame_bytes
+        if self.slot_subframes < 1:
+            raise ValueError(f"raw slots of {ring.slot_bytes} bytes cannot hold a {self.model.name} frame")
+        self.window = _window_for(ring.n_slots)
+        #: frames opened ahead of the oldest one in flight (more are opened on demand, up to the window)
+        self.prestock = max(2, min(64, ring.n_slots // 4))
+
     # -- series lifecycle --------------------------------------------------------------------------------------
+    def release_slots(self) -> None:
+        """End the last series' bookkeeping and give back the slots opened ahead for it (every raw slot must be
+        home before the DataPath re-partitions the ring)."""
+        with self._lock:
+            self.table.params[k.P_ACTIVE] = 0  # normally finish() did this already
+            self._release_stocked(self.table)
+
     def start_series(self, series_id: int, nframes: int, payload_size: int, frame_time: float,
                      nsubframes: int = 1, modules: tuple[int, ...] | None = None) -> None:
         """Prepare for a series of `nframes` images of `nsubframes` sub-frames each (called at arm), read out
-        from `modules` (indices of the model's modules; default all)."""
-        if not 1 <= nsubframes <= self.max_subframes:
-            raise ValueError(f"nsubframes {nsubframes} does not fit the raw slots (at most {self.max_subframes}; "
-                             "raise DataPathConfig.max_subframes)")
+        from `modules` (indices of the model's modules; default all). The raw ring's partition must be the
+        series' already (`release_slots` first if it changes)."""
+        with self._lock:
+            self._size_for_ring()
+        if not 1 <= nsubframes <= self.slot_subframes:
+            raise ValueError(f"nsubframes {nsubframes} does not fit the raw slots of {self.ring.slot_bytes} bytes")
         n_modules = self.model.n_modules
         modules = tuple(range(n_modules)) if modules is None else tuple(modules)
         if not modules or len(set(modules)) != len(modules) or not all(0 <= m < n_modules for m in modules):

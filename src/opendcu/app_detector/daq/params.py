@@ -38,4 +38,6 @@ def daq_status_parameters(assembler: Callable[[], FrameAssembler]) -> list[Statu
     params.append(StatusParameter("daq/series_id", "uint", lambda: max(0, assembler().series_id)))
     # the modules whose packets the series expects (roi_mode 4M reads out the ROI's modules only)
     params.append(StatusParameter("daq/modules_read_out", "uint", lambda: assembler().modules_read_out))
+    # raw frame slots of the running (or last) series: the raw buffer is partitioned per series (nframes_sum)
+    params.append(StatusParameter("daq/raw_slots", "uint", lambda: assembler().ring.n_slots))
     return params

@@ -9,7 +9,7 @@ import threading
 import numpy as np
 
 from opendcu.app_detector.daq import kernels as k
-from opendcu.app_detector.daq.assembler import FrameAssembler
+from opendcu.app_detector.daq.assembler import MAX_WINDOW, FrameAssembler
 from opendcu.hardware.counters import FLOAT8_DECODE
 from opendcu.hardware.udp_io import BATCH, MessageVector, data_socket, socket_buffer_sizes
 from opendcu.hardware.udp_packet import HEADER_SIZE, MAX_PAYLOAD
@@ -37,7 +37,7 @@ class ModuleReceiver:
         self._msgs = MessageVector(BATCH, 1)
         self._msgs.point_at(self.buffer)
         self._batch = np.zeros(4, dtype=np.int64)  # [position, count, last scan, arrival] of the current batch
-        self._events = np.zeros(4 * assembler.window + 64, dtype=np.int64)
+        self._events = np.zeros(4 * MAX_WINDOW + 64, dtype=np.int64)  # the window changes with the raw ring
         self._scratch = np.zeros(2, dtype=np.int64)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -75,9 +75,10 @@ class ModuleReceiver:
         """Receive until stopped: the compiled loop, and what it asks of the assembler."""
         asm = self.assembler
         fd = self.sock.fileno()
-        ring = asm.ring.buffer
         while not self._stop.is_set():
             table = asm.table
+            # the ring's view after the table: a series' table is published after the ring was partitioned for it
+            ring = asm.ring.buffer
             code, nev, frame = k.receive(
                 fd, self.index, self.module_id, self._msgs.headers, self._msgs.lengths, self.buffer, self._batch,
                 asm.control, table.epoch, *table.kernel_args(), ring, FLOAT8_DECODE, self._events, self._scratch,

@@ -65,10 +65,12 @@ class SeriesWorker:
         self.codec: ImageCodec = get_codec(settings.compression)
 
 
-def series_for(task: AssembledFrame, current: SeriesWorker | None, spec: WorkerSpec) -> SeriesWorker | None:
+def series_for(task: AssembledFrame, current: SeriesWorker | None, spec: WorkerSpec,
+               raw_ring: SlotRing) -> SeriesWorker | None:
     """The series the task belongs to: the current one, or the next settings from the pool, which sends them at
     arm, before any frame of their series (series ids restart after initialize, so only equality counts).
-    None for a frame whose settings never come (a frame of a series that is already over)."""
+    Switching to a series views the raw ring as that series' slots (the DataPath re-partitioned it at arm,
+    with every raw slot home). None for a frame whose settings never come (a series that is already over)."""
     while current is None or current.settings.series_id != task.series_id:
         try:
             settings: SeriesSettings = spec.settings.get(timeout=SETTINGS_WAIT)
@@ -76,6 +78,9 @@ def series_for(task: AssembledFrame, current: SeriesWorker | None, spec: WorkerS
             log.warning("dropping frame %d of series %d: no settings for it", task.frame_number, task.series_id)
             return None
         if settings.series_id == task.series_id:
+            slot_bytes, n_slots = settings.raw_slots
+            if slot_bytes and (slot_bytes, n_slots) != (raw_ring.slot_bytes, raw_ring.n_slots):
+                raw_ring.partition(slot_bytes, n_slots)
             current = SeriesWorker(settings)
     return current
 
@@ -119,7 +124,7 @@ def serve(spec: WorkerSpec, raw_ring: SlotRing, out_ring: SlotRing, stop) -> Non
         if out_slot is None:
             return
         task: AssembledFrame | None = take(spec.tasks, stop)
-        worker = None if task is None else series_for(task, current, spec)
+        worker = None if task is None else series_for(task, current, spec, raw_ring)
         if worker is None:
             spec.out_free.put(out_slot)
             if task is None:
