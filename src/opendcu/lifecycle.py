@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 READY_PREFIX = "OPENDCU-READY "
 _PR_SET_PDEATHSIG = 1
@@ -89,3 +89,12 @@ def run_until(stop: StopSignal, on_stop: Callable[[], None]) -> None:
         pass
     on_stop()
 
+
+def join_or_terminate(processes: Iterable[Any], timeout: float) -> None:
+    """Wait up to `timeout` s for each (multiprocessing) process that was asked to stop; terminate the ones that
+    do not stop by then, so that a hung child never blocks a shutdown."""
+    for process in processes:
+        process.join(timeout=timeout)
+        if process.is_alive():
+            process.terminate()
+            process.join(timeout=timeout)

@@ -28,7 +28,7 @@ from opendcu.app_detector.pipeline.arrays import PipelineArrays
 from opendcu.app_detector.pipeline.pool import PipelinePool
 from opendcu.app_detector.pipeline.worker import ProcessedImage
 from opendcu.app_detector.series import Series
-from opendcu.app_detector.shared_memory import SlotRing, slot_stride
+from opendcu.app_detector.shared_memory import SlotRing, slots_in
 from opendcu.geometry import DetectorLayout, DetectorModel
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def raw_slot_bytes(model: DetectorModel, nsubframes: int) -> int:
 
 def raw_slots(model: DetectorModel, nsubframes: int, config: DataPathConfig) -> int:
     """Raw slots of images of `nsubframes` sub-frames in the raw buffer (what `SlotRing.partition` makes)."""
-    return min(config.max_slots, config.raw_buffer_bytes // slot_stride(raw_slot_bytes(model, nsubframes)))
+    return slots_in(config.raw_buffer_bytes, raw_slot_bytes(model, nsubframes), config.max_slots)
 
 
 def compressed_bound(nbytes: int) -> int:

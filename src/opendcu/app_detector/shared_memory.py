@@ -51,7 +51,7 @@ class SlotRing:
         Slot i then starts at byte i * stride (slot_bytes rounded up to 4 KiB). Only valid while no slot is in
         use; every process attached to the ring must partition it the same way."""
         stride = slot_stride(slot_bytes)
-        n_slots = min(max_slots, self.size // stride)
+        n_slots = slots_in(self.size, slot_bytes, max_slots)
         if n_slots < 1:
             raise ValueError(f"a slot of {slot_bytes} bytes does not fit the {self.size} bytes of ring {self.name}")
         self.n_slots, self.slot_bytes, self.stride = n_slots, slot_bytes, stride
@@ -90,3 +90,8 @@ class SlotRing:
 def slot_stride(slot_bytes: int) -> int:
     """Bytes from one slot to the next: 4 KiB aligned, so that views of slots are page aligned."""
     return -(-slot_bytes // 4096) * 4096
+
+
+def slots_in(size: int, slot_bytes: int, max_slots: int) -> int:
+    """How many slots of `slot_bytes` a segment of `size` bytes is partitioned into (at most `max_slots`)."""
+    return min(max_slots, size // slot_stride(slot_bytes))

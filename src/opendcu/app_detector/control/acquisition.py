@@ -12,7 +12,7 @@ the gate's length. After ntrigger triggers the detector disarms by itself.
 
 At arm the modules that the series reads out (all, or those of the ROI with roi_mode 4M) are configured with the
 series' sub-frames per image (auto-summation: nframes_sum, hardware/summation.py); only they are triggered and
-stopped. A series whose images need more sub-frames than the raw slots hold is refused (400).
+stopped. A series of which fewer than two images (all their sub-frames) fit the raw buffer is refused (400).
 """
 
 from __future__ import annotations

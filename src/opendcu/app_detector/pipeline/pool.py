@@ -14,6 +14,7 @@ from opendcu.app_detector.daq.assembler import AssembledFrame
 from opendcu.app_detector.pipeline.worker import ProcessedImage, WorkerSpec, worker_main
 from opendcu.app_detector.series import SeriesSettings
 from opendcu.app_detector.shared_memory import SlotRing
+from opendcu.lifecycle import join_or_terminate
 
 log = logging.getLogger(__name__)
 
@@ -138,10 +139,6 @@ class PipelinePool:
         self._running = False
         for _ in self.workers:
             self.tasks.put(None)
-        for w in self.workers:
-            w.join(timeout=5)
-            if w.is_alive():
-                w.terminate()
-                w.join()
+        join_or_terminate(self.workers, timeout=5)
         self.results.put(None)
         self._collector.join(timeout=2)

@@ -32,6 +32,7 @@ from opendcu.app_detector.interfaces.analysis.worker import run_worker
 from opendcu.app_detector.series import Series
 from opendcu.app_detector.shared_memory import SlotRing
 from opendcu.geometry import DetectorLayout, DetectorModel
+from opendcu.lifecycle import join_or_terminate
 
 log = logging.getLogger(__name__)
 
@@ -347,11 +348,7 @@ class AnalysisInterface:
         for worker in workers:
             if worker.process.is_alive():
                 worker.inbox.put(("stop",))
-        for worker in workers:
-            worker.process.join(timeout=5)
-            if worker.process.is_alive():
-                worker.process.terminate()
-                worker.process.join(timeout=5)
+        join_or_terminate((worker.process for worker in workers), timeout=5)
         if self._ring is not None:
             self._ring.close()
             self._ring = None

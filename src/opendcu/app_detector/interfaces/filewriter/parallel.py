@@ -34,6 +34,7 @@ from typing import Any, Callable
 import numpy as np
 
 from opendcu.codecs.base import Hdf5Filter
+from opendcu.lifecycle import join_or_terminate
 
 log = logging.getLogger(__name__)
 
@@ -305,11 +306,7 @@ class WriterPool:
         self.flush()
         for q in self._tasks:
             q.put(None)
-        for p in self._processes:
-            p.join(timeout=10)
-            if p.is_alive():
-                p.terminate()
-                p.join()
+        join_or_terminate(self._processes, timeout=10)
         self._results.put(None)
         self._collector.join(timeout=5)
 
