@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from golden import find_golden
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -65,8 +66,13 @@ def clients_python() -> Path:
 
 
 @pytest.fixture(scope="session")
-def golden_dir(shared_dir: Path) -> Path:
-    return shared_dir / "golden"
+def golden_dir() -> Path:
+    """The DECTRIS golden files: $OPENDCU_GOLDEN, shared/golden, or downloaded at pinned commits (tests/golden.py);
+    every file is checked against its sha256."""
+    try:
+        return find_golden(find_shared())
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 def _proc_table() -> dict[int, tuple[int, int, str]]:

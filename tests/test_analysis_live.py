@@ -19,7 +19,7 @@ from analysis_support import LYSOZYME, mx_experiment
 from conftest import start_dcu
 
 from opendcu.analysis.crystal import UnitCell, misorientation_deg, reduce_basis
-from opendcu.analysis.simulate import poisson_image
+from opendcu.testing.simulate import poisson_image
 from opendcu.app_detector.imagemux.mux import CompressedImage
 from opendcu.app_detector.interfaces.analysis import ANNOTATION_KEY, SUMMARY_KEY, AnalysisInterface
 from opendcu.app_detector.interfaces.stream.decoder import decode_v2

@@ -17,6 +17,8 @@ Child processes are started by the base system's app manager (apps, simulated mo
 from __future__ import annotations
 
 import ctypes
+import hashlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -24,6 +26,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 READY_PREFIX = "OPENDCU-READY "
@@ -141,3 +144,24 @@ def join_or_terminate(processes: Iterable[Any], timeout: float) -> None:
             logging.getLogger(__name__).error("%s survived SIGTERM: killing it", process.name)
             process.kill()
             process.join(timeout=timeout)
+
+
+def kernel_cache_stamp() -> Path:
+    """The file that says numba's on-disk cache holds this installation's kernels.
+
+    Its name is a digest of what numba's cache depends on: the source files (their mtime and size, numba's own
+    invalidation rule), numba's and Python's versions. `dcu serve` writes it once a start has compiled the
+    kernels; without it a start says that it compiles them (a few minutes the first time)."""
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256(sys.version.encode())
+    try:
+        digest.update(importlib.metadata.version("numba").encode())
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    for source in sorted(package.rglob("*.py")):
+        stat = source.stat()
+        digest.update(f"{source.relative_to(package)}:{stat.st_mtime_ns}:{stat.st_size}".encode())
+    folder = package / "__pycache__"  # where numba keeps the cache of an editable or user install
+    if not os.access(package, os.W_OK):
+        folder = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "opendcu"
+    return folder / f"kernels-{digest.hexdigest()[:16]}.stamp"

@@ -38,7 +38,6 @@ from opendcu.geometry import DetectorModel
 from opendcu.hardware.config_packet import Kind, TriggerMode
 from opendcu.hardware.module_driver import ModuleDriver, ModuleError
 from opendcu.hardware.udp_packet import DEFAULT_PAYLOAD
-from opendcu.simulator.scenes.base import DEFAULT_SCENE, parse_spec
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +77,12 @@ class AcquisitionController:
         driver: ModuleDriver,
         calibration: CalibrationSource,
         payload_size: int = DEFAULT_PAYLOAD,
-        scene: str = "",
     ):
         self.model = model
         self.datapath = datapath
         self.driver = driver
         self.calibration = calibration
         self.payload_size = payload_size
-        self.scene = scene
         self.state = DetectorState.NA
         self.errors: list[str] = []
         self.sequence_id = 0
@@ -385,15 +382,16 @@ class AcquisitionController:
             payload_size=self.payload_size,
             series_id=series.series_id,
             seed=series.series_id,
-            content=json.dumps(self._scene_spec(series)),
+            experiment=json.dumps(self._experiment(series)),
         )
 
-    def _scene_spec(self, series: Series) -> dict[str, Any]:
-        """The simulated scene of this series: the server's scene plus the experiment geometry at arm."""
+    @staticmethod
+    def _experiment(series: Series) -> dict[str, Any]:
+        """The experiment geometry at arm, for modules that simulate what they see (a real module ignores it;
+        the scene itself is the simulator's own, `python -m opendcu.simulator --scene`)."""
         cfg = series.detector_config
         binning = series.settings.binning  # scenes work in detector pixels, the snapshot in image pixels
-        spec = parse_spec(self.scene) or dict(DEFAULT_SCENE)
-        spec["experiment"] = {
+        return {
             "wavelength_a": cfg["wavelength"],
             "distance_m": cfg["detector_distance"],
             "beam_center_x_px": cfg["beam_center_x"] * binning,
@@ -403,7 +401,6 @@ class AcquisitionController:
             "omega_start_deg": cfg["omega_start"],
             "omega_increment_deg": cfg["omega_increment"],
         }
-        return spec
 
     @staticmethod
     def _per_trigger(series: Series) -> int:
