@@ -159,6 +159,15 @@ def pytest_configure(config: pytest.Config) -> None:
     signal.signal(signal.SIGTERM, _interrupt)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test that starts a DCU (the `dcu` fixture, or `start_dcu` in its module) is an integration test, marked
+    or not: `dev.py unit` (`-m "not integration"`) never starts a process tree."""
+    for item in items:
+        module = getattr(item, "module", None)
+        if "dcu" in getattr(item, "fixturenames", ()) or getattr(module, "start_dcu", None) is start_dcu:
+            item.add_marker(pytest.mark.integration)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """The session guard: a process that outlived its test is killed, named, and fails the session."""
     leftovers = leftover_processes()
