@@ -280,6 +280,29 @@ def test_cell_search_then_indexing_without_a_configured_cell() -> None:
         interface.close()
 
 
+def test_workers_warm_up_before_the_first_arm(compressed_frames) -> None:
+    experiment, chunks = compressed_frames
+    interface = AnalysisInterface(experiment.model)
+    try:
+        interface.warm_up()  # what app-detector does at start
+        deadline = time.monotonic() + WORKER_BUDGET_S
+        while interface.workers_warm() < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert interface.workers_warm() == 1 and interface.errors == []
+        warm_pid = interface._workers[0].process.pid
+        interface.subsystem.set("mode", "enabled")
+        series = make_series(experiment, 3, 1)
+        interface.start_series(series)  # the same worker takes the series: no new process
+        assert interface._workers[0].process.pid == warm_pid
+        released: list[int] = []
+        offer(interface, experiment, 3, 0, chunks[0], released)
+        assert interface.wait_idle(3, timeout=WORKER_BUDGET_S)
+        interface.end_series(series, aborted=False)
+        assert released == [0] and interface.store.series(3).images_analysed == 1 and interface.errors == []
+    finally:
+        interface.close()
+
+
 def test_a_killed_worker_is_reported_and_replaced(compressed_frames) -> None:
     import os
     import signal

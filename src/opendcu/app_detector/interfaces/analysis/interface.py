@@ -92,6 +92,7 @@ class AnalysisInterface:
         self._threads = 0
         self._worker_ids = 0
         self._live: _LiveSeries | None = None
+        self._warm: set[int] = set()  # ids of the workers that finished their warm-up
         self._annotations: list[Record] = []
         self._lock = threading.Condition()
         self._running = True
@@ -244,6 +245,8 @@ class AnalysisInterface:
                     self._error(f"series {series_id}: worker {worker_id} setup failed: {error}")
                 elif series_id == WARM_UP_SERIES:
                     log.info("analysis worker %d warmed up in %.0f ms", worker_id, setup_ms)
+                    with self._lock:
+                        self._warm.add(worker_id)
                 else:
                     log.info("analysis worker %d ready for series %d in %.0f ms", worker_id, series_id, setup_ms)
                     with self._lock:
@@ -389,18 +392,24 @@ class AnalysisInterface:
 
     def warm_up(self) -> None:
         """Start the workers of the current settings now, in the background, and let each build and run an
-        analyzer of the whole detector at the detector's default geometry: the processes start, import and
-        load (or, on a first start, compile) their numba kernels while the DCU starts, not at the first arm.
-        An arm whose setup differs (its geometry, mask, settings) still builds its maps then, kernels ready."""
+        analyzer once: the processes start, import and load (on a first start: compile) their numba kernels while
+        the DCU starts, not at the first arm. The warm-up image is one module's size (kernels do not depend on
+        the size; the maps of a 16M detector would cost a gigabyte for nothing): an arm still builds the maps of
+        its own geometry and mask, with every kernel ready."""
         values = dict(self.subsystem.values)
-        h, w = self.model.shape
+        h, w = self.model.module.shape
         config = {"beam_center_x": w / 2, "beam_center_y": h / 2, "detector_distance": 0.1,
                   "wavelength": WARM_UP_WAVELENGTH_A, "x_pixel_size": self.model.module.pixel_size_m}
-        setup = self._setup_of(Geometry.from_detector_config(config, (h, w)), self.layout.default_pixel_mask(),
+        setup = self._setup_of(Geometry.from_detector_config(config, (h, w)), np.zeros((h, w), np.uint32),
                                False, 0xFFFF, np.dtype(np.uint16), values)
         self._ensure_workers(values["workers"], values["threads_per_worker"])
         for worker in self._workers:
             worker.inbox.put(("setup", WARM_UP_SERIES, setup))
+
+    def workers_warm(self) -> int:
+        """How many of the running workers finished their warm-up (see warm_up)."""
+        with self._lock:
+            return sum(w.id in self._warm for w in self._workers)
 
     def workers_ready(self) -> int:
         """How many workers have finished setting up for the running series (0 when none is running)."""
