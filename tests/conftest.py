@@ -235,8 +235,9 @@ class DcuServer:
         return httpx.Client(base_url=self.url, timeout=kw.pop("timeout", 120), **kw)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
-        """Send `sig` to `dcu serve` and wait for it; returns its exit code. Whatever of its process group is
-        left then (or if it does not exit in `timeout` s) is killed, and a hung server fails the test."""
+        """Send `sig` to `dcu serve`, wait for it and return its exit code. Its shutdown must take every process
+        of its group with it: one still there 10 s after it exited is killed and fails the test, and so does a
+        server that does not exit within `timeout` s (killed with its group)."""
         if self.process.poll() is None:
             self.process.send_signal(sig)
         try:
@@ -244,7 +245,13 @@ class DcuServer:
         except subprocess.TimeoutExpired:
             self.kill()
             raise
-        self.kill()
+        deadline = time.monotonic() + 10
+        while group_pids(self.process.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        leftovers = [f"{pid}: {_command_line(pid)}" for pid in group_pids(self.process.pid)]
+        if leftovers:
+            self.kill()
+            raise AssertionError("dcu serve exited but left processes behind (killed now):\n  " + "\n  ".join(leftovers))
         return code
 
     def kill(self) -> list[str]:
