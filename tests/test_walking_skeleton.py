@@ -16,7 +16,7 @@ import pytest
 
 from conftest import DcuServer, child_pids
 from detector_config import default_energies
-from opendcu.app_calibration.store import calibration_for
+from opendcu.app_calibration.store import nominal_set
 from opendcu.geometry import DetectorLayout, get_model
 from opendcu.simulator.physics import render_module_frame
 from opendcu.simulator.scenes import make_scene
@@ -46,8 +46,8 @@ def _flood(detector: str, series_id: int, count_time: float):
 
 
 def calibration_mask(detector: str) -> np.ndarray:
-    """The factory pixel mask: gaps plus the simulated modules' dead, hot and badly responding pixels."""
-    return calibration_for(detector, 8047.78, 4023.89).pixel_mask
+    """The pixel mask of a fresh calibration dir (nothing measured yet): the nominal one, gaps only."""
+    return nominal_set(detector).pixel_mask
 
 
 def alive(pids: list[int], wait: float) -> dict[int, str]:

@@ -34,8 +34,9 @@ from opendcu.hardware.counters import encode_counts
 from opendcu.hardware.summation import MODULE_MAX_SUBFRAMES
 from opendcu.hardware.udp_packet import DEFAULT_PAYLOAD, PacketLayout
 from opendcu.lifecycle import StopSignal
-from opendcu.simulator.physics import ModuleRenderer
+from opendcu.simulator.physics import ModuleRenderer, PhysicsVariant
 from opendcu.simulator.scenes import make_scene
+from opendcu.simulator.scenes.base import parse_spec
 from opendcu.simulator.sender import DataSender
 
 log = logging.getLogger(__name__)
@@ -163,10 +164,13 @@ class SimulatedModule:
         model, index = self._series_geometry(cfg.get("roi_mode", ""))
         layout = PacketLayout.for_module(model.module, cfg["payload_size"])  # ValueError -> rejected config
         drops = parse_drops(cfg.get("drop_packets", ""))
-        content = {"kind": "pattern"} if cfg.get("test_pattern") else cfg.get("content")
+        content = parse_spec(cfg.get("content"))  # ValueError -> rejected config
+        variant = PhysicsVariant.from_json(content.pop("physics", None))  # the simulator side's physics changes
+        content = {"kind": "pattern"} if cfg.get("test_pattern") else content
         scene = make_scene(model, cfg["seed"], content)  # ValueError -> rejected config
         renderer = ModuleRenderer(scene, model, index, cfg["seed"], cfg["count_time"], cfg["nsubframes"],
-                                  photon_energy=cfg.get("photon_energy"), threshold_energy=cfg.get("threshold_energy"))
+                                  photon_energy=cfg.get("photon_energy"), threshold_energy=cfg.get("threshold_energy"),
+                                  variant=variant)
         self.sender.configure(
             (cfg["dest_host"], cfg["dest_port"]), layout, series_id=cfg["series_id"], module_id=self.module_id,
             position=model.module_position(index), det_type=model.module.udp_detector_type,

@@ -86,6 +86,7 @@ class AcquisitionController:
         self.calibration = calibration
         self.payload_size = payload_size
         self.scene = scene
+        self.simulator_inputs: Subsystem | None = None  # the `simulator` module: scene / physics overrides
         self.state = DetectorState.NA
         self.errors: list[str] = []
         self.sequence_id = 0
@@ -392,7 +393,10 @@ class AcquisitionController:
         """The simulated scene of this series: the server's scene plus the experiment geometry at arm."""
         cfg = series.detector_config
         binning = series.settings.binning  # scenes work in detector pixels, the snapshot in image pixels
-        spec = parse_spec(self.scene) or dict(DEFAULT_SCENE)
+        inputs = self.simulator_inputs
+        spec = parse_spec((inputs["scene"] if inputs else "") or self.scene) or dict(DEFAULT_SCENE)
+        if inputs and inputs["physics"]:
+            spec["physics"] = json.loads(inputs["physics"])
         spec["experiment"] = {
             "wavelength_a": cfg["wavelength"],
             "distance_m": cfg["detector_distance"],
