@@ -41,6 +41,8 @@ from opendcu.geometry.layout import MASK_DEAD, MASK_GAP, MASK_NOISY, MASK_OVER, 
 log = logging.getLogger(__name__)
 
 PHOTON_ENERGY_RANGE = (5000.0, 36000.0)
+#: the highest threshold the detector takes (detector/config/threshold/1/energy max)
+THRESHOLD_MAX = 18000.0
 #: pile-up kept this small in floods: measured counts per image = this x the count-rate cutoff (~3 % lost)
 FLOOD_CUTOFF_FRACTION = 0.12
 MAX_FLOOD_SERIES = 400
@@ -104,7 +106,7 @@ def validate(procedure: str, params: dict[str, Any]) -> Plan:
     if not isinstance(params, dict):
         raise ParameterError(f"procedure parameters must be a JSON object, got {params!r}")
     known = {"photon_energy", "threshold_energy", "precision", "energies", "images_per_series", "dark_time",
-             "dark_images", "hot_rate", "fluxes", "count_time", "mask_precision", "scan_points", "scan_range"}
+             "dark_images", "hot_rate", "fluxes", "mask_precision", "scan_points", "scan_range", "threshold_energies"}
     unknown = set(params) - known
     if unknown:
         raise ParameterError(f"unknown parameters: {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
@@ -115,7 +117,7 @@ def validate(procedure: str, params: dict[str, Any]) -> Plan:
     p["dark_time"] = _number(params, "dark_time", 0.2, 1e-3, 60)
     p["dark_images"] = int(_number(params, "dark_images", 5, 3, 16))
     p["hot_rate"] = _number(params, "hot_rate", 50.0, 0.1, 1e6)
-    p["scan_points"] = int(_number(params, "scan_points", 13, 5, 64))
+    p["scan_points"] = int(_number(params, "scan_points", 9, 5, 64))
     p["scan_range"] = _number(params, "scan_range", 0.2, 0.05, 0.45)
     if procedure in ("flatfield", "pixel_mask"):
         p["photon_energy"] = _energy(params, "photon_energy", 8000.0)
@@ -123,10 +125,15 @@ def validate(procedure: str, params: dict[str, Any]) -> Plan:
                                         0.98 * p["photon_energy"])
     if procedure == "factory":
         p["energies"] = _energies(params, "energies", [8000.0, 12000.0, 20000.0])
-    if procedure == "threshold":
-        p["energies"] = _energies(params, "energies", [8000.0, 12000.0])
-        if len(set(p["energies"])) < 2:
+    if procedure in ("threshold", "factory"):
+        key = "energies" if procedure == "threshold" else "threshold_energies"
+        p["threshold_energies"] = _energies(params, key, [8000.0, 12000.0])
+        if len(set(p["threshold_energies"])) < 2:
             raise ParameterError("a threshold calibration needs at least two different photon energies")
+        high = [e for e in p["threshold_energies"] if e * (1 + p["scan_range"]) > THRESHOLD_MAX]
+        if high:
+            raise ParameterError(f"threshold scans at {high} eV would pass the highest threshold "
+                                 f"{THRESHOLD_MAX:.0f} eV; choose lower photon energies or a smaller scan_range")
     if "fluxes" in params:
         fluxes = params["fluxes"]
         if not isinstance(fluxes, list) or len(fluxes) < 3 or not all(
@@ -228,7 +235,7 @@ class ProcedureRun:
         elif name == "countrate":
             self._countrate(link, cal, (0.0, 1.0))
         elif name == "threshold":
-            self._threshold(link, cal, p["energies"], (0.0, 1.0))
+            self._threshold(link, cal, p["threshold_energies"], (0.0, 1.0))
         else:  # factory: mask, flatfields, dead time, threshold relation
             cal.flatfields = []
             energies = p["energies"]
@@ -237,7 +244,7 @@ class ProcedureRun:
             for i, e in enumerate(energies):
                 self._flatfield(link, cal, e, e / 2, p["precision"], ((1 + i) / n, (2 + i) / n))
             self._countrate(link, cal, ((n - 2) / n, (n - 1) / n))
-            self._threshold(link, cal, [e for e in energies if e <= 13000.0][:3] or energies[:2], ((n - 1) / n, 1.0))
+            self._threshold(link, cal, p["threshold_energies"], ((n - 1) / n, 1.0))
         cal.created = utc_now()
         return cal
 
