@@ -44,7 +44,7 @@ class CalibrationManager:
 
     @property
     def running(self) -> bool:
-        return self.run is not None and self.run.thread.is_alive()
+        return self.progress.state == "running"
 
     # -- commands ---------------------------------------------------------------------------------------------------
     def start(self, argument: Any) -> str:
@@ -70,13 +70,9 @@ class CalibrationManager:
             if state != "idle":
                 raise WrongState(f"the detector is {state}: a calibration needs it idle (initialized, no series)")
             self.progress = Progress(procedure=name, state="running", started=utc_now(), message="starting")
-            self.run = ProcedureRun(plan, self.store, self.link_factory, self.progress, on_end=self._ended)
+            self.run = ProcedureRun(plan, self.store, self.link_factory, self.progress, on_end=self.push_active)
             self.run.start()
         return name
-
-    def _ended(self) -> None:
-        if self.progress.state == "done":
-            self.push_active()
 
     def push_active(self) -> None:
         """Show the active set on app-detector: its pixel mask and the flatfield of the present energies."""

@@ -169,20 +169,19 @@ class ProcedureRun:
     def _run(self) -> None:
         link = self._link_factory(self._cancel.is_set)
         saved = None
+        outcome: dict[str, Any] = {}
         try:
             saved = SavedConfig(link)
             self._prepare(link)
             cal = self._measure(link)
             self.store.add(cal, activate=True)
-            self.progress.result = cal.set_id
-            self.progress.state, self.progress.fraction = "done", 1.0
-            self.progress.message = f"set {cal.set_id} is active"
+            outcome = {"result": cal.set_id, "state": "done", "fraction": 1.0,
+                       "message": f"set {cal.set_id} is active"}
         except Cancelled:
-            self.progress.state, self.progress.message = "cancelled", "cancelled; the active set is unchanged"
+            outcome = {"state": "cancelled", "message": "cancelled; the active set is unchanged"}
         except Exception as exc:  # noqa: BLE001 - reported in status, the active set stays
             log.exception("calibration procedure %s failed", self.plan.procedure)
-            self.progress.state, self.progress.error = "failed", str(exc)
-            self.progress.message = "failed; the active set is unchanged"
+            outcome = {"state": "failed", "error": str(exc), "message": "failed; the active set is unchanged"}
         finally:
             try:
                 if saved is not None:
@@ -192,7 +191,13 @@ class ProcedureRun:
             except Exception:  # noqa: BLE001
                 log.exception("restoring the detector configuration failed")
             link.close()
-            self._on_end()
+            if outcome.get("state") == "done":
+                self._on_end()
+            # the state leaves "running" last: a client that sees "done" finds the detector as it was
+            for key, value in outcome.items():
+                setattr(self.progress, key, value)
+            if not outcome:
+                self.progress.state = "failed"
 
     def _prepare(self, link: DetectorLink) -> None:
         if link.state() != "idle":

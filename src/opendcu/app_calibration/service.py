@@ -34,5 +34,7 @@ class CalibrationService(calibration_pb2_grpc.CalibrationServicer):
             mask, flatfield = cal.pixel_mask, np.ones(cal.pixel_mask.shape, dtype=np.float32)
             calibration_id = f"{store.detector}/{cal.set_id}/no flatfield (calibration procedure running)"
         self.manager.last_energies = energies
+        dead_time = store.active().dead_time
         return cpb.DetectorCalibration(pixel_mask=array_to_proto(mask), flatfield=array_to_proto(flatfield),
-                                       calibration_id=calibration_id)
+                                       calibration_id=calibration_id,
+                                       dead_time_s=[] if dead_time is None else [float(t) for t in dead_time])
