@@ -244,7 +244,7 @@ def test_a_changed_sensor_is_found_and_the_previous_set_stays(server, measured) 
         limit = 1.0 / np.sqrt(new.flatfields[0].info["counts_median"])
         assert residual_spread(ff, truth_new, new.pixel_mask) <= 1.2 * limit
         assert residual_spread(ff, truth_old, new.pixel_mask) > 3 * limit  # the old gain map is gone
-        diff = http.put(f"{C}/command/compare", json={"value": {"a": measured.set_id, "b": new_id}}).json()["value"]
+        diff = http.put(f"{C}/command/compare", json={"value": {"a": measured.set_id, "b": new_id}}).json()
         assert diff["flatfield"]["ratio_std"] > 0.03 and diff["pixel_mask"]["noisy"]["only_b"] >= 1
         # the previous set is still there and can be made active again: app-detector shows it
         assert http.put(f"{C}/command/activate", json={"value": measured.set_id}).status_code == 200
@@ -273,3 +273,42 @@ def test_a_cancelled_procedure_leaves_the_active_set_and_the_config(server) -> N
         assert status(http, "sets") == sets and status(http, "active_set") == active
         after = {k: http.get(f"{D}/config/{k}").json()["value"] for k in before}
         assert after == before and http.get(f"{D}/status/state").json()["value"] == "idle"
+
+
+def test_dcu_calibrate_on_the_terminal(server) -> None:
+    import subprocess
+    import sys
+
+    def dcu(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "opendcu", "calibrate", *args, "--url", server.url],
+                              capture_output=True, text=True, timeout=600)
+
+    bad = dcu("flatfield", "--precision", "-0.01")
+    assert bad.returncode == 1 and "error 400" in bad.stderr and "precision" in bad.stderr
+    done = dcu("pixel-mask")
+    assert done.returncode == 0, done.stderr
+    new_id = done.stdout.strip().splitlines()[-1].split()[-1]
+    assert "100%" in done.stdout  # the progress bar reached its end
+    listing = dcu("sets")
+    assert f"* {new_id}" in listing.stdout.splitlines()
+    shown = json.loads(dcu("show", new_id).stdout)
+    assert shown["id"] == new_id and shown["provenance"]["pixel_mask"]["dark"]["hot"] >= 1
+
+
+def test_a_custom_upload_is_kept_as_a_set_of_its_own(server) -> None:
+    from opendcu.base.rest.responses import darray
+
+    with server.client() as http:
+        before, sets = status(http, "active_set"), status(http, "sets")
+        mask = darray_to_array(http.get(f"{C}/config/pixel_mask").json()["value"]).copy()
+        mask[5, 7] |= 8
+        wrong = np.zeros((3, 3), dtype=np.uint32)
+        assert http.put(f"{C}/config/pixel_mask", json={"value": darray(wrong)}).status_code == 400
+        assert status(http, "sets") == sets
+        assert http.put(f"{C}/config/pixel_mask", json={"value": darray(mask)}).status_code == 200
+        custom = status(http, "active_set")
+        assert custom.startswith("custom-") and set(status(http, "sets")) == {*sets, custom}
+        np.testing.assert_array_equal(store(server).get(custom).pixel_mask, mask)
+        served = darray_to_array(http.get(f"{D}/config/pixel_mask").json()["value"])
+        np.testing.assert_array_equal(served, mask)  # app-detector shows it
+        assert http.put(f"{C}/command/activate", json={"value": before}).status_code == 200
