@@ -4,7 +4,9 @@ names, and a full disk."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -19,6 +21,7 @@ import pytest
 from opendcu.app_detector.control.errors import InvalidValue
 from opendcu.app_detector.imagemux import ImageMux
 from opendcu.app_detector.interfaces.filewriter.paths import UnsafePath
+from opendcu.app_detector.interfaces.filewriter.sinks import ParallelSink, SerialSink
 from opendcu.app_detector.interfaces.filewriter.writer import FileWriter
 from series_factory import ImageSource, make_pixels, make_series
 
@@ -215,6 +218,35 @@ def test_full_disk_is_an_error_and_written_files_stay_valid(tmp_path: Path, mode
     assert "s_1_data_000001.h5" in result["files"] and "s_1_master.h5" in result["files"]
     assert "s_1_data_000003.h5" not in result["files"]
     assert result["file1_ok"]
+
+
+@pytest.mark.parametrize("mode, sink", [("serial", SerialSink), ("parallel", ParallelSink)])
+def test_full_disk_by_fault_injection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, sink: type):
+    """The always-on variant of the full-disk test (which needs mount rights): the sink's write raises ENOSPC,
+    as the kernel does, from the 7th image on, i.e. in the middle of the second data file."""
+    real_write = sink.write
+    calls = 0
+
+    def write(self, image, chunk):
+        nonlocal calls
+        calls += 1
+        if calls >= 7:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path))
+        return real_write(self, image, chunk)
+
+    monkeypatch.setattr(sink, "write", write)
+    fw = write_series(tmp_path, name_pattern="s_$id", nimages=12, nimages_per_file=4, writer_mode=mode)
+    assert calls == 7  # the series stopped writing at the first failure
+    assert fw.state == "error"
+    assert len(fw.errors) == 1 and "writing image 7 of series 1 failed" in fw.errors[0], fw.errors
+    assert "No space left on device" in fw.errors[0]
+    # the first file is complete and valid, the interrupted second one is gone (no partial files), no third one
+    assert fw.list_files() == ["s_1_data_000001.h5", "s_1_master.h5"]
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".part")]
+    series = make_series(nimages=12)
+    with h5py.File(tmp_path / "s_1_master.h5") as f:
+        d = f["/entry/data/data_000001"]
+        assert d.shape[0] == 4 and all(np.array_equal(d[i], make_pixels(series, i)) for i in range(4))
 
 
 def test_uncompressed_files_when_compression_is_disabled(tmp_path: Path):
