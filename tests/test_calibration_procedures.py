@@ -20,9 +20,9 @@ import time
 import numpy as np
 import pytest
 import tifffile
-
 from calibration_truth import true_calibration
 from conftest import DcuServer, start_dcu
+
 from opendcu.app_calibration.store import CalibrationStore
 from opendcu.base.rest.responses import darray_to_array
 from opendcu.geometry import DetectorLayout, get_model

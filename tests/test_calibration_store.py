@@ -12,8 +12,16 @@ import pytest
 
 from opendcu.app_calibration import analysis
 from opendcu.app_calibration.procedures import ParameterError, validate
-from opendcu.app_calibration.store import (CalibrationSet, CalibrationStore, Flatfield, StoreError, UnknownSet,
-                                           compare_sets, nominal_set, utc_now)
+from opendcu.app_calibration.store import (
+    CalibrationSet,
+    CalibrationStore,
+    Flatfield,
+    StoreError,
+    UnknownSet,
+    compare_sets,
+    nominal_set,
+    utc_now,
+)
 from opendcu.geometry import DetectorLayout, get_model
 
 DETECTOR = "eiger2-500k"
@@ -22,8 +30,9 @@ DETECTOR = "eiger2-500k"
 def a_set(set_id: str, energies=(8000.0, 12000.0), scale: float = 1.0) -> CalibrationSet:
     base = nominal_set(DETECTOR)
     rng = np.random.default_rng(1)
-    fields = [Flatfield(e, e / 2, (scale * e / 8000.0 + 0.01 * rng.standard_normal(base.pixel_mask.shape)).astype(np.float32),
-                        {"precision": 0.01}) for e in energies]
+    noise = [0.01 * rng.standard_normal(base.pixel_mask.shape) for _ in energies]
+    fields = [Flatfield(e, e / 2, (scale * e / 8000.0 + n).astype(np.float32), {"precision": 0.01})
+              for e, n in zip(energies, noise, strict=True)]
     mask = base.pixel_mask.copy()
     mask[10, 20] |= 2
     return CalibrationSet(set_id=set_id, detector=DETECTOR, kind="measured", created=utc_now(), pixel_mask=mask,

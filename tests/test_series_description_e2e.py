@@ -15,9 +15,10 @@ import hdf5plugin  # noqa: F401
 import numpy as np
 import pytest
 import zmq
-
+from calibration_truth import install_truth_set
+from calibration_truth import true_calibration as calibration_for
 from conftest import DcuServer, start_dcu
-from calibration_truth import install_truth_set, true_calibration as calibration_for
+
 from opendcu.app_detector.interfaces.stream.decoder import decode_v1, decode_v2
 from opendcu.base.rest.responses import darray, darray_to_array
 from opendcu.codecs.float8 import ENCODE_TABLE, FLOAT8_MAX, Float8E3M5

@@ -8,13 +8,19 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-
 from calibration_truth import true_calibration as calibration_for
+
 from opendcu.geometry import DetectorLayout, get_model
 from opendcu.geometry.layout import MASK_DEAD, MASK_GAP, MASK_NOISY, MASK_OVER, MASK_UNDER
 from opendcu.hardware.counters import FLOAT8_DECODE, SATURATED
-from opendcu.simulator.physics import (HOT_RATE, ModuleRenderer, effective_threshold, module_defects,
-                                      render_module_frame, threshold_efficiency)
+from opendcu.simulator.physics import (
+    HOT_RATE,
+    ModuleRenderer,
+    effective_threshold,
+    module_defects,
+    render_module_frame,
+    threshold_efficiency,
+)
 from opendcu.simulator.scenes import make_scene
 from opendcu.simulator.scenes.base import Experiment
 

@@ -39,16 +39,17 @@ def main(argv: list[str] | None = None) -> None:
         options=[("grpc.max_send_message_length", MAX_MESSAGE), ("grpc.max_receive_message_length", MAX_MESSAGE)],
     )
     calibration_pb2_grpc.add_CalibrationServicer_to_server(CalibrationService(manager), server)
-    control_pb2_grpc.add_ControlServicer_to_server(ControlService({"calibration": build_calibration_subsystem(manager)}),
-                                                   server)
+    control = ControlService({"calibration": build_calibration_subsystem(manager)})
+    control_pb2_grpc.add_ControlServicer_to_server(control, server)
     server.add_insecure_port(args.grpc)
     server.start()
     announce_ready({"grpc": args.grpc})
 
     def shutdown() -> None:
-        if manager.running:
-            manager.run.cancel()
-            manager.run.thread.join(timeout=10)
+        run = manager.run
+        if run is not None and manager.running:
+            run.cancel()
+            run.thread.join(timeout=10)
         server.stop(grace=1).wait()
 
     run_until(stop, shutdown)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from opendcu.geometry import DetectorLayout
-from opendcu.geometry.layout import MASK_DEAD, MASK_NOISY, MASK_OVER, MASK_UNDER, WHOLE
+from opendcu.geometry.layout import MASK_DEAD, MASK_OVER, MASK_UNDER
 
 #: response (relative to the detector's median) below which a pixel counts as dead, under-, over-responding
 DEAD_RESPONSE, UNDER_RESPONSE, OVER_RESPONSE = 0.05, 0.8, 1.25
@@ -103,7 +103,8 @@ def flood_mask_bits(flood: FloodResult, noisy: np.ndarray | None = None) -> np.n
     return bits
 
 
-def dark_noisy(darks: np.ndarray, count_time: float, rate_limit: float, dispersion_sigmas: float = 6.0) -> tuple[np.ndarray, dict]:
+def dark_noisy(darks: np.ndarray, count_time: float, rate_limit: float,
+               dispersion_sigmas: float = 6.0) -> tuple[np.ndarray, dict]:
     """Hot and noisy pixels from dark images [n, n_modules, raw_h, raw_w]: a dark rate above `rate_limit`
     (counts/s), or a variance in excess of Poisson (dispersion index var/mean above 1 by `dispersion_sigmas`
     standard errors, sqrt(2 / (n - 1)))."""

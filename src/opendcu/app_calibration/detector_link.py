@@ -11,7 +11,8 @@ import io
 import json
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import grpc
 import numpy as np

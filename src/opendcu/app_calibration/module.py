@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from opendcu.app_calibration.detector_link import DetectorLink, DetectorRefused
 from opendcu.app_calibration.procedures import PROCEDURES, ParameterError, ProcedureRun, Progress, validate
 from opendcu.app_calibration.store import CalibrationStore, Flatfield, StoreError, UnknownSet, compare_sets, utc_now
-from opendcu.app_detector.control.errors import InvalidValue, ParameterNotFound, WrongState
-from opendcu.app_detector.control.parameters import Command, Parameter, StatusParameter, Subsystem
+from opendcu.simplon.errors import InvalidValue, ParameterNotFound, WrongState
+from opendcu.simplon.parameters import Command, Parameter, StatusParameter, Subsystem
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ class CalibrationManager:
             link.close()
 
     def cancel(self) -> None:
-        if not self.running:
+        if not self.running or self.run is None:
             raise WrongState("no calibration procedure is running")
         self.run.cancel()
 
@@ -112,7 +113,8 @@ class CalibrationManager:
 
     def compare(self, argument: Any) -> dict:
         if not isinstance(argument, dict) or "a" not in argument or "b" not in argument:
-            raise InvalidValue('compare takes {"a": "<set id>", "b": "<set id>"[, "photon_energy", "threshold_energy"]}')
+            raise InvalidValue('compare takes {"a": "<set id>", "b": "<set id>"'
+                               '[, "photon_energy", "threshold_energy"]}')
         try:
             a, b = (self.store.get(self._set_id(argument[k])) for k in ("a", "b"))
         except UnknownSet as exc:
@@ -134,7 +136,8 @@ class CalibrationManager:
         self._check_idle()
         active = self.store.active()
         if value.shape != active.pixel_mask.shape:
-            raise InvalidValue(f"Parameter {key}: shape {list(value.shape)} != detector {list(active.pixel_mask.shape)}")
+            raise InvalidValue(f"Parameter {key}: shape {list(value.shape)} != "
+                               f"detector {list(active.pixel_mask.shape)}")
         cal = active.derived(self.store.new_id("custom"), "custom")
         if key == "pixel_mask":
             cal.pixel_mask = value.astype(np.uint32)
@@ -145,7 +148,8 @@ class CalibrationManager:
                 e, t = float(link.get("photon_energy")), float(link.get("threshold_energy"))
             finally:
                 link.close()
-            cal.flatfields = [f for f in cal.flatfields if abs(f.photon_energy - e) >= 1 or abs(f.threshold_energy - t) >= 1]
+            cal.flatfields = [f for f in cal.flatfields
+                              if abs(f.photon_energy - e) >= 1 or abs(f.threshold_energy - t) >= 1]
             cal.flatfields.append(Flatfield(e, t, value.astype(np.float32), {"procedure": "upload", "date": utc_now()}))
             cal.flatfields.sort(key=lambda f: (f.photon_energy, f.threshold_energy))
             cal.provenance.setdefault("flatfield", []).append({"procedure": "upload", "photon_energy": e,

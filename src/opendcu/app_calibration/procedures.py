@@ -26,9 +26,9 @@ from __future__ import annotations
 import logging
 import math
 import threading
-import time
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -121,8 +121,8 @@ def validate(procedure: str, params: dict[str, Any]) -> Plan:
     p["scan_range"] = _number(params, "scan_range", 0.2, 0.05, 0.45)
     if procedure in ("flatfield", "pixel_mask"):
         p["photon_energy"] = _energy(params, "photon_energy", 8000.0)
-        p["threshold_energy"] = _number(params, "threshold_energy", p["photon_energy"] / 2, 0.25 * p["photon_energy"],
-                                        0.98 * p["photon_energy"])
+        e = p["photon_energy"]
+        p["threshold_energy"] = _number(params, "threshold_energy", e / 2, 0.25 * e, 0.98 * e)
     if procedure == "factory":
         p["energies"] = _energies(params, "energies", [8000.0, 12000.0, 20000.0])
     if procedure in ("threshold", "factory"):
@@ -138,7 +138,8 @@ def validate(procedure: str, params: dict[str, Any]) -> Plan:
         fluxes = params["fluxes"]
         if not isinstance(fluxes, list) or len(fluxes) < 3 or not all(
                 isinstance(f, (int, float)) and not isinstance(f, bool) and f > 0 for f in fluxes):
-            raise ParameterError(f"fluxes must be a list of >= 3 positive photon rates (per pixel and s), got {fluxes!r}")
+            raise ParameterError(f"fluxes must be a list of >= 3 positive photon rates (per pixel and s), "
+                                 f"got {fluxes!r}")
         p["fluxes"] = [float(f) for f in fluxes]
     return Plan(procedure, p)
 
@@ -264,7 +265,8 @@ class ProcedureRun:
         link.set("threshold_energy", float(threshold_energy))
 
     def _flood_counts(self, link: DetectorLink, photon_energy: float, threshold_energy: float, precision: float,
-                      span: tuple[float, float], exclude: np.ndarray | None, label: str) -> tuple[analysis.FloodResult, dict]:
+                      span: tuple[float, float], exclude: np.ndarray | None,
+                      label: str) -> tuple[analysis.FloodResult, dict]:
         """Floods until the requested precision; summed per physical pixel."""
         self._energies(link, photon_energy, threshold_energy)
         count_time = self._sub_frame_time(link)
@@ -279,7 +281,7 @@ class ProcedureRun:
         total = None
         images = 0
         flood = None
-        for n in range(MAX_FLOOD_SERIES):
+        for _ in range(MAX_FLOOD_SERIES):
             stack = self._series(link, k, count_time)
             frame_sum = stack.sum(axis=0)
             total = frame_sum if total is None else total + frame_sum
@@ -372,12 +374,12 @@ class ProcedureRun:
             tau_nominal = 0.25 * count_time * math.exp(-0.25) / cutoff
             fluxes = [f / tau_nominal for f in (0.02, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8)]
         good = self._good_whole(cal)
-        means = []
+        rows = []
         for i, flux in enumerate(fluxes):
             self._step(span[0] + (span[1] - span[0]) * i / len(fluxes), f"count rate: flux {flux:.3g} /s")
             link.set_scene({"kind": "flood", "flux": flux})
-            means.append(self._module_means(self._series(link, 2, count_time), good))
-        means = np.array(means)  # [n_flux, n_modules]
+            rows.append(self._module_means(self._series(link, 2, count_time), good))
+        means = np.array(rows)  # [n_flux, n_modules]
         taus, rms = [], []
         for k in range(means.shape[1]):
             tau, _a, r = analysis.fit_dead_time(np.array(fluxes), means[:, k], count_time)
@@ -393,7 +395,7 @@ class ProcedureRun:
                    span: tuple[float, float]) -> None:
         p = self.plan.params
         good = self._good_whole(cal)
-        mids = []  # [n_energies, n_modules]
+        mid_rows: list[list[float]] = []  # [n_energies][n_modules]
         curves = []
         n_points = p["scan_points"]
         for i, energy in enumerate(energies):
@@ -405,16 +407,16 @@ class ProcedureRun:
             link.set_scene({"kind": "flood", "flux": flux})
             reference = self._module_means(self._series(link, 1, count_time), good)
             thresholds = np.linspace(energy * (1 - p["scan_range"]), energy * (1 + p["scan_range"]), n_points)
-            fractions = []
+            points = []
             for j, t in enumerate(thresholds):
                 self._step(span[0] + (span[1] - span[0]) * (i + j / n_points) / len(energies),
                            f"threshold scan {energy:.0f} eV: threshold {t:.0f} eV")
                 link.set("threshold_energy", float(t))
-                fractions.append(self._module_means(self._series(link, 1, count_time), good) / reference)
-            fractions = np.array(fractions)  # [n_points, n_modules]
-            mids.append([analysis.fit_s_curve(thresholds, fractions[:, k])[0] for k in range(fractions.shape[1])])
+                points.append(self._module_means(self._series(link, 1, count_time), good) / reference)
+            fractions = np.array(points)  # [n_points, n_modules]
+            mid_rows.append([analysis.fit_s_curve(thresholds, fractions[:, k])[0] for k in range(fractions.shape[1])])
             curves.append({"photon_energy": energy, "thresholds": thresholds.tolist(), "fractions": fractions.tolist()})
-        mids = np.array(mids)
+        mids = np.array(mid_rows)
         e = np.array(energies)
         gains, offsets = [], []
         for k in range(mids.shape[1]):

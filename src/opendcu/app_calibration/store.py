@@ -28,7 +28,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,7 @@ class UnknownSet(StoreError):
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass
@@ -125,7 +125,7 @@ class CalibrationSet:
             "procedures": sorted(self.provenance),
         }
 
-    def derived(self, set_id: str, kind: str) -> "CalibrationSet":
+    def derived(self, set_id: str, kind: str) -> CalibrationSet:
         """A copy to measure into: the parts not re-measured stay those of this set."""
         return CalibrationSet(set_id=set_id, detector=self.detector, kind=kind, created=utc_now(),
                               pixel_mask=self.pixel_mask.copy(), flatfields=list(self.flatfields),
@@ -141,7 +141,7 @@ def nominal_set(detector: str) -> CalibrationSet:
                           pixel_mask=layout.default_pixel_mask())
 
 
-# -- HDF5 ---------------------------------------------------------------------------------------------------------------
+# -- HDF5 -------------------------------------------------------------------------------------------------------------
 def write_set(path: Path, cal: CalibrationSet) -> None:
     """Write `cal` to `path` (via a hidden temporary name: a reader never sees half a set)."""
     tmp = path.with_name(f".{path.name}.part")
@@ -261,7 +261,8 @@ class CalibrationStore:
         """(pixel mask, flatfield, calibration id) of the active set at these energies."""
         cal = self.active()
         flatfield, how = cal.flatfield_for(photon_energy, threshold_energy)
-        return cal.pixel_mask, flatfield, f"{self.detector}/{cal.set_id}/E={photon_energy:.2f}eV/T={threshold_energy:.2f}eV ({how})"
+        name = f"{self.detector}/{cal.set_id}/E={photon_energy:.2f}eV/T={threshold_energy:.2f}eV ({how})"
+        return cal.pixel_mask, flatfield, name
 
 
 def compare_sets(a: CalibrationSet, b: CalibrationSet, photon_energy: float | None = None,
@@ -279,6 +280,7 @@ def compare_sets(a: CalibrationSet, b: CalibrationSet, photon_energy: float | No
     if photon_energy is None and energies:
         photon_energy, threshold_energy = energies[0]
     if photon_energy is not None:
+        threshold_energy = photon_energy / 2 if threshold_energy is None else threshold_energy
         try:
             fa, _ = a.flatfield_for(photon_energy, threshold_energy)
             fb, _ = b.flatfield_for(photon_energy, threshold_energy)

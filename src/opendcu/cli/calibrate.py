@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
@@ -60,13 +60,13 @@ def run_procedure(url: str, procedure: str, params: dict[str, Any], wait: bool =
 
 
 PhotonEnergy = Annotated[float, typer.Option(help="photon energy (eV)")]
-Precision = Annotated[Optional[float], typer.Option(help="statistical precision per pixel, e.g. 0.005")]
+Precision = Annotated[float | None, typer.Option(help="statistical precision per pixel, e.g. 0.005")]
 NoWait = Annotated[bool, typer.Option("--no-wait", help="start it and return")]
 
 
 @app.command()
 def flatfield(photon_energy: PhotonEnergy = 8000.0,
-              threshold_energy: Annotated[Optional[float], typer.Option(help="threshold (eV), default E/2")] = None,
+              threshold_energy: Annotated[float | None, typer.Option(help="threshold (eV), default E/2")] = None,
               precision: Precision = None, no_wait: NoWait = False, url: UrlOption = DEFAULT_URL) -> None:
     """Measure the flatfield at one photon / threshold energy from floods."""
     run_procedure(url, "flatfield", {"photon_energy": photon_energy, "threshold_energy": threshold_energy,
@@ -140,7 +140,7 @@ def delete(set_id: str, url: UrlOption = DEFAULT_URL) -> None:
 
 
 @app.command()
-def compare(a: str, b: str, photon_energy: Annotated[Optional[float], typer.Option()] = None,
+def compare(a: str, b: str, photon_energy: Annotated[float | None, typer.Option()] = None,
             url: UrlOption = DEFAULT_URL) -> None:
     """What differs between two sets."""
     body: dict[str, Any] = {"a": a, "b": b}

@@ -109,18 +109,21 @@ class PhysicsVariant:
     dead_time_scale: float = 1.0
 
     @classmethod
-    def from_json(cls, spec: dict | None) -> "PhysicsVariant":
+    def from_json(cls, spec: dict | None) -> PhysicsVariant:
         """From the `physics` JSON object of the CONFIGURE content; ValueError on anything malformed."""
         spec = dict(spec or {})
         unknown = set(spec) - {"gain_seed", "hot_pixels", "dead_time_scale"}
         if unknown:
             raise ValueError(f"unknown physics keys: {', '.join(sorted(unknown))}")
         try:
-            hot = tuple(tuple(int(v) for v in p) for p in spec.get("hot_pixels", ()))
+            pixels = [tuple(int(v) for v in p) for p in spec.get("hot_pixels", ())]
+            if any(len(p) != 3 for p in pixels):
+                raise ValueError
+            hot = tuple((p[0], p[1], p[2]) for p in pixels)
             variant = cls(int(spec.get("gain_seed", 0)), hot, float(spec.get("dead_time_scale", 1.0)))
         except (TypeError, ValueError):
-            raise ValueError(f"bad physics variant {spec!r:.120}") from None
-        if any(len(p) != 3 for p in hot) or not 0.1 <= variant.dead_time_scale <= 10:
+            raise ValueError(f"bad physics variant {spec!r:.120}; hot_pixels are [module, row, col]") from None
+        if not 0.1 <= variant.dead_time_scale <= 10:
             raise ValueError("physics: hot_pixels are [module, row, col]; dead_time_scale in [0.1, 10]")
         return variant
 
@@ -202,7 +205,8 @@ def threshold_relation(model: DetectorModel, module_id: int) -> tuple[float, flo
     """(gain, offset eV) of module `module_id`: its comparator cuts at gain x set threshold + offset."""
     rng = _module_rng(model, module_id, 17)
     gain, offset = rng.normal(0.0, 1.0, 2)
-    return 1.0 + THRESHOLD_GAIN_SIGMA * float(np.clip(gain, -3, 3)), THRESHOLD_OFFSET_SIGMA_EV * float(np.clip(offset, -3, 3))
+    gain, offset = float(np.clip(gain, -3, 3)), float(np.clip(offset, -3, 3))
+    return 1.0 + THRESHOLD_GAIN_SIGMA * gain, THRESHOLD_OFFSET_SIGMA_EV * offset
 
 
 def effective_threshold(model: DetectorModel, module_id: int, threshold_energy: float | None) -> float | None:
@@ -272,7 +276,8 @@ def readout_response(model: DetectorModel, module_id: int, photon_energy: float 
     d = module_defects(model, module_id, variant)
     b2 = module.binning**2
     effective = effective_threshold(model, module_id, threshold_energy)
-    relative = threshold_efficiency(photon_energy, effective) / max(threshold_efficiency(photon_energy, threshold_energy), 1e-300)
+    nominal = max(threshold_efficiency(photon_energy, threshold_energy), 1e-300)
+    relative = threshold_efficiency(photon_energy, effective) / nominal
     efficiency = (bin_sum(sensor_response(model, module_id, photon_energy, effective, variant), module.binning)
                   / b2 * relative).astype(np.float32)
     gain = bin_sum(d.gain.astype(np.float64), module.binning) / b2
