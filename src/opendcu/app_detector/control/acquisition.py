@@ -403,6 +403,9 @@ class AcquisitionController:
             "omega_start_deg": cfg["omega_start"],
             "omega_increment_deg": cfg["omega_increment"],
         }
+        axis = cfg.get("omega_axis")
+        if axis is not None:  # NXmx/mcstas -> the scene's frame (x along the fast pixels = -x mcstas, y = -y)
+            spec["experiment"]["rotation_axis"] = [-float(axis[0]), -float(axis[1]), float(axis[2])]
         return spec
 
     @staticmethod
