@@ -45,7 +45,7 @@ MIN_ZETA = 0.05  # bounds the Lorentz factor and the rocking width of reflection
 DEFAULT_POLARIZATION = 0.998
 #: the intensity taper past d_min: Gaussian in 1/d^2 with this width relative to 1/d_min^2; reflections are made
 #: out to where it is below 1e-3
-TAPER_WIDTH = 0.12
+TAPER_WIDTH = 0.06
 TAPER_SIGMAS = 3.7
 
 

@@ -28,9 +28,10 @@ from opendcu.codecs.float8 import DECODE_DESCRIPTION, DECODE_UNBIASED_TABLE
 #: real files carry. dxtbx 3.18-3.23 parse it as a version after dropping "release-" and reverse `data_size` for
 #: firmware older than 2022.1.2 (which wrote [fast, slow]); we write [slow, fast] as 2022.1.2 and later do.
 EIGER_FW_VERSION = "release-2022.1.2"
-#: the beam as the simulated source delivers it when the config does not say: linear polarization degree
-#: (Stokes S1/S0, horizontal = the mcstas x axis, pyFAI's polarization factor), size (m, FWHM x, y) and profile
-DEFAULT_POLARIZATION = 0.99
+#: the beam when the config does not say: linear polarization degree (Stokes S1/S0, horizontal = the mcstas x
+#: axis; pyFAI's polarization factor; 0.998 = DIALS' synchrotron default polarization fraction 0.999, and the MX
+#: scene's default), size (m, FWHM x, y) and profile
+DEFAULT_POLARIZATION = 0.998
 DEFAULT_BEAM_SIZE = (50e-6, 50e-6)
 DEFAULT_BEAM_PROFILE = "Gaussian"
 #: the rotation axis when `omega_axis` is not configured: a horizontal axis along -x (mcstas frame)
