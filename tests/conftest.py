@@ -8,6 +8,7 @@ still there, names them, and fails the session.
 
 from __future__ import annotations
 
+import inspect
 import os
 import signal
 import socket
@@ -160,11 +161,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """A test that starts a DCU (the `dcu` fixture, or `start_dcu` in its module) is an integration test, marked
-    or not: `dev.py unit` (`-m "not integration"`) never starts a process tree."""
+    """A test that starts a DCU (the `dcu` fixture, or a call of `start_dcu` in its body) is an integration test,
+    marked or not: `dev.py unit` (`-m "not integration"`) never starts a process tree."""
     for item in items:
-        module = getattr(item, "module", None)
-        if "dcu" in getattr(item, "fixturenames", ()) or getattr(module, "start_dcu", None) is start_dcu:
+        function = getattr(item, "function", None)
+        try:
+            calls_start = function is not None and "start_dcu(" in inspect.getsource(function)
+        except (OSError, TypeError):
+            calls_start = False
+        if "dcu" in getattr(item, "fixturenames", ()) or calls_start:
             item.add_marker(pytest.mark.integration)
 
 

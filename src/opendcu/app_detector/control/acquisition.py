@@ -398,7 +398,7 @@ class AcquisitionController:
         the scene itself is the simulator's own, `python -m opendcu.simulator --scene`)."""
         cfg = series.detector_config
         binning = series.settings.binning  # scenes work in detector pixels, the snapshot in image pixels
-        return {
+        experiment = {
             "wavelength_a": cfg["wavelength"],
             "distance_m": cfg["detector_distance"],
             "beam_center_x_px": cfg["beam_center_x"] * binning,
@@ -408,6 +408,10 @@ class AcquisitionController:
             "omega_start_deg": cfg["omega_start"],
             "omega_increment_deg": cfg["omega_increment"],
         }
+        axis = cfg.get("omega_axis")
+        if axis is not None:  # NXmx/mcstas -> the scene's frame (x along the fast pixels = -x mcstas, y = -y)
+            experiment["rotation_axis"] = [-float(axis[0]), -float(axis[1]), float(axis[2])]
+        return experiment
 
     @staticmethod
     def _per_trigger(series: Series) -> int:
