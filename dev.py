@@ -37,6 +37,7 @@ CLIENTS_VENV = ROOT / ".venv-clients"
 CLIENT_PACKAGES = [
     "numpy", "h5py", "hdf5plugin", "bitshuffle", "dectris-compression", "cbor2", "pyzmq", "nxmx", "fabio", "silx",
     "tifffile", "pillow", "libertem-dectris", "opentelemetry-api", "fastcs-eiger", "eiger-simulator", "httpx",
+    "nxvalidate",
 ]
 CLIENT_PACKAGES_NO_DEPS = ["libertem-live==0.3.0"]  # only for DECTRIS' DEigerClient.py inside its wheel
 #: every version of the clients and their dependencies, pinned

@@ -82,7 +82,8 @@ def test_master_reads_in_nxmx_fabio_silx(tmp_path: Path, clients_python: Path, s
         assert list(det["module/data_size"][()]) == [512, 1028]  # [slow, fast]
         assert spec["pixel_mask"].chunks is None and spec["pixel_mask"].dtype == np.uint32
         assert spec["flatfield"].shape == (512, 1028) and spec["flatfield"].dtype == np.float32
-        assert spec["nimages"][()] == 4 and spec["ntrigger"][()] == 1 and b"opendcu" in spec["eiger_fw_version"][()]
+        assert spec["nimages"][()] == 4 and spec["ntrigger"][()] == 1
+        assert spec["eiger_fw_version"][()] == b"release-2022.1.2" and f["/entry/program_name"][()] == b"opendcu"
         assert det["saturation_value"][()] == 65534
         assert spec["detectorModule_000/countrate_correction_table"].shape[0] == 2
         np.testing.assert_allclose(f["/entry/sample/goniometer/omega"][()], [10.0, 10.5, 11.0, 11.5])
@@ -111,7 +112,7 @@ def test_serial_parallel_and_vds_files_are_bit_identical(tmp_path: Path):
     with h5py.File(tmp_path / "vds" / "series_1_master.h5") as f:
         data = f["/entry/data/data"]
         assert data.is_virtual and data.shape == (10, 512, 1028)
-        assert [k for k in f["/entry/data"]] == ["data"]  # no legacy links next to the VDS (fabio reads both)
+        assert [k for k in f["/entry/data"]] == ["data", "data_000001", "data_000002", "data_000003"]
         for i in range(10):
             np.testing.assert_array_equal(data[i], make_pixels(series, i))
     with h5py.File(tmp_path / "parallel" / names[1]) as f:
@@ -143,8 +144,10 @@ def test_early_end_keeps_valid_files_and_drops_dangling_links(tmp_path: Path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["series_1_data_000001.h5", "series_1_data_000002.h5",
                                                           "series_1_master.h5"]
     with h5py.File(tmp_path / "series_1_master.h5") as f:
-        assert sorted(f["/entry/data"]) == ["data_000001", "data_000002"]
+        assert sorted(f["/entry/data"]) == ["data", "data_000001", "data_000002"]
         assert f["/entry/data/data_000002"].shape[0] == 1 and f["/entry/analysis/x"].shape == (3,)
+        assert f["/entry/data/data"].shape[0] == 5 and f["/entry/instrument/detector/data"].shape[0] == 5
+        assert b"T" in f["/entry/end_time"][()]
 
 
 def test_name_pattern_must_stay_in_the_data_dir(tmp_path: Path):

@@ -84,6 +84,7 @@ class AcquisitionController:
         self.driver = driver
         self.calibration = calibration
         self.payload_size = payload_size
+        self.simulator_inputs: Subsystem | None = None  # the `simulator` module: scene / physics overrides
         self.state = DetectorState.NA
         self.errors: list[str] = []
         self.sequence_id = 0
@@ -377,7 +378,19 @@ class AcquisitionController:
             series_id=series.series_id,
             seed=series.series_id,
             experiment=json.dumps(self._experiment(series)),
+            **self._simulator_content(),
         )
+
+    def _simulator_content(self) -> dict[str, str]:
+        """The `simulator` module's overrides (scene, physics) for the simulated modules, as the CONFIGURE
+        `content` they read a series' own scene from; nothing when none is set (the simulator's own scene)."""
+        inputs = self.simulator_inputs
+        if inputs is None or not (inputs["scene"] or inputs["physics"]):
+            return {}
+        content = json.loads(inputs["scene"]) if inputs["scene"] else {}
+        if inputs["physics"]:
+            content["physics"] = json.loads(inputs["physics"])
+        return {"content": json.dumps(content)}
 
     @staticmethod
     def _experiment(series: Series) -> dict[str, Any]:
@@ -385,7 +398,7 @@ class AcquisitionController:
         the scene itself is the simulator's own, `python -m opendcu.simulator --scene`)."""
         cfg = series.detector_config
         binning = series.settings.binning  # scenes work in detector pixels, the snapshot in image pixels
-        return {
+        experiment = {
             "wavelength_a": cfg["wavelength"],
             "distance_m": cfg["detector_distance"],
             "beam_center_x_px": cfg["beam_center_x"] * binning,
@@ -395,6 +408,10 @@ class AcquisitionController:
             "omega_start_deg": cfg["omega_start"],
             "omega_increment_deg": cfg["omega_increment"],
         }
+        axis = cfg.get("omega_axis")
+        if axis is not None:  # NXmx/mcstas -> the scene's frame (x along the fast pixels = -x mcstas, y = -y)
+            experiment["rotation_axis"] = [-float(axis[0]), -float(axis[1]), float(axis[2])]
+        return experiment
 
     @staticmethod
     def _per_trigger(series: Series) -> int:
