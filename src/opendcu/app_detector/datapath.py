@@ -135,9 +135,13 @@ class DataPath:
         self._calibration = arrays.publish()
         series.settings = replace(series.settings, calibration_shm=self._calibration.name,
                                   raw_slots=(self.raw_ring.slot_bytes, self.raw_ring.n_slots))
+        try:
+            self.mux.start_series(series)  # may refuse (the master file): before the workers hear of the series
+        except Exception:
+            self._release_calibration()
+            raise
         self._series = series
         self.pipeline.start_series(series.settings)
-        self.mux.start_series(series)
         self.assembler.start_series(series.series_id, series.nimages_total, payload_size, series.frame_time,
                                     nsubframes=series.settings.nframes_sum, modules=series.modules)
 

@@ -149,6 +149,9 @@ class StatusParameter:
     allowed_values: list[Any] | None = None
     critical_limits: list[Any] | None = None
     critical_values: list[Any] | None = None
+    #: the GET object's `state` from the value (normal, warning, error), e.g. of a loss counter; None:
+    #: from critical_limits / critical_values
+    health: Callable[[Any], str] | None = None
 
 
 @dataclass
@@ -180,7 +183,10 @@ class Command:
 
 
 def _health(value: Any, s: StatusParameter) -> str:
-    """SIMPLON status health: `critical` outside critical_limits or at a critical value, else `normal`."""
+    """SIMPLON status health: `critical` outside critical_limits or at a critical value, else `normal`; or what
+    the key's own `health` says (warning / error when something was lost)."""
+    if s.health is not None:
+        return s.health(value)
     if s.critical_values and value in s.critical_values:
         return "critical"
     if s.critical_limits and _is_number(value):

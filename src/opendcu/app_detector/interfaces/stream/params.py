@@ -18,7 +18,9 @@ class AppendixParameter(Parameter):
     Its value_type stays "string" (fastcs-eiger accepts only its scalar set on listed keys).
     """
 
-    def validate(self, value: Any) -> Any:
+    def validate(self, value: Any, limits: tuple[Any, Any] | None = None) -> Any:
+        if "w" not in self.access_mode:
+            raise InvalidValue(f"Parameter {self.key} is read-only")
         try:
             json.dumps(value, allow_nan=False)
         except (TypeError, ValueError) as exc:
@@ -37,7 +39,8 @@ def build_stream_subsystem(stream: "Stream") -> Subsystem:
     )
     sub.add_status(
         StatusParameter("state", "string", lambda: stream.state, allowed_values=["disabled", "ready", "acquire", "error"]),
-        StatusParameter("dropped", "uint", lambda: stream.dropped),
+        # warning when the series' images were dropped (a consumer too slow or none connected)
+        StatusParameter("dropped", "uint", lambda: stream.dropped, health=lambda n: "warning" if n else "normal"),
         StatusParameter("error", "string[]", lambda: list(stream.errors), listed=False),
     )
     sub.add_command(Command("initialize", lambda _arg: stream.initialize()))

@@ -1,0 +1,228 @@
+"""Fault scenarios of whole series on a real `dcu serve` (issue #16, #15 item 4).
+
+One DCU per test, several scenarios in order on it: each refusal of arm leaves every stage as it was and the
+next series holds all its images; sequence ids never repeat across initialize and app-detector restarts, and
+no file of an earlier series changes (checksums); injected packet loss is reported with exact counts in the
+status keys' `state`, the series summary, the NXmx master, the log and the exit code of `dcu trigger` /
+`dcu wait` / `dcu watch`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import httpx
+import numpy as np
+import pytest
+
+from conftest import DcuServer, start_dcu
+from simplon_helpers import V, command, put, value, wait_state
+
+pytestmark = pytest.mark.integration
+
+NIMAGES = 6
+#: eiger2-500k: one module of 512 x 1024 16-bit pixels in 8192-byte payloads
+PACKETS_PER_IMAGE = 128
+DETAIL = "/entry/instrument/detector/detectorSpecific"
+
+
+def checksums(data_dir: Path) -> dict[str, str]:
+    return {str(p.relative_to(data_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(data_dir.rglob("*.h5")) if p.is_file()}
+
+
+def images_in_series(data_dir: Path, prefix: str) -> int:
+    total = 0
+    for path in sorted(data_dir.glob(f"{prefix}_data_*.h5")):
+        with h5py.File(path, "r") as f:
+            total += f["/entry/data/data"].shape[0]
+    return total
+
+
+def series_summary(http: httpx.Client) -> dict:
+    r = http.get(f"{V}/status/series")
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def run_series(http: httpx.Client, expect_id: int) -> dict:
+    r = command(http, "arm")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"sequence id": expect_id}
+    r = command(http, "trigger")
+    assert r.status_code == 200, r.text
+    assert wait_state(http, "idle") == "idle"
+    return series_summary(http)["value"]
+
+
+def dcu_cli(server: DcuServer, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "opendcu", *args, "--url", server.url], capture_output=True,
+                          text=True, timeout=120)
+
+
+def assert_success(summary: dict, series_id: int, nimages: int = NIMAGES) -> None:
+    assert summary["series_id"] == series_id
+    assert summary["outcome"] == "success", summary
+    assert (summary["images_expected"], summary["images_complete"], summary["images_incomplete"],
+            summary["images_lost"]) == (nimages, nimages, 0, 0)
+    assert (summary["packets_expected"], summary["packets_received"], summary["packets_lost"]) == (
+        nimages * PACKETS_PER_IMAGE, nimages * PACKETS_PER_IMAGE, 0)
+    assert summary["interfaces"]["filewriter"] == {"written": nimages, "missing": 0}
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    dcu = start_dcu(tmp_path)
+    try:
+        yield dcu
+    finally:
+        if dcu.process.poll() is None:
+            dcu.stop()
+
+
+def setup_series(http: httpx.Client) -> None:
+    assert command(http, "initialize").status_code == 200
+    for key, v in [("nimages", NIMAGES), ("ntrigger", 1), ("frame_time", 0.02), ("count_time", 0.01)]:
+        assert put(http, key, v).status_code == 200
+    assert put(http, "mode", "enabled", module="filewriter").status_code == 200
+    assert put(http, "nimages_per_file", 2, module="filewriter").status_code == 200
+
+
+def test_refused_arms_leave_everything_as_it_was_and_ids_never_repeat(server: DcuServer):
+    data = server.data_dir
+    with server.client() as http:
+        setup_series(http)
+        assert_success(run_series(http, 1), 1)
+        assert images_in_series(data, "series_1") == NIMAGES
+
+        # -- every refusal of arm: 400 with a text, state idle, nothing written; twice each --------------------------
+        (data / "real").mkdir()
+        (data / "linked").symlink_to(data / "real")
+        (data / "taken_master.h5").write_bytes(b"not ours")
+        before = checksums(data)
+        refusals = [
+            ("filewriter", "name_pattern", "linked/s_$id", "symbolic link"),
+            ("filewriter", "name_pattern", "taken", "exist already"),  # no $id: refused at the first collision
+            ("filewriter", "name_pattern", "series_$id", None),  # back to the default, then too many files:
+            ("detector", "nimages", 1_000_000, None),
+            ("detector", "ntrigger", 1000, None),
+            ("filewriter", "nimages_per_file", 1, "data files"),
+        ]
+        for module, key, v, refusal in refusals:
+            assert put(http, key, v, module=module).status_code == 200
+            if refusal is None:
+                continue
+            for _ in range(2):
+                r = command(http, "arm")
+                assert r.status_code == 400, (key, r.status_code, r.text)
+                assert refusal in r.text, r.text
+                assert value(http, "state", task="status") == "idle"
+        assert put(http, "nimages_per_file", 1000, module="filewriter").status_code == 200
+        r = command(http, "arm")  # 10^9 images in 10^6 files of 1000
+        assert r.status_code == 400 and "1000000 data files" in r.text, r.text
+        assert put(http, "ntrigger", 2000).status_code == 200
+        r = command(http, "arm")
+        assert r.status_code == 400 and "2000000000 images" in r.text and "1000000000" in r.text, r.text
+        # a 300-character name is refused when it is written, not at arm
+        r = put(http, "name_pattern", "x" * 300, module="filewriter")
+        assert r.status_code == 400 and "300 characters" in r.text, r.text
+        assert put(http, "name_pattern", "x\n", module="filewriter").status_code == 400
+        assert checksums(data) == before
+
+        # -- the next series holds all its images, under the next id -------------------------------------------------
+        for key, v in [("nimages", NIMAGES), ("ntrigger", 1)]:
+            assert put(http, key, v).status_code == 200
+        assert put(http, "nimages_per_file", 2, module="filewriter").status_code == 200
+        assert_success(run_series(http, 2), 2)
+        assert images_in_series(data, "series_2") == NIMAGES
+
+        # -- initialize and an app-detector restart keep counting ------------------------------------------------------
+        setup_series(http)
+        assert_success(run_series(http, 3), 3)
+        assert json.loads((data / ".opendcu-sequence.json").read_text()) == {"last_sequence_id": 3}
+        r = http.put("/system/api/1.8.0/command/restart")
+        assert r.status_code == 200, r.text
+        setup_series(http)
+        kept = checksums(data)
+        assert_success(run_series(http, 4), 4)
+        assert {k: v for k, v in checksums(data).items() if k in kept} == kept
+        for sid in (1, 2, 3, 4):
+            assert images_in_series(data, f"series_{sid}") == NIMAGES
+        # the state file is not a data file: no files list shows it
+        files = value(http, "files", module="filewriter", task="status")
+        assert ".opendcu-sequence.json" not in files and "taken_master.h5" in files
+
+
+def test_injected_loss_is_reported_everywhere_with_exact_counts(server: DcuServer):
+    data = server.data_dir
+    drops = [[2, 0], [2, 1], [5, 3]]  # image 2 loses packets 0 and 1, image 5 packet 3
+    with server.client() as http:
+        setup_series(http)
+        assert put(http, "drop_packets", json.dumps(drops), module="simulator").status_code == 200
+        assert put(http, "mode", "enabled", module="stream").status_code == 200  # no consumer: every image dropped
+        assert command(http, "arm").json() == {"sequence id": 1}
+        trigger = dcu_cli(server, "trigger")  # not a terminal: the summary only, as JSON
+        assert trigger.returncode == 3, (trigger.stdout, trigger.stderr)
+        summary = json.loads(trigger.stdout)
+        assert wait_state(http, "idle") == "idle"
+        final = series_summary(http)
+        assert final["state"] == "warning"
+        s = final["value"]
+        assert s == summary  # the trigger of the last images returns after the automatic disarm
+        assert (s["series_id"], s["state"], s["outcome"]) == (1, "done", "incomplete")
+        assert (s["images_expected"], s["images_complete"], s["images_incomplete"], s["images_lost"]) == (
+            NIMAGES, NIMAGES - 2, 2, 0)
+        assert (s["packets_expected"], s["packets_received"], s["packets_lost"]) == (
+            NIMAGES * PACKETS_PER_IMAGE, NIMAGES * PACKETS_PER_IMAGE - 3, 3)
+        assert s["efficiency"] == round((NIMAGES * PACKETS_PER_IMAGE - 3) / (NIMAGES * PACKETS_PER_IMAGE), 6)
+        assert s["interfaces"] == {"filewriter": {"written": NIMAGES, "missing": 0},
+                                   "stream": {"sent": 0, "dropped": NIMAGES}}
+
+        # status keys say it in their GET object's state; the detector state stays SIMPLON's
+        def status(key: str, module: str = "detector") -> dict:
+            return http.get(f"/{module}/api/1.8.0/status/{key}").json()
+
+        assert {k: (status(k)["value"], status(k)["state"]) for k in
+                ("daq/packets_lost", "daq/frames_incomplete", "daq/frames_lost")} == {
+            "daq/packets_lost": (3, "warning"), "daq/frames_incomplete": (2, "warning"), "daq/frames_lost": (0, "normal")}
+        assert status("daq/efficiency")["state"] == "warning"
+        assert (status("dropped", "stream")["value"], status("dropped", "stream")["state"]) == (NIMAGES, "warning")
+        assert (status("state")["value"], status("state")["state"]) == ("idle", "normal")
+
+        # the NXmx master records it per image and for the series
+        with h5py.File(data / "series_1_master.h5", "r") as f:
+            received = f[f"{DETAIL}/image_packets_received"][()]
+            expected = f[f"{DETAIL}/image_packets_expected"][()]
+            outcome = {k: f[f"{DETAIL}/series_outcome/{k}"][()] for k in f[f"{DETAIL}/series_outcome"]}
+        assert expected.tolist() == [PACKETS_PER_IMAGE] * NIMAGES
+        assert received.tolist() == [128, 126, 128, 128, 127, 128]
+        assert outcome["outcome"] == b"incomplete"
+        assert (outcome["images_expected"], outcome["images_complete"], outcome["images_incomplete"],
+                outcome["images_lost"], outcome["packets_lost"], outcome["images_written"]) == (6, 4, 2, 0, 3, 6)
+        assert b"Stream dropped 6 images" in outcome["problems"]
+
+        # dcu wait / watch report the last series and exit non-zero; the log says it once, as a WARNING
+        wait = dcu_cli(server, "wait")
+        assert wait.returncode == 3 and json.loads(wait.stdout)["images_incomplete"] == 2, wait.stderr
+        watch = dcu_cli(server, "watch", "--last")
+        assert watch.returncode == 3 and "2 images incomplete (3 packets lost)" in watch.stderr
+        warnings = [line for line in server.output if "WARNING" in line and "series 1 done: incomplete" in line]
+        assert len(warnings) == 1, server.output[-20:]
+
+        # without injected loss and without the stream the next series is a success, exit 0
+        assert put(http, "drop_packets", "", module="simulator").status_code == 200
+        assert put(http, "mode", "disabled", module="stream").status_code == 200
+        assert command(http, "arm").json() == {"sequence id": 2}
+        trigger = dcu_cli(server, "trigger")
+        assert trigger.returncode == 0, trigger.stderr
+        assert_success(json.loads(trigger.stdout), 2)
+        assert dcu_cli(server, "wait").returncode == 0
+        assert (status("daq/packets_lost")["value"], status("daq/packets_lost")["state"]) == (0, "normal")
+        assert series_summary(http)["state"] == "normal"
