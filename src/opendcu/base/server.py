@@ -10,6 +10,7 @@ import uvicorn
 
 from opendcu.base.app_manager import AppManager
 from opendcu.base.rest.app import create_app
+from opendcu.base.rest.auth import is_loopback
 from opendcu.base.server_config import ServerConfig
 from opendcu.lifecycle import StopSignal
 
@@ -33,7 +34,11 @@ def serve(config: ServerConfig) -> int:
         manager.start()
         if stop.is_set():
             return 0
-        app = create_app(manager.detector_address, config.data_dir, restart=manager.restart_detector)
+        app = create_app(manager.detector_address, config.data_dir, restart=manager.restart_detector,
+                         auth_token=config.auth_token)
+        if not config.auth_token and not is_loopback(config.host):
+            log.warning("REST, /data and WebDAV on %s are open to anyone who can reach this host: no "
+                        "authentication is set (dcu serve --auth-token, or $OPENDCU_AUTH_TOKEN)", config.host)
         server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning"))
         web = threading.Thread(target=server.run, name="rest", daemon=True)
         web.start()

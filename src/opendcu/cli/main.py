@@ -31,6 +31,10 @@ def serve(
         help="shared memory for raw frames, MiB: each series gets as many slots of one image (all its "
              "auto-summation sub-frames) as fit, at most 1024; arm refuses a count_time of which fewer than 2 "
              "images fit")] = 1024,
+    auth_token: Annotated[str, typer.Option(
+        envvar="OPENDCU_AUTH_TOKEN", show_default=False,
+        help="a secret every HTTP request (REST, /data, WebDAV) must carry: 'Authorization: Bearer <token>' or as "
+             "the password of basic authentication; the dcu client commands send $OPENDCU_AUTH_TOKEN")] = "",
 ) -> None:
     """Run the DCU with a simulated detector until Ctrl-C."""
     from opendcu.base.server import serve as run_server
@@ -42,7 +46,7 @@ def serve(
         ServerConfig(
             host=host, port=port, detector=detector, data_dir=data_dir, stream_v1_port=stream_v1_port,
             stream_v2_port=stream_v2_port, pipeline_workers=pipeline_workers, scene=scene,
-            raw_buffer_mib=raw_buffer_mib,
+            raw_buffer_mib=raw_buffer_mib, auth_token=auth_token,
         )
     )
     raise typer.Exit(code)

@@ -17,6 +17,8 @@ from typing import Any, Callable
 import httpx
 import typer
 
+from opendcu.cli.client import auth_headers
+
 SERIES_PATH = "/detector/api/1.8.0/status/series"
 EXIT_LOSS = 3
 POLL = 0.2
@@ -24,7 +26,7 @@ POLL = 0.2
 
 def fetch_summary(url: str) -> dict[str, Any]:
     try:
-        response = httpx.get(url.rstrip("/") + SERIES_PATH, timeout=30)
+        response = httpx.get(url.rstrip("/") + SERIES_PATH, timeout=30, headers=auth_headers())
     except httpx.HTTPError as exc:
         typer.echo(f"cannot reach {url}: {exc}", err=True)
         raise typer.Exit(2) from None

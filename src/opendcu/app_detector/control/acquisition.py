@@ -37,6 +37,7 @@ from opendcu.app_detector.control.detector_params import follow_energies
 from opendcu.app_detector.control.errors import InvalidValue, WrongState
 from opendcu.app_detector.control.outcome import InterfaceCounts, SeriesLedger, summarize, summary_line
 from opendcu.app_detector.control.parameters import Command, Subsystem
+from opendcu.app_detector.control.recovery import recover_interrupted, remove_partial_files
 from opendcu.app_detector.control.sequence import SequenceStore
 from opendcu.app_detector.control.state import DetectorState
 from opendcu.app_detector.datapath import MIN_RAW_SLOTS, DataPath, RawRingBusy, raw_slot_bytes
@@ -103,6 +104,10 @@ class AcquisitionController:
         self.errors: list[str] = []
         self.sequences = SequenceStore(datapath.config.data_dir)
         self.sequence_id = self.sequences.last
+        remove_partial_files(datapath.config.data_dir)  # after a crash: no hidden leftovers
+        if recover_interrupted(datapath.config.data_dir, self.sequences.running) is not None:
+            self.sequences.record(self.sequence_id)
+        self._files_plan: dict[str, Any] | None = None
         self.series: Series | None = None
         self.series_unique_id = ""
         self.links_up: list[bool] = [False] * model.n_modules
@@ -211,7 +216,7 @@ class AcquisitionController:
                     self.errors.append(f"arm failed: {exc}")
                     raise WrongState(f"arm failed: {exc}") from exc
                 raise
-            self.sequences.record(series.series_id)
+            self.sequences.record(series.series_id, self._files_plan)
             self.sequence_id = series.series_id
             self._images_expected = series.nimages_total
             self.last_summary = None
@@ -330,11 +335,13 @@ class AcquisitionController:
     def _check_files(self, series: Series) -> None:
         """The FileWriter's part of arm that can refuse it, checked before anything is sent anywhere."""
         fw = self.datapath.filewriter
+        self._files_plan = None
         if not fw.enabled:
             return
         per_file = fw.subsystem["nimages_per_file"]
         n_files = -(-series.nimages_total // per_file) if per_file else 0
         prefix = paths.series_prefix(fw.subsystem["name_pattern"], series.series_id)
+        self._files_plan = {"series_id": series.series_id, "prefix": prefix, "data_files": n_files}
         try:
             paths.check_series_files(fw.data_dir, prefix, n_files)
         except (paths.UnsafePath, paths.SeriesFilesExist) as exc:
@@ -530,6 +537,8 @@ class AcquisitionController:
         summary = self._summarize(series, state)
         summary["elapsed_s"] = round(time.monotonic() - started, 3)
         self.last_summary = summary
+        if self.sequences.running is not None:
+            self.sequences.record(series.series_id)  # the files are final: nothing to recover
         (log.info if summary["outcome"] == "success" else log.warning)("%s", summary_line(summary))
         self.series = None
         self.state = DetectorState.IDLE

@@ -12,6 +12,10 @@ if TYPE_CHECKING:
     from opendcu.app_detector.interfaces.stream.stream import Stream
 
 
+#: longest appendix (JSON text): it rides along in the start message or in every image message
+MAX_APPENDIX = 65536
+
+
 class AppendixParameter(Parameter):
     """header_appendix / image_appendix: a string for V1, any JSON value for V2 (sent as `user_data`).
 
@@ -22,9 +26,12 @@ class AppendixParameter(Parameter):
         if "w" not in self.access_mode:
             raise InvalidValue(f"Parameter {self.key} is read-only")
         try:
-            json.dumps(value, allow_nan=False)
-        except (TypeError, ValueError) as exc:
+            text = json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError, RecursionError) as exc:
             raise InvalidValue(f"Parameter {self.key}: not a JSON value: {exc}") from None
+        if len(text) > MAX_APPENDIX:
+            raise InvalidValue(f"Parameter {self.key}: {len(text)} characters of JSON, at most {MAX_APPENDIX} "
+                               "(it travels with every message)")
         return value
 
 
