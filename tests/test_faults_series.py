@@ -226,3 +226,58 @@ def test_injected_loss_is_reported_everywhere_with_exact_counts(server: DcuServe
         assert dcu_cli(server, "wait").returncode == 0
         assert (status("daq/packets_lost")["value"], status("daq/packets_lost")["state"]) == (0, "normal")
         assert series_summary(http)["state"] == "normal"
+
+
+def app_detector_pid(server: DcuServer) -> int:
+    from conftest import child_pids
+
+    for pid in child_pids(server.process.pid):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"opendcu.app_detector" in cmdline:
+            return pid
+    raise AssertionError("app-detector is not running")
+
+
+def test_sigkill_of_app_detector_mid_series_leaves_no_leftovers(server: DcuServer):
+    """app-detector killed while a data file is open: at its restart the `.part` is removed, the master links no
+    file that never appeared and records the failure; initialize stops the modules still sending, the sequence
+    id goes on, and the next series holds all its images."""
+    import signal
+    import threading
+
+    data = server.data_dir
+    with server.client() as http:
+        setup_series(http)
+        for key, v in [("nimages", 20), ("frame_time", 0.2), ("count_time", 0.1)]:
+            assert put(http, key, v).status_code == 200
+        assert put(http, "nimages_per_file", 100, module="filewriter").status_code == 200
+        assert command(http, "arm").json() == {"sequence id": 1}
+        threading.Thread(target=lambda: httpx.put(f"{server.url}{V}/command/trigger", timeout=60), daemon=True).start()
+        deadline = time.monotonic() + 30
+        while not list(data.glob(".series_1_data_000001.h5.part")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert list(data.glob(".series_1_data_000001.h5.part")), sorted(p.name for p in data.iterdir())
+        old = app_detector_pid(server)
+        os.kill(old, signal.SIGKILL)
+        deadline = time.monotonic() + 120  # the app manager restarts it (state na)
+        while time.monotonic() < deadline:
+            try:
+                if app_detector_pid(server) != old and http.get(f"{V}/status/state").json()["value"] == "na":
+                    break
+            except (AssertionError, httpx.HTTPError, ValueError, KeyError):
+                pass
+            time.sleep(0.2)
+        assert http.get(f"{V}/status/state").json()["value"] == "na"
+        assert [p.name for p in data.rglob("*.part")] == []
+        assert any("crash recovery: removed .series_1_data_000001.h5.part" in line for line in server.output)
+        with h5py.File(data / "series_1_master.h5", "r") as f:
+            assert list(f["/entry/data"].keys()) == []  # the link to the file that never appeared is gone
+            assert f[f"{DETAIL}/series_outcome/outcome"][()] == b"failure"
+            assert b"0 of 1 data files" in f[f"{DETAIL}/series_outcome/problems"][()]
+        setup_series(http)  # initialize stops the module that was still sending series 1
+        assert_success(run_series(http, 2), 2)
+        assert images_in_series(data, "series_2") == NIMAGES
+        assert json.loads((data / ".opendcu-sequence.json").read_text()) == {"last_sequence_id": 2}
