@@ -281,3 +281,70 @@ def test_sigkill_of_app_detector_mid_series_leaves_no_leftovers(server: DcuServe
         assert_success(run_series(http, 2), 2)
         assert images_in_series(data, "series_2") == NIMAGES
         assert json.loads((data / ".opendcu-sequence.json").read_text()) == {"last_sequence_id": 2}
+
+
+def test_sigterm_to_the_process_group_stops_in_time_and_keeps_the_open_file(tmp_path: Path):
+    """What systemd does at stop: SIGTERM to every process of the group at once, mid-series. Every process ends
+    within the app manager's 20 s (nobody is SIGKILLed), the open data file is closed valid with the images the
+    summary counts, and no `.part` is left."""
+    import signal
+    import threading
+
+    from conftest import child_pids, free_port
+
+    port, v1, v2 = free_port(), free_port(), free_port()
+    data = tmp_path / "data"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "opendcu", "serve", "--detector", "eiger2-500k", "--port", str(port), "--data-dir",
+         str(data), "--stream-v1-port", str(v1), "--stream-v2-port", str(v2)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path, start_new_session=True)
+    output: list[str] = []
+    ready = threading.Event()
+
+    def pump() -> None:
+        for line in process.stdout:
+            output.append(line)
+            if line.startswith("opendcu ready"):
+                ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        assert ready.wait(180), "".join(output[-30:])
+        url = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=url, timeout=60) as http:
+            setup_series(http)
+            for key, v in [("nimages", 400), ("frame_time", 0.02), ("count_time", 0.01)]:
+                assert put(http, key, v).status_code == 200
+            assert put(http, "nimages_per_file", 1000, module="filewriter").status_code == 200
+            assert command(http, "arm").json() == {"sequence id": 1}
+            threading.Thread(target=lambda: httpx.put(f"{url}{V}/command/trigger", timeout=60), daemon=True).start()
+            deadline = time.monotonic() + 30
+            while not list(data.glob(".series_1_data_000001.h5.part")) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.5)
+        group = [process.pid, *child_pids(process.pid)]
+        started = time.monotonic()
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(60)
+        took = time.monotonic() - started
+        time.sleep(0.5)
+        alive = [pid for pid in group if Path(f"/proc/{pid}").exists()
+                 and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"]
+        assert alive == [], alive
+        assert took < 20, (took, "".join(output[-25:]))
+        log = "".join(output)
+        assert "killing it" not in log and "did not stop" not in log, log[-3000:]
+        assert [p.name for p in data.rglob("*.part")] == []
+        line = next(line for line in output if "series 1 aborted" in line)
+        written = int(line.split("filewriter written ")[1].split(",")[0])
+        assert 0 < written < 400
+        with h5py.File(data / "series_1_data_000001.h5", "r") as f:
+            assert f["/entry/data/data"].shape == (written, 512, 1028)
+            assert int(f["/entry/data/data"].attrs["image_nr_high"]) == written
+        with h5py.File(data / "series_1_master.h5", "r") as f:
+            assert list(f["/entry/data"]) == ["data_000001"]
+            assert f[f"{DETAIL}/series_outcome/images_written"][()] == written
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)

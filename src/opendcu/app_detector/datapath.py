@@ -186,7 +186,8 @@ class DataPath:
             return self.assembler.counters
         counters = self.assembler.finish(0 if aborted else timeout, expected=0 if aborted else expected)
         emitted = counters.frames_complete + counters.frames_incomplete
-        published = self.pipeline.wait_published(emitted, timeout=timeout + 30)
+        # an abort waits only `timeout` (the workers may be gone: SIGTERM to the whole process group)
+        published = self.pipeline.wait_published(emitted, timeout=timeout if aborted else timeout + 30)
         if published < emitted:
             log.error("series %d: only %d of %d images left the pipeline", series.series_id, published, emitted)
             self.pipeline.flush_held()

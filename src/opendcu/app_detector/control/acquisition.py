@@ -63,6 +63,8 @@ SIMULATED_ENVIRONMENT = (26.0, 8.0)
 #: extra time a trigger waits for its images beyond their nominal duration before it gives up
 TRIGGER_GRACE = 10.0
 ARMED = (DetectorState.READY, DetectorState.ACQUIRE)
+#: how long an aborted series waits for the images already in the pipeline (abort drops what is left)
+ABORT_WAIT = 3.0
 #: the most images one series may take (nimages x ntrigger); beyond, arm refuses and names the numbers
 MAX_SERIES_IMAGES = 1_000_000_000
 
@@ -533,7 +535,7 @@ class AcquisitionController:
             self._images_expected = expected
         self._ending_state = state
         started = self.ledger.started
-        self.datapath.finish_series(expected=expected, aborted=aborted)
+        self.datapath.finish_series(expected=expected, aborted=aborted, timeout=ABORT_WAIT if aborted else 10.0)
         summary = self._summarize(series, state)
         summary["elapsed_s"] = round(time.monotonic() - started, 3)
         self.last_summary = summary
