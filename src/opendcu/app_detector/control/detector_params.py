@@ -416,7 +416,7 @@ def _status_parameters(model: DetectorModel, controller: "AcquisitionController"
           for i in range(model.n_modules)],
         *_with_loss_health(daq_status_parameters(lambda: controller.datapath.assembler)),  # daq/params.py
         # opendcu: what became of the running (or last) series, control/outcome.py; JSON, so not listed
-        StatusParameter("series", "json", controller.summary, listed=False,
+        StatusParameter("series", "json", lambda: controller.summary(), listed=False,
                         health=lambda s: HEALTH_OF_OUTCOME.get(s.get("outcome", "success"), "normal")),
     ]
 
