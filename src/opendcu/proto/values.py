@@ -54,7 +54,7 @@ def to_proto(value: Any, value_type: str | None = None) -> pb.Value:
                for i in items) and value_type != "float":
             return pb.Value(int_list=pb.IntList(items=[int(i) for i in items]))
         if all(isinstance(i, (float, np.floating)) or (isinstance(i, (int, np.integer)) and not isinstance(i, bool)
-               and abs(i) <= UINT64_MAX) for i in items):
+               and INT64_MIN <= i <= INT64_MAX) for i in items):
             return pb.Value(float_list=pb.FloatList(items=[float(i) for i in items]))
     return pb.Value(json=json.dumps(value))
 

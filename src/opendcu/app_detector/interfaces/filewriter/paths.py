@@ -34,7 +34,8 @@ def check_name_pattern(pattern: str) -> None:
     if len(pattern) > PATTERN_MAX:
         raise UnsafePath(f"name_pattern is {len(pattern)} characters long, at most {PATTERN_MAX} are allowed")
     parts = PurePosixPath(pattern).parts
-    if pattern.startswith("/") or any(p in ("..", ".") for p in parts) or pattern.endswith("/") or "//" in pattern:
+    if pattern.startswith("/") or any(p in ("..", ".") for p in pattern.split("/")) or pattern.endswith("/") \
+            or "//" in pattern:
         raise UnsafePath(f"name_pattern {pattern!r:.80} must be a relative path inside the data directory")
     longest = NAME_MAX - SUFFIX_MAX - 10  # $id grows to at most 10 more digits
     for part in parts:
