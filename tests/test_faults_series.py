@@ -348,3 +348,49 @@ def test_sigterm_to_the_process_group_stops_in_time_and_keeps_the_open_file(tmp_
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(10)
+
+
+def test_dead_pipeline_workers_never_leave_a_series_reporting_success_with_fewer_images(server: DcuServer):
+    """SIGKILL of the pipeline workers mid-series (a worker killed between frames holds none, so how many images
+    are lost is up to chance): whatever is lost is counted, and the summary, the files, the log and `dcu wait`
+    agree: images settled + lost = expected, the files hold the settled ones, and the series reports success
+    only when nothing was lost."""
+    import signal
+    import threading
+
+    from conftest import child_pids
+
+    nimages = 100
+    with server.client() as http:
+        setup_series(http)
+        for key, v in [("nimages", nimages), ("frame_time", 0.02), ("count_time", 0.01)]:
+            assert put(http, key, v).status_code == 200
+        assert put(http, "nimages_per_file", 1000, module="filewriter").status_code == 200
+        assert command(http, "arm").json() == {"sequence id": 1}
+        detector = app_detector_pid(server)
+        # the pipeline workers are the first processes app-detector spawns (DataPath.start)
+        workers = sorted(pid for pid in child_pids(detector) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes())
+        assert len(workers) >= 2, workers
+        threading.Thread(target=lambda: httpx.put(f"{server.url}{V}/command/trigger", timeout=300), daemon=True).start()
+        deadline = time.monotonic() + 30
+        while series_summary(http)["value"].get("images_settled", 0) < 10 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for pid in workers[:2]:
+            os.kill(pid, signal.SIGKILL)
+        assert wait_state(http, "idle", timeout=240) == "idle"
+        s = series_summary(http)
+        v = s["value"]
+        assert v["images_settled"] + v["images_lost"] == nimages, v
+        assert v["images_settled"] >= 10
+        assert images_in_series(server.data_dir, "series_1") == v["images_settled"] == \
+            v["interfaces"]["filewriter"]["written"]
+        wait = dcu_cli(server, "wait")
+        if v["images_lost"]:
+            assert (s["state"], v["outcome"]) == ("error", "failure"), v
+            assert v["problems"][0] == f"{v['images_lost']} of {nimages} images lost (never delivered)"
+            assert wait.returncode == 3 and json.loads(wait.stdout)["outcome"] == "failure"
+            assert sum("series 1 done: failure" in line and "WARNING" in line for line in server.output) == 1
+        else:
+            assert (s["state"], v["outcome"]) == ("normal", "success"), v
+            assert wait.returncode == 0
+        print(f"dead workers: {v['images_lost']} of {nimages} images lost, outcome {v['outcome']}")
