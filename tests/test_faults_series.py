@@ -67,6 +67,33 @@ def dcu_cli(server: DcuServer, *args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=120)
 
 
+def trigger_on_a_terminal(server: DcuServer) -> tuple[str, str, int]:
+    """`dcu trigger` with its output on a pseudo-terminal (the rich progress bar draws there): (everything it
+    drew, the summary line, exit code)."""
+    import pty
+
+    master, slave = pty.openpty()
+    env = {**os.environ, "COLUMNS": "200", "TERM": "xterm"}
+    process = subprocess.Popen([sys.executable, "-m", "opendcu", "trigger", "--url", server.url], stdout=slave,
+                               stderr=slave, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the terminal closed: the process has ended
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    code = process.wait(60)
+    text = b"".join(chunks).decode(errors="replace")
+    line = next(line for line in text.splitlines() if '{"series_id"' in line)
+    summary = line[line.index('{"series_id"'):]
+    return text, summary, code
+
+
 def assert_success(summary: dict, series_id: int, nimages: int = NIMAGES) -> None:
     assert summary["series_id"] == series_id
     assert summary["outcome"] == "success", summary
@@ -219,10 +246,18 @@ def test_injected_loss_is_reported_everywhere_with_exact_counts(server: DcuServe
         # without injected loss and without the stream the next series is a success, exit 0
         assert put(http, "drop_packets", "", module="simulator").status_code == 200
         assert put(http, "mode", "disabled", module="stream").status_code == 200
+        # someone else's terminal follows the series live (`dcu watch`), ours triggers it on a terminal
+        watch = subprocess.Popen([sys.executable, "-m", "opendcu", "watch", "--url", server.url],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert command(http, "arm").json() == {"sequence id": 2}
-        trigger = dcu_cli(server, "trigger")
-        assert trigger.returncode == 0, trigger.stderr
-        assert_success(json.loads(trigger.stdout), 2)
+        progress, summary_text, code = trigger_on_a_terminal(server)
+        assert code == 0, progress[-3000:]
+        assert_success(json.loads(summary_text), 2)
+        assert "series 2" in progress and f"{NIMAGES}/{NIMAGES}" in progress, progress
+        assert "incomplete 0  lost 0  packets lost 0" in progress, progress
+        out, err = watch.communicate(timeout=60)
+        assert watch.returncode == 0, err
+        assert_success(json.loads(out), 2)
         assert dcu_cli(server, "wait").returncode == 0
         assert (status("daq/packets_lost")["value"], status("daq/packets_lost")["state"]) == (0, "normal")
         assert series_summary(http)["state"] == "normal"

@@ -31,7 +31,8 @@ from opendcu.proto.values import from_proto, to_proto
 
 
 # -- file names ------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("pattern", ["x\n", "a" * 300, "../x", "/abs", "a//b", "a/./b", "sp ace", "x" * 1025])
+@pytest.mark.parametrize("pattern", ["x\n", "a" * 300, "../x", "/abs", "a//b", "a/./b", "sp ace", "x" * 1025,
+                                     ".hidden_$id", "a/.h/b"])
 def test_unsafe_name_patterns_are_refused(pattern: str):
     with pytest.raises(paths.UnsafePath):
         paths.check_name_pattern(pattern)

@@ -37,6 +37,10 @@ def check_name_pattern(pattern: str) -> None:
     if pattern.startswith("/") or any(p in ("..", ".") for p in pattern.split("/")) or pattern.endswith("/") \
             or "//" in pattern:
         raise UnsafePath(f"name_pattern {pattern!r:.80} must be a relative path inside the data directory")
+    if any(part.startswith(".") for part in parts):
+        # hidden names are the FileWriter's own (files being written): /data, the files list and WebDAV never
+        # show them, so a series under one would be invisible
+        raise UnsafePath(f"name_pattern {pattern!r:.80}: names may not start with '.' (hidden files are not served)")
     longest = NAME_MAX - SUFFIX_MAX - 10  # $id grows to at most 10 more digits
     for part in parts:
         limit = longest if part is parts[-1] else NAME_MAX
