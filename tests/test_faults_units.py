@@ -160,6 +160,13 @@ def test_token_or_basic_auth_guards_every_route(tmp_path: Path):
         assert client.get("/data/f.txt").text == "data"
 
 
+def test_loopback_hosts_need_no_warning():
+    from opendcu.base.rest.auth import is_loopback
+
+    assert [is_loopback(h) for h in ("127.0.0.1", "localhost", "::1", "127.1.2.3", "0.0.0.0", "10.0.0.5", "dcu.lan")] \
+        == [True, True, True, True, False, False, False]
+
+
 # -- junk on a config socket -------------------------------------------------------------------------------------------
 def test_junk_datagrams_on_the_config_socket_give_one_warning(caplog):
     module = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
