@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from pathlib import Path
 
 import uvicorn
 
@@ -12,9 +13,17 @@ from opendcu.base.app_manager import AppManager
 from opendcu.base.rest.app import create_app
 from opendcu.base.rest.auth import is_loopback
 from opendcu.base.server_config import ServerConfig
-from opendcu.lifecycle import StopSignal
+from opendcu.lifecycle import StopSignal, kernel_cache_stamp
 
 log = logging.getLogger("opendcu.base")
+
+
+def _write_stamp(stamp: Path) -> None:
+    try:
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.touch()
+    except OSError as exc:  # a read-only installation: the line above comes at every start, nothing worse
+        log.warning("cannot write %s: %s", stamp, exc)
 
 
 def serve(config: ServerConfig) -> int:
@@ -30,12 +39,15 @@ def serve(config: ServerConfig) -> int:
         signal.signal(sig, stop.set)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     manager = AppManager(config)
+    stamp = kernel_cache_stamp()
+    if not stamp.exists():  # the apps compile their numba kernels as they start; later starts load them
+        print("opendcu: compiling kernels, first start only (a few minutes)", flush=True)
     try:
         manager.start()
         if stop.is_set():
             return 0
         app = create_app(manager.detector_address, config.data_dir, restart=manager.restart_detector,
-                         auth_token=config.auth_token)
+                         calibration_address=manager.calibration_address, auth_token=config.auth_token)
         if not config.auth_token and not is_loopback(config.host):
             log.warning("REST, /data and WebDAV on %s are open to anyone who can reach this host: no "
                         "authentication is set (dcu serve --auth-token, or $OPENDCU_AUTH_TOKEN)", config.host)
@@ -48,6 +60,7 @@ def serve(config: ServerConfig) -> int:
             log.info("opendcu %s: SIMPLON API on http://%s:%d, data in %s", config.detector, config.host, config.port,
                      config.data_dir.resolve())
             print(f"opendcu ready: http://{config.host}:{config.port}/detector/api/1.8.0/status/state", flush=True)
+            _write_stamp(stamp)
         while web.is_alive() and not stop.wait(0.5):
             pass
         server.should_exit = True

@@ -48,9 +48,9 @@ from opendcu.app_detector.pipeline.params import (apply_calibration, apply_flatf
 from opendcu.app_detector.series import Series
 from opendcu.geometry import DetectorModel
 from opendcu.hardware.config_packet import Kind, TriggerMode
-from opendcu.hardware.module_driver import ModuleDriver, ModuleError
+from opendcu.hardware.backend import ModuleBackend
+from opendcu.hardware.module_driver import ModuleError
 from opendcu.hardware.udp_packet import DEFAULT_PAYLOAD
-from opendcu.simulator.scenes.base import DEFAULT_SCENE, parse_spec
 
 log = logging.getLogger(__name__)
 
@@ -91,17 +91,16 @@ class AcquisitionController:
         self,
         model: DetectorModel,
         datapath: DataPath,
-        driver: ModuleDriver,
+        driver: ModuleBackend,
         calibration: CalibrationSource,
         payload_size: int = DEFAULT_PAYLOAD,
-        scene: str = "",
     ):
         self.model = model
         self.datapath = datapath
         self.driver = driver
         self.calibration = calibration
         self.payload_size = payload_size
-        self.scene = scene
+        self.simulator_inputs: Subsystem | None = None  # the `simulator` module: scene / physics overrides
         self.state = DetectorState.NA
         self.errors: list[str] = []
         self.sequences = SequenceStore(datapath.config.data_dir)
@@ -119,8 +118,8 @@ class AcquisitionController:
         self._series_done = threading.Condition(self._lock)
         self.detector: Subsystem | None = None  # set by bind()
         # every image that leaves the pipeline is counted (last interface), and the master records the outcome
-        #: {module index: packets the simulated module leaves out} (simulator/config/drop_packets)
-        self.injected_drops: Callable[[], dict[int, list[list[int]]]] = dict
+        #: packets each simulated module leaves out (simulator/config/drop_packets)
+        self.injected_drops: Callable[[], list[list[int]]] = list
         self.ledger = SeriesLedger()
         self.last_summary: dict[str, Any] | None = None
         self._images_expected = 0
@@ -174,7 +173,7 @@ class AcquisitionController:
                 self.detector.reset()
                 self._check_links(raise_on_error=True)
                 # a series the modules may still be taking (app-detector restarted mid-series) ends here
-                self.driver.broadcast(Kind.STOP)
+                self.driver.stop(self.driver.module_ids)
                 det = self.detector
                 apply_calibration(det, self.calibration(det["photon_energy"], det["threshold_energy"]))
             except Exception as exc:
@@ -353,7 +352,7 @@ class AcquisitionController:
 
     def _stop_modules_quietly(self, series: Series) -> None:
         try:
-            self.driver.broadcast(Kind.STOP, modules=self._read_out(series))
+            self.driver.stop(self._read_out(series))
         except ModuleError as exc:
             self.errors.append(f"stopping the modules after a refused arm failed: {exc}")
 
@@ -402,20 +401,17 @@ class AcquisitionController:
 
     def _check_links(self, raise_on_error: bool) -> None:
         errors = []
-        for i, link in enumerate(self.driver.links):
-            try:
-                link.request(Kind.STATUS)
-                self.links_up[i] = True
-            except ModuleError as exc:
-                self.links_up[i] = False
-                errors.append(str(exc))
+        for i, error in enumerate(self.driver.status().values()):
+            self.links_up[i] = error is None
+            if error is not None:
+                errors.append(error)
         if errors and raise_on_error:
             raise ModuleError("; ".join(errors))
 
     def _fire(self, series: Series, kind: Kind, fields: dict[str, Any]) -> tuple[int, float]:
         """Send one trigger to the modules; return the frame count that completes it and how long to wait."""
         try:
-            self.driver.broadcast(kind, modules=self._read_out(series), **fields)
+            self.driver.trigger(self._read_out(series), external=kind is Kind.EXT_TRIGGER, **fields)
         except ModuleError as exc:
             self.errors.append(str(exc))
             self._stop_series(stop_modules=True, aborted=True)
@@ -471,18 +467,12 @@ class AcquisitionController:
 
     def _configure_modules(self, series: Series) -> None:
         modules = self._read_out(series)
-        per_module = {
-            module_id: {"dest_host": host, "dest_port": port}
-            for module_id, (host, port) in self.datapath.daq.data_addresses().items() if module_id in modules
-        }
-        for index, drops in self.injected_drops().items():  # loss injection of the simulated modules (tests)
-            module_id = self.model.physical_module(index)
-            if module_id in per_module:
-                per_module[module_id]["drop_packets"] = json.dumps(drops)
-        self.driver.broadcast(
-            Kind.CONFIGURE,
-            per_module=per_module,
-            modules=modules,
+        destinations = {m: address for m, address in self.datapath.daq.data_addresses().items() if m in modules}
+        drops = self.injected_drops()  # loss injection of the simulated modules (tests): the same for each
+        self.driver.configure(
+            modules,
+            destinations,
+            **({"drop_packets": json.dumps(drops)} if drops else {}),
             nsubframes=series.settings.nframes_sum,
             roi_mode=series.settings.roi_mode,
             count_time=series.count_time,
@@ -495,15 +485,28 @@ class AcquisitionController:
             payload_size=self.payload_size,
             series_id=series.series_id,
             seed=series.series_id,
-            content=json.dumps(self._scene_spec(series)),
+            experiment=json.dumps(self._experiment(series)),
+            **self._simulator_content(),
         )
 
-    def _scene_spec(self, series: Series) -> dict[str, Any]:
-        """The simulated scene of this series: the server's scene plus the experiment geometry at arm."""
+    def _simulator_content(self) -> dict[str, str]:
+        """The `simulator` module's overrides (scene, physics) for the simulated modules, as the CONFIGURE
+        `content` they read a series' own scene from; nothing when none is set (the simulator's own scene)."""
+        inputs = self.simulator_inputs
+        if inputs is None or not (inputs["scene"] or inputs["physics"]):
+            return {}
+        content = json.loads(inputs["scene"]) if inputs["scene"] else {}
+        if inputs["physics"]:
+            content["physics"] = json.loads(inputs["physics"])
+        return {"content": json.dumps(content)}
+
+    @staticmethod
+    def _experiment(series: Series) -> dict[str, Any]:
+        """The experiment geometry at arm, for modules that simulate what they see (a real module ignores it;
+        the scene itself is the simulator's own, `python -m opendcu.simulator --scene`)."""
         cfg = series.detector_config
         binning = series.settings.binning  # scenes work in detector pixels, the snapshot in image pixels
-        spec = parse_spec(self.scene) or dict(DEFAULT_SCENE)
-        spec["experiment"] = {
+        experiment = {
             "wavelength_a": cfg["wavelength"],
             "distance_m": cfg["detector_distance"],
             "beam_center_x_px": cfg["beam_center_x"] * binning,
@@ -513,7 +516,10 @@ class AcquisitionController:
             "omega_start_deg": cfg["omega_start"],
             "omega_increment_deg": cfg["omega_increment"],
         }
-        return spec
+        axis = cfg.get("omega_axis")
+        if axis is not None:  # NXmx/mcstas -> the scene's frame (x along the fast pixels = -x mcstas, y = -y)
+            experiment["rotation_axis"] = [-float(axis[0]), -float(axis[1]), float(axis[2])]
+        return experiment
 
     @staticmethod
     def _per_trigger(series: Series) -> int:
@@ -525,8 +531,7 @@ class AcquisitionController:
         series = self.series
         if stop_modules:
             try:
-                acks = self.driver.broadcast(Kind.STOP, modules=self._read_out(series))
-                expected = max(int(a.fields.get("frames_sent", 0)) for a in acks)
+                expected = self.driver.stop(self._read_out(series))
             except ModuleError as exc:
                 self.errors.append(str(exc))
                 expected = self._triggers_done * self._per_trigger(series)

@@ -17,7 +17,6 @@ import grpc
 from fastapi import APIRouter, Request, Response
 
 from opendcu.base.apps import AppDirectory, AppError, ControlApp
-from opendcu.geometry import MODELS
 from opendcu.base.rest.limits import MAX_JSON_DEPTH, json_depth_exceeded
 from opendcu.proto.values import from_proto
 from opendcu.base.rest.responses import (
@@ -34,8 +33,9 @@ from opendcu.base.rest.responses import (
 )
 
 API_VERSIONS = ("1.6.0", "1.8.0")
-#: the largest detector's shape (EIGER2 16M): the bound of an uploaded TIFF when the detector cannot be asked
-LARGEST_SHAPE = max((m.shape for m in MODELS.values()), key=lambda s: s[0] * s[1])
+#: the largest detector's shape (EIGER2 16M, geometry/models.py): the bound of an uploaded TIFF when the detector
+#: cannot be asked (base knows the apps only over gRPC)
+LARGEST_SHAPE = (4362, 4148)
 REPORTED_VERSION = "1.8.0"
 TIFF_TYPES = ("application/tiff", "image/tiff")
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
