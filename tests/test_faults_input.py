@@ -7,20 +7,16 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 import tifffile
-
 from conftest import DcuServer, start_dcu
 from simplon_helpers import V, command, put, value
 

@@ -19,9 +19,7 @@ from pathlib import Path
 
 import h5py
 import httpx
-import numpy as np
 import pytest
-
 from conftest import DcuServer, start_dcu
 from simplon_helpers import V, command, put, value, wait_state
 
@@ -218,7 +216,8 @@ def test_injected_loss_is_reported_everywhere_with_exact_counts(server: DcuServe
 
         assert {k: (status(k)["value"], status(k)["state"]) for k in
                 ("daq/packets_lost", "daq/frames_incomplete", "daq/frames_lost")} == {
-            "daq/packets_lost": (3, "warning"), "daq/frames_incomplete": (2, "warning"), "daq/frames_lost": (0, "normal")}
+            "daq/packets_lost": (3, "warning"), "daq/frames_incomplete": (2, "warning"),
+            "daq/frames_lost": (0, "normal")}
         assert status("daq/efficiency")["state"] == "warning"
         assert (status("dropped", "stream")["value"], status("dropped", "stream")["state"]) == (NIMAGES, "warning")
         assert (status("state")["value"], status("state")["state"]) == ("idle", "normal")
@@ -405,7 +404,8 @@ def test_dead_pipeline_workers_never_leave_a_series_reporting_success_with_fewer
         assert command(http, "arm").json() == {"sequence id": 1}
         detector = app_detector_pid(server)
         # the pipeline workers are the first processes app-detector spawns (DataPath.start)
-        workers = sorted(pid for pid in child_pids(detector) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes())
+        workers = sorted(pid for pid in child_pids(detector)
+                         if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes())
         assert len(workers) >= 2, workers
         threading.Thread(target=lambda: httpx.put(f"{server.url}{V}/command/trigger", timeout=300), daemon=True).start()
         deadline = time.monotonic() + 30

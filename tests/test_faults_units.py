@@ -12,13 +12,12 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from opendcu.app_detector.control.errors import InvalidValue
 from opendcu.app_detector.control.outcome import InterfaceCounts, SeriesLedger, summarize
 from opendcu.app_detector.control.parameters import check_type
-from opendcu.app_detector.control.errors import InvalidValue
 from opendcu.app_detector.control.recovery import remove_partial_files
 from opendcu.app_detector.control.sequence import STATE_FILE, SequenceStore
 from opendcu.app_detector.daq.assembler import DaqCounters

@@ -348,7 +348,8 @@ class AcquisitionController:
         except (paths.UnsafePath, paths.SeriesFilesExist) as exc:
             raise InvalidValue(f"arm: {exc}") from None
         except OSError as exc:
-            raise InvalidValue(f"arm: the data directory cannot be checked for series {series.series_id}: {exc}") from None
+            raise InvalidValue(f"arm: the data directory cannot be checked for series {series.series_id}: "
+                               f"{exc}") from None
 
     def _stop_modules_quietly(self, series: Series) -> None:
         try:
@@ -529,6 +530,8 @@ class AcquisitionController:
         """End the running series. `expected` images are waited for; with `stop_modules` the modules are
         stopped first and the images they report as sent are the ones expected."""
         series = self.series
+        if series is None:
+            return
         if stop_modules:
             try:
                 expected = self.driver.stop(self._read_out(series))

@@ -417,8 +417,12 @@ def _status_parameters(model: DetectorModel, controller: "AcquisitionController"
         *_with_loss_health(daq_status_parameters(lambda: controller.datapath.assembler)),  # daq/params.py
         # opendcu: what became of the running (or last) series, control/outcome.py; JSON, so not listed
         StatusParameter("series", "json", lambda: controller.summary(), listed=False,
-                        health=lambda s: HEALTH_OF_OUTCOME.get(s.get("outcome", "success"), "normal")),
+                        health=_series_health),
     ]
+
+
+def _series_health(summary: dict[str, Any]) -> str:
+    return HEALTH_OF_OUTCOME.get(summary.get("outcome", "success"), "normal")
 
 
 #: SIMPLON GET `state` of the DAQ's loss counters: warning when anything was lost, error when images were

@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 
 from opendcu.app_detector.interfaces.filewriter import paths
-from opendcu.app_detector.interfaces.filewriter.nxmx import finalize_master
+from opendcu.app_detector.interfaces.filewriter.nxmx import add_contributions
 from opendcu.app_detector.interfaces.filewriter.outcome import ROOT
 
 log = logging.getLogger(__name__)
@@ -59,10 +59,15 @@ def recover_interrupted(data_dir: Path, running: dict[str, Any] | None) -> str |
     problem = (f"app-detector stopped during series {series_id}: {present} of {planned} data files were written, "
                "the master links only those")
     try:
-        finalize_master(master, present, planned, {
-            f"{ROOT}/series_outcome/outcome": np.bytes_(b"failure"),
-            f"{ROOT}/series_outcome/problems": np.bytes_(problem.encode()),
-        })
+        with h5py.File(master, "r+") as f:  # (the series itself is gone: not finalize_master's full end)
+            data = f["/entry/data"]
+            for i in range(present + 1, planned + 1):
+                if f"data_{i:06d}" in data:
+                    del data[f"data_{i:06d}"]
+            add_contributions(f, {
+                f"{ROOT}/series_outcome/outcome": np.asarray(np.bytes_(b"failure")),
+                f"{ROOT}/series_outcome/problems": np.asarray(np.bytes_(problem.encode())),
+            })
     except (OSError, KeyError, ValueError) as exc:
         problem = f"series {series_id}: the master {master.name} could not be repaired: {exc}"
     log.warning("crash recovery: %s", problem)

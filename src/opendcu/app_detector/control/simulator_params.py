@@ -44,6 +44,10 @@ def parse_drop_packets(text: str) -> list[list[int]]:
         raise InvalidValue(f"Parameter drop_packets: expected JSON [[frame, packet], ...]: {exc}") from None
 
 
+def _check_drops(text: str) -> None:
+    parse_drop_packets(text)
+
+
 def _json_object(key: str):
     def check(value: Any) -> None:
         if value == "":
@@ -58,9 +62,9 @@ def _json_object(key: str):
     return check
 
 
-def build_simulator_subsystem(controller: "AcquisitionController") -> Subsystem:
+def build_simulator_subsystem(controller: AcquisitionController) -> Subsystem:
     sim = Subsystem("simulator")
-    sim.add(Parameter("drop_packets", "string", "", check=parse_drop_packets))
+    sim.add(Parameter("drop_packets", "string", "", check=_check_drops))
     sim.add_command(Command("external_trigger", controller.external_trigger))
     controller.injected_drops = lambda: parse_drop_packets(sim["drop_packets"])
 

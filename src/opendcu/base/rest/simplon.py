@@ -83,7 +83,10 @@ async def read_json_body(request: Request) -> Any:
         raise BadRequest(f"the request body is not valid JSON: {exc}") from None
 
 
-async def read_value(request: Request, key: str, max_shape: Callable[[], Awaitable[tuple[int, int]]] | None = None) -> Any:
+ShapeSource = Callable[[], Awaitable[tuple[int, int]]]
+
+
+async def read_value(request: Request, key: str, max_shape: ShapeSource | None = None) -> Any:
     """The new value of a config PUT: `{"value": x}` (x may be a darray), or a TIFF image body (no larger than
     `max_shape()`, the detector's shape)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()

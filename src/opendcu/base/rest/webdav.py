@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from a2wsgi import WSGIMiddleware
+from starlette.types import Receive, Scope, Send
 from wsgidav.fs_dav_provider import FilesystemProvider, FolderResource
 from wsgidav.wsgidav_app import WsgiDAVApp
 
@@ -48,7 +49,7 @@ class ReadOnlyGuard:
     def __init__(self, app: Any):
         self.app = app
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -63,7 +64,7 @@ class ReadOnlyGuard:
             await self.app(scope, receive, send)
 
 
-async def _text(send: Any, status: int, text: str, headers: list | None = None) -> None:
+async def _text(send: Send, status: int, text: str, headers: list | None = None) -> None:
     body = text.encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode()),

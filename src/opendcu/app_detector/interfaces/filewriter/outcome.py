@@ -30,11 +30,11 @@ def outcome_datasets(summary: dict[str, Any], received: np.ndarray, expected: np
     }
     group = f"{ROOT}/series_outcome"
     for key in SCALARS:
-        out[f"{group}/{key}"] = np.uint64(summary[key])
-    out[f"{group}/efficiency"] = np.float64(summary["efficiency"])
+        out[f"{group}/{key}"] = np.asarray(summary[key], np.uint64)
+    out[f"{group}/efficiency"] = np.asarray(summary["efficiency"], np.float64)
     writer = summary["interfaces"].get("filewriter")
     if writer is not None:
-        out[f"{group}/images_written"] = np.uint64(writer["written"])
-    out[f"{group}/outcome"] = np.bytes_(summary["outcome"].encode())
-    out[f"{group}/problems"] = np.bytes_("; ".join(summary["problems"]).encode() or b"none")
+        out[f"{group}/images_written"] = np.asarray(writer["written"], np.uint64)
+    out[f"{group}/outcome"] = np.asarray(np.bytes_(summary["outcome"].encode()))
+    out[f"{group}/problems"] = np.asarray(np.bytes_("; ".join(summary["problems"]).encode() or b"none"))
     return out
