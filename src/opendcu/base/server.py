@@ -33,7 +33,7 @@ def serve(config: ServerConfig) -> int:
         manager.start()
         if stop.is_set():
             return 0
-        app = create_app(manager.detector_address, config.data_dir, restart=manager.restart_detector)
+        app = create_app(manager.detector_address, config.data_dir, restart=manager.restart_detector, manager=manager)
         server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning"))
         web = threading.Thread(target=server.run, name="rest", daemon=True)
         web.start()
@@ -43,6 +43,7 @@ def serve(config: ServerConfig) -> int:
             log.info("opendcu %s: SIMPLON API on http://%s:%d, data in %s", config.detector, config.host, config.port,
                      config.data_dir.resolve())
             print(f"opendcu ready: http://{config.host}:{config.port}/detector/api/1.8.0/status/state", flush=True)
+            log.info("Web-UI on http://%s:%d/", config.host, config.port)
         while web.is_alive() and not stop.wait(0.5):
             pass
         server.should_exit = True
