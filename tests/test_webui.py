@@ -1,4 +1,4 @@
-"""The Web-UI (issue #12), driven in a real headless Chromium against one real `dcu serve` (simulated EIGER2 500K
+"""The Web-UI (issue #12), driven in a real headless Chromium against one real `dcu serve` (simulated EIGER2 1M
 with a crystal rotating in the beam): initialize, configure, arm and trigger from the buttons; live state and
 progress; the live image's canvas against the server's rendering and the monitor TIFF; a refused value's text;
 a download compared byte for byte; the System page's restart. Also the UI's own REST resources, and the
@@ -55,7 +55,7 @@ def _ensure_chromium() -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> DcuServer:
-    dcu = start_dcu(tmp_path_factory.mktemp("webui"), detector="eiger2-500k",
+    dcu = start_dcu(tmp_path_factory.mktemp("webui"), detector="eiger2-1m",
                     extra=["--scene", json.dumps({"kind": "mx"})], timeout=600)
     try:
         yield dcu
@@ -264,8 +264,12 @@ def test_run_a_series_from_the_buttons(server: DcuServer, browser, http: httpx.C
     assert f"{NIMAGES} of {NIMAGES} images, {lost} packets lost" in outcome
     expected_class = "bad" if lost else "good"
     assert expected_class in browser.find_element("id", "ov-outcome").get_attribute("class")
-    interfaces = text_of(browser, "ov-interfaces")
-    assert "FileWriterenabled · ready" in interfaces.replace("\n", "") or "FileWriterenabled" in interfaces
+    interfaces = wait_for(lambda: (t := text_of(browser, "ov-interfaces")) and "FileWriterenabled · ready" in t and t,
+                          "the FileWriter ready again")
+    dropped = rest(http, "stream", "status", "dropped")
+    assert f"Streamdisabled · {rest(http, 'stream', 'status', 'state')} · dropped {dropped}" in interfaces
+    assert f"Monitorenabled · {rest(http, 'monitor', 'status', 'state')}" in interfaces
+    assert "Analysisenabled · " in interfaces
 
 
 def test_live_image_canvas_is_the_servers_rendering(server: DcuServer, browser, http: httpx.Client):
@@ -292,7 +296,8 @@ def test_live_image_canvas_is_the_servers_rendering(server: DcuServer, browser, 
     assert raw.shape[:2] == codes.shape
     expected = lut[codes].view(np.uint8).reshape(*codes.shape, 4)
     np.testing.assert_array_equal(raw, expected)
-    assert len(np.unique(codes)) > 20, "the live image is (nearly) blank"
+    levels = np.unique(codes[codes < LEVELS])
+    assert len(levels) >= 3 and levels[-1] == LEVELS - 1, f"the live image is (nearly) blank: levels {levels}"
     assert lut[0] & 0xFFFFFF == 0x540144 or (lut[0] & 0xFF) < 0x50  # viridis starts dark purple
 
     # the server's rendering is the monitor image: compare with a numpy reference of the TIFF
@@ -304,7 +309,7 @@ def test_live_image_canvas_is_the_servers_rendering(server: DcuServer, browser, 
     region = pixels[shown["y0"]:shown["y0"] + shown["h"], shown["x0"]:shown["x0"] + shown["w"]]
     gregion = gaps[shown["y0"]:shown["y0"] + shown["h"], shown["x0"]:shown["x0"] + shown["w"]]
     np.testing.assert_array_equal(codes, reference_codes(region, gregion, shown["bin"], lo, hi, shown["scale"] == "log"))
-    assert (codes == GAP).any(), "the 500K has module gaps: they must show in the gap colour"
+    assert (codes == GAP).any(), "the 1M has a module gap: they must show in the gap colour"
 
     # hover a pixel with counts: the cursor box reads the TIFF's counts
     from selenium.webdriver.common.action_chains import ActionChains
@@ -346,6 +351,21 @@ def test_view_endpoint_bins_and_scales_like_numpy(http: httpx.Client):
     assert r.json() == {"series": 1, "image": image, "x": 5, "y": 7, "counts": int(pixels[7, 5]),
                         "kind": "counts" if pixels[7, 5] != np.iinfo(pixels.dtype).max else
                         ("gap" if gaps[7, 5] else "masked")}
+
+
+def test_master_summary_reads_the_file(http: httpx.Client, server: DcuServer):
+    summary = http.get("/ui/api/files/series_1_master.h5/summary").json()
+    with h5py.File(server.data_dir / "series_1_master.h5") as f:
+        det = f["/entry/instrument/detector"]
+        data = f["/entry/data"]
+        shapes = [data[k].shape for k in sorted(data)]
+        assert summary["images"] == sum(s[0] for s in shapes) == NIMAGES
+        assert summary["image_shape"] == list(shapes[0][1:])
+        for key in ("beam_center_x", "beam_center_y", "detector_distance", "bit_depth_image", "count_time"):
+            assert summary[key] == det[key][()].item(), key
+        assert summary["compression"] == det["detectorSpecific/compression"][()].decode()
+        assert summary["wavelength"] == f["/entry/instrument/beam/incident_wavelength"][()].item()
+        assert summary["hdf5_filters"] and summary["dtype"] == data[sorted(data)[0]].dtype.str
 
 
 @pytest.mark.parametrize("query, text", [
@@ -410,8 +430,8 @@ def test_files_download_summary_delete(server: DcuServer, browser, http: httpx.C
     table = wait_for(lambda: text_of(browser, "files-summary-table"), "master summary")
     with h5py.File(server.data_dir / "series_1_master.h5") as f:
         bit_depth = int(f["/entry/instrument/detector/bit_depth_image"][()])
-    assert f"images{NIMAGES}" in table.replace(" ", "").split("(")[0] or f"images{NIMAGES} " in table
-    assert f"{bit_depth} /" in table and "bslz4" in table
+    assert f"images{NIMAGES} (nimages {NIMAGES} × ntrigger 1)" in table
+    assert f"bit depth (image / readout){bit_depth} / " in table and "compressionbslz4 (HDF5 filters: " in table
 
     victim = data_name
     for _ in range(2):  # delete asks twice
@@ -421,25 +441,68 @@ def test_files_download_summary_delete(server: DcuServer, browser, http: httpx.C
     wait_for(lambda: not browser.find_elements("css selector", f'tr[data-name="{victim}"]'), "row removed")
 
 
+def _screenshot(browser, page: str) -> int:
+    path = DOCS / f"webui-{page}.png"
+    path.write_bytes(browser.get_screenshot_as_png())
+    return path.stat().st_size
+
+
 def test_screenshots_of_a_real_mx_series(server: DcuServer, browser, http: httpx.Client):
-    """Overview, Live image and Analysis of the MX series, for the README (docs/webui-*.png)."""
+    """Overview (while the series runs), Analysis and Live image of an MX series, for the README (docs/webui-*.png)."""
     DOCS.mkdir(exist_ok=True)
+    sizes = {}
+    for key, value in (("nimages", 16), ("count_time", 0.5), ("frame_time", 0.5)):
+        assert http.put(f"/detector/api/{V}/config/{key}", json={"value": value}).status_code == 200
+    open_page(browser, server, "control")
+    wait_for(lambda: browser.find_element("id", "cmd-arm").get_attribute("disabled") is None, "arm enabled")
+    click(browser, "cmd-arm")
+    wait_for(lambda: browser.find_element("id", "cmd-trigger").get_attribute("disabled") is None, "trigger enabled")
+    click(browser, "cmd-trigger")
+    open_page(browser, server, "overview")
+    wait_for(lambda: re.search(r"images settled / expected([4-9]|1[0-4]) / 16", text_of(browser, "ov-series") or ""),
+             "series 2 half way", timeout=300, interval=0.05)
+    assert "running series 2" in text_of(browser, "ov-outcome")
+    sizes["overview"] = _screenshot(browser, "overview")
+    wait_for(lambda: header_state(browser) == "idle", "series 2 done", timeout=300)
+
     open_page(browser, server, "analysis")
-    wait_for(lambda: browser.execute_script("return document.getElementById('an-profile').dataset.image"),
-             "a radial profile plotted", timeout=120)
-    wait_for(lambda: "series 1" in (text_of(browser, "an-summary") or ""), "analysis summary")
-    n_results = len(http.get(f"/analysis/api/{V}/results").json()["results"])
-    assert f"{n_results} images with results" in text_of(browser, "an-summary")
-    shots = {"analysis": None, "overview": None, "live": None}
-    for page in shots:
-        open_page(browser, server, page)
-        if page == "live":
-            wait_for(lambda: browser.execute_script("return window.opendcuLive.shown"), "live image")
-        time.sleep(1.5)  # let one refresh land
-        path = DOCS / f"webui-{page}.png"
-        path.write_bytes(browser.get_screenshot_as_png())
-        shots[page] = path.stat().st_size
-    assert all(size and size < 300_000 for size in shots.values()), shots
+    summary = wait_for(lambda: (s := http.get(f"/analysis/api/{V}/summary").json()) and s["series_id"] == 2
+                       and s["finished"] and s, "analysis of series 2 finished", timeout=300, interval=0.5)
+    results = http.get(f"/analysis/api/{V}/results", params={"series": 2, "spots": "true"}).json()["results"]
+    assert results and len(results) == summary["images_analysed"]
+    wait_for(lambda: f"{len(results)} images with results" in (text_of(browser, "an-summary") or ""), "plots updated")
+    wait_for(lambda: browser.execute_script("return document.getElementById('an-profile').dataset.image"), "profile")
+    time.sleep(1.0)  # the plots redraw at most 4 times a second
+    sizes["analysis"] = _screenshot(browser, "analysis")
+
+    best = max(results, key=lambda r: r["n_spots"])
+    open_page(browser, server, "live")
+    goto = browser.find_element("id", "live-goto")
+    goto.send_keys(str(best["image_id"]))
+    browser.execute_script("arguments[0].dispatchEvent(new Event('change'))", goto)
+    wait_for(lambda: (s := browser.execute_script("return window.opendcuLive.shown")) and s["series"] == 2
+             and s["image"] == best["image_id"], "the analysed image shown")
+    wait_for(lambda: text_of(browser, "live-spots-note") == f"{best['n_spots']} spots", "its spots drawn")
+    browser.execute_script("""const c = document.getElementById('live-view'), r = c.getBoundingClientRect();
+        c.dispatchEvent(new WheelEvent("wheel", {deltaY: -900, clientX: r.left + r.width / 2,
+                                                 clientY: r.top + r.height / 2, bubbles: true}));""")
+    x, y = int(best["spots"]["x"][0]), int(best["spots"]["y"][0])
+    wait_for(lambda: browser.execute_script("const s = window.opendcuLive.shown; return s && s.bin === 1 && s.w < s.W"),
+             "the zoomed region rendered")
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    sx, sy = browser.execute_script("return window.opendcuLive.screenOf(arguments[0], arguments[1])", x, y)
+    canvas = browser.find_element("id", "live-view")
+    if 0 < sx < canvas.size["width"] and 0 < sy < canvas.size["height"]:
+        ActionChains(browser).move_to_element_with_offset(canvas, int(sx - canvas.size["width"] / 2),
+                                                          int(sy - canvas.size["height"] / 2)).perform()
+        wait_for(lambda: "counts" in browser.execute_script(
+            "return Object.assign({}, document.getElementById('live-cursor').dataset)"), "cursor readout")
+    time.sleep(0.5)
+    sizes["live"] = _screenshot(browser, "live")
+    goto.clear()
+    browser.execute_script("arguments[0].dispatchEvent(new Event('change'))", goto)
+    assert all(size < 300_000 for size in sizes.values()), sizes
 
 
 def test_restart_app_detector_from_the_system_page(server: DcuServer, browser, http: httpx.Client):
@@ -451,8 +514,8 @@ def test_restart_app_detector_from_the_system_page(server: DcuServer, browser, h
     assert set(a["pid"] for a in apps.values()) <= set(child_pids(server.process.pid))
     old_pid = apps["app-detector"]["pid"]
     assert f"app-detector running {old_pid}" in row and row.endswith("0 restart")
-    assert info["config"]["detector"] == "eiger2-500k" and info["config"]["port"] == server.port
-    assert "eiger2-500k" in text_of(browser, "sys-config")
+    assert info["config"]["detector"] == "eiger2-1m" and info["config"]["port"] == server.port
+    assert "eiger2-1m" in text_of(browser, "sys-config")
     assert text_of(browser, "sys-logs")
     assert rest(http, "detector", "status", "state") != "na"
     click(browser, "restart-app-detector")

@@ -50,7 +50,9 @@ class ManagedProcess:
 
     def start(self, timeout: float) -> dict[str, Any]:
         argv = [sys.executable, "-m", self.module, *self.args_for()]
-        self.popen = subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, bufsize=1)
+        # stderr (the apps' logging) joins stdout: the manager echoes both and keeps the last lines
+        self.popen = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                      text=True, bufsize=1)
         self.started_at = time.time()
         self.starts += 1
         deadline = time.monotonic() + timeout
@@ -86,7 +88,8 @@ class ManagedProcess:
         return {"name": self.name, "state": "running" if alive else ("stopped" if self.popen else "not started"),
                 "pid": self.popen.pid if self.popen is not None else None,
                 "exit_code": None if alive or self.popen is None else self.popen.returncode,
-                "started_at": self.started_at, "uptime_s": time.time() - self.started_at if alive and self.started_at else 0.0,
+                "started_at": self.started_at,
+                "uptime_s": time.time() - self.started_at if alive and self.started_at else 0.0,
                 "restarts": max(0, self.starts - 1), "log": list(self.last_lines)}
 
     def alive(self) -> bool:

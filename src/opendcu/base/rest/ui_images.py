@@ -40,7 +40,7 @@ MASKED = 251
 SCALES = ("auto", "linear", "log")
 MAX_OUTPUT_PIXELS = 4096 * 4096
 MAX_BIN = 64
-AUTO_PERCENTILES = (0.5, 99.9)
+AUTO_PERCENTILES = (50.0, 99.7)  # median (background) .. the brightest 0.3 %
 CACHED_IMAGES = 4
 GAP_BIT = 1  # pixel_mask bit 0: gap pixel (SIMPLON pixel_mask)
 

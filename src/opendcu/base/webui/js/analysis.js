@@ -12,7 +12,7 @@ const $ = (id) => document.getElementById(id);
 function make(id, series, xLabel, yLabel, extra = {}) {
   const box = $(id);
   const opts = {
-    width: Math.max(300, box.clientWidth || 420), height: 240,
+    width: Math.max(300, (box.clientWidth || 420) - 10), height: 220,
     scales: { x: { time: false } },
     axes: [{ label: xLabel }, { label: yLabel }],
     series: [{ label: xLabel }, ...series],
@@ -28,7 +28,8 @@ function ensurePlots() {
     { label: "spots", stroke: "#21918c", width: 1.5 },
     { label: "spots off ice rings", stroke: "#fde725", width: 1.5 },
   ], "image", "spots");
-  plots.dmin = make("an-dmin", [{ label: "d_min (Å)", stroke: "#440154", width: 1.5 }], "image", "Å");
+  plots.dmin = make("an-dmin", [{ label: "d_min (Å)", stroke: "#440154", width: 1.5 }], "image", "Å", {
+    axes: [{ label: "image" }, { label: "Å", values: (u, ticks) => ticks.map((t) => t.toFixed(3)) }] });
   plots.hits = make("an-hits", [
     { label: "hit", stroke: "#5ec962", width: 0, points: { show: true, size: 6 } },
     { label: "indexed", stroke: "#3b528b", width: 0, points: { show: true, size: 6 } },

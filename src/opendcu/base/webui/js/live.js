@@ -116,7 +116,7 @@ function draw() {
       ctx.font = "12px sans-serif";
       for (const d of RINGS_A) {
         const sin = g.wavelength / (2 * d);
-        if (sin >= 1) continue;
+        if (sin >= Math.SQRT1_2) continue; // 2θ >= 90°: no ring on a flat detector
         const r = (g.distance * Math.tan(2 * Math.asin(sin))) / g.pixel;
         if (r > 2 * Math.max(shown.W, shown.H)) continue;
         ctx.beginPath();
@@ -127,6 +127,8 @@ function draw() {
     }
   }
   const result = store.series === shown.series ? store.results.get(shown.image) : null;
+  $("live-spots-note").textContent = !$("live-spots").checked || !store.results.size ? "" :
+    result ? `${result.n_spots} spots` : "not analysed";
   if ($("live-spots").checked && result?.spots) {
     ctx.strokeStyle = "#ffeb3b";
     ctx.lineWidth = 1.2;
@@ -154,7 +156,10 @@ async function frameLoop() {
   for (;;) {
     if (!active || ($("live-pause").checked && !rerender)) { await sleep(100); continue; }
     const again = rerender && shown ? { series: shown.series, image: shown.image } : null;
-    const pinned = $("live-pause").checked && shown ? { series: shown.series, image: shown.image } : again;
+    const goto = $("live-goto").value.trim();
+    const pinned = goto !== "" && shown ? { series: shown.series, image: Number(goto) }
+      : $("live-pause").checked && shown ? { series: shown.series, image: shown.image } : again;
+    if (goto !== "" && shown && shown.image === Number(goto) && !rerender) { await sleep(100); continue; }
     const params = query(pinned);
     const wasRerender = rerender;
     rerender = false;
@@ -165,7 +170,7 @@ async function frameLoop() {
     if (response.status === 204) { await sleep(30); continue; }
     if (!response.ok) {
       const text = await response.text();
-      if (wasRerender && response.status === 404) { shown = null; continue; } // the image left the monitor buffer
+      if (wasRerender && response.status === 404 && goto === "") { shown = null; continue; } // it left the buffer
       info(response.status === 408 ? "waiting for a monitor image (is monitor/config/mode enabled?)" : `${response.status}: ${text}`);
       await sleep(300);
       continue;
@@ -250,7 +255,7 @@ export function init() {
     readPixel(x, y);
   });
   $("live-fit").addEventListener("click", () => { fit(); draw(); });
-  for (const id of ["live-scale", "live-lo", "live-hi"]) $(id).addEventListener("change", () => { rerender = true; });
+  for (const id of ["live-scale", "live-lo", "live-hi", "live-goto"]) $(id).addEventListener("change", () => { rerender = true; });
   for (const id of ["live-rings", "live-spots"]) $(id).addEventListener("change", draw);
   $("live-legend").append("gap", el("i", { style: `background:${GAP_COLOUR}` }), " masked",
     el("i", { style: `background:${MASKED_COLOUR}` }), " low", el("i", { style: `background:${cssColour(0)}` }),

@@ -1,7 +1,10 @@
 // Overview: model, live state, environment, the running series' progress, the last outcome, the interfaces.
 import { V, fmt, request, rows, values } from "./api.js";
+import { LUT } from "./colormap.js";
 
 let previous = null; // {t, frames} for the frame rate
+let thumb = null; // the newest monitor image shown small: {series, image, W, H, bin}
+const THUMB_SIZE = 360;
 
 const DETECTOR_CONFIG = ["nimages", "ntrigger", "nframes_sum", "frame_time", "count_time", "trigger_mode"];
 const INTERFACES = [
@@ -35,15 +38,14 @@ export async function refresh(shared) {
     ["errors", (status.error || []).join("; ") || "none", (status.error || []).length ? "bad" : ""],
   ]);
 
-  const perImage = c("nframes_sum") || 1;
   const expected = (c("nimages") || 0) * (c("ntrigger") || 0);
-  const framesSettled = (status["daq/frames_complete"] || 0) + (status["daq/frames_incomplete"] || 0) +
+  // the DAQ counts images (auto-summation's sub-frames are summed before): complete, incomplete or lost
+  const settled = (status["daq/frames_complete"] || 0) + (status["daq/frames_incomplete"] || 0) +
     (status["daq/frames_lost"] || 0);
-  const settled = Math.floor(framesSettled / perImage);
   const now = performance.now();
   let rate = 0;
   if (previous && status["daq/frames_complete"] >= previous.frames && now > previous.t) {
-    rate = ((status["daq/frames_complete"] - previous.frames) / perImage) / ((now - previous.t) / 1000);
+    rate = (status["daq/frames_complete"] - previous.frames) / ((now - previous.t) / 1000);
   }
   previous = { t: now, frames: status["daq/frames_complete"] || 0 };
   const lost = (status["daq/packets_lost"] || 0) + (status["daq/frames_lost"] || 0) + (status["daq/frames_incomplete"] || 0);
@@ -70,6 +72,7 @@ export async function refresh(shared) {
   }
   outcome.id = "ov-outcome";
 
+  if (v["monitor/config/mode"] === "enabled" || thumb) await refreshThumb().catch(() => {});
   const i = (k) => v[k] ?? "—";
   rows(document.getElementById("ov-interfaces"), [
     ["FileWriter", `${i("filewriter/config/mode")} · ${i("filewriter/status/state")}`],
@@ -79,6 +82,32 @@ export async function refresh(shared) {
     ["Analysis", `${i("analysis/config/mode")} · ${i("analysis/status/state")} · ${i("analysis/status/images_analysed")} analysed` +
       (v["analysis/status/decimated"] ? " (decimated)" : "")],
   ]);
+}
+
+async function refreshThumb() {
+  const bin = thumb ? Math.max(1, Math.ceil(Math.max(thumb.W, thumb.H) / THUMB_SIZE)) : 16;
+  const p = new URLSearchParams({ scale: "auto", timeout: "0", bin });
+  if (thumb && thumb.bin === bin) { p.set("since_series", thumb.series); p.set("since_image", thumb.image); }
+  const r = await fetch(`/ui/api/monitor/view?${p}`);
+  const info = document.getElementById("ov-thumb-info");
+  if (r.status === 204) return;
+  if (!r.ok) {
+    info.textContent = r.status === 408 ? "no monitor image yet (monitor/config/mode enabled?)" : await r.text();
+    return;
+  }
+  const n = (k) => Number(r.headers.get(`X-Opendcu-${k}`));
+  thumb = { series: n("Series"), image: n("Image"), W: n("Image-Width"), H: n("Image-Height"), bin: n("Bin") };
+  const bytes = new Uint8Array(await r.arrayBuffer());
+  const canvas = document.getElementById("ov-thumb");
+  canvas.width = n("Cols");
+  canvas.height = n("Rows");
+  const ctx = canvas.getContext("2d");
+  const image = ctx.createImageData(canvas.width, canvas.height);
+  const out = new Uint32Array(image.data.buffer);
+  for (let i = 0; i < bytes.length; i++) out[i] = LUT[bytes[i]];
+  ctx.putImageData(image, 0, 0);
+  info.textContent = `series ${thumb.series} image ${thumb.image} · ${thumb.W}×${thumb.H} binned ${thumb.bin}×${thumb.bin} · ` +
+    `auto ${n("Lo").toFixed(0)}…${n("Hi").toFixed(0)} counts`;
 }
 
 export function show(shared) { previous = null; refresh(shared); }
