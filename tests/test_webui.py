@@ -248,12 +248,13 @@ def test_run_a_series_from_the_buttons(server: DcuServer, browser, http: httpx.C
     seen_states, seen_progress = set(), []
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        seen_states.add(header_state(browser))
+        state = header_state(browser)
+        seen_states.add(state)
         table = text_of(browser, "ov-series") or ""
         match = re.search(r"images settled / expected(\d+) / (\d+)", table)
         if match and (not seen_progress or seen_progress[-1] != match.groups()):
             seen_progress.append(match.groups())
-        if header_state(browser) == "idle" and match and match.group(1) == str(NIMAGES):
+        if state == "idle" and match and match.group(1) == str(NIMAGES):
             break
         time.sleep(0.1)
     assert "acquire" in seen_states and "idle" in seen_states, seen_states

@@ -10,6 +10,7 @@ let active = false;
 let view = { s: 1, ox: 0, oy: 0, fitted: false };
 let shown = null;      // the frame on the raw canvas: headers of its answer
 let rerender = true;   // the region or contrast changed: render the shown image again
+let newest = true;     // the page was (re)opened: fetch the newest image, whatever is pinned
 let geometry = null;
 let geometryFor = null;
 let pixelQuery = null;
@@ -71,13 +72,13 @@ function region(W, H) {
   return { x0, y0, w: x1 - x0, h: y1 - y0, bin: Math.max(1, Math.floor(1 / view.s)) };
 }
 
-function query(ids) {
+function query(ids, since) {
   const p = new URLSearchParams({ scale: $("live-scale").value, timeout: "1000" });
   if ($("live-lo").value.trim()) p.set("lo", $("live-lo").value.trim());
   if ($("live-hi").value.trim()) p.set("hi", $("live-hi").value.trim());
   if (shown) for (const [k, v] of Object.entries(region(shown.W, shown.H))) p.set(k, v);
   if (ids) { p.set("series", ids.series); p.set("image", ids.image); }
-  else if (shown && !rerender) { p.set("since_series", shown.series); p.set("since_image", shown.image); }
+  else if (shown && since) { p.set("since_series", shown.series); p.set("since_image", shown.image); }
   return p;
 }
 
@@ -156,11 +157,13 @@ async function frameLoop() {
   for (;;) {
     if (!active || ($("live-pause").checked && !rerender)) { await sleep(100); continue; }
     const again = rerender && shown ? { series: shown.series, image: shown.image } : null;
-    const goto = $("live-goto").value.trim();
-    const pinned = goto !== "" && shown ? { series: shown.series, image: Number(goto) }
+    const goto = newest ? "" : $("live-goto").value.trim();  // on showing the page: the newest series first
+    const pinned = newest ? null : goto !== "" && shown ? { series: shown.series, image: Number(goto) }
       : $("live-pause").checked && shown ? { series: shown.series, image: shown.image } : again;
+    const since = !newest && !rerender;
+    newest = false;
     if (goto !== "" && shown && shown.image === Number(goto) && !rerender) { await sleep(100); continue; }
-    const params = query(pinned);
+    const params = query(pinned, since);
     const wasRerender = rerender;
     rerender = false;
     let response;
@@ -267,5 +270,5 @@ export function init() {
   frameLoop();
 }
 
-export function show() { active = true; startAnalysis(); canvasSize(); rerender = true; }
+export function show() { active = true; startAnalysis(); canvasSize(); rerender = true; newest = true; }
 export function hide() { active = false; }
