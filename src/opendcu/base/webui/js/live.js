@@ -15,6 +15,8 @@ let geometry = null;
 let geometryFor = null;
 let pixelQuery = null;
 const stats = { frames: 0, times: [] };
+const MIN_PERIOD_MS = 80; // the monitor refreshes its newest image every 50 ms; 12.5 images/s is plenty to watch
+let lastLatest = 0;
 
 const $ = (id) => document.getElementById(id);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -164,13 +166,19 @@ async function frameLoop() {
     newest = false;
     if (goto !== "" && shown && shown.image === Number(goto) && !rerender) { await sleep(100); continue; }
     const params = query(pinned, since);
+    if (!pinned) {
+      // each newest-image request makes app-detector decode one image: at most 1000/MIN_PERIOD_MS a second
+      const wait = lastLatest + MIN_PERIOD_MS - performance.now();
+      if (wait > 0) await sleep(wait);
+      lastLatest = performance.now();
+    }
     const wasRerender = rerender;
     rerender = false;
     let response;
     try {
       response = await fetch(`/ui/api/monitor/view?${params}`);
     } catch (err) { info(`no answer: ${err}`); await sleep(500); continue; }
-    if (response.status === 204) { await sleep(30); continue; }
+    if (response.status === 204) continue;
     if (!response.ok) {
       const text = await response.text();
       if (wasRerender && response.status === 404 && goto === "") { shown = null; continue; } // it left the buffer
