@@ -92,7 +92,9 @@ def main() -> int:
                     driver = browser()
                     driver.get(f"{url}/ui/live")
                     time.sleep(3)
-                http.put(f"/detector/api/{V}/command/arm").raise_for_status()
+                armed = http.put(f"/detector/api/{V}/command/arm")
+                if armed.status_code != 200:
+                    sys.exit(f"arm refused ({armed.status_code}): {armed.text}")
                 before = driver.execute_script("return window.opendcuLive.stats.frames") if watched else 0
                 t0 = time.monotonic()
                 http.put(f"/detector/api/{V}/command/trigger").raise_for_status()

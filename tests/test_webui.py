@@ -509,7 +509,7 @@ def test_screenshots_of_a_real_mx_series(server: DcuServer, browser, http: httpx
 def test_restart_app_detector_from_the_system_page(server: DcuServer, browser, http: httpx.Client):
     open_page(browser, server, "system")
     row = wait_for(lambda: browser.find_element("css selector", 'tr[data-app="app-detector"]').text, "apps table")
-    info = http.get("/ui/api/system").json()
+    info = http.get("/ui/api/system", params={"log": 200}).json()
     apps = {a["name"]: a for a in info["apps"]}
     assert set(apps) == {"simulator", "app-calibration", "app-detector"}
     assert set(a["pid"] for a in apps.values()) <= set(child_pids(server.process.pid))
@@ -517,7 +517,9 @@ def test_restart_app_detector_from_the_system_page(server: DcuServer, browser, h
     assert f"app-detector running {old_pid}" in row and row.endswith("0 restart")
     assert info["config"]["detector"] == "eiger2-1m" and info["config"]["port"] == server.port
     assert "eiger2-1m" in text_of(browser, "sys-config")
-    assert text_of(browser, "sys-logs")
+    # the apps' output (their logging included) is kept: the series' end line of app-detector is there
+    assert any("series 2 ended" in line for line in apps["app-detector"]["log"]), apps["app-detector"]["log"][-5:]
+    wait_for(lambda: "series 2 ended" in (text_of(browser, "sys-logs") or ""), "the log lines on the page")
     assert rest(http, "detector", "status", "state") != "na"
     click(browser, "restart-app-detector")
     wait_for(lambda: header_state(browser) == "na", "state na after the restart", timeout=180)

@@ -47,6 +47,7 @@ class ManagedProcess:
         self.started_at: float | None = None  # wall clock of the last start
         self.starts = 0  # restarts = starts - 1
         self.last_lines: deque[str] = deque(maxlen=LOG_LINES)  # its last output lines, for the Web-UI
+        self._lines_lock = threading.Lock()  # copying a deque while another thread appends would raise
 
     def start(self, timeout: float) -> dict[str, Any]:
         argv = [sys.executable, "-m", self.module, *self.args_for()]
@@ -79,18 +80,21 @@ class ManagedProcess:
             self._echo(line)
 
     def _echo(self, line: str) -> None:
-        self.last_lines.append(line.rstrip("\n"))
+        with self._lines_lock:
+            self.last_lines.append(line.rstrip("\n"))
         sys.stdout.write(line)
 
     def describe(self) -> dict[str, Any]:
         """State, pid, start time, restarts and last output lines (the Web-UI's System page)."""
         alive = self.alive()
+        with self._lines_lock:
+            lines = list(self.last_lines)
         return {"name": self.name, "state": "running" if alive else ("stopped" if self.popen else "not started"),
                 "pid": self.popen.pid if self.popen is not None else None,
                 "exit_code": None if alive or self.popen is None else self.popen.returncode,
                 "started_at": self.started_at,
                 "uptime_s": time.time() - self.started_at if alive and self.started_at else 0.0,
-                "restarts": max(0, self.starts - 1), "log": list(self.last_lines)}
+                "restarts": max(0, self.starts - 1), "log": lines}
 
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None

@@ -23,7 +23,7 @@ async function restart(name) {
 }
 
 export async function refresh() {
-  const info = await request("GET", "/ui/api/system?log=40");
+  const info = await request("GET", "/ui/api/system?log=100");
   $("sys-apps").replaceChildren(
     el("tr", {}, ...["app", "state", "pid", "uptime", "restarts", ""].map((h) => el("th", {}, h))),
     ...info.apps.map((a) => el("tr", { "data-app": a.name },
