@@ -485,7 +485,7 @@ def test_screenshots_of_a_real_mx_series(server: DcuServer, browser, http: httpx
              and s["image"] == best["image_id"], "the analysed image shown")
     wait_for(lambda: text_of(browser, "live-spots-note") == f"{best['n_spots']} spots", "its spots drawn")
     browser.execute_script("""const c = document.getElementById('live-view'), r = c.getBoundingClientRect();
-        c.dispatchEvent(new WheelEvent("wheel", {deltaY: -600, clientX: r.left + r.width / 2,
+        c.dispatchEvent(new WheelEvent("wheel", {deltaY: -900, clientX: r.left + r.width / 2,
                                                  clientY: r.top + r.height / 2, bubbles: true}));""")
     x, y = int(best["spots"]["x"][0]), int(best["spots"]["y"][0])
     wait_for(lambda: browser.execute_script("const s = window.opendcuLive.shown; return s && s.bin === 1 && s.w < s.W"),
