@@ -204,7 +204,10 @@ def test_stop_leaves_no_children_and_no_partial_files(dcu: DcuServer):
     assert len(children) >= 3  # simulator, app-calibration, app-detector (+ pipeline workers)
     trigger = threading.Thread(target=lambda: dcu.client().put(f"{V}/command/trigger"), daemon=True)
     trigger.start()
-    time.sleep(1.0)
+    with dcu.client() as http:  # stop it once images flow (the series is then being written)
+        deadline = time.monotonic() + 120
+        while http.get(f"{V}/status/daq/frames_complete").json()["value"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
     assert dcu.stop(signal.SIGTERM) == 0
     assert alive(children, wait=5) == {}
     names = sorted(p.name for p in dcu.data_dir.rglob("*"))

@@ -36,6 +36,7 @@ from opendcu.hardware.udp_packet import DEFAULT_PAYLOAD, PacketLayout
 from opendcu.lifecycle import StopSignal
 from opendcu.simulator.physics import ModuleRenderer
 from opendcu.simulator.scenes import make_scene
+from opendcu.simulator.scenes.base import DEFAULT_SCENE, parse_spec
 from opendcu.simulator.sender import DataSender
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,10 @@ def parse_drops(text: str) -> list[tuple[int, int, int]]:
 class SimulatedModule:
     """One module: a config-port server plus an acquisition thread that streams frames."""
 
-    def __init__(self, model: DetectorModel, index: int, host: str = "127.0.0.1"):
+    def __init__(self, model: DetectorModel, index: int, host: str = "127.0.0.1",
+                 scene: dict[str, Any] | None = None):
         self.model = model
+        self.scene = dict(scene or DEFAULT_SCENE)  # what this module sees; the DCU sends only the experiment
         self.index = index  # position among the model's modules
         self.module_id = model.physical_module(index)  # the id its packets carry
         self.config_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -140,6 +143,20 @@ class SimulatedModule:
             status = {"state": self.state, "frames_sent": self._live_frames_sent(), "packets_sent": self.packets_sent}
             return status | ({"message": self.error} if self.error else {})
 
+    def _scene_spec(self, cfg: dict[str, Any]) -> dict[str, Any]:
+        """This series' scene: the test pattern, a scene of the packet's own (test harnesses) or this module's,
+        rendered for the experiment the DCU sent (JSON field `experiment`)."""
+        if cfg.get("test_pattern"):
+            return {"kind": "pattern"}
+        spec = parse_spec(cfg.get("content")) or dict(self.scene)
+        if cfg.get("experiment"):
+            try:
+                experiment = json.loads(cfg["experiment"])
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"experiment is not JSON: {exc}") from None
+            spec["experiment"] = {**spec.get("experiment", {}), **experiment}
+        return spec
+
     def _configure(self, fields: dict[str, Any]) -> dict[str, Any]:
         if self.state == "acquiring":
             raise ValueError("cannot configure while acquiring")
@@ -163,8 +180,7 @@ class SimulatedModule:
         model, index = self._series_geometry(cfg.get("roi_mode", ""))
         layout = PacketLayout.for_module(model.module, cfg["payload_size"])  # ValueError -> rejected config
         drops = parse_drops(cfg.get("drop_packets", ""))
-        content = {"kind": "pattern"} if cfg.get("test_pattern") else cfg.get("content")
-        scene = make_scene(model, cfg["seed"], content)  # ValueError -> rejected config
+        scene = make_scene(model, cfg["seed"], self._scene_spec(cfg))  # ValueError -> rejected config
         renderer = ModuleRenderer(scene, model, index, cfg["seed"], cfg["count_time"], cfg["nsubframes"],
                                   photon_energy=cfg.get("photon_energy"), threshold_energy=cfg.get("threshold_energy"))
         self.sender.configure(
