@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import httpx
-
 from common import ResultTable, median, time_call
 
 V = "1.8.0"
@@ -77,13 +76,19 @@ def main() -> int:
         driver = None
         try:
             http = httpx.Client(base_url=url, timeout=300)
-            put = lambda module, key, value: http.put(f"/{module}/api/{V}/config/{key}", json={"value": value})
+
+            def put(module: str, key: str, value: object) -> httpx.Response:
+                return http.put(f"/{module}/api/{V}/config/{key}", json={"value": value})
+
             http.put(f"/detector/api/{V}/command/initialize").raise_for_status()
             put("detector", "nimages", args.nimages).raise_for_status()
             put("detector", "frame_time", args.frame_time).raise_for_status()
             put("detector", "count_time", args.frame_time).raise_for_status()
             put("monitor", "mode", "enabled").raise_for_status()
-            status = lambda key: http.get(f"/detector/api/{V}/status/{key}").json()["value"]
+
+            def status(key: str) -> object:
+                return http.get(f"/detector/api/{V}/status/{key}").json()["value"]
+
             table = ResultTable(f"Web-UI live image, {args.detector}, frame_time {args.frame_time} s, "
                                 f"{args.nimages} images ({os.cpu_count()} CPUs)")
             # the same series without and with the Live image page open: what watching costs the acquisition
@@ -112,7 +117,8 @@ def main() -> int:
             query["image"] = 1  # a buffered image (the monitor keeps the first buffer_size ones)
             http.get("/ui/api/monitor/view", params=query).raise_for_status()  # decodes it once into the cache
             view_ms = median(time_call(lambda: http.get("/ui/api/monitor/view", params=query), repeat=9)) * 1e3
-            tiff_ms = median(time_call(lambda: http.get(f"/monitor/api/{V}/images/{query['series']}/1"), repeat=9)) * 1e3
+            tiff_url = f"/monitor/api/{V}/images/{query['series']}/1"
+            tiff_ms = median(time_call(lambda: http.get(tiff_url), repeat=9)) * 1e3
             table.add(f"GET view of a decoded image, bin {image['bin']}", view_ms, "ms", reference=tiff_ms,
                       ratio=view_ms / tiff_ms, goal="reference: GET the monitor TIFF")
             table.print()

@@ -25,7 +25,6 @@ import httpx
 import numpy as np
 import pytest
 import tifffile
-
 from conftest import REPO, DcuServer, child_pids, start_dcu
 
 pytestmark = pytest.mark.integration
@@ -141,7 +140,8 @@ def set_field(driver, field_id: str, text: str) -> str:
         element.clear()
         element.send_keys(text)
         driver.find_element(By.ID, f"{field_id}-set").click()
-    return wait_for(lambda: (t := text_of(driver, f"{field_id}-error")) not in (None, "", "…") and t, f"{field_id} answer")
+    return wait_for(lambda: (t := text_of(driver, f"{field_id}-error")) not in (None, "", "…") and t,
+                    f"{field_id} answer")
 
 
 def click(driver, element_id: str) -> None:
@@ -309,7 +309,8 @@ def test_live_image_canvas_is_the_servers_rendering(server: DcuServer, browser, 
     lo, hi = float(r.headers["x-opendcu-lo"]), float(r.headers["x-opendcu-hi"])
     region = pixels[shown["y0"]:shown["y0"] + shown["h"], shown["x0"]:shown["x0"] + shown["w"]]
     gregion = gaps[shown["y0"]:shown["y0"] + shown["h"], shown["x0"]:shown["x0"] + shown["w"]]
-    np.testing.assert_array_equal(codes, reference_codes(region, gregion, shown["bin"], lo, hi, shown["scale"] == "log"))
+    reference = reference_codes(region, gregion, shown["bin"], lo, hi, shown["scale"] == "log")
+    np.testing.assert_array_equal(codes, reference)
     assert (codes == GAP).any(), "the 1M has a module gap: they must show in the gap colour"
 
     # hover a pixel with counts: the cursor box reads the TIFF's counts
@@ -322,8 +323,8 @@ def test_live_image_canvas_is_the_servers_rendering(server: DcuServer, browser, 
     size = canvas.size
     ActionChains(browser).move_to_element_with_offset(canvas, int(sx - size["width"] / 2),
                                                       int(sy - size["height"] / 2)).perform()
-    box = wait_for(lambda: (d := browser.execute_script("return Object.assign({}, document.getElementById('live-cursor')"
-                                                         ".dataset)")) and "counts" in d and d, "cursor readout")
+    cursor = "return Object.assign({}, document.getElementById('live-cursor').dataset)"
+    box = wait_for(lambda: (d := browser.execute_script(cursor)) and "counts" in d and d, "cursor readout")
     cx, cy = int(box["x"]), int(box["y"])
     assert abs(cx - x) <= 1 and abs(cy - y) <= 1
     assert int(box["counts"]) == int(pixels[cy, cx])
@@ -391,7 +392,8 @@ def test_ui_rest_refusals(http: httpx.Client, server: DcuServer):
     assert r.status_code == 400 and r.text.startswith("notes.txt is not a readable HDF5 file")
     (server.data_dir / "notes.txt").unlink()
     r = http.put("/ui/api/apps/app-nothing/restart")
-    assert r.status_code == 404 and r.text == "app app-nothing does not exist (apps: simulator, app-calibration, app-detector)"
+    assert r.status_code == 404
+    assert r.text == "app app-nothing does not exist (apps: simulator, app-calibration, app-detector)"
     assert http.get("/ui/api/system", params={"log": "x"}).status_code == 400
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-
 import shutil
 import signal
 import subprocess
@@ -19,8 +18,9 @@ import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from opendcu.base.server_config import ServerConfig
 from opendcu.lifecycle import READY_PREFIX
@@ -222,7 +222,7 @@ class AppManager:
     def pids(self) -> list[int]:
         return [p.popen.pid for p in self._processes if p.popen is not None and p.alive()]
 
-    def __enter__(self) -> "AppManager":
+    def __enter__(self) -> AppManager:
         self.start()
         return self
 

@@ -24,8 +24,8 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from opendcu.app_detector.interfaces.filewriter.paths import UnsafePath, list_data_files, resolve_in
 from opendcu.base.rest.responses import json_response, text_error
+from opendcu.simplon.paths import UnsafePath, list_data_files, resolve_in
 
 if TYPE_CHECKING:
     from opendcu.base.app_manager import AppManager
@@ -38,7 +38,7 @@ MAX_LOG_LINES = 1000
 router = APIRouter()
 
 
-def install(app: FastAPI, manager: "AppManager | None") -> None:
+def install(app: FastAPI, manager: AppManager | None) -> None:
     """Serve the Web-UI and its REST resources; `manager` (None in servers without apps) backs the System page."""
     from opendcu.base.rest import ui_images
 
