@@ -156,10 +156,10 @@ def _cache(request: Request) -> FrameCache:
     return state.ui_frames
 
 
-def _int(request: Request, name: str, default: int | None = None, low: int = 0) -> int | None:
+def _maybe_int(request: Request, name: str, low: int = 0) -> int | None:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
-        return default
+        return None
     try:
         value = int(raw)
     except ValueError:
@@ -167,6 +167,11 @@ def _int(request: Request, name: str, default: int | None = None, low: int = 0) 
     if value < low:
         raise BadRequest(f"query parameter {name} must be >= {low}, got {value}")
     return value
+
+
+def _int(request: Request, name: str, default: int, low: int = 0) -> int:
+    value = _maybe_int(request, name, low)
+    return default if value is None else value
 
 
 def _float(request: Request, name: str) -> float | None:
@@ -239,7 +244,7 @@ async def _answer(call) -> Response:
 
 
 def _ids(request: Request) -> tuple[int | None, int | None]:
-    series, image = _int(request, "series"), _int(request, "image")
+    series, image = _maybe_int(request, "series"), _maybe_int(request, "image")
     if (series is None) != (image is None):
         raise BadRequest("give both series and image, or neither (the newest image)")
     return series, image
@@ -261,7 +266,7 @@ async def view(request: Request) -> Response:
             raise BadRequest(f"timeout must be 0..60000 ms, got {timeout}")
         x0, y0 = _int(request, "x0", 0), _int(request, "y0", 0)
         frame = await _frame(request, series, image, timeout)
-        since = (_int(request, "since_series"), _int(request, "since_image"))
+        since = (_maybe_int(request, "since_series"), _maybe_int(request, "since_image"))
         if series is None and since == (frame.series_id, frame.image_id):
             return Response(status_code=204)
         height, width = frame.pixels.shape
@@ -289,7 +294,7 @@ async def view(request: Request) -> Response:
 async def pixel(request: Request) -> Response:
     async def call() -> Response:
         series, image = _ids(request)
-        x, y = _int(request, "x"), _int(request, "y")
+        x, y = _maybe_int(request, "x"), _maybe_int(request, "y")
         if x is None or y is None:
             raise BadRequest("give the pixel as x and y")
         frame = await _frame(request, series, image, 500)

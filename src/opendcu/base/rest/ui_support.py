@@ -154,7 +154,9 @@ def master_summary(path: Path) -> dict[str, Any]:
         spec = det.get("detectorSpecific") if det is not None else None
         out: dict[str, Any] = {"name": path.name, "size": path.stat().st_size}
         data = f.get("/entry/data")
-        datasets, images, shape, dtype, filters = [], 0, None, None, []
+        datasets: list[dict[str, Any]] = []
+        images, shape, dtype = 0, None, None
+        filters: list[str] = []
         if data is not None:
             for key in sorted(data):
                 try:
