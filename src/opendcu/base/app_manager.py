@@ -125,7 +125,9 @@ class AppManager:
             "simulator", "opendcu.simulator",
             lambda: ["--detector", config.detector, "--host", "127.0.0.1", *(["--scene", config.scene] if config.scene else [])],
         )
-        self.calibration = ManagedProcess("app-calibration", "opendcu.app_calibration", lambda: ["--grpc", self.calibration_address])
+        self.calibration = ManagedProcess("app-calibration", "opendcu.app_calibration", lambda: [
+            "--grpc", self.calibration_address, "--detector", config.detector,
+            "--calibration-dir", str(Path(config.calibration_dir).resolve()), "--detector-grpc", self.detector_address])
         self.detector = ManagedProcess("app-detector", "opendcu.app_detector", lambda: ["--config", json.dumps(self._detector_config())])
         self._processes = [self.simulator, self.calibration, self.detector]
         self._stopping = threading.Event()

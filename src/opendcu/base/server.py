@@ -45,7 +45,8 @@ def serve(config: ServerConfig) -> int:
         manager.start()
         if stop.is_set():
             return 0
-        app = create_app(manager.detector_address, config.data_dir, restart=manager.restart_detector, manager=manager)
+        app = create_app(manager.detector_address, config.data_dir, restart=manager.restart_detector,
+                         calibration_address=manager.calibration_address, manager=manager)
         server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning"))
         web = threading.Thread(target=server.run, name="rest", daemon=True)
         web.start()

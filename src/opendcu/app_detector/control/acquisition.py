@@ -84,6 +84,7 @@ class AcquisitionController:
         self.driver = driver
         self.calibration = calibration
         self.payload_size = payload_size
+        self.simulator_inputs: Subsystem | None = None  # the `simulator` module: scene / physics overrides
         self.state = DetectorState.NA
         self.errors: list[str] = []
         self.sequence_id = 0
@@ -377,7 +378,19 @@ class AcquisitionController:
             series_id=series.series_id,
             seed=series.series_id,
             experiment=json.dumps(self._experiment(series)),
+            **self._simulator_content(),
         )
+
+    def _simulator_content(self) -> dict[str, str]:
+        """The `simulator` module's overrides (scene, physics) for the simulated modules, as the CONFIGURE
+        `content` they read a series' own scene from; nothing when none is set (the simulator's own scene)."""
+        inputs = self.simulator_inputs
+        if inputs is None or not (inputs["scene"] or inputs["physics"]):
+            return {}
+        content = json.loads(inputs["scene"]) if inputs["scene"] else {}
+        if inputs["physics"]:
+            content["physics"] = json.loads(inputs["physics"])
+        return {"content": json.dumps(content)}
 
     @staticmethod
     def _experiment(series: Series) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 // Configuration: every config and status key of every module, grouped, with its metadata; rw keys are editable.
 import { el, fmt, keyUrl, putConfig, request } from "./api.js";
 
-const MODULES = ["detector", "filewriter", "stream", "monitor", "analysis", "system", "simulator"];
+const MODULES = ["detector", "filewriter", "stream", "monitor", "analysis", "calibration", "system", "simulator"];
 let loaded = false;
 
 export const fieldId = (prefix, module, key) => `${prefix}-${module}-${key.replaceAll("/", "__")}`;
