@@ -511,6 +511,18 @@ def test_screenshots_of_a_real_mx_series(server: DcuServer, browser, http: httpx
             "return Object.assign({}, document.getElementById('live-cursor').dataset)"), "cursor readout")
     time.sleep(0.5)
     sizes["live"] = _screenshot(browser, "live")
+    # what the screenshot shows is the monitor image: the canvas against the TIFF's numpy rendering
+    shown = browser.execute_script("return window.opendcuLive.shown")
+    raw = canvas_rgba(browser, "live-raw")
+    lut = np.array(browser.execute_script("return Array.from(window.opendcuLive.lut)"), dtype=np.uint32)
+    tiff = http.get(f"/monitor/api/{V}/images/{shown['series']}/{shown['image']}")
+    assert tiff.status_code == 200, tiff.text
+    pixels = tifffile.imread(io.BytesIO(tiff.content))
+    gaps = gap_mask(http, pixels.shape)
+    rows, cols = slice(shown["y0"], shown["y0"] + shown["h"]), slice(shown["x0"], shown["x0"] + shown["w"])
+    reference = reference_codes(pixels[rows, cols], gaps[rows, cols], shown["bin"], shown["lo"], shown["hi"],
+                                shown["scale"] == "log")
+    np.testing.assert_array_equal(raw, lut[reference].view(np.uint8).reshape(*reference.shape, 4))
     goto.clear()
     browser.execute_script("arguments[0].dispatchEvent(new Event('change'))", goto)
     assert all(size < 300_000 for size in sizes.values()), sizes
