@@ -47,7 +47,8 @@ def serve(config: ServerConfig) -> int:
         if stop.is_set():
             return 0
         app = create_app(manager.detector_address, config.data_dir, restart=manager.restart_detector,
-                         calibration_address=manager.calibration_address, auth_token=config.auth_token)
+                         calibration_address=manager.calibration_address, auth_token=config.auth_token,
+                         manager=manager)
         if not config.auth_token and not is_loopback(config.host):
             log.warning("REST, /data and WebDAV on %s are open to anyone who can reach this host: no "
                         "authentication is set (dcu serve --auth-token, or $OPENDCU_AUTH_TOKEN)", config.host)
@@ -60,6 +61,7 @@ def serve(config: ServerConfig) -> int:
             log.info("opendcu %s: SIMPLON API on http://%s:%d, data in %s", config.detector, config.host, config.port,
                      config.data_dir.resolve())
             print(f"opendcu ready: http://{config.host}:{config.port}/detector/api/1.8.0/status/state", flush=True)
+            log.info("Web-UI on http://%s:%d/", config.host, config.port)
             _write_stamp(stamp)
         while web.is_alive() and not stop.wait(0.5):
             pass

@@ -15,7 +15,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from opendcu import __version__
 from opendcu.base.apps import AppDirectory, ControlClient
-from opendcu.base.rest import analysis, data_files, filewriter_files, monitor_images, simplon, webdav
+from opendcu.base.rest import analysis, data_files, filewriter_files, monitor_images, simplon, ui_support, webdav
 from opendcu.base.rest.auth import TokenAuth
 from opendcu.base.rest.limits import MAX_BODY_BYTES, BodyLimit
 from opendcu.base.rest.responses import text_error
@@ -31,12 +31,12 @@ PUT takes `{"value": x}` and answers the list of changed keys; errors are short 
 
 
 def create_app(detector_address: str, data_dir: Path, restart: Callable[[], None] | None = None,
-               calibration_address: str | None = None, auth_token: str = "") -> FastAPI:
+               calibration_address: str | None = None, auth_token: str = "", manager=None) -> FastAPI:
     """A FastAPI app that forwards SIMPLON calls to app-detector at `detector_address` (a gRPC target) and,
     for the `calibration` module, to app-calibration at `calibration_address`.
 
     `restart` restarts app-detector (the system module's `restart` command); with `auth_token` every request
-    must carry it (auth.py).
+    must carry it (auth.py); `manager` (the AppManager) feeds the Web-UI's System page.
     """
 
     @asynccontextmanager
@@ -62,6 +62,7 @@ def create_app(detector_address: str, data_dir: Path, restart: Callable[[], None
     app.include_router(filewriter_files.router)  # before simplon: its routes would take /files/ and /images/
     app.include_router(monitor_images.router)
     app.include_router(analysis.router)  # results and live events of module analysis
+    ui_support.install(app, manager)  # the Web-UI at / and /ui/ (src/opendcu/base/webui)
     app.mount(webdav.MOUNT, webdav.create_webdav_app(app.state.data_dir))
     app.include_router(simplon.router)
     return app
