@@ -158,7 +158,8 @@ def raw_packet(series_id: int, frame: int, packet: int, payload: bytes, *, modul
 
 def test_late_duplicate_foreign_and_malformed_packets_are_counted_and_dropped(detector):
     det = detector("eiger2-500k")
-    series = det.arm(3, frame_time=0.01, drops={0: [[3, 10]]})
+    # frame_time 0.3 s: the share timeout (a few frame periods, at most 1 s) leaves time to inject packets
+    series = det.arm(3, frame_time=0.3, drops={0: [[3, 10]]})
     det.trigger()
     asm = det.assembler
     e3 = 3 % asm.window

@@ -70,6 +70,8 @@ FIELDS: dict[int, tuple[str, str]] = {
     20: ("trigger_count_time", "d"),  # inte: count time of this trigger; exte: length of this gate
     21: ("roi_mode", "str"),  # SIMPLON roi_mode of the series ("" / "disabled" / "4M")
     22: ("drop_packets", "str"),  # loss injection (simulator only): JSON [[frame, (subframe,) packet], ...]
+    23: ("data_source_host", "str"),  # CONFIGURE ack: the address the module's data packets come from
+    24: ("data_source_port", "H"),  # ... and their source port (the DAQ accepts data only from there)
 }
 TAGS = {name: (tag, fmt) for tag, (name, fmt) in FIELDS.items()}
 

@@ -321,8 +321,12 @@ class AcquisitionController:
 
     def _await_trigger(self, series: Series, target: int, budget: float) -> None:
         """Wait for the images of one trigger; then ready again, or the automatic disarm after the last one."""
-        deadline = time.monotonic() + budget
-        while not self._interrupt.is_set() and not self.datapath.wait_frames(target, 0.1):
+        start = time.monotonic()
+        deadline = start + budget
+        while not self._interrupt.is_set() and not self.datapath.wait_frames(target, 0.05):
+            # frames that will not come cost no time: done once the DAQ settled what arrived
+            if self.datapath.trigger_settled(target, time.monotonic() - start, budget - TRIGGER_GRACE):
+                break
             if time.monotonic() > deadline:
                 log.warning("series %d: trigger %d incomplete after %.1f s", series.series_id, self._triggers_done + 1,
                             budget)
@@ -387,6 +391,7 @@ class AcquisitionController:
             seed=series.series_id,
             content=json.dumps(self._scene_spec(series)),
         )
+        self.datapath.expect_sources(self.driver.data_sources())  # data packets only from the modules
 
     def _scene_spec(self, series: Series) -> dict[str, Any]:
         """The simulated scene of this series: the server's scene plus the experiment geometry at arm."""
