@@ -22,6 +22,7 @@ class Daq:
         pinned = len(cpus) > n + 1
         self.receivers = [ModuleReceiver(assembler, m, host, socket_buffer=socket_buffer, realtime=realtime,
                                          cpu=cpus[-1 - m] if pinned else None) for m in range(n)]
+        assembler.data_ports = [r.address[1] for r in self.receivers]
 
     def data_addresses(self) -> dict[int, tuple[str, int]]:
         """Where each module must send its data packets, by the module id its packets carry."""

@@ -148,6 +148,10 @@ class FrameAssembler:
         self._outbox: list[AssembledFrame] = []
         #: told (series id, frame number) of every frame that could not be handed on at all (counted frames_lost)
         self.on_lost: Callable[[int, int], None] | None = None
+        #: images of the series lost after the DAQ (the pipeline's count; DataPath wires it)
+        self.lost_in_pipeline: Callable[[], int] = lambda: 0
+        #: UDP ports the receivers are bound to, by module index (Daq fills it)
+        self.data_ports: list[int] = []
         self.frame_bytes = model.n_modules * model.module.raw_pixels * np.dtype(RAW_DTYPE).itemsize
         self._size_for_ring()
         #: [epoch, stop]; receivers compare the epoch with their table's to notice a new series
