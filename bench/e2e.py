@@ -238,6 +238,17 @@ class Attempt:
     load: float = 0.0
 
     @property
+    def achieved(self) -> float:
+        """Frames per second the series really took (trigger to last image: the sender slows when starved)."""
+        return self.nimages / self.trigger_s if self.trigger_s > 0 else 0.0
+
+    @property
+    def held(self) -> bool:
+        """0 loss, every image in files and on the stream, and the modules held at least 80 % of the asked rate
+        (a simulated module starved of CPU sends late rather than in bursts)."""
+        return self.ok and self.achieved >= 0.8 * self.rate
+
+    @property
     def bound(self) -> float:
         total = sum(self.cpu_per_frame.get(s, 0.0) for s in STAGES)
         return CORES / total if total > 0 else float("inf")
@@ -306,6 +317,13 @@ def run_series(dcu: Dcu, consumer: Consumer, rate: float, nimages: int, readout:
                    os.getloadavg()[0])
 
 
+def log_attempt(log, detector: str, a: Attempt) -> None:
+    verdict = "ok" if a.held else ("LOSS" if not a.ok else "0 loss, but the modules fell behind the asked rate")
+    log(f"  {detector} asked {a.rate:9.1f} Hz x {a.nimages}: achieved {a.achieved:.1f} Hz, lost {a.packets_lost} "
+        f"packets (RcvbufErrors +{a.rcvbuf_errors}), files {a.in_files}, stream {a.on_stream}, trigger "
+        f"{a.trigger_s:.1f} s, load {a.load:.1f}, CPU bound {a.bound:.0f} Hz -> {verdict}")
+
+
 def highest_rate(dcu: Dcu, consumer: Consumer, detector: str, quick: bool, log) -> tuple[Attempt | None, list[Attempt]]:
     """Grow the rate by 1.5x while every image arrives, then bisect between the last good and first bad rate."""
     readout = dcu.get("detector", "config", "detector_readout_time")["value"]
@@ -319,9 +337,7 @@ def highest_rate(dcu: Dcu, consumer: Consumer, detector: str, quick: bool, log) 
         n = int(max(min_frames, rate * seconds))
         a = run_series(dcu, consumer, rate, n, readout)
         attempts.append(a)
-        log(f"  {detector} {rate:9.1f} Hz x {n}: lost {a.packets_lost} packets (RcvbufErrors +{a.rcvbuf_errors}), "
-            f"files {a.in_files}, stream {a.on_stream}, trigger {a.trigger_s:.1f} s, load {a.load:.1f} -> "
-            f"{'ok' if a.ok else 'LOSS'}")
+        log_attempt(log, detector, a)
         return a
 
     good: Attempt | None = None
@@ -329,7 +345,7 @@ def highest_rate(dcu: Dcu, consumer: Consumer, detector: str, quick: bool, log) 
     rate = START_HZ[detector]
     while True:
         a = attempt(rate)
-        if a.ok:
+        if a.held:
             good = a
             if rate >= max_rate:
                 break
@@ -342,7 +358,7 @@ def highest_rate(dcu: Dcu, consumer: Consumer, detector: str, quick: bool, log) 
         for _ in range(steps):
             rate /= 2
             a = attempt(rate)
-            if a.ok:
+            if a.held:
                 good = a
                 break
         return good, attempts
@@ -351,7 +367,7 @@ def highest_rate(dcu: Dcu, consumer: Consumer, detector: str, quick: bool, log) 
         for _ in range(steps - 1):
             mid = (low + high) / 2
             a = attempt(mid)
-            if a.ok:
+            if a.held:
                 good, low = a, mid
             else:
                 high = mid
@@ -367,10 +383,8 @@ def fixed_rates(dcu: Dcu, consumer: Consumer, detector: str, rates: list[float],
         n = nimages or int(max(2000, rate * 5))
         a = run_series(dcu, consumer, rate, n, readout)
         attempts.append(a)
-        log(f"  {detector} {rate:9.1f} Hz x {n}: lost {a.packets_lost} packets (RcvbufErrors +{a.rcvbuf_errors}), "
-            f"files {a.in_files}, stream {a.on_stream}, trigger {a.trigger_s:.1f} s, load {a.load:.1f} -> "
-            f"{'ok' if a.ok else 'LOSS'}")
-        if a.ok and (good is None or a.rate > good.rate):
+        log_attempt(log, detector, a)
+        if a.held and (good is None or a.rate > good.rate):
             good = a
     return good, attempts
 
@@ -469,9 +483,9 @@ def main() -> None:
             if good is None:
                 summary.add(f"{detector}: no 0-loss rate found (lowest tried {attempts[-1].rate:.0f} Hz)", 0, "Hz")
                 continue
-            summary.add(f"{detector} highest 0-loss rate ({good.nimages} frames, load {good.load:.1f})", good.rate,
-                        "Hz", bound, good.rate / bound, ">= 0.8x CPU bound")
-            summary.add(f"{detector} against nominal", good.rate, "Hz", nominal, good.rate / nominal,
+            summary.add(f"{detector} highest 0-loss rate held ({good.nimages} frames, load {good.load:.1f})",
+                        good.achieved, "Hz", bound, good.achieved / bound, ">= 0.8x CPU bound")
+            summary.add(f"{detector} against nominal", good.achieved, "Hz", nominal, good.achieved / nominal,
                         f"{nominal:g} Hz")
             bare = bare_bounds(detector)
             for stage in (*STAGES, "other"):
