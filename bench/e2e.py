@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -335,7 +336,17 @@ def highest_rate(dcu: Dcu, consumer: Consumer, detector: str, quick: bool, log) 
     def attempt(rate: float) -> Attempt:
         rate = min(rate, max_rate)
         n = int(max(min_frames, rate * seconds))
-        a = run_series(dcu, consumer, rate, n, readout)
+        try:
+            a = run_series(dcu, consumer, rate, n, readout)
+        except urllib.error.HTTPError as exc:  # e.g. arm refused after an overloaded series: a failed attempt
+            log(f"  {detector} {rate:.1f} Hz: {exc.code} {exc.read().decode(errors='replace')[:300]}")
+            try:
+                dcu.put("detector", "command", "initialize", timeout=300)
+            except Exception:
+                pass
+            a = Attempt(rate, n, False, -1, 0, 0, 0.0, {}, 0, os.getloadavg()[0])
+            attempts.append(a)
+            return a
         attempts.append(a)
         log_attempt(log, detector, a)
         return a
