@@ -158,12 +158,11 @@ def raw_packet(series_id: int, frame: int, packet: int, payload: bytes, *, modul
 
 def test_late_duplicate_foreign_and_malformed_packets_are_counted_and_dropped(detector):
     det = detector("eiger2-500k")
-    # frame_time 0.3 s: the share timeout (a few frame periods, at most 1 s) leaves time to inject packets
-    series = det.arm(3, frame_time=0.3, drops={0: [[3, 10]]})
+    # a long share timeout: frame 3 waits for its packet 10 (nothing newer closes it) while packets are injected
+    series = det.arm(3, frame_time=0.01, drops={0: [[3, 10]]}, share_timeout=60.0)
     det.trigger()
     asm = det.assembler
     e3 = 3 % asm.window
-    # frame 3 waits for its packet 10 (nothing newer will close it before its 1 s timeout)
     assert det.wait(lambda: asm.table.frame[e3] == 3 and asm.table.count[e3, 0] == 127)
     sid = det.series_id
     wire = series.expected(3)[0].reshape(-1).view(np.uint8)

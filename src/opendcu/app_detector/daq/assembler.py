@@ -171,6 +171,7 @@ class FrameAssembler:
         self._flush_expected: int | None = None
         self._last_progress = time.monotonic()
         self._frame_time = 0.0
+        self._share_timeout = share_timeout(0.0)
         self._poller: threading.Thread | None = None
         self._stop_poller = threading.Event()
         # compile (or load from numba's cache) the bookkeeping now, not under the lock at the first frame
@@ -268,10 +269,12 @@ class FrameAssembler:
             self._release_stocked(self.table)
 
     def start_series(self, series_id: int, nframes: int, payload_size: int, frame_time: float,
-                     nsubframes: int = 1, modules: tuple[int, ...] | None = None) -> None:
+                     nsubframes: int = 1, modules: tuple[int, ...] | None = None,
+                     timeout: float | None = None) -> None:
         """Prepare for a series of `nframes` images of `nsubframes` sub-frames each (called at arm), read out
         from `modules` (indices of the model's modules; default all). The raw ring's partition must be the
-        series' already (`release_slots` first if it changes)."""
+        series' already (`release_slots` first if it changes). `timeout`: the share timeout (s; default a few
+        frame periods, `share_timeout`)."""
         with self._lock:
             self._size_for_ring()
         if not 1 <= nsubframes <= self.slot_subframes:
@@ -291,7 +294,8 @@ class FrameAssembler:
             p[k.P_SERIES], p[k.P_NFRAMES], p[k.P_NPACKETS], p[k.P_NSUB] = series_id, nframes, layout.npackets, nsubframes
             p[k.P_PPP], p[k.P_PACKET_BYTES] = layout.pixels_per_packet, layout.packet_bytes(0)
             p[k.P_LAST_BYTES], p[k.P_NPIX] = layout.packet_bytes(layout.npackets - 1), layout.npixels
-            p[k.P_WINDOW_BASE], p[k.P_TIMEOUT_NS] = 1, int(share_timeout(frame_time) * 1e9)
+            self._share_timeout = share_timeout(frame_time) if timeout is None else timeout
+            p[k.P_WINDOW_BASE], p[k.P_TIMEOUT_NS] = 1, int(self._share_timeout * 1e9)
             p[k.P_DET_TYPE], p[k.P_COUNTER] = self.model.module.udp_detector_type, COUNTER_IDS[layout.counter]
             p[k.P_NMODULES], p[k.P_NREAD], p[k.P_ACTIVE] = n_modules, len(modules), 1
             self.series_id, self.nframes, self.nsubframes = series_id, nframes, nsubframes
@@ -362,7 +366,7 @@ class FrameAssembler:
     @property
     def settle_idle(self) -> float:
         """How long without any frame settling means that the frames still missing will not come (s)."""
-        return share_timeout(self._frame_time) + 0.25
+        return self._share_timeout + 0.25
 
     def settled_since(self) -> float:
         """Seconds since a frame of the running series last settled."""

@@ -103,6 +103,14 @@ class Stream(ModeAndState, BufferedInterface):
         self._series = series
         super().start_series(series)
 
+    def end_series(self, series: Series, aborted: bool) -> None:
+        """Returns once the stream's thread has handled every image of the series (`dropped` is final); the end
+        message itself may still wait for room in a slow consumer's queue, and the series does not wait for it
+        (a stalled consumer must not hold up the detector). The next series' start message follows it."""
+        images_done = threading.Event()
+        self.buffer.put_control(("end", (series, aborted, images_done), None))
+        images_done.wait()
+
     def handle_start(self, series: Series) -> None:
         cfg = self.subsystem
         self._format = cfg["format"]
@@ -136,7 +144,9 @@ class Stream(ModeAndState, BufferedInterface):
                                                                    self._image_appendix)
         return encoder
 
-    def handle_end(self, series: Series, aborted: bool) -> None:
+    def handle_end(self, series: Series, aborted: bool, images_done: threading.Event | None = None) -> None:
+        if images_done is not None:
+            images_done.set()
         if self._format == "cbor":
             parts = [v2.end_message(series.series_id, series.unique_id, series.end_annotations)]
         else:
