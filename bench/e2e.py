@@ -190,6 +190,7 @@ class Consumer:
         self.sock.setsockopt(zmq.RCVTIMEO, 200)
         self.sock.connect(endpoint)
         self.images = 0
+        self.first = self.last = 0.0
         self.started = self.ended = False
         self._stop = False
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -197,6 +198,7 @@ class Consumer:
 
     def reset(self) -> None:
         self.images = 0
+        self.first = self.last = 0.0
         self.started = self.ended = False
 
     def _run(self) -> None:
@@ -207,6 +209,9 @@ class Consumer:
                 continue
             head = bytes(m.buffer[:32])
             if b"image" in head:
+                self.last = time.monotonic()
+                if not self.images:
+                    self.first = self.last
                 self.images += 1
             elif b"start" in head:
                 self.started = True
@@ -237,10 +242,14 @@ class Attempt:
     cpu_per_frame: dict[str, float] = field(default_factory=dict)
     rcvbuf_errors: int = 0
     load: float = 0.0
+    #: seconds from the first to the last image on the stream
+    stream_span: float = 0.0
 
     @property
     def achieved(self) -> float:
-        """Frames per second the series really took (trigger to last image: the sender slows when starved)."""
+        """Images per second on the stream, first to last (the simulated modules slow down when starved)."""
+        if self.stream_span > 0 and self.on_stream > 1:
+            return (self.on_stream - 1) / self.stream_span
         return self.nimages / self.trigger_s if self.trigger_s > 0 else 0.0
 
     @property
@@ -315,7 +324,7 @@ def run_series(dcu: Dcu, consumer: Consumer, rate: float, nimages: int, readout:
         if name.is_file():
             name.unlink()
     return Attempt(rate, nimages, ok, lost, in_files, consumer.images, took, per_frame, errors1 - errors0,
-                   os.getloadavg()[0])
+                   os.getloadavg()[0], consumer.last - consumer.first)
 
 
 def log_attempt(log, detector: str, a: Attempt) -> None:
