@@ -5,17 +5,25 @@ Needs only Python >= 3.11 on the machine:
 
     python3 dev.py run  [dcu serve options]   # set up .venv, start the DCU with a simulated detector
                                               # (an MX rotation series unless --scene is given)
-    python3 dev.py test [pytest options]      # set up .venv, run the whole test suite
+    python3 dev.py lint                       # ruff check, ruff format --check, import-linter, mypy (ceiling)
+    python3 dev.py unit [pytest options]      # the tests that start no DCU (marker `not integration`)
+    python3 dev.py integration [pytest opts]  # the tests that start real process trees (marker `integration`)
+    python3 dev.py test                       # what CI runs: lint, then unit, then integration
+    python3 dev.py test [pytest options]      # pytest with those options only, e.g. `test tests/test_x.py -x`
 
-Both commands are idempotent: the venv is reused and only refreshed when pyproject.toml changes.
+Every command is idempotent: the venvs are reused and only refreshed when pyproject.toml (or the clients'
+constraints) change. Before the tests the numba kernels are compiled once (`dev.py: compiling kernels`), so
+that no test pays for it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import subprocess
 import sys
+import time
 import venv
 from pathlib import Path
 
@@ -29,8 +37,11 @@ CLIENTS_VENV = ROOT / ".venv-clients"
 CLIENT_PACKAGES = [
     "numpy", "h5py", "hdf5plugin", "bitshuffle", "dectris-compression", "cbor2", "pyzmq", "nxmx", "fabio", "silx",
     "tifffile", "pillow", "libertem-dectris", "opentelemetry-api", "fastcs-eiger", "eiger-simulator", "httpx",
+    "nxvalidate",
 ]
 CLIENT_PACKAGES_NO_DEPS = ["libertem-live==0.3.0"]  # only for DECTRIS' DEigerClient.py inside its wheel
+#: every version of the clients and their dependencies, pinned
+CLIENT_CONSTRAINTS = ROOT / "constraints-clients.txt"
 
 
 def _stamp_for(extras: str) -> tuple[Path, str]:
@@ -58,7 +69,8 @@ def ensure_venv(extras: str = "") -> None:
 def ensure_clients_venv() -> Path:
     """Create .venv-clients with the external clients, unless it is up to date; return its python."""
     python = CLIENTS_VENV / "bin" / "python"
-    digest = hashlib.sha256(repr((CLIENT_PACKAGES, CLIENT_PACKAGES_NO_DEPS)).encode()).hexdigest()[:16]
+    pins = CLIENT_CONSTRAINTS.read_bytes()
+    digest = hashlib.sha256(repr((CLIENT_PACKAGES, CLIENT_PACKAGES_NO_DEPS)).encode() + pins).hexdigest()[:16]
     stamp = CLIENTS_VENV / ".installed"
     if python.exists() and stamp.exists() and stamp.read_text() == digest:
         return python
@@ -66,7 +78,7 @@ def ensure_clients_venv() -> Path:
     if not python.exists():
         venv.EnvBuilder(with_pip=True).create(CLIENTS_VENV)
         subprocess.check_call([python, "-m", "pip", "install", "-q", "--upgrade", "pip"])
-    subprocess.check_call([python, "-m", "pip", "install", "-q", *CLIENT_PACKAGES])
+    subprocess.check_call([python, "-m", "pip", "install", "-q", "-c", CLIENT_CONSTRAINTS, *CLIENT_PACKAGES])
     subprocess.check_call([python, "-m", "pip", "install", "-q", "--no-deps", *CLIENT_PACKAGES_NO_DEPS])
     stamp.write_text(digest)
     return python
@@ -82,15 +94,96 @@ def run(args: list[str]) -> int:
     return subprocess.call([BIN / "dcu", "serve", *scene, *args], cwd=ROOT)
 
 
-def test(args: list[str]) -> int:
+def _pytest(args: list[str]) -> int:
     ensure_venv("test")
     clients = ensure_clients_venv()
+    compile_kernels()
     env = dict(os.environ, PYTHONUNBUFFERED="1", OPENDCU_CLIENTS_PYTHON=str(clients))
     return subprocess.call([BIN / "python", "-m", "pytest", *args], cwd=ROOT, env=env)
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def compile_kernels() -> None:
+    """Start a DCU once if its kernels are not in numba's cache yet (the stamp `dcu serve` writes), so that the
+    first test that starts one does not spend minutes compiling within its time limit."""
+    check = "from opendcu.lifecycle import kernel_cache_stamp; print(kernel_cache_stamp())"
+    stamp = Path(subprocess.check_output([BIN / "python", "-c", check], cwd=ROOT, text=True).strip())
+    if stamp.exists():
+        return
+    print("dev.py: compiling kernels, first start only (a few minutes)", flush=True)
+    t0 = time.monotonic()
+    ports = [str(_free_port()) for _ in range(3)]  # never a fixed port: other DCUs may run on this machine
+    probe = subprocess.Popen([BIN / "dcu", "serve", "--port", ports[0], "--stream-v1-port", ports[1],
+                              "--stream-v2-port", ports[2], "--data-dir", str(VENV / "kernel-warm-up")],
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert probe.stdout is not None
+        for line in probe.stdout:
+            if line.startswith("opendcu ready"):
+                break
+        else:
+            sys.exit(f"dev.py: dcu serve exited with code {probe.wait()} while compiling kernels")
+    finally:
+        probe.terminate()
+        try:
+            probe.wait(60)
+        except subprocess.TimeoutExpired:
+            probe.kill()
+            probe.wait()
+    print(f"dev.py: kernels compiled in {time.monotonic() - t0:.0f} s", flush=True)
+
+
+def lint(args: list[str]) -> int:
+    """The gates: each must pass; all run, so that one report shows every violation."""
+    ensure_venv("test")
+    gates = [
+        ("ruff check", [BIN / "ruff", "check", *args]),
+        ("ruff format --check", [BIN / "ruff", "format", "--check"]),
+        ("import-linter", [BIN / "lint-imports"]),
+        ("mypy (strict packages clean, the rest under the ceiling)", [BIN / "python", "scripts/mypy_ceiling.py"]),
+    ]
+    failed = []
+    for name, cmd in gates:
+        print(f"dev.py lint: {name}", flush=True)
+        if subprocess.call(cmd, cwd=ROOT) != 0:
+            failed.append(name)
+    if failed:
+        print(f"dev.py lint: FAILED: {', '.join(failed)}", flush=True)
+        return 1
+    print("dev.py lint: all gates pass", flush=True)
+    return 0
+
+
+def unit(args: list[str]) -> int:
+    return _pytest(["-m", "not integration", *args])
+
+
+def integration(args: list[str]) -> int:
+    return _pytest(["-m", "integration", *args])
+
+
+def test(args: list[str]) -> int:
+    """With options: pytest with them. Without: lint, then unit, then integration, stopping at the first stage
+    that fails (CI)."""
+    if args:
+        return _pytest(args)
+    for stage in (lint, unit, integration):
+        t0 = time.monotonic()
+        code = stage([])
+        print(f"dev.py test: {stage.__name__} {'passed' if code == 0 else 'FAILED'} in {time.monotonic() - t0:.0f} s",
+              flush=True)
+        if code != 0:
+            return code
+    return 0
+
+
 def main() -> int:
-    commands = {"run": run, "test": test}
+    commands = {"run": run, "lint": lint, "unit": unit, "integration": integration, "test": test}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print(__doc__)
         return 2

@@ -6,7 +6,7 @@ Rows per detector:
 - radial integration (1000 q bins, solid angle + polarization, gaps masked): ours (1 and 2 threads) vs pyFAI
   integrate1d ("no", "csr", "cython"), the equal-result method (max relative difference printed), and pyFAI's
   default ("bbox", "csr", "cython");
-- spot finding (DIALS dispersion): ours vs the dense numpy + scipy.ndimage finder (analysis/reference.py);
+- spot finding (DIALS dispersion): ours vs the dense numpy + scipy.ndimage finder (opendcu/testing/reference.py);
 - the whole per-frame chain (decode + integrate + spots + score + indexing) and its parts' bounds: bslz4 decode,
   one numpy pass over the frame;
 - live latency, image arrival at the analysis interface -> result, through real worker processes: one image at a
@@ -35,8 +35,8 @@ from opendcu.analysis.frame import AnalysisSettings, FrameAnalyzer  # noqa: E402
 from opendcu.analysis.geometry import Geometry  # noqa: E402
 from opendcu.analysis.index import IndexingSettings  # noqa: E402
 from opendcu.analysis.integrate import IntegrationSettings, RadialIntegrator  # noqa: E402
-from opendcu.analysis.reference import dense_dispersion_spots  # noqa: E402
-from opendcu.analysis.simulate import poisson_image  # noqa: E402
+from opendcu.testing.reference import dense_dispersion_spots  # noqa: E402
+from opendcu.testing.simulate import poisson_image  # noqa: E402
 from opendcu.analysis.spots import SpotFinder  # noqa: E402
 from opendcu.codecs import get_codec  # noqa: E402
 from opendcu.geometry import DetectorLayout, get_model  # noqa: E402

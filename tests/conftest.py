@@ -1,7 +1,14 @@
-"""Shared test fixtures: free ports, the shared golden data, and a real `dcu serve` process."""
+"""Shared test fixtures: free ports, the shared golden data, and a real `dcu serve` process.
+
+No process a test starts may outlive it: `start_dcu` runs `dcu serve` in a process group of its own that dies
+with pytest (PR_SET_PDEATHSIG, set before exec), stops it with SIGTERM and kills whatever is left of the group;
+at the end of the session a guard kills every descendant of pytest and every member of those groups that is
+still there, names them, and fails the session.
+"""
 
 from __future__ import annotations
 
+import inspect
 import os
 import signal
 import socket
@@ -15,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from golden import find_golden
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -59,28 +67,160 @@ def clients_python() -> Path:
 
 
 @pytest.fixture(scope="session")
-def golden_dir(shared_dir: Path) -> Path:
-    return shared_dir / "golden"
+def golden_dir() -> Path:
+    """The DECTRIS golden files: $OPENDCU_GOLDEN, shared/golden, or downloaded at pinned commits (tests/golden.py);
+    every file is checked against its sha256."""
+    try:
+        return find_golden(find_shared())
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+
+
+def _proc_table() -> dict[int, tuple[int, int, str]]:
+    """pid -> (parent pid, process group, state letter) of every process, from /proc."""
+    table: dict[int, tuple[int, int, str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        table[int(entry.name)] = (int(fields[1]), int(fields[2]), fields[0])
+    return table
 
 
 def child_pids(pid: int) -> list[int]:
     """All descendants of `pid` (from /proc)."""
     children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
+    for child, (ppid, _, _) in _proc_table().items():
+        children.setdefault(ppid, []).append(child)
     out, todo = [], [pid]
     while todo:
         for c in children.get(todo.pop(), []):
             out.append(c)
             todo.append(c)
     return out
+
+
+def group_pids(pgid: int) -> list[int]:
+    """The live (not zombie) members of process group `pgid`."""
+    return [pid for pid, (_, group, state) in _proc_table().items() if group == pgid and state != "Z"]
+
+
+def _command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return "?"
+
+
+def kill_group(pgid: int, grace: float = 30.0) -> list[str]:
+    """SIGTERM every member of process group `pgid`, SIGKILL what is left after `grace` s; return the command
+    lines of the ones that had to be killed."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return []
+    deadline = time.monotonic() + grace
+    while group_pids(pgid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    survivors = [f"{pid}: {_command_line(pid)}" for pid in group_pids(pgid)]
+    if survivors:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return survivors
+
+
+#: process groups of the servers this session started (the session guard looks for survivors in them)
+_STARTED_GROUPS: set[int] = set()
+#: descendants that legitimately live as long as pytest: multiprocessing's resource tracker
+_SESSION_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
+
+
+def leftover_processes() -> list[int]:
+    """Descendants of this pytest process and members of the groups it started that are still running."""
+    table = _proc_table()
+    pids = set(child_pids(os.getpid()))
+    pids |= {pid for pid, (_, group, _) in table.items() if group in _STARTED_GROUPS}
+    pids.discard(os.getpid())
+    return sorted(pid for pid in pids if table.get(pid, (0, 0, "Z"))[2] != "Z"
+                  and not any(h in _command_line(pid) for h in _SESSION_HELPERS))
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM (a CI time limit, `timeout`) ends pytest like Ctrl-C does: fixtures tear down, servers stop and
+    the session guard still runs."""
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test that starts a DCU (the `dcu` fixture, or a call of `start_dcu` in its body) is an integration test,
+    marked or not: `dev.py unit` (`-m "not integration"`) never starts a process tree."""
+    for item in items:
+        function = getattr(item, "function", None)
+        try:
+            calls_start = function is not None and "start_dcu(" in inspect.getsource(function)
+        except (OSError, TypeError):
+            calls_start = False
+        if "dcu" in getattr(item, "fixturenames", ()) or calls_start:
+            item.add_marker(pytest.mark.integration)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The session guard: a process that outlived its test is killed, named, and fails the session."""
+    leftovers = leftover_processes()
+    if not leftovers:
+        return
+    lines = [f"{pid}: {_command_line(pid)}" for pid in leftovers]
+    for pid in leftovers:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for pgid in _STARTED_GROUPS:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    text = "processes left over by the tests (killed now):\n  " + "\n  ".join(lines)
+    if reporter is not None:
+        reporter.ensure_newline()
+        reporter.write_sep("=", "LEFTOVER PROCESSES", red=True)
+        reporter.write_line(text)
+    else:
+        print(text, file=sys.stderr)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def start_budget(default: float) -> float:
+    """A readiness budget in seconds: `default`, or $OPENDCU_START_TIMEOUT (a slower machine)."""
+    return float(os.environ.get("OPENDCU_START_TIMEOUT", default))
+
+
+# the server dies with pytest even if pytest itself is killed: PR_SET_PDEATHSIG survives exec (the test's main
+# thread starts it, and that thread lives as long as pytest); the parent may be gone before prctl took effect
+_DIE_WITH_PARENT_EXEC = (
+    "import ctypes, os, signal, sys; parent = int(sys.argv[1]); "
+    "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0); "
+    "os.getppid() == parent or sys.exit(1); os.execv(sys.argv[2], sys.argv[2:])"
+)
+
+
+def popen_in_own_group(cmd: list[str], **kw) -> subprocess.Popen:
+    """Start `cmd` in a new session/process group of its own that dies with pytest; the session guard knows
+    its group."""
+    process = subprocess.Popen([sys.executable, "-c", _DIE_WITH_PARENT_EXEC, str(os.getpid()), *cmd],
+                               start_new_session=True, **kw)
+    _STARTED_GROUPS.add(process.pid)
+    return process
 
 
 @dataclass
@@ -100,19 +240,46 @@ class DcuServer:
         return httpx.Client(base_url=self.url, timeout=kw.pop("timeout", 120), **kw)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        """Send `sig` to `dcu serve`, wait for it and return its exit code. Its shutdown must take every process
+        of its group with it: one still there 10 s after it exited is killed and fails the test, and so does a
+        server that does not exit within `timeout` s (killed with its group)."""
         if self.process.poll() is None:
             self.process.send_signal(sig)
-        return self.process.wait(timeout)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+        deadline = time.monotonic() + 10
+        while group_pids(self.process.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        leftovers = [f"{pid}: {_command_line(pid)}" for pid in group_pids(self.process.pid)]
+        if leftovers:
+            self.kill()
+            raise AssertionError("dcu serve exited but left processes behind (killed now):\n  " + "\n  ".join(leftovers))
+        return code
+
+    def kill(self) -> list[str]:
+        """End the server's whole process group (SIGTERM, then SIGKILL); the command lines that needed SIGKILL."""
+        survivors = kill_group(self.process.pid)
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        return survivors
 
 
-def start_dcu(tmp_path: Path, detector: str = "eiger2-500k", extra: list[str] | None = None, timeout: float = 90) -> DcuServer:
+def start_dcu(tmp_path: Path, detector: str = "eiger2-500k", extra: list[str] | None = None,
+              timeout: float | None = None) -> DcuServer:
+    """Start `dcu serve` and wait (polling) until it says it is ready. The default budget (600 s, or
+    $OPENDCU_START_TIMEOUT) holds for a first start that compiles numba kernels on a loaded 2-core machine."""
+    timeout = start_budget(600.0) if timeout is None else timeout
     port, v1, v2 = free_port(), free_port(), free_port()
     data_dir = tmp_path / "data"
     cmd = [
         sys.executable, "-m", "opendcu", "serve", "--detector", detector, "--port", str(port), "--data-dir", str(data_dir),
         "--stream-v1-port", str(v1), "--stream-v2-port", str(v2), *(extra or []),
     ]
-    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    process = popen_in_own_group(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
     server = DcuServer(f"http://127.0.0.1:{port}", port, data_dir, process, v1, v2, detector)
     ready = threading.Event()
 
@@ -127,8 +294,9 @@ def start_dcu(tmp_path: Path, detector: str = "eiger2-500k", extra: list[str] | 
     deadline = time.monotonic() + timeout
     while not ready.wait(0.1):
         if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError("dcu serve did not start:\n" + "".join(server.output[-50:]))
+            why = f"exited with code {process.returncode}" if process.poll() is not None else f"not ready in {timeout:.0f} s"
+            server.kill()
+            raise RuntimeError(f"dcu serve did not start ({why}):\n" + "".join(server.output[-50:]))
     return server
 
 
@@ -139,5 +307,4 @@ def dcu(tmp_path: Path) -> Iterator[DcuServer]:
     try:
         yield server
     finally:
-        if server.process.poll() is None:
-            server.stop()
+        server.stop()

@@ -17,7 +17,7 @@ from opendcu.analysis.crystal import (
 )
 from opendcu.analysis.index import IndexingSettings, index_known_cell, reciprocal_vectors, search_cell
 from opendcu.analysis.scoring import in_ice_ring
-from opendcu.analysis.simulate import poisson_image
+from opendcu.testing.simulate import poisson_image
 from opendcu.analysis.spots import SpotFinder
 
 CRYSTALS = [

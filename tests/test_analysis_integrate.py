@@ -12,9 +12,9 @@ from opendcu.analysis.integrate import IntegrationSettings, RadialIntegrator
 from opendcu.geometry import DetectorLayout, get_model
 from opendcu.simulator.scenes import make_scene
 
-pyFAI = pytest.importorskip("pyFAI")
-from pyFAI.detectors import Detector  # noqa: E402
-from pyFAI.integrator.azimuthal import AzimuthalIntegrator  # noqa: E402
+import pyFAI  # a test dependency (pyproject `test` extra): its absence is an error, never a skip
+from pyFAI.detectors import Detector
+from pyFAI.integrator.azimuthal import AzimuthalIntegrator
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 

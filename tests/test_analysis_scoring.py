@@ -10,7 +10,7 @@ from opendcu.analysis.crystal import UnitCell, misorientation_deg
 from opendcu.analysis.frame import AnalysisSettings, FrameAnalyzer
 from opendcu.analysis.index import IndexingSettings
 from opendcu.analysis.scoring import ICE_RING_D, ShellCoverage, estimate_d_min, in_ice_ring, score_image
-from opendcu.analysis.simulate import poisson_image
+from opendcu.testing.simulate import poisson_image
 from opendcu.analysis.spots import SpotFinder
 
 # (detector, simulated limit d_min (A), distance (m), Wilson B): limits from well inside the detector to its

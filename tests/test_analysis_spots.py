@@ -7,8 +7,8 @@ import pytest
 from analysis_support import ERROR32, match, mx_experiment
 from scipy import ndimage
 
-from opendcu.analysis.reference import dense_dispersion_spots
-from opendcu.analysis.simulate import detector_image, poisson_image
+from opendcu.testing.reference import dense_dispersion_spots
+from opendcu.testing.simulate import detector_image, poisson_image
 from opendcu.analysis.spots import SpotFinder, SpotFinderSettings, _label_sparse
 
 

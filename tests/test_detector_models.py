@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from opendcu.geometry import MODELS, DetectorLayout, get_model
-from opendcu.geometry.models import REAL_EIGER2_SIZES, REAL_PILATUS4_SIZES
+from detector_sizes import REAL_EIGER2_SIZES, REAL_PILATUS4_SIZES
 
 
 @pytest.mark.parametrize("name", sorted(n for n in MODELS if n.startswith("pilatus4")))

@@ -4,7 +4,9 @@ names, and a full disk."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -19,6 +21,7 @@ import pytest
 from opendcu.app_detector.control.errors import InvalidValue
 from opendcu.app_detector.imagemux import ImageMux
 from opendcu.app_detector.interfaces.filewriter.paths import UnsafePath
+from opendcu.app_detector.interfaces.filewriter.sinks import ParallelSink, SerialSink
 from opendcu.app_detector.interfaces.filewriter.writer import FileWriter
 from series_factory import ImageSource, make_pixels, make_series
 
@@ -79,7 +82,8 @@ def test_master_reads_in_nxmx_fabio_silx(tmp_path: Path, clients_python: Path, s
         assert list(det["module/data_size"][()]) == [512, 1028]  # [slow, fast]
         assert spec["pixel_mask"].chunks is None and spec["pixel_mask"].dtype == np.uint32
         assert spec["flatfield"].shape == (512, 1028) and spec["flatfield"].dtype == np.float32
-        assert spec["nimages"][()] == 4 and spec["ntrigger"][()] == 1 and b"opendcu" in spec["eiger_fw_version"][()]
+        assert spec["nimages"][()] == 4 and spec["ntrigger"][()] == 1
+        assert spec["eiger_fw_version"][()] == b"release-2022.1.2" and f["/entry/program_name"][()] == b"opendcu"
         assert det["saturation_value"][()] == 65534
         assert spec["detectorModule_000/countrate_correction_table"].shape[0] == 2
         np.testing.assert_allclose(f["/entry/sample/goniometer/omega"][()], [10.0, 10.5, 11.0, 11.5])
@@ -108,7 +112,7 @@ def test_serial_parallel_and_vds_files_are_bit_identical(tmp_path: Path):
     with h5py.File(tmp_path / "vds" / "series_1_master.h5") as f:
         data = f["/entry/data/data"]
         assert data.is_virtual and data.shape == (10, 512, 1028)
-        assert [k for k in f["/entry/data"]] == ["data"]  # no legacy links next to the VDS (fabio reads both)
+        assert [k for k in f["/entry/data"]] == ["data", "data_000001", "data_000002", "data_000003"]
         for i in range(10):
             np.testing.assert_array_equal(data[i], make_pixels(series, i))
     with h5py.File(tmp_path / "parallel" / names[1]) as f:
@@ -140,8 +144,10 @@ def test_early_end_keeps_valid_files_and_drops_dangling_links(tmp_path: Path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["series_1_data_000001.h5", "series_1_data_000002.h5",
                                                           "series_1_master.h5"]
     with h5py.File(tmp_path / "series_1_master.h5") as f:
-        assert sorted(f["/entry/data"]) == ["data_000001", "data_000002"]
+        assert sorted(f["/entry/data"]) == ["data", "data_000001", "data_000002"]
         assert f["/entry/data/data_000002"].shape[0] == 1 and f["/entry/analysis/x"].shape == (3,)
+        assert f["/entry/data/data"].shape[0] == 5 and f["/entry/instrument/detector/data"].shape[0] == 5
+        assert b"T" in f["/entry/end_time"][()]
 
 
 def test_name_pattern_must_stay_in_the_data_dir(tmp_path: Path):
@@ -215,6 +221,35 @@ def test_full_disk_is_an_error_and_written_files_stay_valid(tmp_path: Path, mode
     assert "s_1_data_000001.h5" in result["files"] and "s_1_master.h5" in result["files"]
     assert "s_1_data_000003.h5" not in result["files"]
     assert result["file1_ok"]
+
+
+@pytest.mark.parametrize("mode, sink", [("serial", SerialSink), ("parallel", ParallelSink)])
+def test_full_disk_by_fault_injection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, sink: type):
+    """The always-on variant of the full-disk test (which needs mount rights): the sink's write raises ENOSPC,
+    as the kernel does, from the 7th image on, i.e. in the middle of the second data file."""
+    real_write = sink.write
+    calls = 0
+
+    def write(self, image, chunk):
+        nonlocal calls
+        calls += 1
+        if calls >= 7:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path))
+        return real_write(self, image, chunk)
+
+    monkeypatch.setattr(sink, "write", write)
+    fw = write_series(tmp_path, name_pattern="s_$id", nimages=12, nimages_per_file=4, writer_mode=mode)
+    assert calls == 7  # the series stopped writing at the first failure
+    assert fw.state == "error"
+    assert len(fw.errors) == 1 and "writing image 7 of series 1 failed" in fw.errors[0], fw.errors
+    assert "No space left on device" in fw.errors[0]
+    # the first file is complete and valid, the interrupted second one is gone (no partial files), no third one
+    assert fw.list_files() == ["s_1_data_000001.h5", "s_1_master.h5"]
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".part")]
+    series = make_series(nimages=12)
+    with h5py.File(tmp_path / "s_1_master.h5") as f:
+        d = f["/entry/data/data_000001"]
+        assert d.shape[0] == 4 and all(np.array_equal(d[i], make_pixels(series, i)) for i in range(4))
 
 
 def test_uncompressed_files_when_compression_is_disabled(tmp_path: Path):

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from calibration_truth import true_calibration as calibration_for
 
-from opendcu.app_calibration.store import calibration_for
 from opendcu.app_detector.control.acquisition import AcquisitionController
 from opendcu.app_detector.control.detector_params import build_detector_subsystem
 from opendcu.app_detector.control.errors import WrongState

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from opendcu.geometry import MODELS, DetectorLayout, get_model
-from opendcu.geometry.models import REAL_EIGER2_SIZES
+from detector_sizes import REAL_EIGER2_SIZES
 
 
 @pytest.mark.parametrize("name", sorted(n for n in MODELS if n.startswith("eiger")))

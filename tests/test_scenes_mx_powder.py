@@ -30,15 +30,15 @@ def test_truth_spots_satisfy_the_ewald_condition_and_braggs_law(mx) -> None:
     assert np.allclose(np.linalg.norm(s1, axis=1), 1 / lam, rtol=1e-12)
     # the spot lies where s1 meets the detector, at the Bragg angle of its d-spacing
     x, y, _ = truth.geometry.project(s1)
-    assert np.allclose(x, truth.x) and np.allclose(y, truth.y)
-    tth, _ = truth.geometry.two_theta_chi(truth.x, truth.y)
+    assert np.allclose(x, truth.x_ideal) and np.allclose(y, truth.y_ideal)
+    tth, _ = truth.geometry.two_theta_chi(truth.x_ideal, truth.y_ideal)
     assert np.allclose(np.sin(tth / 2), lam / (2 * truth.d), rtol=1e-9)
     assert truth.d.min() >= truth.d_min
 
 
 def test_partialities_of_a_reflection_add_up_over_frames(mx) -> None:
-    """A reflection crossing the sphere mid-rotation is recorded over several frames (rocking width mosaicity/zeta,
-    zeta ~ sin 2theta here) with partialities summing to 1."""
+    """A reflection crossing the sphere mid-rotation is recorded over several frames (rocking width sigma_m/zeta,
+    Kabsch) with partialities summing to 1."""
     scene = mx.scene
     per_hkl: dict[tuple[int, int, int, float], list[float]] = {}
     for frame in range(80, 151):

@@ -15,9 +15,10 @@ import hdf5plugin  # noqa: F401
 import numpy as np
 import pytest
 import zmq
-
+from calibration_truth import install_truth_set
+from calibration_truth import true_calibration as calibration_for
 from conftest import DcuServer, start_dcu
-from opendcu.app_calibration.store import calibration_for
+
 from opendcu.app_detector.interfaces.stream.decoder import decode_v1, decode_v2
 from opendcu.base.rest.responses import darray, darray_to_array
 from opendcu.codecs.float8 import ENCODE_TABLE, FLOAT8_MAX, Float8E3M5
@@ -31,7 +32,10 @@ SPECIFIC = "/entry/instrument/detector/detectorSpecific"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> DcuServer:
-    dcu = start_dcu(tmp_path_factory.mktemp("dcu"), detector=DETECTOR, extra=["--scene", json.dumps(SCENE)])
+    root = tmp_path_factory.mktemp("dcu")
+    install_truth_set(root / "calibration", DETECTOR, (8000.0, 20000.0))  # a calibration set to follow the energies
+    dcu = start_dcu(root, detector=DETECTOR, extra=["--scene", json.dumps(SCENE), "--calibration-dir",
+                                                    str(root / "calibration")])
     with dcu.client() as http:
         assert http.put(f"{D}/command/initialize").status_code == 200
         configure(http, "filewriter", mode="enabled", name_pattern="series_$id")

@@ -271,3 +271,24 @@ def test_a_scene_that_fails_to_render_leaves_the_module_reachable(wire, monkeypa
     status = w.request(Kind.STATUS).fields
     assert status["state"] == "error" and "scene exploded" in status["message"]
     assert w.configure().status == Status.OK  # a new arm recovers
+
+
+def test_the_scene_is_the_simulators_own_and_the_dcu_sends_only_the_experiment():
+    model = get_model("eiger2-500k")
+    module = SimulatedModule(model, 0, scene={"kind": "flood", "flux": 5.0})
+    try:
+        experiment = {"wavelength_a": 1.2, "distance_m": 0.15, "count_time_s": 0.01}
+        spec = module._scene_spec({"experiment": json.dumps(experiment)})
+        assert spec == {"kind": "flood", "flux": 5.0, "experiment": experiment}
+        # a test harness may still send a scene of its own; the experiment fields still apply
+        spec = module._scene_spec({"content": json.dumps({"kind": "flood", "flux": 1.0, "experiment": {"seed": 3}}),
+                                   "experiment": json.dumps(experiment)})
+        assert spec == {"kind": "flood", "flux": 1.0, "experiment": {"seed": 3, **experiment}}
+        assert module._scene_spec({"test_pattern": 1, "experiment": json.dumps(experiment)}) == {"kind": "pattern"}
+        with pytest.raises(ValueError, match="experiment is not JSON"):
+            module._scene_spec({"experiment": "{"})
+    finally:
+        module.close()
+    default = SimulatedModule(model, 1)
+    assert default.scene == {"kind": "flood", "flux": 2.0}  # without --scene: a flood
+    default.close()

@@ -13,10 +13,11 @@ import h5py
 import hdf5plugin  # noqa: F401
 import numpy as np
 import pytest
-
+from calibration_truth import install_truth_set, true_calibration
 from conftest import DcuServer, child_pids
 from detector_config import default_energies
-from opendcu.app_calibration.store import calibration_for
+
+from opendcu.app_calibration.store import nominal_set
 from opendcu.geometry import DetectorLayout, get_model
 from opendcu.simulator.physics import render_module_frame
 from opendcu.simulator.scenes import make_scene
@@ -46,8 +47,8 @@ def _flood(detector: str, series_id: int, count_time: float):
 
 
 def calibration_mask(detector: str) -> np.ndarray:
-    """The factory pixel mask: gaps plus the simulated modules' dead, hot and badly responding pixels."""
-    return calibration_for(detector, 8047.78, 4023.89).pixel_mask
+    """The pixel mask of a fresh calibration dir (nothing measured yet): the nominal one, gaps only."""
+    return nominal_set(detector).pixel_mask
 
 
 def alive(pids: list[int], wait: float) -> dict[int, str]:
@@ -90,6 +91,9 @@ def test_full_path_pixels_and_states(dcu: DcuServer):
             return answer["value"]
 
         seen = [state()]
+        # a measured calibration set (here: the simulator's truth as one) in the DCU's calibration dir, active
+        # from the initialize on: the master's mask carries the dead, hot and badly responding pixels
+        install_truth_set(dcu.data_dir.parent / "opendcu-calibration", dcu.detector, (8047.78,))
         assert http.put(f"{V}/command/initialize").status_code == 200
         seen.append(state())
         # one sub-frame per image (auto_summation false): uint16 images, the module's frames as rendered
@@ -124,7 +128,7 @@ def test_full_path_pixels_and_states(dcu: DcuServer):
         assert data.attrs["image_nr_low"] == 1 and data.attrs["image_nr_high"] == 5
         assert list(f["/entry/instrument/detector/module/data_size"][()]) == [512, 1028]
         mask = f["/entry/instrument/detector/detectorSpecific/pixel_mask"][()]
-        np.testing.assert_array_equal(mask, calibration_mask(dcu.detector))
+        np.testing.assert_array_equal(mask, true_calibration(dcu.detector, 8047.78, 4023.89).pixel_mask)
         assert np.array_equal(mask & 1 != 0, layout.gap_mask) and (mask[~layout.gap_mask] != 0).sum() > 0
         for i in range(5):
             got = data[i]
@@ -204,7 +208,10 @@ def test_stop_leaves_no_children_and_no_partial_files(dcu: DcuServer):
     assert len(children) >= 3  # simulator, app-calibration, app-detector (+ pipeline workers)
     trigger = threading.Thread(target=lambda: dcu.client().put(f"{V}/command/trigger"), daemon=True)
     trigger.start()
-    time.sleep(1.0)
+    with dcu.client() as http:  # stop it once images flow (the series is then being written)
+        deadline = time.monotonic() + 120
+        while http.get(f"{V}/status/daq/frames_complete").json()["value"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
     assert dcu.stop(signal.SIGTERM) == 0
     assert alive(children, wait=5) == {}
     names = sorted(p.name for p in dcu.data_dir.rglob("*"))

@@ -1,9 +1,15 @@
 """Process lifecycle helpers shared by every opendcu process (base system, apps, simulated modules).
 
-Child processes are started by the base system's app manager. They
-- die with their parent (Linux PR_SET_PDEATHSIG), so a killed `dcu serve` leaves no orphans;
-- ignore SIGINT (Ctrl-C reaches the whole process group; the app manager decides the shutdown order) and
-  shut down cleanly on SIGTERM;
+Child processes are started by the base system's app manager (apps, simulated modules) or by an app
+(multiprocessing workers). They
+- die with their parent: Linux PR_SET_PDEATHSIG where the parent is a process that outlives its threads, and
+  always a watcher thread that notices the re-parenting (PDEATHSIG follows the *thread* that started the child,
+  so a worker started from a gRPC thread would get it when that thread ends; the watcher has no such catch);
+- ignore SIGINT (Ctrl-C reaches the whole process group; the parent decides the shutdown order) and
+  shut down on SIGTERM: processes that poll a stop flag get `StopSignal` set, workers that block on a queue
+  (`exit_on_term=True`) raise SystemExit at once, so that their `finally` blocks still run;
+- are killed by the parent if they do not stop after SIGTERM (`join_or_terminate`), so a hung child never
+  blocks a shutdown;
 - report readiness with one line `OPENDCU-READY <json>` on stdout, carrying whatever the parent needs
   (bound ports, socket paths).
 """
@@ -11,16 +17,23 @@ Child processes are started by the base system's app manager. They
 from __future__ import annotations
 
 import ctypes
+import hashlib
+import importlib.metadata
 import json
 import logging
 import os
 import signal
 import sys
+import threading
 import time
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 READY_PREFIX = "OPENDCU-READY "
 _PR_SET_PDEATHSIG = 1
+#: how often a child looks whether its parent is still there, and how long it may take to stop after that
+PARENT_POLL_S = 0.5
+ORPHAN_GRACE_S = 10.0
 
 
 def die_with_parent() -> None:
@@ -60,20 +73,47 @@ class StopSignal:
         return self._set
 
 
-def child_process_setup(name: str) -> StopSignal:
-    """Common start-up of a child process: logging, parent-death signal, signal handling.
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
-    Returns the stop request that SIGTERM sets.
+
+def watch_parent(on_orphaned: Callable[[], None], grace_s: float = ORPHAN_GRACE_S) -> threading.Thread:
+    """Call `on_orphaned` once this process's parent is gone (it was re-parented), and end the process
+    `grace_s` later if it is still running by then."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        logging.getLogger(__name__).error("parent %d is gone: stopping", parent)
+        on_orphaned()
+        time.sleep(grace_s)
+        os._exit(1)
+
+    thread = threading.Thread(target=watch, name="parent-watch", daemon=True)
+    thread.start()
+    return thread
+
+
+def child_process_setup(name: str, exit_on_term: bool = False) -> StopSignal:
+    """Common start-up of a child process: logging, parent-death handling, signal handling.
+
+    Returns the stop request that SIGTERM sets. With `exit_on_term` (workers started from any thread, that block
+    on their inbox) SIGTERM raises SystemExit instead, and only the watcher thread stands for PR_SET_PDEATHSIG.
     """
     logging.basicConfig(
         level=os.environ.get("OPENDCU_LOG_LEVEL", "INFO"),
         format=f"%(asctime)s {name}[%(process)d] %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    die_with_parent()
     stop = StopSignal()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, stop.set)
+    if exit_on_term:
+        signal.signal(signal.SIGTERM, _exit_on_signal)
+    else:
+        die_with_parent()
+        signal.signal(signal.SIGTERM, stop.set)
+    watch_parent(lambda: os.kill(os.getpid(), signal.SIGTERM))
     return stop
 
 
@@ -91,10 +131,37 @@ def run_until(stop: StopSignal, on_stop: Callable[[], None]) -> None:
 
 
 def join_or_terminate(processes: Iterable[Any], timeout: float) -> None:
-    """Wait up to `timeout` s for each (multiprocessing) process that was asked to stop; terminate the ones that
-    do not stop by then, so that a hung child never blocks a shutdown."""
+    """Wait up to `timeout` s for each (multiprocessing) process that was asked to stop; terminate (SIGTERM) the
+    ones that do not stop by then, and kill (SIGKILL) the ones that survive that too, so that a hung child never
+    blocks a shutdown (nor multiprocessing's exit handler, which joins daemonic children without a timeout)."""
     for process in processes:
         process.join(timeout=timeout)
         if process.is_alive():
+            logging.getLogger(__name__).error("%s did not stop within %.0f s: terminating it", process.name, timeout)
             process.terminate()
             process.join(timeout=timeout)
+        if process.is_alive():
+            logging.getLogger(__name__).error("%s survived SIGTERM: killing it", process.name)
+            process.kill()
+            process.join(timeout=timeout)
+
+
+def kernel_cache_stamp() -> Path:
+    """The file that says numba's on-disk cache holds this installation's kernels.
+
+    Its name is a digest of what numba's cache depends on: the source files (their mtime and size, numba's own
+    invalidation rule), numba's and Python's versions. `dcu serve` writes it once a start has compiled the
+    kernels; without it a start says that it compiles them (a few minutes the first time)."""
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256(sys.version.encode())
+    try:
+        digest.update(importlib.metadata.version("numba").encode())
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    for source in sorted(package.rglob("*.py")):
+        stat = source.stat()
+        digest.update(f"{source.relative_to(package)}:{stat.st_mtime_ns}:{stat.st_size}".encode())
+    folder = package / "__pycache__"  # where numba keeps the cache of an editable or user install
+    if not os.access(package, os.W_OK):
+        folder = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "opendcu"
+    return folder / f"kernels-{digest.hexdigest()[:16]}.stamp"

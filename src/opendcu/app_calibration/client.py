@@ -21,6 +21,7 @@ class CalibrationArrays:
     pixel_mask: np.ndarray  # uint32 [h, w], DECTRIS mask bits
     flatfield: np.ndarray  # float32 [h, w], factors
     calibration_id: str
+    dead_time: tuple[float, ...] = ()  # measured dead time (s) of each module's read-out pixels; () = nominal
 
 
 class CalibrationClient:
@@ -42,6 +43,7 @@ class CalibrationClient:
             pixel_mask=array_from_proto(reply.pixel_mask).astype(np.uint32),
             flatfield=array_from_proto(reply.flatfield).astype(np.float32),
             calibration_id=reply.calibration_id,
+            dead_time=tuple(reply.dead_time_s),
         )
 
     def pixel_mask(self, detector: str, photon_energy: float, threshold_energy: float) -> np.ndarray:

@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
         ),
     )
     datapath.start()
+    datapath.analysis.warm_up()  # in the background: workers ready before the first arm, not after it
     driver = ModuleDriver([ModuleAddress(**m) for m in config["modules"]])
     calibration = CalibrationClient(config["calibration_address"])
     controller = AcquisitionController(
@@ -58,7 +59,6 @@ def main(argv: list[str] | None = None) -> None:
         datapath,
         driver,
         calibration=lambda energy, threshold: calibration.calibration(model.name, energy, threshold),
-        scene=config.get("scene", ""),
     )
     detector = build_detector_subsystem(model, controller)
     controller.bind(detector)

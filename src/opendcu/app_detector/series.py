@@ -32,6 +32,8 @@ class SeriesSettings:
     nframes_sum: int = 1
     #: largest valid count of one pixel (the sum of the sub-frames' cutoffs); larger values are flagged saturated
     count_cutoff: int = 0xFFFE
+    #: dead time (s) of a read-out pixel the count-rate table inverts (0: the module type's nominal one)
+    dead_time: float = 0.0
     virtual_pixel_correction_applied: bool = False
     flatfield_correction_applied: bool = False
     roi_mode: str = "disabled"

@@ -93,9 +93,12 @@ class AppManager:
         self.calibration_address = f"unix:{self.runtime_dir / 'app-calibration.sock'}"
         self.detector_address = f"unix:{self.runtime_dir / 'app-detector.sock'}"
         self.simulator = ManagedProcess(
-            "simulator", "opendcu.simulator", lambda: ["--detector", config.detector, "--host", "127.0.0.1"]
+            "simulator", "opendcu.simulator",
+            lambda: ["--detector", config.detector, "--host", "127.0.0.1", *(["--scene", config.scene] if config.scene else [])],
         )
-        self.calibration = ManagedProcess("app-calibration", "opendcu.app_calibration", lambda: ["--grpc", self.calibration_address])
+        self.calibration = ManagedProcess("app-calibration", "opendcu.app_calibration", lambda: [
+            "--grpc", self.calibration_address, "--detector", config.detector,
+            "--calibration-dir", str(Path(config.calibration_dir).resolve()), "--detector-grpc", self.detector_address])
         self.detector = ManagedProcess("app-detector", "opendcu.app_detector", lambda: ["--config", json.dumps(self._detector_config())])
         self._processes = [self.simulator, self.calibration, self.detector]
         self._stopping = threading.Event()
@@ -114,7 +117,6 @@ class AppManager:
             "stream_v1_port": c.stream_v1_port,
             "stream_v2_port": c.stream_v2_port,
             "pipeline_workers": c.pipeline_workers,
-            "scene": c.scene,
             "raw_buffer_mib": c.raw_buffer_mib,
         }
 

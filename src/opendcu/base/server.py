@@ -5,15 +5,24 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from pathlib import Path
 
 import uvicorn
 
 from opendcu.base.app_manager import AppManager
 from opendcu.base.rest.app import create_app
 from opendcu.base.server_config import ServerConfig
-from opendcu.lifecycle import StopSignal
+from opendcu.lifecycle import StopSignal, kernel_cache_stamp
 
 log = logging.getLogger("opendcu.base")
+
+
+def _write_stamp(stamp: Path) -> None:
+    try:
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.touch()
+    except OSError as exc:  # a read-only installation: the line above comes at every start, nothing worse
+        log.warning("cannot write %s: %s", stamp, exc)
 
 
 def serve(config: ServerConfig) -> int:
@@ -29,11 +38,15 @@ def serve(config: ServerConfig) -> int:
         signal.signal(sig, stop.set)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     manager = AppManager(config)
+    stamp = kernel_cache_stamp()
+    if not stamp.exists():  # the apps compile their numba kernels as they start; later starts load them
+        print("opendcu: compiling kernels, first start only (a few minutes)", flush=True)
     try:
         manager.start()
         if stop.is_set():
             return 0
-        app = create_app(manager.detector_address, config.data_dir, restart=manager.restart_detector)
+        app = create_app(manager.detector_address, config.data_dir, restart=manager.restart_detector,
+                         calibration_address=manager.calibration_address)
         server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning"))
         web = threading.Thread(target=server.run, name="rest", daemon=True)
         web.start()
@@ -43,6 +56,7 @@ def serve(config: ServerConfig) -> int:
             log.info("opendcu %s: SIMPLON API on http://%s:%d, data in %s", config.detector, config.host, config.port,
                      config.data_dir.resolve())
             print(f"opendcu ready: http://{config.host}:{config.port}/detector/api/1.8.0/status/state", flush=True)
+            _write_stamp(stamp)
         while web.is_alive() and not stop.wait(0.5):
             pass
         server.should_exit = True

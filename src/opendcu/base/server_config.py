@@ -12,6 +12,8 @@ class ServerConfig:
     port: int = 8080
     detector: str = "eiger2-4m"
     data_dir: Path = field(default_factory=lambda: Path("opendcu-data"))
+    #: app-calibration's calibration sets (HDF5), one folder per detector model
+    calibration_dir: Path = field(default_factory=lambda: Path("opendcu-calibration"))
     stream_v1_port: int = 9999
     stream_v2_port: int = 31001
     pipeline_workers: int = 2

@@ -12,10 +12,10 @@ from datetime import datetime
 from typing import Any, Callable
 
 from opendcu import __version__
-from opendcu.app_detector.control.errors import ControlError
-from opendcu.app_detector.control.parameters import Command, Parameter, StatusParameter, Subsystem
+from opendcu.simplon.errors import ControlError
+from opendcu.simplon.parameters import Command, Parameter, StatusParameter, Subsystem
 from opendcu.base.apps import AppError
-from opendcu.app_detector.control.service import SUPPORTED_VERSIONS, descriptor_to_proto
+from opendcu.simplon.descriptors import SUPPORTED_VERSIONS, descriptor_to_proto
 from opendcu.proto import control_pb2 as pb
 from opendcu.proto.values import to_proto
 
@@ -49,7 +49,7 @@ class SystemApp:
 
     @staticmethod
     def _check(version: str, module: str) -> None:
-        from opendcu.app_detector.control.errors import ParameterNotFound
+        from opendcu.simplon.errors import ParameterNotFound
 
         if version not in SUPPORTED_VERSIONS:
             raise _refused(ParameterNotFound(f"api version {version}"))

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from opendcu.cli import client
+from opendcu.cli import calibrate, client
 from opendcu.geometry import MODELS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="opendcu: Detector Control Unit with simulated modules.")
@@ -22,6 +22,7 @@ def serve(
     port: Annotated[int, typer.Option(help="REST port")] = 8080,
     detector: Annotated[str, typer.Option(help=f"detector model: {', '.join(MODELS)}")] = "eiger2-4m",
     data_dir: Annotated[Path, typer.Option(help="where the FileWriter puts files")] = Path("opendcu-data"),
+    calibration_dir: Annotated[Path, typer.Option(help="calibration sets (HDF5)")] = Path("opendcu-calibration"),
     stream_v1_port: Annotated[int, typer.Option(help="ZeroMQ port of stream V1 (legacy)")] = 9999,
     stream_v2_port: Annotated[int, typer.Option(help="ZeroMQ port of stream V2 (CBOR)")] = 31001,
     pipeline_workers: Annotated[int, typer.Option(help="image pipeline worker processes")] = 2,
@@ -42,7 +43,7 @@ def serve(
         ServerConfig(
             host=host, port=port, detector=detector, data_dir=data_dir, stream_v1_port=stream_v1_port,
             stream_v2_port=stream_v2_port, pipeline_workers=pipeline_workers, scene=scene,
-            raw_buffer_mib=raw_buffer_mib,
+            raw_buffer_mib=raw_buffer_mib, calibration_dir=calibration_dir,
         )
     )
     raise typer.Exit(code)
@@ -115,6 +116,8 @@ def files(url: UrlOption = DEFAULT_URL) -> None:
     """List the FileWriter's files."""
     client.show(client.request(url, "GET", "/filewriter/api/1.8.0/status/files"))
 
+
+app.add_typer(calibrate.app, name="calibrate")
 
 if __name__ == "__main__":
     app()

@@ -60,7 +60,7 @@ FIELDS: dict[int, tuple[str, str]] = {
     10: ("payload_size", "H"),
     11: ("series_id", "Q"),
     12: ("seed", "Q"),
-    13: ("content", "str"),  # JSON description of the simulated scene (simulator only)
+    13: ("content", "str"),  # simulator only: a JSON scene spec that replaces the simulator's own (test harnesses)
     14: ("nsubframes", "H"),
     15: ("photon_energy", "d"),
     16: ("message", "str"),
@@ -70,8 +70,11 @@ FIELDS: dict[int, tuple[str, str]] = {
     20: ("trigger_count_time", "d"),  # inte: count time of this trigger; exte: length of this gate
     21: ("roi_mode", "str"),  # SIMPLON roi_mode of the series ("" / "disabled" / "4M")
     22: ("drop_packets", "str"),  # loss injection (simulator only): JSON [[frame, (subframe,) packet], ...]
-    23: ("data_source_host", "str"),  # CONFIGURE ack: the address the module's data packets come from
-    24: ("data_source_port", "H"),  # ... and their source port (the DAQ accepts data only from there)
+    # the experiment at arm as JSON (wavelength, distance, beam centre, count and frame time, omega): what a
+    # simulated module renders its scene for; a real module ignores it, as it ignores every unknown field
+    23: ("experiment", "str"),
+    24: ("data_source_host", "str"),  # CONFIGURE ack: the address the module's data packets come from
+    25: ("data_source_port", "H"),  # ... and their source port (the DAQ accepts data only from there)
 }
 TAGS = {name: (tag, fmt) for tag, (name, fmt) in FIELDS.items()}
 

@@ -9,7 +9,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Collection
+from collections.abc import Collection, Mapping
+from typing import Any
 
 from opendcu.hardware.config_packet import ACK_BIT, ConfigPacket, ConfigPacketError, Kind, Status
 
@@ -92,7 +93,8 @@ class ModuleLink:
 
 
 class ModuleDriver:
-    """Talks to all modules of a detector at once (requests go out in parallel)."""
+    """Talks to all modules of a detector at once (requests go out in parallel): the `ModuleBackend`
+    (backend.py) of modules on the network."""
 
     def __init__(self, addresses: list[ModuleAddress]):
         self.links = [ModuleLink(a) for a in sorted(addresses, key=lambda a: a.module_id)]
@@ -108,6 +110,33 @@ class ModuleDriver:
             for link in self.links if modules is None or link.address.module_id in modules
         ]
         return [f.result() for f in futures]
+
+    # -- ModuleBackend ---------------------------------------------------------------------------------------------
+    @property
+    def module_ids(self) -> list[int]:
+        return [link.address.module_id for link in self.links]
+
+    def configure(self, modules: Collection[int], destinations: Mapping[int, tuple[str, int]],
+                  **settings: Any) -> None:
+        per_module = {m: {"dest_host": host, "dest_port": port} for m, (host, port) in destinations.items()}
+        self.broadcast(Kind.CONFIGURE, per_module=per_module, modules=modules, **settings)
+
+    def trigger(self, modules: Collection[int], external: bool = False, **fields: Any) -> None:
+        self.broadcast(Kind.EXT_TRIGGER if external else Kind.TRIGGER, modules=modules, **fields)
+
+    def stop(self, modules: Collection[int]) -> int:
+        acks = self.broadcast(Kind.STOP, modules=modules)
+        return max((int(a.fields.get("frames_sent", 0)) for a in acks), default=0)
+
+    def status(self) -> dict[int, str | None]:
+        out: dict[int, str | None] = {}
+        for link in self.links:
+            try:
+                link.request(Kind.STATUS)
+                out[link.address.module_id] = None
+            except ModuleError as exc:
+                out[link.address.module_id] = str(exc)
+        return out
 
     def data_sources(self) -> dict[int, tuple[str, int]]:
         """Module id -> the (host, port) its data packets come from (modules that told it at CONFIGURE)."""

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from opendcu.proto import control_pb2 as opendcu_dot_proto_dot_control__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fopendcu/proto/calibration.proto\x12\nopendcu.v1\x1a\x1bopendcu/proto/control.proto\"W\n\x12\x43\x61librationRequest\x12\x10\n\x08\x64\x65tector\x18\x01 \x01(\t\x12\x15\n\rphoton_energy\x18\x02 \x01(\x01\x12\x18\n\x10threshold_energy\x18\x03 \x01(\x01\"~\n\x13\x44\x65tectorCalibration\x12\'\n\npixel_mask\x18\x01 \x01(\x0b\x32\x13.opendcu.v1.NdArray\x12&\n\tflatfield\x18\x02 \x01(\x0b\x32\x13.opendcu.v1.NdArray\x12\x16\n\x0e\x63\x61libration_id\x18\x03 \x01(\t2`\n\x0b\x43\x61libration\x12Q\n\x0eGetCalibration\x12\x1e.opendcu.v1.CalibrationRequest\x1a\x1f.opendcu.v1.DetectorCalibrationb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fopendcu/proto/calibration.proto\x12\nopendcu.v1\x1a\x1bopendcu/proto/control.proto\"W\n\x12\x43\x61librationRequest\x12\x10\n\x08\x64\x65tector\x18\x01 \x01(\t\x12\x15\n\rphoton_energy\x18\x02 \x01(\x01\x12\x18\n\x10threshold_energy\x18\x03 \x01(\x01\"\x93\x01\n\x13\x44\x65tectorCalibration\x12\'\n\npixel_mask\x18\x01 \x01(\x0b\x32\x13.opendcu.v1.NdArray\x12&\n\tflatfield\x18\x02 \x01(\x0b\x32\x13.opendcu.v1.NdArray\x12\x16\n\x0e\x63\x61libration_id\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65\x61\x64_time_s\x18\x04 \x03(\x01\x32`\n\x0b\x43\x61libration\x12Q\n\x0eGetCalibration\x12\x1e.opendcu.v1.CalibrationRequest\x1a\x1f.opendcu.v1.DetectorCalibrationb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,8 +34,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CALIBRATIONREQUEST']._serialized_start=76
   _globals['_CALIBRATIONREQUEST']._serialized_end=163
-  _globals['_DETECTORCALIBRATION']._serialized_start=165
-  _globals['_DETECTORCALIBRATION']._serialized_end=291
-  _globals['_CALIBRATION']._serialized_start=293
-  _globals['_CALIBRATION']._serialized_end=389
+  _globals['_DETECTORCALIBRATION']._serialized_start=166
+  _globals['_DETECTORCALIBRATION']._serialized_end=313
+  _globals['_CALIBRATION']._serialized_start=315
+  _globals['_CALIBRATION']._serialized_end=411
 # @@protoc_insertion_point(module_scope)

@@ -34,8 +34,9 @@ from opendcu.hardware.counters import encode_counts
 from opendcu.hardware.summation import MODULE_MAX_SUBFRAMES
 from opendcu.hardware.udp_packet import DEFAULT_PAYLOAD, PacketLayout
 from opendcu.lifecycle import StopSignal
-from opendcu.simulator.physics import ModuleRenderer
+from opendcu.simulator.physics import ModuleRenderer, PhysicsVariant
 from opendcu.simulator.scenes import make_scene
+from opendcu.simulator.scenes.base import DEFAULT_SCENE, parse_spec
 from opendcu.simulator.sender import DataSender
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,10 @@ def parse_drops(text: str) -> list[tuple[int, int, int]]:
 class SimulatedModule:
     """One module: a config-port server plus an acquisition thread that streams frames."""
 
-    def __init__(self, model: DetectorModel, index: int, host: str = "127.0.0.1"):
+    def __init__(self, model: DetectorModel, index: int, host: str = "127.0.0.1",
+                 scene: dict[str, Any] | None = None):
         self.model = model
+        self.scene = dict(scene or DEFAULT_SCENE)  # what this module sees; the DCU sends only the experiment
         self.index = index  # position among the model's modules
         self.module_id = model.physical_module(index)  # the id its packets carry
         self.config_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -140,6 +143,24 @@ class SimulatedModule:
             status = {"state": self.state, "frames_sent": self._live_frames_sent(), "packets_sent": self.packets_sent}
             return status | ({"message": self.error} if self.error else {})
 
+    def _scene_spec(self, cfg: dict[str, Any], content: dict[str, Any] | None = None) -> dict[str, Any]:
+        """This series' scene: the test pattern, a scene of the packet's own (`content`: test harnesses, the
+        DCU's `simulator/config/scene`) or this module's, rendered for the experiment the DCU sent (JSON field
+        `experiment`)."""
+        if cfg.get("test_pattern"):
+            return {"kind": "pattern"}
+        if content is None:
+            content = parse_spec(cfg.get("content"))
+            content.pop("physics", None)
+        spec = dict(content) or dict(self.scene)
+        if cfg.get("experiment"):
+            try:
+                experiment = json.loads(cfg["experiment"])
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"experiment is not JSON: {exc}") from None
+            spec["experiment"] = {**spec.get("experiment", {}), **experiment}
+        return spec
+
     def _configure(self, fields: dict[str, Any]) -> dict[str, Any]:
         if self.state == "acquiring":
             raise ValueError("cannot configure while acquiring")
@@ -163,10 +184,12 @@ class SimulatedModule:
         model, index = self._series_geometry(cfg.get("roi_mode", ""))
         layout = PacketLayout.for_module(model.module, cfg["payload_size"])  # ValueError -> rejected config
         drops = parse_drops(cfg.get("drop_packets", ""))
-        content = {"kind": "pattern"} if cfg.get("test_pattern") else cfg.get("content")
-        scene = make_scene(model, cfg["seed"], content)  # ValueError -> rejected config
+        content = parse_spec(cfg.get("content"))  # ValueError -> rejected config
+        variant = PhysicsVariant.from_json(content.pop("physics", None))  # the simulator side's physics changes
+        scene = make_scene(model, cfg["seed"], self._scene_spec(cfg, content))  # ValueError -> rejected config
         renderer = ModuleRenderer(scene, model, index, cfg["seed"], cfg["count_time"], cfg["nsubframes"],
-                                  photon_energy=cfg.get("photon_energy"), threshold_energy=cfg.get("threshold_energy"))
+                                  photon_energy=cfg.get("photon_energy"), threshold_energy=cfg.get("threshold_energy"),
+                                  variant=variant)
         self.sender.configure(
             (cfg["dest_host"], cfg["dest_port"]), layout, series_id=cfg["series_id"], module_id=self.module_id,
             position=model.module_position(index), det_type=model.module.udp_detector_type,

@@ -26,8 +26,18 @@ Steps, in the order a photon meets them:
    summed on chip, and the read-out format clips (uint16/uint12) or quantizes (float8) the value; a value at
    the format's top reads as saturated (0xFFFF).
 
-Steps 2-4 together are the pixel's `sensor_response` at the series' energies: the factory calibration
-(`app_calibration/store.py`) measures exactly that, so its flatfield follows the photon and threshold energies.
+Steps 2-4 together are the pixel's `sensor_response` at the series' energies. app-calibration never sees it:
+its procedures measure it through app-detector like any client (floods, darks, flux series, threshold scans),
+and the tests compare what they measure with the truth here (`readout_response`, `module_dead_time`,
+`threshold_relation`).
+
+Hidden per-module properties besides the pixels' (all from the detector's serial number and module id):
+- the dead time tau of the module's counters (`module_dead_time`: the module type's nominal value);
+- the relation between the threshold the DCU sets and the energy the comparator really cuts at
+  (`threshold_relation`: effective = gain x set + offset, gain ~1 +- 1 %, offset ~0 +- 40 eV).
+`PhysicsVariant` changes a detector's physics at run time (the simulator side's channel: the `simulator`
+module's `physics` key travels in the CONFIGURE content): another gain-map seed, extra hot pixels, a dead-time
+scale. It exists so that tests can check that re-running the calibration procedures finds a change.
 
 Everything is deterministic from (series seed, physical module id, frame, sub-frame); the defects, thickness
 and trim residuals from the detector's serial number and the physical module id.
@@ -87,16 +97,57 @@ def _module_rng(model: DetectorModel, module_id: int, stream: int) -> np.random.
                                   stream])
 
 
+@dataclass(frozen=True)
+class PhysicsVariant:
+    """A change of a simulated detector's hidden physics (default: none)."""
+
+    #: 0: the detector's own gain map and defects; another value: those of a different sensor
+    gain_seed: int = 0
+    #: extra hot sensor pixels: (module index, row, column)
+    hot_pixels: tuple[tuple[int, int, int], ...] = ()
+    #: factor on every module's dead time
+    dead_time_scale: float = 1.0
+
+    @classmethod
+    def from_json(cls, spec: dict | None) -> PhysicsVariant:
+        """From the `physics` JSON object of the CONFIGURE content; ValueError on anything malformed."""
+        spec = dict(spec or {})
+        unknown = set(spec) - {"gain_seed", "hot_pixels", "dead_time_scale"}
+        if unknown:
+            raise ValueError(f"unknown physics keys: {', '.join(sorted(unknown))}")
+        try:
+            pixels = [tuple(int(v) for v in p) for p in spec.get("hot_pixels", ())]
+            if any(len(p) != 3 for p in pixels):
+                raise ValueError
+            hot = tuple((p[0], p[1], p[2]) for p in pixels)
+            variant = cls(int(spec.get("gain_seed", 0)), hot, float(spec.get("dead_time_scale", 1.0)))
+        except (TypeError, ValueError):
+            raise ValueError(f"bad physics variant {spec!r:.120}; hot_pixels are [module, row, col]") from None
+        if not 0.1 <= variant.dead_time_scale <= 10:
+            raise ValueError("physics: hot_pixels are [module, row, col]; dead_time_scale in [0.1, 10]")
+        return variant
+
+
+NO_VARIANT = PhysicsVariant()
+
+
 @lru_cache(maxsize=64)
-def module_defects(model: DetectorModel, module_id: int) -> ModuleDefects:
+def module_defects(model: DetectorModel, module_id: int, variant: PhysicsVariant = NO_VARIANT) -> ModuleDefects:
     """The defects of module `module_id` of `model` (keyed by the physical detector and module)."""
-    rng = _module_rng(model, module_id, 7)
+    rng = _module_rng(model, module_id, 7) if not variant.gain_seed else np.random.default_rng(
+        [zlib.crc32(model.physical_model.detector_number.encode()), model.physical_module(module_id), 7,
+         variant.gain_seed])
     shape = model.module.sensor_shape
     n = shape[0] * shape[1]
     gain = np.clip(rng.normal(1.0, GAIN_SIGMA, n), *GAIN_LIMITS).astype(np.float32)
     counts = [max(1, round(f * n)) for f in (DEAD_FRACTION, HOT_FRACTION, UNDER_FRACTION, OVER_FRACTION)]
     picked = rng.choice(n, sum(counts), replace=False)
     dead, hot, under, over = np.split(picked, np.cumsum(counts)[:-1])
+    extra = [r * shape[1] + c for m, r, c in variant.hot_pixels if m == module_id and 0 <= r < shape[0]
+             and 0 <= c < shape[1]]
+    if extra:
+        hot = np.union1d(hot, extra)
+        dead, under, over = (np.setdiff1d(a, hot) for a in (dead, under, over))
     gain[under] = UNDER_GAIN
     gain[over] = OVER_GAIN
     gain[dead] = 0.0
@@ -146,6 +197,31 @@ def relative_thickness(model: DetectorModel, module_id: int) -> np.ndarray:
     return 1.0 + wedge_x * u + wedge_y * v + bow * (u * u + v * v - 2.0 / 3.0)
 
 
+#: spread of the modules' threshold relation: effective threshold = gain x set threshold + offset
+THRESHOLD_GAIN_SIGMA, THRESHOLD_OFFSET_SIGMA_EV = 0.01, 40.0
+
+
+def threshold_relation(model: DetectorModel, module_id: int) -> tuple[float, float]:
+    """(gain, offset eV) of module `module_id`: its comparator cuts at gain x set threshold + offset."""
+    rng = _module_rng(model, module_id, 17)
+    gain, offset = rng.normal(0.0, 1.0, 2)
+    gain, offset = float(np.clip(gain, -3, 3)), float(np.clip(offset, -3, 3))
+    return 1.0 + THRESHOLD_GAIN_SIGMA * gain, THRESHOLD_OFFSET_SIGMA_EV * offset
+
+
+def effective_threshold(model: DetectorModel, module_id: int, threshold_energy: float | None) -> float | None:
+    """The energy (eV) module `module_id` really cuts at when the DCU sets `threshold_energy`."""
+    if threshold_energy is None:
+        return None
+    gain, offset = threshold_relation(model, module_id)
+    return gain * threshold_energy + offset
+
+
+def module_dead_time(model: DetectorModel, module_id: int, variant: PhysicsVariant = NO_VARIANT) -> float:
+    """Dead time (s) of the sensor-pixel counters of module `module_id`."""
+    return model.module.dead_time_s * variant.dead_time_scale
+
+
 def trim_residuals(model: DetectorModel, module_id: int) -> np.ndarray:
     """Each sensor pixel's threshold offset (int16, eV) after trimming."""
     rng = _module_rng(model, module_id, 13)
@@ -160,13 +236,14 @@ def threshold_efficiency(photon_energy: float | None, threshold_energy: float | 
 
 
 def sensor_response(model: DetectorModel, module_id: int, photon_energy: float | None = None,
-                    threshold_energy: float | None = None) -> np.ndarray:
+                    threshold_energy: float | None = None, variant: PhysicsVariant = NO_VARIANT) -> np.ndarray:
     """Counts per photon of each sensor pixel relative to a nominal pixel at these energies (float32; 0 = dead):
     gain x absorption of its thickness x its threshold S-curve / the nominal S-curve (`threshold_efficiency`).
 
-    Without a photon energy only the gain. The flatfield of `app_calibration` is 1 / this (binned like the
-    read-out), and `ModuleRenderer` counts photons x threshold_efficiency x this."""
-    gain = module_defects(model, module_id).gain
+    `threshold_energy` is the module's effective threshold (`effective_threshold` of the one the DCU set).
+    Without a photon energy only the gain. The true flatfield is 1 / this (binned like the read-out), and
+    `ModuleRenderer` counts photons x threshold_efficiency x this."""
+    gain = module_defects(model, module_id, variant).gain
     if not photon_energy:
         return gain
     module = model.module
@@ -186,17 +263,23 @@ def sensor_response(model: DetectorModel, module_id: int, photon_energy: float |
 
 
 def readout_response(model: DetectorModel, module_id: int, photon_energy: float | None = None,
-                     threshold_energy: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+                     threshold_energy: float | None = None,
+                     variant: PhysicsVariant = NO_VARIANT) -> tuple[np.ndarray, np.ndarray]:
     """Per read-out pixel: relative efficiency at these energies (float32, 0 = dead; see `sensor_response`) and
-    pixel-mask bits (uint32) of the module.
+    pixel-mask bits (uint32) of the module: the hidden truth the tests compare the measured calibration with.
 
-    This is what a factory calibration measures: the flatfield is 1 / efficiency. The mask bits come from the
-    pixel's own gain, so that they do not change with the energy (a custom mask survives an energy change)."""
+    `threshold_energy` is the threshold the DCU sets (the module's `threshold_relation` applies), and the
+    efficiency is relative to a nominal pixel with the nominal threshold (so it includes the module's
+    counted fraction at its effective threshold against the nominal one). The mask bits come from the pixel's
+    own gain, so that they do not change with the energy."""
     module = model.module
-    d = module_defects(model, module_id)
+    d = module_defects(model, module_id, variant)
     b2 = module.binning**2
-    efficiency = (bin_sum(sensor_response(model, module_id, photon_energy, threshold_energy), module.binning)
-                  / b2).astype(np.float32)
+    effective = effective_threshold(model, module_id, threshold_energy)
+    nominal = max(threshold_efficiency(photon_energy, threshold_energy), 1e-300)
+    relative = threshold_efficiency(photon_energy, effective) / nominal
+    efficiency = (bin_sum(sensor_response(model, module_id, photon_energy, effective, variant), module.binning)
+                  / b2 * relative).astype(np.float32)
     gain = bin_sum(d.gain.astype(np.float64), module.binning) / b2
     hot = np.zeros(d.gain.size, dtype=np.float64)
     hot[d.hot] = 1
@@ -228,7 +311,7 @@ class ModuleRenderer:
 
     def __init__(self, scene: Scene, model: DetectorModel, module_id: int, seed: int, count_time: float,
                  nsubframes: int = 1, bank_frames: int | None = None, photon_energy: float | None = None,
-                 threshold_energy: float | None = None):
+                 threshold_energy: float | None = None, variant: PhysicsVariant = NO_VARIANT):
         if count_time <= 0 or nsubframes < 1:
             raise ValueError("need count_time > 0 and nsubframes >= 1")
         self.scene = scene
@@ -241,10 +324,12 @@ class ModuleRenderer:
         self.seed = seed
         self.count_time = count_time
         self.nsubframes = nsubframes
-        self.defects = module_defects(model, module_id)
-        self.counted_fraction = threshold_efficiency(photon_energy, threshold_energy)
+        self.defects = module_defects(model, module_id, variant)
+        self.dead_time = module_dead_time(model, module_id, variant)
+        effective = effective_threshold(model, module_id, threshold_energy)  # what the comparator cuts at
+        self.counted_fraction = threshold_efficiency(photon_energy, effective)
         #: counts per photon of each sensor pixel relative to a nominal one (gain, thickness, trim) at the energies
-        self.response = sensor_response(model, module_id, photon_energy, threshold_energy)
+        self.response = sensor_response(model, module_id, photon_energy, effective, variant)
         self.bank_frames = bank_frames or bank_frames_for(model)
         self.static = bool(getattr(scene, "static", False)) and not scene.exact
         self._bank: np.ndarray | None = None  # static: read-out frames; else Poisson(baseline) counts
@@ -313,7 +398,7 @@ class ModuleRenderer:
             photons = np.repeat(np.repeat(photons, b, axis=0), b, axis=1) / (b * b)
         t_sub = count_time / self.nsubframes
         arriving = photons * (count_time / self.count_time / self.nsubframes * self.counted_fraction) * self.response
-        return arriving * np.exp(-arriving * (self.module.dead_time_s / t_sub))
+        return arriving * np.exp(-arriving * (self.dead_time / t_sub))
 
     def _noisy(self, measured: np.ndarray, k: int, rng: np.random.Generator, use_bank: bool) -> np.ndarray:
         """Poisson counts with mean `measured`: bank frame k plus fresh noise where the frame differs."""

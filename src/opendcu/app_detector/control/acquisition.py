@@ -36,9 +36,9 @@ from opendcu.app_detector.pipeline.params import (apply_calibration, apply_flatf
 from opendcu.app_detector.series import Series
 from opendcu.geometry import DetectorModel
 from opendcu.hardware.config_packet import Kind, TriggerMode
-from opendcu.hardware.module_driver import ModuleDriver, ModuleError
+from opendcu.hardware.backend import ModuleBackend
+from opendcu.hardware.module_driver import ModuleError
 from opendcu.hardware.udp_packet import DEFAULT_PAYLOAD
-from opendcu.simulator.scenes.base import DEFAULT_SCENE, parse_spec
 
 log = logging.getLogger(__name__)
 
@@ -75,17 +75,16 @@ class AcquisitionController:
         self,
         model: DetectorModel,
         datapath: DataPath,
-        driver: ModuleDriver,
+        driver: ModuleBackend,
         calibration: CalibrationSource,
         payload_size: int = DEFAULT_PAYLOAD,
-        scene: str = "",
     ):
         self.model = model
         self.datapath = datapath
         self.driver = driver
         self.calibration = calibration
         self.payload_size = payload_size
-        self.scene = scene
+        self.simulator_inputs: Subsystem | None = None  # the `simulator` module: scene / physics overrides
         self.state = DetectorState.NA
         self.errors: list[str] = []
         self.sequence_id = 0
@@ -296,20 +295,17 @@ class AcquisitionController:
 
     def _check_links(self, raise_on_error: bool) -> None:
         errors = []
-        for i, link in enumerate(self.driver.links):
-            try:
-                link.request(Kind.STATUS)
-                self.links_up[i] = True
-            except ModuleError as exc:
-                self.links_up[i] = False
-                errors.append(str(exc))
+        for i, error in enumerate(self.driver.status().values()):
+            self.links_up[i] = error is None
+            if error is not None:
+                errors.append(error)
         if errors and raise_on_error:
             raise ModuleError("; ".join(errors))
 
     def _fire(self, series: Series, kind: Kind, fields: dict[str, Any]) -> tuple[int, float]:
         """Send one trigger to the modules; return the frame count that completes it and how long to wait."""
         try:
-            self.driver.broadcast(kind, modules=self._read_out(series), **fields)
+            self.driver.trigger(self._read_out(series), external=kind is Kind.EXT_TRIGGER, **fields)
         except ModuleError as exc:
             self.errors.append(str(exc))
             self._stop_series(stop_modules=True, aborted=True)
@@ -369,14 +365,10 @@ class AcquisitionController:
 
     def _configure_modules(self, series: Series) -> None:
         modules = self._read_out(series)
-        per_module = {
-            module_id: {"dest_host": host, "dest_port": port}
-            for module_id, (host, port) in self.datapath.daq.data_addresses().items() if module_id in modules
-        }
-        self.driver.broadcast(
-            Kind.CONFIGURE,
-            per_module=per_module,
-            modules=modules,
+        destinations = {m: address for m, address in self.datapath.daq.data_addresses().items() if m in modules}
+        self.driver.configure(
+            modules,
+            destinations,
             nsubframes=series.settings.nframes_sum,
             roi_mode=series.settings.roi_mode,
             count_time=series.count_time,
@@ -389,16 +381,31 @@ class AcquisitionController:
             payload_size=self.payload_size,
             series_id=series.series_id,
             seed=series.series_id,
-            content=json.dumps(self._scene_spec(series)),
+            experiment=json.dumps(self._experiment(series)),
+            **self._simulator_content(),
         )
-        self.datapath.expect_sources(self.driver.data_sources())  # data packets only from the modules
+        # data packets only from the modules: a backend that learnt their data sources at configure tells them
+        sources = getattr(self.driver, "data_sources", None)
+        self.datapath.expect_sources(sources() if sources is not None else {})
 
-    def _scene_spec(self, series: Series) -> dict[str, Any]:
-        """The simulated scene of this series: the server's scene plus the experiment geometry at arm."""
+    def _simulator_content(self) -> dict[str, str]:
+        """The `simulator` module's overrides (scene, physics) for the simulated modules, as the CONFIGURE
+        `content` they read a series' own scene from; nothing when none is set (the simulator's own scene)."""
+        inputs = self.simulator_inputs
+        if inputs is None or not (inputs["scene"] or inputs["physics"]):
+            return {}
+        content = json.loads(inputs["scene"]) if inputs["scene"] else {}
+        if inputs["physics"]:
+            content["physics"] = json.loads(inputs["physics"])
+        return {"content": json.dumps(content)}
+
+    @staticmethod
+    def _experiment(series: Series) -> dict[str, Any]:
+        """The experiment geometry at arm, for modules that simulate what they see (a real module ignores it;
+        the scene itself is the simulator's own, `python -m opendcu.simulator --scene`)."""
         cfg = series.detector_config
         binning = series.settings.binning  # scenes work in detector pixels, the snapshot in image pixels
-        spec = parse_spec(self.scene) or dict(DEFAULT_SCENE)
-        spec["experiment"] = {
+        experiment = {
             "wavelength_a": cfg["wavelength"],
             "distance_m": cfg["detector_distance"],
             "beam_center_x_px": cfg["beam_center_x"] * binning,
@@ -408,7 +415,10 @@ class AcquisitionController:
             "omega_start_deg": cfg["omega_start"],
             "omega_increment_deg": cfg["omega_increment"],
         }
-        return spec
+        axis = cfg.get("omega_axis")
+        if axis is not None:  # NXmx/mcstas -> the scene's frame (x along the fast pixels = -x mcstas, y = -y)
+            experiment["rotation_axis"] = [-float(axis[0]), -float(axis[1]), float(axis[2])]
+        return experiment
 
     @staticmethod
     def _per_trigger(series: Series) -> int:
@@ -420,8 +430,7 @@ class AcquisitionController:
         series = self.series
         if stop_modules:
             try:
-                acks = self.driver.broadcast(Kind.STOP, modules=self._read_out(series))
-                expected = max(int(a.fields.get("frames_sent", 0)) for a in acks)
+                expected = self.driver.stop(self._read_out(series))
             except ModuleError as exc:
                 self.errors.append(str(exc))
                 expected = self._triggers_done * self._per_trigger(series)

@@ -205,9 +205,12 @@ def receive(fd: int, m: int, module_id: int, msgs: np.ndarray, lengths: np.ndarr
         if length < HEADER_SIZE or b[47] != HEADER_VERSION:
             counters[m, C_MALFORMED] += 1
             continue
-        if _u16(b, 32) != module_id or b[46] != params[P_DET_TYPE] or params[P_ACTIVE] == 0 \
-                or _u64(b, 16) != params[P_SERIES] or active[m] == 0:
+        if _u16(b, 32) != module_id or b[46] != params[P_DET_TYPE] or _u64(b, 16) != params[P_SERIES] \
+                or active[m] == 0:
             counters[m, C_FOREIGN] += 1
+            continue
+        if params[P_ACTIVE] == 0:  # the series' own packet, still in the socket when it ended (abort): late
+            counters[m, C_LATE] += 1
             continue
         packet = _u32(b, 12)
         sub = _u16(b, 38)

@@ -111,10 +111,12 @@ def lut_identity_limit(lut: np.ndarray) -> int:
 TRUSTED_DEAD_FRACTION = 0.25
 
 
-def counter_model(module: ModuleType) -> CounterModel:
-    """The counter of `module` as the pipeline sees it."""
+def counter_model(module: ModuleType, dead_time: float | None = None) -> CounterModel:
+    """The counter of `module` as the pipeline sees it; `dead_time`: the measured dead time of a read-out pixel
+    (app-calibration's count-rate calibration), else the module type's nominal one."""
     pixels = module.binning * module.binning  # sensor counters summed into one read-out pixel
-    dead_time = module.dead_time_s / pixels
+    if dead_time is None or dead_time <= 0:
+        dead_time = module.dead_time_s / pixels
     return CounterModel(
         bits=16,
         counter_max=min(counter_top(module.counter) * pixels, RAW_ERROR - 1),

@@ -8,6 +8,8 @@ declared there). Read-only keys derived here, computed on every read from the ke
   2x2 binning (sums exceed 16 bit); else 16. Counts a 16-bit image cannot hold are flagged saturated (2^16 - 1);
 - `countrate_correction_count_cutoff`: the largest valid count of an image (stream V2/NXmx `saturation_value`);
 - `countrate_correction_table` (darray float32 [2, N], not listed): measured -> corrected counts of a sub-frame.
+- `countrate_correction_dead_time` (float s, read-only, not listed; opendcu): the dead time the table inverts:
+  the active calibration set's measured one (mean over the modules), else the module type's nominal one.
 
 opendcu-specific keys (not in DECTRIS' SIMPLON):
 - `binning_2x2_applied` (bool, default false): images are 2x2 block sums (half the width and height, pixels of
@@ -81,14 +83,17 @@ def saturation(cutoff: int, bits: int, binning: bool, float8: bool) -> int:
 
 def image_processing_parameters(model: DetectorModel) -> list[Parameter]:
     """Parameters that select what the pipeline does to each image."""
-    counter = counter_model(model.module)
+    nominal = counter_model(model.module)
     h, w = model.shape
+
+    def counter(det: Subsystem) -> CounterModel:
+        return counter_model(model.module, det["countrate_correction_dead_time"])
 
     def depth(det: Subsystem) -> int:
         return bit_depth(det.values, det["nframes_sum"])
 
     def cutoff(det: Subsystem) -> int:
-        return saturation(pixel_cutoff(det, counter), depth(det), det["binning_2x2_applied"],
+        return saturation(pixel_cutoff(det, counter(det)), depth(det), det["binning_2x2_applied"],
                           det["float8_encoding_applied"])
 
     def on_binning(det: Subsystem, _key: str, binning: bool) -> list[str]:
@@ -111,7 +116,9 @@ def image_processing_parameters(model: DetectorModel) -> list[Parameter]:
         Parameter("countrate_correction_bunch_mode", "string", "continuous", access_mode=ro,
                   allowed_values=["continuous"]),
         Parameter("countrate_correction_table", "float[][]", np.zeros((2, 1), np.float32), access_mode=ro,
-                  compute=lambda det: _correction(counter, float(det["frame_count_time"]))[1]),
+                  compute=lambda det: _correction(counter(det), float(det["frame_count_time"]))[1]),
+        Parameter("countrate_correction_dead_time", "float", nominal.dead_time, access_mode=ro, unit="s",
+                  listed=False),
         Parameter("virtual_pixel_correction_applied", "bool", False),
         Parameter("flatfield_correction_applied", "bool", True),
         Parameter("flatfield", "float[][]", np.ones((h, w), np.float32), shape=lambda: (h, w), check=_check_flatfield),
@@ -137,7 +144,8 @@ def series_settings(det: Subsystem, model: DetectorModel, series_id: int, nimage
         countrate_correction_applied=det["countrate_correction_applied"],
         frame_count_time=float(det["frame_count_time"]),
         nframes_sum=nframes,
-        count_cutoff=pixel_cutoff(det, counter_model(model.module)),
+        count_cutoff=pixel_cutoff(det, counter_model(model.module, det["countrate_correction_dead_time"])),
+        dead_time=float(det["countrate_correction_dead_time"]),
         virtual_pixel_correction_applied=det["virtual_pixel_correction_applied"],
         flatfield_correction_applied=det["flatfield_correction_applied"],
         roi_mode=det["roi_mode"],
@@ -173,6 +181,9 @@ def apply_calibration(det: Subsystem, calibration: Any) -> None:
         arrays = {"pixel_mask": calibration}
     else:
         arrays = {"pixel_mask": calibration.pixel_mask, "flatfield": calibration.flatfield}
+        dead_times = getattr(calibration, "dead_time", ())
+        if len(dead_times):  # one table for all modules: their mean (app-calibration reports each)
+            det.values["countrate_correction_dead_time"] = float(np.mean(dead_times))
     for key, value in arrays.items():
         det.values[key] = det.factory[key] = value
 

@@ -58,7 +58,7 @@ class ImageProcessor:
             raise ValueError(f"virtual-pixel interpolation across double rows is not supported ({layout.model.name})")
         self.layout = layout
         self.geometry = placement_tables(layout)
-        counter = counter_model(layout.model.module)
+        counter = counter_model(layout.model.module, settings.dead_time or None)
         if settings.countrate_correction_applied:
             self.lut = CountRateCorrection(counter, settings.frame_count_time).lut()
         else:

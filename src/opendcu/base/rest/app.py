@@ -28,8 +28,10 @@ PUT takes `{"value": x}` and answers the list of changed keys; errors are short 
 """
 
 
-def create_app(detector_address: str, data_dir: Path, restart: Callable[[], None] | None = None) -> FastAPI:
-    """A FastAPI app that forwards SIMPLON calls to app-detector at `detector_address` (a gRPC target).
+def create_app(detector_address: str, data_dir: Path, restart: Callable[[], None] | None = None,
+               calibration_address: str | None = None) -> FastAPI:
+    """A FastAPI app that forwards SIMPLON calls to app-detector at `detector_address` (a gRPC target) and,
+    for the `calibration` module, to app-calibration at `calibration_address`.
 
     `restart` restarts app-detector (the system module's `restart` command).
     """
@@ -37,9 +39,11 @@ def create_app(detector_address: str, data_dir: Path, restart: Callable[[], None
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         client = ControlClient(detector_address)  # grpc.aio channels belong to the running event loop
-        app.state.apps = AppDirectory(apps=[client, SystemApp(restart or _no_restart)])
+        clients = [client] + ([ControlClient(calibration_address)] if calibration_address else [])
+        app.state.apps = AppDirectory(apps=[*clients, SystemApp(restart or _no_restart)])
         yield
-        await client.close()
+        for c in clients:
+            await c.close()
 
     app = FastAPI(title="opendcu SIMPLON API", version=__version__, description=DESCRIPTION, lifespan=lifespan,
                   redirect_slashes=False, docs_url=None, redoc_url=None)

@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse
 
-from opendcu.app_detector.interfaces.filewriter.paths import UnsafePath, resolve_in
+from opendcu.simplon.paths import UnsafePath, resolve_in
 from opendcu.base.rest.responses import text_error
 
 router = APIRouter()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from opendcu.app_detector.interfaces.filewriter.paths import list_data_files
+from opendcu.simplon.paths import list_data_files
 from opendcu.base.rest.responses import json_response, text_error
 from opendcu.base.rest.simplon import API_VERSIONS
 

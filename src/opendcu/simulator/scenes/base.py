@@ -35,11 +35,17 @@ class Experiment:
     frame_time_s: float = 1.0
     omega_start_deg: float = 0.0
     omega_increment_deg: float = 0.0
+    #: the rotation axis in the scene's lab frame (x along the fast pixel axis, y along the slow one, z along the
+    #: beam): the DCU's omega axis, so that the crystal turns as the NXmx master says; None: the scene's default
+    rotation_axis: tuple[float, float, float] | None = None
 
     @classmethod
     def from_json(cls, detector: DetectorModel, seed: int, spec: dict[str, Any]) -> "Experiment":
         known = {f.name for f in fields(cls)} - {"detector", "seed"}
-        return cls(detector=detector, seed=seed, **{k: float(v) for k, v in spec.items() if k in known})
+        values = {k: float(v) for k, v in spec.items() if k in known and k != "rotation_axis"}
+        if spec.get("rotation_axis") is not None:
+            values["rotation_axis"] = tuple(float(v) for v in spec["rotation_axis"])
+        return cls(detector=detector, seed=seed, **values)
 
     def to_json(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("detector", "seed")}

@@ -1,19 +1,27 @@
 """An MX rotation series from a random crystal (spec/edge-analysis.md §5.2), with its ground truth.
 
-Per dataset: a unit cell and a random orientation U (uniform on SO(3)) give A = U.B; every reflection to
-`d_min` gets a Wilson intensity E^2.exp(-B/2d^2) (E^2 ~ Exp(1), shared by Friedel mates, fixed for the series).
-Each reflection's rotation angles on the Ewald sphere are solved exactly: with r(phi) = r_par + cos(phi) r_perp +
-sin(phi) r_cross, the condition |r + s0| = |s0| is a.cos(phi) + b.sin(phi) = c.
+Per dataset: a unit cell, a space group and a random orientation U (uniform on SO(3)) give A = U.B; every
+reflection the space group allows gets a Wilson intensity E^2.exp(-B/2d^2) (E^2 ~ Exp(1), one draw per set of
+symmetry equivalents and Friedel mates, fixed for the series), with a smooth taper past `d_min` instead of a
+cut. Each reflection's rotation angles on the Ewald sphere are solved exactly: with r(phi) = r_par +
+cos(phi) r_perp + sin(phi) r_cross, the condition |r + s0| = |s0| is a.cos(phi) + b.sin(phi) = c.
 
 Per frame (phi from omega_start + (n-1).omega_increment over one increment), a reflection contributes its
-partiality p (a Gaussian rocking curve of width mosaicity/zeta, zeta = |s1^.(e x s0^)|), times the Lorentz factor
-1/zeta and the polarization, spread over a 2-D Gaussian spot integrated exactly over each pixel. The background is a
-smooth function of q (diffuse + a water ring + optional hexagonal-ice rings) times solid angle and polarization.
-Reflections are recorded at the position where they cross the sphere. `omega_increment = 0` gives stills
-(the rocking curve within +-mosaicity/2 of omega_start).
+partiality p, the fraction of a Gaussian rocking curve inside the frame. The rocking curve is that of the Kabsch
+model DIALS uses: sigma_phi = sigma_m / zeta_K, zeta_K = |e.(s1^ x s0^)| / |s1^ x s0^| (so it does not depend on
+the Bragg angle), sigma_m = sqrt(mosaicity^2 + divergence^2). The photons are p times the Lorentz factor
+1/|e.(s1^ x s0^)| times the polarization, spread over a 2-D Gaussian spot integrated exactly over each pixel. The
+background is a smooth function of q (air scatter + diffuse solvent + a water ring + optional hexagonal-ice rings)
+times solid angle and polarization.
 
-Units: `spot_flux` = photons of a fully recorded reflection with E^2 = 1 at low resolution (zeta = 1) per second
-of count time; `background_flux` = photons per pixel per second at the PONI.
+Where a spot lands: where s1 meets the detector, moved outwards by the parallax of the sensor (the mean depth at
+which the sensor absorbs the ray, times the tangent of its incidence, as dxtbx's parallax correction models it),
+and by a fixed random offset per reflection whose angular spread is `beam_divergence_deg` (the part of a
+divergent beam and a mosaic crystal that a spot's centroid shows: observed centroids scatter 0.2-0.5 px around
+the predictions, as in real data). `omega_increment = 0` gives stills (the rocking curve within +-mosaicity/2).
+
+Units: `spot_flux` = photons of a fully recorded reflection with E^2 = 1 at low resolution (Lorentz factor 1)
+per second of count time; `background_flux` = photons per pixel per second at the PONI.
 """
 
 from __future__ import annotations
@@ -29,9 +37,16 @@ from opendcu.analysis.geometry import Geometry, polarization
 from opendcu.analysis.scoring import ICE_RING_D
 from opendcu.geometry import DetectorLayout
 from opendcu.simulator.scenes.base import Experiment, register_scene
+from opendcu.simulator.scenes.symmetry import SpaceGroup, space_group
 
 WATER_RING_Q = 2 * math.pi / 3.7  # vitreous ice / cryo solvent ring, A^-1
 MIN_ZETA = 0.05  # bounds the Lorentz factor and the rocking width of reflections near the rotation axis
+#: the linear polarization the NXmx master states (Stokes S1/S0; DIALS' synchrotron default, fraction 0.999)
+DEFAULT_POLARIZATION = 0.998
+#: the intensity taper past d_min: Gaussian in 1/d^2 with this width relative to 1/d_min^2; reflections are made
+#: out to where it is below 1e-3
+TAPER_WIDTH = 0.06
+TAPER_SIGMAS = 3.7
 
 
 _erf_ufunc = None
@@ -65,7 +80,7 @@ class MxTruth:
     d: np.ndarray
     phi_deg: np.ndarray
     partiality: np.ndarray
-    #: the rocking curve's sigma (deg): mosaicity / zeta, large for reflections near the rotation axis
+    #: the rocking curve's sigma (deg): sigma_m / zeta_K (Kabsch), large for reflections near the rotation axis
     rocking_width_deg: np.ndarray
     #: a spot finder should find it: on a module, not crowded, and min_spot_size pixels clearly strong
     findable: np.ndarray
@@ -74,9 +89,14 @@ class MxTruth:
     B: np.ndarray
     rotation_axis: np.ndarray
     wavelength_a: float
-    #: the simulated resolution limit (no reflection beyond it)
+    #: the simulated resolution limit (no reflection beyond it; past the scene's `d_min` they fade out)
     d_min: float
     geometry: Geometry = field(repr=False)
+    #: the space group whose symmetry the intensities obey
+    space_group: str = "P1"
+    #: where s1 meets the detector surface (the spots lie at x, y: moved by parallax and the centroid scatter)
+    x_ideal: np.ndarray | None = None
+    y_ideal: np.ndarray | None = None
 
     @property
     def A(self) -> np.ndarray:
@@ -94,21 +114,33 @@ class MxScene:
     exact = False
 
     def __init__(self, experiment: Experiment, cell: Sequence[float] = (79.1, 79.1, 37.9, 90.0, 90.0, 90.0),
-                 centring: str = "P", d_min: float = 2.0, mosaicity_deg: float = 0.1, wilson_b: float = 25.0,
+                 centring: str | None = None, d_min: float = 2.0, mosaicity_deg: float = 0.1, wilson_b: float = 25.0,
                  spot_flux: float = 2e4, spot_sigma_px: float = 0.7, background_flux: float = 10.0,
-                 water_ring: float = 1.0, ice_rings: float = 0.0, rotation_axis: Sequence[float] = (1.0, 0.0, 0.0),
-                 polarization_factor: float = 0.99, crystal_seed: int | None = None):
+                 water_ring: float = 1.0, ice_rings: float = 0.0, air_scatter: float = 0.3,
+                 rotation_axis: Sequence[float] | None = None, polarization_factor: float = DEFAULT_POLARIZATION,
+                 space_group: str | None = None, beam_divergence_deg: float = 0.012, parallax: bool = True,
+                 crystal_seed: int | None = None):
         if not d_min > 0 or mosaicity_deg <= 0 or spot_sigma_px <= 0 or min(spot_flux, background_flux) < 0:
             raise ValueError("need d_min > 0, mosaicity_deg > 0, spot_sigma_px > 0 and non-negative fluxes")
         if not -1 <= polarization_factor <= 1:
             raise ValueError("polarization_factor must be in [-1, 1]")
+        if beam_divergence_deg < 0 or air_scatter < 0:
+            raise ValueError("beam_divergence_deg and air_scatter must not be negative")
+        self.cell = UnitCell.from_sequence(cell)
+        self.group = _choose_space_group(space_group, centring, self.cell)
+        if rotation_axis is None:  # the DCU's omega axis (the one the NXmx master states), or +x
+            rotation_axis = experiment.rotation_axis or (1.0, 0.0, 0.0)
         axis = np.asarray(rotation_axis, float)
         if axis.shape != (3,) or not np.linalg.norm(axis) > 0:
             raise ValueError("rotation_axis must be a non-zero 3-vector")
         self.experiment = experiment
-        self.cell = UnitCell.from_sequence(cell)
         self.d_min = float(d_min)
         self.mosaicity = math.radians(mosaicity_deg)
+        self.divergence = math.radians(beam_divergence_deg)
+        #: sigma_m of the Kabsch model: the crystal's mosaic spread and the beam's divergence together
+        self.sigma_m = math.hypot(self.mosaicity, self.divergence)
+        self.air_scatter = float(air_scatter)
+        self.parallax = bool(parallax)
         self.wilson_b = float(wilson_b)
         self.spot_flux = float(spot_flux)
         self.sigma_px = float(spot_sigma_px)
@@ -126,8 +158,11 @@ class MxScene:
         rng = np.random.default_rng([0x6D78, seed])
         self.U = random_rotation(rng)
         self.B = self.cell.B
-        self.hkl = miller_indices(self.cell, self.d_min, centring)
-        self.intensity = _wilson_intensities(self.hkl, self.cell, self.wilson_b, rng)
+        s_min2 = 1.0 / self.d_min**2
+        self.d_limit = 1.0 / math.sqrt(s_min2 * (1 + TAPER_SIGMAS * TAPER_WIDTH))
+        hkl = miller_indices(self.cell, self.d_limit, self.group.centring)
+        self.hkl = hkl[~self.group.absent(hkl)]
+        self.intensity = _wilson_intensities(self.hkl, self.cell, self.wilson_b, self.d_min, self.group, rng)
         self._solve_ewald()
         self._frame_cache: tuple[int, dict[str, np.ndarray]] | None = None
         self._background_cache: dict[tuple[int, int, int, int], np.ndarray] = {}
@@ -155,20 +190,56 @@ class MxScene:
         cos, sin = np.cos(phi)[:, None], np.sin(phi)[:, None]
         r = r_par[index] + cos * r_perp[index] + sin * r_cross[index]
         s1 = s0 + r
-        x, y, hits = self.geometry.project(s1)
+        x0, y0, hits = self.geometry.project(s1)
+        x, y = self._recorded_position(s1, x0, y0, index)
         h, w = self.geometry.shape
         margin = 5.0
         on = hits & (x > -margin) & (x < w + margin) & (y > -margin) & (y < h + margin)
         s1_unit = s1 / np.linalg.norm(s1, axis=1)[:, None]
-        zeta = np.abs(s1_unit @ np.cross(e, [0.0, 0.0, 1.0]))
+        cross = np.cross(s1_unit, [0.0, 0.0, 1.0])  # s1^ x s0^: its length is sin 2theta
+        lorentz_zeta = np.abs(cross @ e)
+        kabsch_zeta = lorentz_zeta / np.maximum(np.linalg.norm(cross, axis=1), 1e-12)
         tth = np.arccos(np.clip(s1_unit[:, 2], -1, 1))
         chi = np.arctan2(s1_unit[:, 1], s1_unit[:, 0])
         pol = polarization(tth, chi, self.polarization_factor)
         keep = np.flatnonzero(on)
         self._ref = {
-            "index": index[keep], "phi": phi[keep], "x": x[keep], "y": y[keep],
-            "zeta": np.maximum(zeta[keep], MIN_ZETA), "pol": pol[keep],
+            "index": index[keep], "phi": phi[keep], "x": x[keep], "y": y[keep], "x0": x0[keep], "y0": y0[keep],
+            "zeta": np.maximum(lorentz_zeta[keep], MIN_ZETA), "kabsch_zeta": np.maximum(kabsch_zeta[keep], MIN_ZETA),
+            "pol": pol[keep],
         }
+
+    def _recorded_position(self, s1: np.ndarray, x0: np.ndarray, y0: np.ndarray, index: np.ndarray
+                           ) -> tuple[np.ndarray, np.ndarray]:
+        """Where each reflection's photons are centred: the sensor's parallax moves a spot away from the normal
+        by the mean absorption depth along the ray times sin(incidence); each reflection (both crossings) gets a
+        fixed random angular offset of spread `divergence`."""
+        g = self.geometry
+        direction = s1 / np.linalg.norm(s1, axis=1)[:, None]
+        cos_in = np.clip(direction[:, 2], 1e-6, 1.0)  # the detector is untilted: its normal is the beam
+        x, y = x0.copy(), y0.copy()
+        if self.parallax:
+            from opendcu.simulator.physics import absorption_length  # lazy: physics imports the scenes
+
+            module = self.experiment.detector.module
+            energy = 12398.419843320026 / self.experiment.wavelength_a
+            length = absorption_length(module.sensor_material, energy)
+            path = module.sensor_thickness_m / cos_in  # the whole sensor along the ray
+            absorbed = -np.expm1(-path / length)
+            mean_path = length - path * np.exp(-path / length) / np.maximum(absorbed, 1e-300)
+            lateral = mean_path * np.sqrt(1 - cos_in**2) / g.pixel1  # pixels, away from the PONI
+            bx, by = g.beam_center_px
+            r = np.hypot(x0 - bx, y0 - by)
+            safe = np.where(r > 0, r, 1.0)
+            x = x + np.where(r > 0, lateral * (x0 - bx) / safe, 0.0)
+            y = y + np.where(r > 0, lateral * (y0 - by) / safe, 0.0)
+        if self.divergence > 0:
+            rng = np.random.default_rng([0x6469, int(self.experiment.seed), len(self.hkl)])
+            offsets = rng.normal(0.0, 1.0, (len(self.hkl), 2))[index]
+            scale = self.divergence * g.dist / cos_in**2 / g.pixel1  # an angle at the sample -> pixels
+            x = x + offsets[:, 0] * scale
+            y = y + offsets[:, 1] * scale
+        return x, y
 
     def phi_range(self, frame_number: int) -> tuple[float, float]:
         """Rotation range (rad) of a frame; a still integrates the rocking curve within +-mosaicity/2."""
@@ -187,7 +258,7 @@ class MxScene:
         start, end = self.phi_range(frame_number)
         mid, half = (start + end) / 2, (end - start) / 2
         offset = np.mod(ref["phi"] - mid + math.pi, 2 * math.pi) - math.pi
-        width = self.mosaicity / ref["zeta"]
+        width = self.sigma_m / ref["kabsch_zeta"]
         near = np.flatnonzero(np.abs(offset) <= half + 5 * width)
         w = width[near] * math.sqrt(2)
         partiality = 0.5 * (_erf((half - offset[near]) / w) - _erf((-half - offset[near]) / w))
@@ -198,7 +269,7 @@ class MxScene:
         spots = {
             "x": ref["x"][near][keep], "y": ref["y"][near][keep], "photons": photons[keep],
             "index": index[keep], "phi": ref["phi"][near][keep], "partiality": partiality[keep],
-            "width": width[near][keep],
+            "width": width[near][keep], "x0": ref["x0"][near][keep], "y0": ref["y0"][near][keep],
         }
         self._frame_cache = (frame_number, spots)
         return spots
@@ -224,7 +295,8 @@ class MxScene:
         arrays = g.pixel_arrays(rows)
         tth = arrays["2th"][:, cols]
         q = g.radial_from_2th(tth, "q_A^-1")
-        shape = 0.6 + 0.4 * np.exp(-((q / 1.2) ** 2)) + self.water_ring * np.exp(-0.5 * ((q - WATER_RING_Q) / 0.12) ** 2)
+        shape = (0.6 + 0.4 * np.exp(-((q / 1.2) ** 2)) + self.water_ring * np.exp(-0.5 * ((q - WATER_RING_Q) / 0.12) ** 2)
+                 + self.air_scatter / (1 + (q / 0.25) ** 2))  # air along the beam: strongest at small angles
         if self.ice_rings:
             for d in ICE_RING_D:
                 shape = shape + self.ice_rings * np.exp(-0.5 * ((q - 2 * math.pi / d) / 0.008) ** 2)
@@ -255,8 +327,8 @@ class MxScene:
             x=x, y=y, photons=photons, hkl=hkl, d=self.cell.d_spacing(hkl), phi_deg=np.degrees(spots["phi"]),
             partiality=spots["partiality"], rocking_width_deg=np.degrees(spots["width"]), findable=findable,
             cell=self.cell, U=self.U, B=self.B,
-            rotation_axis=self.axis, wavelength_a=self.experiment.wavelength_a, d_min=self.d_min,
-            geometry=self.geometry,
+            rotation_axis=self.axis, wavelength_a=self.experiment.wavelength_a, d_min=self.d_limit,
+            geometry=self.geometry, space_group=self.group.name, x_ideal=spots["x0"], y_ideal=spots["y0"],
         )
 
     def _on_module(self, x: np.ndarray, y: np.ndarray, margin: float) -> np.ndarray:
@@ -292,17 +364,38 @@ class MxScene:
         return out
 
 
-def _wilson_intensities(hkl: np.ndarray, cell: UnitCell, wilson_b: float, rng: np.random.Generator) -> np.ndarray:
-    """E^2 ~ Exp(1) shared by Friedel mates, times the Wilson fall-off exp(-B / 2d^2)."""
-    e2 = rng.exponential(1.0, hkl.shape[0])
-    span = int(np.abs(hkl).max()) * 2 + 1
-    key = ((hkl[:, 0] * span) + hkl[:, 1]) * span + hkl[:, 2]
-    mate = ((-hkl[:, 0] * span) - hkl[:, 1]) * span - hkl[:, 2]
-    order = np.argsort(key)
-    mate_index = order[np.searchsorted(key, mate, sorter=order)]
-    e2 = np.where(key > mate, e2, e2[mate_index])  # the mate with the larger key decides
+def _choose_space_group(name: str | None, centring: str | None, cell: UnitCell) -> SpaceGroup:
+    """The scene's space group: as named; else P4(3)2(1)2 for a tetragonal cell (as lysozyme), else P1 (or the
+    centring given, for the lattice only)."""
+    lengths, angles = tuple(cell.lengths), tuple(cell.angles)
+    if name is None:
+        tetragonal = abs(lengths[0] - lengths[1]) < 1e-6 * lengths[0] and all(abs(a - 90) < 1e-6 for a in angles)
+        if centring not in (None, "P") or not tetragonal:
+            return _lattice_only(centring or "P")
+        name = "P43212"
+    group = space_group(name)
+    if centring is not None and centring != group.centring:
+        raise ValueError(f"centring {centring!r} contradicts space group {group.name}")
+    group.check_cell(lengths, angles)
+    return group
+
+
+def _lattice_only(centring: str) -> SpaceGroup:
+    if centring not in ("P", "A", "B", "C", "I", "F", "R"):
+        raise ValueError(f"unknown centring {centring!r}")
+    return SpaceGroup(f"{centring}1", "-1", centring, "triclinic", ())
+
+
+def _wilson_intensities(hkl: np.ndarray, cell: UnitCell, wilson_b: float, d_min: float, group: SpaceGroup,
+                        rng: np.random.Generator) -> np.ndarray:
+    """E^2 ~ Exp(1), one draw per set of equivalents (the Laue group with Friedel's law), times the Wilson fall-off
+    exp(-B / 2d^2) and a Gaussian taper in 1/d^2 past d_min."""
+    _unique, inverse = np.unique(group.asu_keys(hkl), return_inverse=True)
+    e2 = rng.exponential(1.0, int(inverse.max(initial=-1)) + 1)[inverse]
     d = cell.d_spacing(hkl)
-    return e2 * np.exp(-wilson_b / (2 * d * d))
+    s2, s_min2 = 1.0 / d**2, 1.0 / d_min**2
+    taper = np.exp(-0.5 * (np.maximum(s2 - s_min2, 0.0) / (TAPER_WIDTH * s_min2)) ** 2)
+    return e2 * np.exp(-wilson_b / (2 * d * d)) * taper
 
 
 def _crowded(x: np.ndarray, y: np.ndarray, radius: float) -> np.ndarray:

@@ -47,6 +47,9 @@ SUMMARY_KEY = "opendcu_analysis_summary"
 #: how long the end of a series waits for images still being analysed (seconds)
 END_WAIT_S = 10.0
 SLOTS_PER_WORKER = 2  # one being analysed, one waiting
+#: the series id of the workers' warm-up setup (no series has it), and the wavelength (Cu K-alpha1) it assumes
+WARM_UP_SERIES = -1
+WARM_UP_WAVELENGTH_A = 12398.42 / 8047.78
 MAX_ERRORS = 50
 
 
@@ -89,6 +92,7 @@ class AnalysisInterface:
         self._threads = 0
         self._worker_ids = 0
         self._live: _LiveSeries | None = None
+        self._warm: set[int] = set()  # ids of the workers that finished their warm-up
         self._annotations: list[Record] = []
         self._lock = threading.Condition()
         self._running = True
@@ -239,6 +243,10 @@ class AnalysisInterface:
                 _, worker_id, series_id, setup_ms, error = message
                 if error:
                     self._error(f"series {series_id}: worker {worker_id} setup failed: {error}")
+                elif series_id == WARM_UP_SERIES:
+                    log.info("analysis worker %d warmed up in %.0f ms", worker_id, setup_ms)
+                    with self._lock:
+                        self._warm.add(worker_id)
                 else:
                     log.info("analysis worker %d ready for series %d in %.0f ms", worker_id, series_id, setup_ms)
                     with self._lock:
@@ -365,16 +373,43 @@ class AnalysisInterface:
             geometry = geometry.with_changes(pixel1=geometry.pixel1 * binning, pixel2=geometry.pixel2 * binning)
         else:  # the snapshot gives beam centre and pixel size in image pixels
             geometry = Geometry.from_detector_config(series.detector_config, shape)
-        geometry.check()
         pixel_mask = series.pixel_mask if series.pixel_mask is not None else self.layout.default_pixel_mask()
+        float8 = series.settings.float8_encoding_applied  # workers decode the E3M5 codes to counts (uint16)
+        return self._setup_of(geometry, pixel_mask, float8, series.settings.error_value, series.settings.dtype,
+                              values)
+
+    @staticmethod
+    def _setup_of(geometry: Geometry, pixel_mask: np.ndarray, float8: bool, error_value: int, dtype: np.dtype,
+                  values: dict[str, Any]) -> dict[str, Any]:
+        geometry.check()
         mask = np.packbits(np.asarray(pixel_mask).reshape(-1) != 0).tobytes()
         options = setup_options(values)
         geometry_dict = {**geometry.as_dict(), "shape": list(geometry.shape)}
         key = hashlib.sha256(repr((geometry_dict, options)).encode() + mask).hexdigest()
-        float8 = series.settings.float8_encoding_applied  # workers decode the E3M5 codes to counts (uint16)
         return {"geometry": geometry_dict, "mask": mask, "float8": float8,
-                "invalid_value": 0xFFFF if float8 else series.settings.error_value,
-                "dtype": np.dtype(np.uint16 if float8 else series.settings.dtype).str, "cache_key": key, **options}
+                "invalid_value": 0xFFFF if float8 else error_value,
+                "dtype": np.dtype(np.uint16 if float8 else dtype).str, "cache_key": key, **options}
+
+    def warm_up(self) -> None:
+        """Start the workers of the current settings now, in the background, and let each build and run an
+        analyzer once: the processes start, import and load (on a first start: compile) their numba kernels while
+        the DCU starts, not at the first arm. The warm-up image is one module's size (kernels do not depend on
+        the size; the maps of a 16M detector would cost a gigabyte for nothing): an arm still builds the maps of
+        its own geometry and mask, with every kernel ready."""
+        values = dict(self.subsystem.values)
+        h, w = self.model.module.shape
+        config = {"beam_center_x": w / 2, "beam_center_y": h / 2, "detector_distance": 0.1,
+                  "wavelength": WARM_UP_WAVELENGTH_A, "x_pixel_size": self.model.module.pixel_size_m}
+        setup = self._setup_of(Geometry.from_detector_config(config, (h, w)), np.zeros((h, w), np.uint32),
+                               False, 0xFFFF, np.dtype(np.uint16), values)
+        self._ensure_workers(values["workers"], values["threads_per_worker"])
+        for worker in self._workers:
+            worker.inbox.put(("setup", WARM_UP_SERIES, setup))
+
+    def workers_warm(self) -> int:
+        """How many of the running workers finished their warm-up (see warm_up)."""
+        with self._lock:
+            return sum(w.id in self._warm for w in self._workers)
 
     def workers_ready(self) -> int:
         """How many workers have finished setting up for the running series (0 when none is running)."""

@@ -142,7 +142,7 @@ def run_worker(worker_id: int, inbox, outbox, ring_spec: tuple[str, int, int], t
     """Entry point of a worker process."""
     from opendcu.lifecycle import child_process_setup
 
-    child_process_setup(f"analysis-worker-{worker_id}")
+    child_process_setup(f"analysis-worker-{worker_id}", exit_on_term=True)  # blocks on its inbox
     if nice:
         try:
             os.nice(nice)

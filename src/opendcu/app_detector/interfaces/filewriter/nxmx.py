@@ -1,14 +1,18 @@
 """The NXmx master file of a series (legacy DECTRIS layout, spec/filewriter-nxmx.md §3).
 
-Written completely at arm. /entry/data holds either external links `data_NNNNNN` to the data files (legacy),
-a virtual dataset `data` over them (the "vds" writer mode), or the images themselves (`nimages_per_file` 0).
+Written at arm; `finalize_master` adds `end_time` and what other components contribute at series end.
+/entry/data holds a virtual dataset `data` over all data files and the legacy external links `data_NNNNNN` next
+to it (readers that know only one of the two find all images), or the images themselves (`nimages_per_file` 0).
 What the readers need (spec §5): `/entry/definition` "NXmx", `eiger_fw_version`, `data_size` as [slow, fast],
 real EIGER sizes, an unchunked uint32 `pixel_mask`, `nimages`/`ntrigger` > 0, `/entry/sample/depends_on`.
-opendcu's own modes (2x2 binning, the 8-bit float counter and its decode table) are in `detectorSpecific`.
+NXmx's own names (`detector/pixel_mask`, `underload_value`, ...) sit next to DECTRIS' legacy ones; every field
+is described in docs/nxmx-fields.md. opendcu's own modes (2x2 binning, the 8-bit float counter and its decode
+table) are in `detectorSpecific`.
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +20,20 @@ import h5py
 import numpy as np
 
 from opendcu.app_detector.interfaces.filewriter.datafile import set_fixed_string_attr
+from opendcu.app_detector.pipeline.params import saturation_value
 from opendcu.app_detector.series import Series
 from opendcu.codecs.float8 import DECODE_DESCRIPTION, DECODE_UNBIASED_TABLE
 
-#: firmware string DIALS' FormatNXmxEigerFilewriter keys on (its presence marks a DECTRIS file)
-EIGER_FW_VERSION = "opendcu-0.1.0"
+#: the firmware string DIALS' FormatNXmxEigerFilewriter keys on (its presence marks a DECTRIS file), in the form
+#: real files carry. dxtbx 3.18-3.23 parse it as a version after dropping "release-" and reverse `data_size` for
+#: firmware older than 2022.1.2 (which wrote [fast, slow]); we write [slow, fast] as 2022.1.2 and later do.
+EIGER_FW_VERSION = "release-2022.1.2"
+#: the beam when the config does not say: linear polarization degree (Stokes S1/S0, horizontal = the mcstas x
+#: axis; pyFAI's polarization factor; 0.998 = DIALS' synchrotron default polarization fraction 0.999, and the MX
+#: scene's default), size (m, FWHM x, y) and profile
+DEFAULT_POLARIZATION = 0.998
+DEFAULT_BEAM_SIZE = (50e-6, 50e-6)
+DEFAULT_BEAM_PROFILE = "Gaussian"
 #: the rotation axis when `omega_axis` is not configured: a horizontal axis along -x (mcstas frame)
 DEFAULT_OMEGA_AXIS = (-1.0, 0.0, 0.0)
 
@@ -50,30 +63,40 @@ def write_master(f: h5py.File, series: Series, data_links: list[str], vds_source
     """Write the master metadata of `series` into the open file `f`; return /entry/data.
 
     `data_links`: data-file names (relative to the master) for external links `data_NNNNNN`.
-    `vds_sources`: instead of links, (file name, images) of each data file for a virtual `/entry/data/data`.
+    `vds_sources`: (file name, images) of each data file for a virtual `/entry/data/data` next to the links.
     """
     cfg = series.detector_config
     h, w = int(cfg["y_pixels_in_detector"]), int(cfg["x_pixels_in_detector"])
     n = series.nimages_total
     entry = _group(f, "entry", "NXentry")
+    entry.attrs["default"] = np.bytes_(b"data")
+    start = start_time(series)
     _field(entry, "definition", "NXmx")
-    _field(entry, "start_time", str(cfg.get("data_collection_date", "")))
+    _field(entry, "start_time", start.isoformat(timespec="milliseconds"))
+    _field(entry, "end_time_estimated", (start + timedelta(seconds=n * float(series.frame_time))).isoformat(timespec="milliseconds"))
+    program = _field(entry, "program_name", "opendcu")
+    program.attrs["version"] = np.bytes_(str(cfg.get("software_version", "")).encode())
     data = _group(entry, "data", "NXdata")
+    signal = "data" if vds_sources is not None or not data_links else "data_000001"
+    data.attrs["signal"] = np.bytes_(signal.encode())
     if vds_sources is not None:
         _virtual_dataset(data, series, vds_sources)
-    else:
-        for i, name in enumerate(data_links, start=1):
-            data[f"data_{i:06d}"] = h5py.ExternalLink(name, "/entry/data/data")
+    for i, name in enumerate(data_links, start=1):
+        data[f"data_{i:06d}"] = h5py.ExternalLink(name, "/entry/data/data")
 
     instrument = _group(entry, "instrument", "NXinstrument")
     _field(instrument, "name", str(cfg.get("instrument_name", "")) or "opendcu")
-    beam = _group(instrument, "beam", "NXbeam")
-    _field(beam, "incident_wavelength", cfg["wavelength"], "f4", "angstrom")
-    _field(beam, "incident_energy", cfg["photon_energy"], "f4", "eV")
+    _field(instrument, "time_zone", _utc_offset(start))
+    # no NXdetector_group: one detector has no groups to describe (docs/nxmx-fields.md)
+    _write_beam(_group(instrument, "beam", "NXbeam"), cfg, n)
 
     det = _group(instrument, "detector", "NXdetector")
     _write_detector(det, series, h, w)
-    _write_detector_specific(_group(det, "detectorSpecific", "NXcollection"), series, h, w)
+    spec = _group(det, "detectorSpecific", "NXcollection")
+    _write_detector_specific(spec, series, h, w)
+    det["pixel_mask"] = spec["pixel_mask"]  # NXmx's place for the mask: a hard link, the same dataset
+    if "data" in data:
+        det["data"] = data["data"]
     _write_geometry(det, cfg, h, w)
 
     sample = _group(entry, "sample", "NXsample")
@@ -81,6 +104,39 @@ def write_master(f: h5py.File, series: Series, data_links: list[str], vds_source
     source = _group(entry, "source", "NXsource")
     _field(source, "name", str(cfg.get("source_name", "")) or "unknown")
     return data
+
+
+def start_time(series: Series) -> datetime:
+    """The series' start (the config's data_collection_date, ISO 8601 with its UTC offset; now if unset)."""
+    text = str(series.detector_config.get("data_collection_date", ""))
+    try:
+        start = datetime.fromisoformat(text)
+    except ValueError:
+        start = datetime.now().astimezone()
+    return start if start.tzinfo is not None else start.astimezone()
+
+
+def _utc_offset(moment: datetime) -> str:
+    """ISO 8601 UTC offset, e.g. "+01:00"."""
+    offset = moment.utcoffset() or timedelta(0)
+    minutes = int(offset.total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def _write_beam(beam: h5py.Group, cfg: dict[str, Any], n: int) -> None:
+    _field(beam, "incident_wavelength", cfg["wavelength"], "f4", "angstrom")
+    _field(beam, "incident_energy", cfg["photon_energy"], "f4", "eV")
+    _field(beam, "incident_beam_size", cfg.get("incident_beam_size", DEFAULT_BEAM_SIZE), "f4", "m")
+    _field(beam, "profile", str(cfg.get("beam_profile", DEFAULT_BEAM_PROFILE)))
+    degree = float(cfg.get("polarization", DEFAULT_POLARIZATION))
+    _field(beam, "incident_polarization_stokes", np.tile([1.0, degree, 0.0, 0.0], (n, 1)), "f4")  # [nP, 4]
+    flux_type, flux = str(cfg.get("flux_type", "")), float(cfg.get("flux_value", 0.0) or 0.0)
+    if flux_type and flux > 0:  # SIMPLON's flux_type names -> NXbeam's fields (spec §4)
+        name, units = {"flux": ("total_flux", "Hz"), "flux_area_integrated": ("flux", "1/s/m^2"),
+                       "flux_time_integrated": ("total_flux_integrated", ""),
+                       "flux_area_and_time_integrated": ("flux_integrated", "1/m^2")}[flux_type]
+        _field(beam, name, flux, "f8", units or None)
 
 
 def _write_detector(det: h5py.Group, series: Series, h: int, w: int) -> None:
@@ -96,6 +152,9 @@ def _write_detector(det: h5py.Group, series: Series, h: int, w: int) -> None:
                 "efficiency_correction_applied"):
         _field(det, key, int(bool(cfg.get(key, False))), "i4")
     _field(det, "pixel_mask_applied", int(bool(series.settings.pixel_mask_applied)), "i4")
+    _field(det, "flatfield_applied", int(bool(cfg.get("flatfield_correction_applied", False))), "i4")
+    _field(det, "virtual_pixel_interpolation_applied", int(bool(cfg.get("virtual_pixel_correction_applied", False))), "i4")
+    _field(det, "number_of_cycles", int(cfg.get("nframes_sum", 1)), "u4")
     _field(det, "description", cfg["description"])
     _field(det, "detector_number", cfg["detector_number"])
     _field(det, "sensor_material", cfg["sensor_material"])
@@ -104,13 +163,28 @@ def _write_detector(det: h5py.Group, series: Series, h: int, w: int) -> None:
     _field(det, "y_pixel_size", cfg["y_pixel_size"], "f4", "m")
     _field(det, "detector_distance", cfg["detector_distance"], "f4", "m")
     _field(det, "distance", cfg["detector_distance"], "f4", "m")
+    _field(det, "distance_derived", 0, "u1")  # the distance is the configured one, not refined from data
+    _field(det, "beam_center_derived", 0, "u1")
     _field(det, "threshold_energy", cfg["threshold_energy"], "f4", "eV")
-    _field(det, "saturation_value", int(cfg.get("countrate_correction_count_cutoff", series.settings.error_value - 1)), "u4")
+    low, high = valid_range(series)
+    _field(det, "underload_value", low, "i4")
+    _field(det, "saturation_value", high, "u4")
     _field(det, "type", "HPC")
     _field(det, "depends_on", "/entry/instrument/detector/transformations/translation")
     table = _countrate_table(series)
     lut_measured = np.arange(int(table[0].max()) + 1)
     _field(det, "countrate_correction_lookup_table", np.rint(np.interp(lut_measured, table[0], table[1])), "u4")
+
+
+def valid_range(series: Series) -> tuple[int, int]:
+    """[underload_value, saturation_value]: the pixel values that are counts (inclusive, as NXmx defines them).
+
+    Above: 2^bits - 1, masked or invalid pixels (what dxtbx reads as -1 and -2). With the 8-bit float counter
+    the pixels hold E3M5 codes, so the top valid value is code 254 (255 = saturated, masked or invalid)."""
+    settings = series.settings
+    if settings.float8_encoding_applied:
+        return 0, (1 << settings.bit_depth_image) - 2
+    return 0, saturation_value(settings)
 
 
 def _countrate_table(series: Series) -> np.ndarray:
@@ -201,11 +275,12 @@ def _write_geometry(det: h5py.Group, cfg: dict[str, Any], h: int, w: int) -> Non
 
 def _write_goniometer(sample: h5py.Group, cfg: dict[str, Any], n: int) -> None:
     """Per-image angles `<axis>_start` + i * `<axis>_increment`: DECTRIS' goniometer group for every axis, and
-    the NXmx transformation chain readers follow from /entry/sample/depends_on: omega, then (base to tip)
-    kappa, chi, phi for those whose axis vector `<axis>_axis` is configured."""
+    the NXmx transformation chain readers follow from /entry/sample/depends_on.
+
+    The chain holds the axes of `transformation_order` (SIMPLON, default ["omega"]: the axis the crystal turns
+    about), base first, each about its configured `<axis>_axis` (mcstas frame); the sample depends on the last."""
     gonio = _group(sample, "goniometer", "NXtransformations")
     trans = _group(sample, "transformations", "NXtransformations")
-    depends_on = "."
     for axis in ("omega", "kappa", "chi", "phi"):
         start, inc = float(cfg.get(f"{axis}_start", 0.0)), float(cfg.get(f"{axis}_increment", 0.0))
         angles = start + inc * np.arange(n)
@@ -215,6 +290,10 @@ def _write_goniometer(sample: h5py.Group, cfg: dict[str, Any], n: int) -> None:
         _field(gonio, f"{axis}_increment", inc, "f4", "degree")
         _field(gonio, f"{axis}_range_average", inc, "f4", "degree")
         _field(gonio, f"{axis}_range_total", inc * n, "f4", "degree")
+    depends_on = "."
+    for axis in chain_axes(cfg):
+        start, inc = float(cfg.get(f"{axis}_start", 0.0)), float(cfg.get(f"{axis}_increment", 0.0))
+        angles = start + inc * np.arange(n)
         vector = cfg.get(f"{axis}_axis") or (DEFAULT_OMEGA_AXIS if axis == "omega" else None)
         if vector is None:
             continue
@@ -224,6 +303,12 @@ def _write_goniometer(sample: h5py.Group, cfg: dict[str, Any], n: int) -> None:
         depends_on = f"/entry/sample/transformations/{axis}"
     _field(sample, "depends_on", depends_on)
     _field(sample, "name", str(cfg.get("sample_name", "")) or "sample")
+
+
+def chain_axes(cfg: dict[str, Any]) -> list[str]:
+    """The sample axes of the transformation chain, base first (two_theta moves the detector, not the sample)."""
+    order = [a for a in cfg.get("transformation_order") or ["omega"] if a in ("omega", "kappa", "chi", "phi")]
+    return order or ["omega"]
 
 
 def _virtual_dataset(data: h5py.Group, series: Series, sources: list[tuple[str, int]]) -> None:
@@ -240,18 +325,39 @@ def _virtual_dataset(data: h5py.Group, series: Series, sources: list[tuple[str, 
     data.create_virtual_dataset("data", layout, fillvalue=np.iinfo(dtype).max)
 
 
-def finalize_master(path: Path, written_links: int, planned_links: int, contributions: dict[str, np.ndarray]) -> None:
-    """At series end: drop links to data files that were never written (an early stop) and add the datasets
-    other components contributed; the master is touched only if there is something to do."""
-    if written_links >= planned_links and not contributions:
-        return
+def finalize_master(path: Path, series: Series, written_links: int, planned_links: int, written_images: int,
+                    vds_sources: list[tuple[str, int]] | None, contributions: dict[str, np.ndarray]) -> None:
+    """At series end: write `end_time`, drop links to data files that were never written and shrink the virtual
+    dataset to the images written (an early stop), and add the datasets other components contributed."""
     with h5py.File(path, "r+") as f:
+        write_end_time(f)
         data = f["/entry/data"]
         for i in range(written_links + 1, planned_links + 1):
             name = f"data_{i:06d}"
             if name in data:
                 del data[name]
+        if vds_sources is not None and written_images < sum(count for _name, count in vds_sources):
+            kept, left = [], written_images
+            for name, count in vds_sources:
+                if left > 0:
+                    kept.append((name, min(count, left)))
+                left -= count
+            del data["data"], f["/entry/instrument/detector/data"]
+            _virtual_dataset(data, series, kept)
+            f["/entry/instrument/detector/data"] = data["data"]
         add_contributions(f, contributions)
+
+
+def write_end_time(f: h5py.File) -> None:
+    """/entry/end_time: now, in the start time's UTC offset (NXmx: ISO 8601 with the offset)."""
+    entry = f["/entry"]
+    try:
+        zone = datetime.fromisoformat(entry["start_time"][()].decode()).tzinfo or timezone.utc
+    except (KeyError, ValueError):
+        zone = timezone.utc
+    if "end_time" in entry:
+        del entry["end_time"]
+    _field(entry, "end_time", datetime.now(zone).isoformat(timespec="milliseconds"))
 
 
 def add_contributions(f: h5py.File, contributions: dict[str, np.ndarray]) -> None:

@@ -196,7 +196,7 @@ class _Worker:
 def _worker_main(index: int, tasks: Any, results: Any) -> None:
     from opendcu.lifecycle import child_process_setup
 
-    child_process_setup(f"filewriter-worker{index}")
+    child_process_setup(f"filewriter-worker{index}", exit_on_term=True)  # blocks on its queue
     worker = _Worker()
     try:
         while True:

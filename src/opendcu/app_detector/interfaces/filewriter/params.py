@@ -19,8 +19,8 @@ def _check_pattern(value: str) -> None:
         raise InvalidValue(str(exc)) from None
 
 
-#: serial: one thread writes; parallel: processes memcpy chunks into one file; vds: one process per data file and
-#: a virtual /entry/data/data in the master (no legacy data_NNNNNN links)
+#: serial: one thread writes; parallel: processes memcpy chunks into one file; vds: one process per data file.
+#: The master is the same in every mode (nxmx.py: links data_NNNNNN, and a virtual /entry/data/data over several)
 WRITER_MODES = ("serial", "parallel", "vds")
 
 

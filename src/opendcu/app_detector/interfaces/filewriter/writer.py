@@ -29,7 +29,8 @@ from opendcu.app_detector.imagemux.mux import BufferedInterface, CompressedImage
 from opendcu.app_detector.interfaces.status import ModeAndState
 from opendcu.app_detector.interfaces.filewriter import paths
 from opendcu.app_detector.interfaces.filewriter.datafile import ALIGNMENT, LIBVER, create_image_dataset, part_path
-from opendcu.app_detector.interfaces.filewriter.nxmx import add_contributions, finalize_master, write_master
+from opendcu.app_detector.interfaces.filewriter.nxmx import (add_contributions, finalize_master, write_end_time,
+                                                           write_master)
 from opendcu.app_detector.interfaces.filewriter.parallel import WriterPool
 from opendcu.app_detector.interfaces.filewriter.params import build_filewriter_subsystem
 from opendcu.app_detector.interfaces.filewriter.sinks import FileSpec, ParallelSink, SerialSink, Sink, WorkerFileSink
@@ -38,6 +39,10 @@ from opendcu.codecs import get_codec
 from opendcu.codecs.base import Hdf5Filter
 
 log = logging.getLogger(__name__)
+
+#: the master as DECTRIS' (superblock v2, readable by neggia), except the virtual dataset's layout, which needs
+#: the HDF5 1.10 format
+MASTER_LIBVER = (LIBVER[0], "v110")
 
 #: a component's contribution to the master at series end: {hdf5 path below /entry/: per-image array}
 MasterContributor = Callable[[Series], dict[str, np.ndarray]]
@@ -63,6 +68,8 @@ class _SeriesFiles:
     master_file: h5py.File | None = None
     master_data: h5py.Dataset | None = None
     sinks_open: list[Sink] = field(default_factory=list)
+    #: (data file, images) of each planned data file: the master's virtual /entry/data/data
+    vds_sources: list[tuple[str, int]] | None = None
 
 
 def hdf5_filter_for(compression: str, dtype: np.dtype) -> Hdf5Filter | None:
@@ -111,10 +118,14 @@ class FileWriter(ModeAndState, BufferedInterface):
             if per_file == 0:
                 self._open_master_with_data(s)
             else:
-                vds = [(link, min(per_file, total - i * per_file)) for i, link in enumerate(links)] if mode == "vds" else None
+                # a series over several data files also gets a virtual /entry/data/data over all of them: readers
+                # that take one dataset (Debian's dxtbx 3.12) see every image, those that follow the links
+                # (current dxtbx, neggia/XDS) are unchanged; one data file: its link alone (fabio counts both)
+                if n_files > 1:
+                    s.vds_sources = [(link, min(per_file, total - i * per_file)) for i, link in enumerate(links)]
                 tmp = part_path(master)
-                with h5py.File(tmp, "w", libver=LIBVER if vds is None else ("v110", "v110")) as f:  # VDS needs 1.10
-                    write_master(f, series, links, vds)
+                with h5py.File(tmp, "w", libver=MASTER_LIBVER) as f:
+                    write_master(f, series, links, s.vds_sources)
                 os.replace(tmp, master)
         except (OSError, RuntimeError) as exc:  # a full disk at arm: the arm fails and says why
             part_path(master).unlink(missing_ok=True)
@@ -134,6 +145,7 @@ class FileWriter(ModeAndState, BufferedInterface):
         h, w = s.series.detector_config["y_pixels_in_detector"], s.series.detector_config["x_pixels_in_detector"]
         s.master_data = create_image_dataset(data, "data", (h, w), dtype, hdf5_filter_for(compression, dtype),
                                              s.series.nimages_total)
+        f["/entry/instrument/detector/data"] = s.master_data
         s.master_file = f
 
     def _ensure_pool(self, n: int) -> None:
@@ -155,7 +167,8 @@ class FileWriter(ModeAndState, BufferedInterface):
             if s.master_file is not None:
                 self._close_master_with_data(s, contributions)
             else:
-                finalize_master(s.master, s.files_done, s.planned_files if s.mode != "vds" else 0, contributions)
+                finalize_master(s.master, s.series, s.files_done, s.planned_files, s.written, s.vds_sources,
+                                contributions)
         except Exception as exc:
             self._error(f"finishing master {s.master.name} failed: {exc}")
             if s.master_file is not None:
@@ -169,6 +182,7 @@ class FileWriter(ModeAndState, BufferedInterface):
         ds.resize((s.written, *ds.shape[1:]))
         ds.attrs.create("image_nr_low", s.image_nr_start, dtype=np.uint64)
         ds.attrs.create("image_nr_high", s.image_nr_start + s.written - 1, dtype=np.uint64)
+        write_end_time(s.master_file)
         add_contributions(s.master_file, contributions)
         s.master_file.close()
         s.master_file = None
