@@ -69,6 +69,8 @@ class ModuleLink:
         self._lock = threading.Lock()
         self._seq = itertools.count(1)
         self._junk = JunkReport()
+        #: where the module's data packets come from, as its last CONFIGURE acknowledgement said (host, port)
+        self.data_source: tuple[str, int] | None = None
 
     def request(self, kind: Kind, **fields: Any) -> ConfigPacket:
         """Send one request and return the module's OK acknowledgement (retrying lost datagrams)."""
@@ -86,6 +88,10 @@ class ModuleLink:
                     raise ModuleError(
                         f"module {self.address.module_id} rejected {kind.name}: {ack.fields.get('message', '?')}"
                     )
+                if kind == Kind.CONFIGURE:
+                    port = ack.fields.get("data_source_port")
+                    self.data_source = (str(ack.fields.get("data_source_host", self.address.host)), int(port)) \
+                        if port else None
                 return ack
             raise ModuleError(f"module {self.address.module_id} at {target} did not acknowledge {kind.name}")
 
@@ -153,6 +159,10 @@ class ModuleDriver:
             except ModuleError as exc:
                 out[link.address.module_id] = str(exc)
         return out
+
+    def data_sources(self) -> dict[int, tuple[str, int]]:
+        """Module id -> the (host, port) its data packets come from (modules that told it at CONFIGURE)."""
+        return {link.address.module_id: link.data_source for link in self.links if link.data_source is not None}
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)

@@ -424,8 +424,12 @@ class AcquisitionController:
 
     def _await_trigger(self, series: Series, target: int, budget: float) -> None:
         """Wait for the images of one trigger; then ready again, or the automatic disarm after the last one."""
-        deadline = time.monotonic() + budget
-        while not self._interrupt.is_set() and not self.datapath.wait_frames(target, 0.1):
+        start = time.monotonic()
+        deadline = start + budget
+        while not self._interrupt.is_set() and not self.datapath.wait_frames(target, 0.05):
+            # frames that will not come cost no time: done once the DAQ settled what arrived
+            if self.datapath.trigger_settled(target, time.monotonic() - start, budget - TRIGGER_GRACE):
+                break
             if time.monotonic() > deadline:
                 log.warning("series %d: trigger %d incomplete after %.1f s", series.series_id, self._triggers_done + 1,
                             budget)
@@ -489,6 +493,9 @@ class AcquisitionController:
             experiment=json.dumps(self._experiment(series)),
             **self._simulator_content(),
         )
+        # data packets only from the modules: a backend that learnt their data sources at configure tells them
+        sources = getattr(self.driver, "data_sources", None)
+        self.datapath.expect_sources(sources() if sources is not None else {})
 
     def _simulator_content(self) -> dict[str, str]:
         """The `simulator` module's overrides (scene, physics) for the simulated modules, as the CONFIGURE
