@@ -51,7 +51,7 @@ def _stamp_for(extras: str) -> tuple[Path, str]:
 
 def ensure_venv(extras: str = "") -> None:
     """Create .venv and install opendcu (editable) with the given extras, unless already done."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 (dev.py runs under whatever python3 a new user has)
         sys.exit(f"opendcu needs Python >= 3.11, this is {sys.version.split()[0]}")
     if not (BIN / "python").exists():
         print(f"dev.py: creating {VENV}", flush=True)

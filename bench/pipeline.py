@@ -64,7 +64,7 @@ def mx_photons(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     photons += 0.8 * np.exp(-((r - 0.45 * scale) ** 2) / (2 * 6.0**2))  # a faint powder ring
     n_spots = int(300 * h * w / (2162 * 2068))
     for y, x, sigma, total in zip(rng.uniform(0, h, n_spots), rng.uniform(0, w, n_spots),
-                                  rng.uniform(0.7, 1.5, n_spots), np.exp(rng.uniform(np.log(10), np.log(1e4), n_spots))):
+                                  rng.uniform(0.7, 1.5, n_spots), np.exp(rng.uniform(np.log(10), np.log(1e4), n_spots)), strict=True):
         y0, y1, x0, x1 = int(max(0, y - 7)), int(min(h, y + 8)), int(max(0, x - 7)), int(min(w, x + 8))
         g = np.exp(-((yy[y0:y1, x0:x1] - y) ** 2 + (xx[y0:y1, x0:x1] - x) ** 2) / (2 * sigma**2))
         photons[y0:y1, x0:x1] += total * g / (2 * np.pi * sigma**2)

@@ -293,7 +293,7 @@ def main() -> None:
         try:
             single.calibrate(seconds)
 
-            def daq_run(rate_bytes: float):
+            def daq_run(rate_bytes: float, single: DaqBench = single):
                 r = single.run(rate_bytes / (128 * DATAGRAM) if rate_bytes else 0, seconds)
                 return r.bytes_per_s, r.lost_fraction, r
 

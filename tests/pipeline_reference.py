@@ -56,7 +56,7 @@ def interpolate_virtual_pixels(image: np.ndarray, layout: DetectorLayout) -> np.
     for m in layout.modules:
         rows, cols = layout.module_slices(m)
         block = out[rows, cols]
-        for (a, b, left, right), (ta, tb) in zip(pairs.table, pairs.t):
+        for (a, b, left, right), (ta, tb) in zip(pairs.table, pairs.t, strict=True):
             va, vb = block[:, a].copy(), block[:, b].copy()
             total = va + vb
             first = total - total // 2

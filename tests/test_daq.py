@@ -207,7 +207,7 @@ def test_late_duplicate_foreign_and_malformed_packets_are_counted_and_dropped(de
 
 def test_a_frame_missing_its_last_packets_is_handed_on_after_the_timeout(detector):
     det = detector("eiger2-500k")
-    series = det.arm(2, frame_time=0.01, drops={0: [[2, 127]]})
+    det.arm(2, frame_time=0.01, drops={0: [[2, 127]]})
     det.trigger()
     assert det.assembler.wait_frames(2, timeout=5.0)  # frame 2: no newer frame, closed by the 1 s timeout
     assert det.frames[2].info.packets_received == 127

@@ -86,7 +86,7 @@ def test_pool_keeps_order_and_compresses_once():
 
     order = [(index, s.series_id, n) for index, s in enumerate(done_settings) for n in range(1, s.nimages_total + 1)]
     assert [(s, n) for s, n, _ in received] == [(s, n) for _, s, n in order]
-    for (index, series_id, n), (_, _, payload) in zip(order, received):
+    for (index, series_id, n), (_, _, payload) in zip(order, received, strict=True):
         settings = done_settings[index]
         image = get_codec(settings.compression).decode(payload, settings.dtype, settings.image_shape)
         np.testing.assert_array_equal(image, reference_image(frames[index, series_id, n], settings, mask, flatfield))

@@ -44,7 +44,7 @@ def test_partialities_of_a_reflection_add_up_over_frames(mx) -> None:
     for frame in range(80, 151):
         t = scene.truth(frame)
         for hkl, phi, p, photons, width in zip(map(tuple, t.hkl), t.phi_deg, t.partiality, t.photons,
-                                               t.rocking_width_deg):
+                                               t.rocking_width_deg, strict=True):
             total = per_hkl.setdefault((*hkl, round(phi, 6)), [0.0, 0.0, width])
             total[0] += p
             total[1] += photons

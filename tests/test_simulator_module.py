@@ -128,7 +128,7 @@ def test_packets_carry_the_sls_style_header_and_the_frame(wire):
     assert set(headers["series_id"]) == {3} and set(headers["nsubframes"]) == {2}
     assert set(headers["exp_length"]) == {30000}  # 3 ms in 0.1 us
     assert set(headers["flags"]) == {1 << 31}  # external trigger input
-    order = list(zip(headers["frame_number"], headers["subframe"], headers["packet_number"]))
+    order = list(zip(headers["frame_number"], headers["subframe"], headers["packet_number"], strict=True))
     assert order == [(f, s, p) for f in (1, 2) for s in (0, 1) for p in range(128)]
     assert np.all(np.diff(headers["timestamp"].astype(np.int64)) >= 0)
     scene = make_scene(w.model, 11, None)

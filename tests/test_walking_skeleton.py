@@ -155,7 +155,6 @@ def test_multi_module_detector_and_data_files(tmp_path: Path):
             assert r.status_code == 200 and int(r.headers["content-length"]) == (server.data_dir / names[1]).stat().st_size
             body = http.get("/data/series_1_data_000001.h5").content
             assert body[:8] == b"\x89HDF\r\n\x1a\n"
-        layout = DetectorLayout(get_model("eiger2-1m"))
         with h5py.File(server.data_dir / "series_1_master.h5") as f:
             images = np.concatenate([f["/entry/data/data_000001"][()], f["/entry/data/data_000002"][()]])
             assert f["/entry/data/data_000002"].attrs["image_nr_low"] == 4

@@ -80,7 +80,6 @@ class UnitCell:
         a_s = self.b * self.c * math.sin(al) / v
         b_s = self.a * self.c * math.sin(be) / v
         c_s = self.a * self.b * math.sin(ga) / v
-        cos_al_s = (math.cos(be) * math.cos(ga) - math.cos(al)) / (math.sin(be) * math.sin(ga))
         cos_be_s = (math.cos(al) * math.cos(ga) - math.cos(be)) / (math.sin(al) * math.sin(ga))
         cos_ga_s = (math.cos(al) * math.cos(be) - math.cos(ga)) / (math.sin(al) * math.sin(be))
         sin_be_s = math.sqrt(1 - cos_be_s**2)
@@ -97,8 +96,8 @@ class UnitCell:
 
     def matches(self, other: "UnitCell", length_tol: float = 0.03, angle_tol: float = 3.0) -> bool:
         """Same cell within a relative length and an absolute angle tolerance (same axis order)."""
-        return all(abs(x - y) <= length_tol * y for x, y in zip(self.lengths, other.lengths)) and all(
-            abs(x - y) <= angle_tol for x, y in zip(self.angles, other.angles))
+        return all(abs(x - y) <= length_tol * y for x, y in zip(self.lengths, other.lengths, strict=True)) and all(
+            abs(x - y) <= angle_tol for x, y in zip(self.angles, other.angles, strict=True))
 
     def __str__(self) -> str:
         return "{:.2f} {:.2f} {:.2f} {:.2f} {:.2f} {:.2f}".format(*self.as_tuple())

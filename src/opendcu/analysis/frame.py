@@ -65,7 +65,7 @@ class FrameAnalyzer:
         h, w = self.geometry.shape
         rows, cols = np.mgrid[0:h, 0:w]
         signal = np.full((h, w), 0.5)
-        for r, c in zip(rng.uniform(0.1, 0.9, 40) * h, rng.uniform(0.1, 0.9, 40) * w):
+        for r, c in zip(rng.uniform(0.1, 0.9, 40) * h, rng.uniform(0.1, 0.9, 40) * w, strict=True):
             window = (slice(max(int(r) - 4, 0), int(r) + 5), slice(max(int(c) - 4, 0), int(c) + 5))
             signal[window] += 80 * np.exp(-((rows[window] - r) ** 2 + (cols[window] - c) ** 2) / 2.0)
         image = np.minimum(rng.poisson(signal), np.iinfo(dtype).max - 1).astype(dtype)

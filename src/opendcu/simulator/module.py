@@ -57,7 +57,9 @@ def parse_drops(text: str) -> list[tuple[int, int, int]]:
             out.append((values[0], 0, values[1]) if len(values) == 2 else tuple(values))
         return out
     except (ValueError, TypeError):
-        raise ValueError(f"drop_packets must be JSON [[frame, packet] or [frame, subframe, packet], ...], got {text!r:.80}")
+        raise ValueError(
+            f"drop_packets must be JSON [[frame, packet] or [frame, subframe, packet], ...], got {text!r:.80}"
+        ) from None
 
 
 class SimulatedModule:

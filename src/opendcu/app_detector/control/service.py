@@ -64,7 +64,7 @@ class ControlService(control_pb2_grpc.ControlServicer):
             sub = self._subsystem(request.api_version, request.module)
             if len(request.keys) != len(request.values):
                 raise InvalidValue("SetParameters: keys and values differ in length")
-            items = [(k, from_proto(v)) for k, v in zip(request.keys, request.values)]
+            items = [(k, from_proto(v)) for k, v in zip(request.keys, request.values, strict=False)]
             with self._write_lock:
                 return pb.ChangedKeys(keys=sub.set_many(items))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 
 
-class DetectorState(str, enum.Enum):
+class DetectorState(str, enum.Enum):  # noqa: UP042 (a StrEnum would change str() of the states)
     NA = "na"
     INITIALIZE = "initialize"
     IDLE = "idle"

@@ -339,7 +339,7 @@ class FrameAssembler:
             pending = np.flatnonzero((table.state == k.OPEN) | (table.state == k.DROPPED))
             if pending.size:  # receivers that did not flush: close their shares for them
                 self._settle(table, np.repeat(pending, self.model.n_modules - table.closed[pending]))
-            settled = {int(f) for f, st in zip(table.frame, table.state) if st == k.DONE}
+            settled = {int(f) for f, st in zip(table.frame, table.state, strict=True) if st == k.DONE}
             missing = [f for f in range(self._base, expected + 1) if f not in settled]
             self._flush_outbox()
             self._changed.notify_all()

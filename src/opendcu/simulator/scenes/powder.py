@@ -88,7 +88,7 @@ class PowderScene:
         signal = self.background_flux * (0.5 + 0.5 * np.exp(-((q / 1.5) ** 2)))
         u, v, w = self.caglioti
         pixel_deg = math.degrees(g.pixel1 / g.dist)
-        for ring, centre in zip(self.rings, self.ring_two_theta_deg()):
+        for ring, centre in zip(self.rings, self.ring_two_theta_deg(), strict=True):
             if not np.isfinite(centre):
                 continue
             tan_theta = math.tan(math.radians(centre / 2))

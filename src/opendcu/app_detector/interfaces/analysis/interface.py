@@ -302,7 +302,7 @@ class AnalysisInterface:
     def _compact(record: Record) -> Record:
         out = {k: record.get(k) for k in ANNOTATED}
         spots = record["spots"]
-        out["spots"] = [v for triple in zip(spots["x"], spots["y"], spots["intensity"]) for v in triple]
+        out["spots"] = [v for triple in zip(spots["x"], spots["y"], spots["intensity"], strict=True) for v in triple]
         return out
 
     def _check_workers(self) -> None:
