@@ -110,7 +110,9 @@ class SimulatedDetector:
             content: dict[str, Any] | None = None, nsubframes: int = 1, trigger_mode: str = "ints",
             ntrigger: int = 1, drops: dict[int, list] | None = None, payload_size: int = 8192, seed: int = 7,
             share_timeout: float | None = None, **extra: Any) -> Series:
-        """Start a series on the DAQ and configure the modules (like arm). `drops`: module id -> packets."""
+        """Start a series on the DAQ and configure the modules (like arm). `drops`: module id -> packets.
+        `share_timeout`: how long the DAQ waits for a frame's missing packets (default: the DCU's rule)
+        for tests that must act before it runs out, also on a loaded machine."""
         self.series_id += 1
         self.frames.clear()
         self.order.clear()

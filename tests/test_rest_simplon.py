@@ -230,7 +230,8 @@ def test_pixel_mask_as_darray_and_tiff_and_delete_restores_it(http):
 
 def test_unknown_resources_and_methods_are_text_errors(http):
     for method, path, code in [
-        ("GET", "/detector/api/1.8.0/bogus/x", 404), ("GET", "/nosuch/api/1.8.0/config/x", 404), ("GET", "/", 404),
+        ("GET", "/detector/api/1.8.0/bogus/x", 404), ("GET", "/nosuch/api/1.8.0/config/x", 404),
+        ("GET", "/nosuch", 404),  # `/` itself redirects to the Web-UI (tests/test_webui.py)
         ("PATCH", f"{V}/config/nimages", 405), ("GET", f"{V}/command/arm", 404), ("GET", "/system/api/1.8.0/config/x", 404),
     ]:
         r = http.request(method, path)

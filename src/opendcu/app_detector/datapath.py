@@ -139,9 +139,13 @@ class DataPath:
         self._calibration = arrays.publish()
         series.settings = replace(series.settings, calibration_shm=self._calibration.name,
                                   raw_slots=(self.raw_ring.slot_bytes, self.raw_ring.n_slots))
+        try:
+            self.mux.start_series(series)  # may refuse (the master file): before the workers hear of the series
+        except Exception:
+            self._release_calibration()
+            raise
         self._series = series
         self.pipeline.start_series(series.settings)
-        self.mux.start_series(series)
         self.assembler.start_series(series.series_id, series.nimages_total, payload_size, series.frame_time,
                                     nsubframes=series.settings.nframes_sum, modules=series.modules)
 
@@ -212,7 +216,8 @@ class DataPath:
             return self.assembler.counters
         counters = self.assembler.finish(0 if aborted else timeout, expected=0 if aborted else expected)
         emitted = counters.frames_complete + counters.frames_incomplete
-        published = self.pipeline.wait_published(emitted, timeout=timeout + 30)
+        # an abort waits only `timeout` (the workers may be gone: SIGTERM to the whole process group)
+        published = self.pipeline.wait_published(emitted, timeout=timeout if aborted else timeout + 30)
         lost = self.pipeline.images_lost_in_pipeline
         if lost:
             log.error("series %d: %d images lost in the pipeline", series.series_id, lost)

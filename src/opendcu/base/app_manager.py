@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-
 import shutil
 import signal
 import subprocess
@@ -18,13 +17,18 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from opendcu.base.server_config import ServerConfig
 from opendcu.lifecycle import READY_PREFIX
 
 log = logging.getLogger(__name__)
+
+#: how many of each app's last output lines the System page can show
+LOG_LINES = 200
 
 
 class AppStartError(RuntimeError):
@@ -40,10 +44,18 @@ class ManagedProcess:
         self.args_for = args_for
         self.popen: subprocess.Popen | None = None
         self.ready: dict[str, Any] = {}
+        self.started_at: float | None = None  # wall clock of the last start
+        self.starts = 0  # restarts = starts - 1
+        self.last_lines: deque[str] = deque(maxlen=LOG_LINES)  # its last output lines, for the Web-UI
+        self._lines_lock = threading.Lock()  # copying a deque while another thread appends would raise
 
     def start(self, timeout: float) -> dict[str, Any]:
         argv = [sys.executable, "-m", self.module, *self.args_for()]
-        self.popen = subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, bufsize=1)
+        # stderr (the apps' logging) joins stdout: the manager echoes both and keeps the last lines
+        self.popen = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                      text=True, bufsize=1)
+        self.started_at = time.time()
+        self.starts += 1
         deadline = time.monotonic() + timeout
         assert self.popen.stdout is not None
         while True:
@@ -54,7 +66,7 @@ class ManagedProcess:
             if line.startswith(READY_PREFIX):
                 self.ready = json.loads(line[len(READY_PREFIX) :])
                 break
-            sys.stdout.write(line)
+            self._echo(line)
             if time.monotonic() > deadline:
                 self.stop()
                 raise AppStartError(f"{self.name} was not ready within {timeout} s")
@@ -65,7 +77,24 @@ class ManagedProcess:
     def _forward_stdout(self) -> None:
         assert self.popen is not None and self.popen.stdout is not None
         for line in self.popen.stdout:
-            sys.stdout.write(line)
+            self._echo(line)
+
+    def _echo(self, line: str) -> None:
+        with self._lines_lock:
+            self.last_lines.append(line.rstrip("\n"))
+        sys.stdout.write(line)
+
+    def describe(self) -> dict[str, Any]:
+        """State, pid, start time, restarts and last output lines (the Web-UI's System page)."""
+        alive = self.alive()
+        with self._lines_lock:
+            lines = list(self.last_lines)
+        return {"name": self.name, "state": "running" if alive else ("stopped" if self.popen else "not started"),
+                "pid": self.popen.pid if self.popen is not None else None,
+                "exit_code": None if alive or self.popen is None else self.popen.returncode,
+                "started_at": self.started_at,
+                "uptime_s": time.time() - self.started_at if alive and self.started_at else 0.0,
+                "restarts": max(0, self.starts - 1), "log": lines}
 
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
@@ -169,6 +198,21 @@ class AppManager:
             self.detector.stop()
             self.detector.start(self.config.start_timeout)
 
+    def restart_app(self, name: str) -> None:
+        """Restart one app by name (the Web-UI's restart button); KeyError if there is none of that name."""
+        process = next((p for p in self._processes if p.name == name), None)
+        if process is None:
+            raise KeyError(name)
+        if process is self.detector:
+            self.restart_detector()
+            return
+        with self._restart_lock:
+            process.stop()
+            self._restart(process)
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [p.describe() for p in self._processes]
+
     def stop(self) -> None:
         """Stop every child (reverse start order) and remove the runtime directory."""
         self._stopping.set()
@@ -180,7 +224,7 @@ class AppManager:
     def pids(self) -> list[int]:
         return [p.popen.pid for p in self._processes if p.popen is not None and p.alive()]
 
-    def __enter__(self) -> "AppManager":
+    def __enter__(self) -> AppManager:
         self.start()
         return self
 
