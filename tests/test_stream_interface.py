@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -150,21 +149,14 @@ def test_images_nobody_pulls_are_dropped_and_counted(stream: Stream):
     sock = pull(stalled.endpoints["cbor"], rcvhwm=2, rcvbuf=4096)
     try:
         series = make_series(series_id=2, nimages=60)
+        run_series(stalled, series, 60)  # returns once the images are handled; the end message waits for room
         received = []
-
-        def read_later() -> None:  # stalled while the images go out, then reads everything
-            time.sleep(1.5)
-            sock.setsockopt(zmq.RCVTIMEO, 2000)
-            try:
-                while not received or received[-1]["type"] != "end":
-                    received.append(decode_v2(sock.recv()))
-            except zmq.Again:
-                pass
-
-        reader = threading.Thread(target=read_later)
-        reader.start()
-        run_series(stalled, series, 60)  # the end message waits for room in the connected consumer's queue
-        reader.join(30)
+        sock.setsockopt(zmq.RCVTIMEO, 3000)
+        try:
+            while not received or received[-1]["type"] != "end":
+                received.append(decode_v2(sock.recv()))
+        except zmq.Again:
+            pass
         images = [m["image_id"] for m in received if m["type"] == "image"]
         assert images == sorted(images)
         assert stalled.dropped > 0 and len(images) + stalled.dropped == 60
@@ -184,23 +176,16 @@ def test_a_slow_consumer_with_rcvhwm_1_gets_start_and_end(stream: Stream):
     slow.subsystem.values.update(mode="enabled", format="cbor")
     sock = pull(slow.endpoints["cbor"], rcvhwm=1, rcvbuf=4096)
     received: list[dict] = []
-
-    def read_slowly() -> None:
-        time.sleep(1.5)  # stalled while the images go out, then slow
-        sock.setsockopt(zmq.RCVTIMEO, 10000)
-        try:
-            while not received or received[-1]["type"] != "end":
-                received.append(decode_v2(sock.recv()))
-                time.sleep(0.1)
-        except zmq.Again:
-            pass
-
     try:
         time.sleep(0.3)  # connected before arm
-        reader = threading.Thread(target=read_slowly)
-        reader.start()
-        run_series(slow, make_series(series_id=7, nimages=100), 100)
-        reader.join(60)
+        run_series(slow, make_series(series_id=7, nimages=100), 100)  # the consumer stalled meanwhile
+        sock.setsockopt(zmq.RCVTIMEO, 10000)
+        try:  # then slow
+            while not received or received[-1]["type"] != "end":
+                received.append(decode_v2(sock.recv()))
+                time.sleep(0.05)
+        except zmq.Again:
+            pass
         kinds = [m["type"] for m in received]
         images = [m["image_id"] for m in received if m["type"] == "image"]
         assert kinds[0] == "start" and kinds[-1] == "end" and kinds.count("start") == kinds.count("end") == 1

@@ -152,6 +152,8 @@ class FrameAssembler:
         self.lost_in_pipeline: Callable[[], int] = lambda: 0
         #: UDP ports the receivers are bound to, by module index (Daq fills it)
         self.data_ports: list[int] = []
+        #: module index -> (address, port) its data packets must come from (expect_sources)
+        self._sources: dict[int, tuple[int, int]] = {}
         self.frame_bytes = model.n_modules * model.module.raw_pixels * np.dtype(RAW_DTYPE).itemsize
         self._size_for_ring()
         #: [epoch, stop]; receivers compare the epoch with their table's to notice a new series
@@ -245,6 +247,7 @@ class FrameAssembler:
         with self._lock:
             for index, (host, port) in sources.items():
                 ip = int.from_bytes(_socket.inet_aton(_socket.gethostbyname(host)), "little")
+                self._sources[index] = (ip, int(port))  # kept for the next series' tables (arm may configure first)
                 self.table.sources[index, k.SRC_IP] = ip
                 self.table.sources[index, k.SRC_PORT] = int(port)
 
@@ -305,6 +308,8 @@ class FrameAssembler:
             self._emitted = 0
             self._flush_expected = None
             self._outbox = []
+            for index, (ip, port) in self._sources.items():
+                table.sources[index, k.SRC_IP], table.sources[index, k.SRC_PORT] = ip, port
             self._frame_time = frame_time
             self._last_progress = time.monotonic()
             self.table = table
