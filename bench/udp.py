@@ -136,15 +136,16 @@ class DaqBench:
             self.free.put(i)
         self.emitted: list[float] = []
         self.assembler = FrameAssembler(self.model, self.ring, self.free, self._emit)
-        self.python_seconds = 0.0  # time the receivers spend in the assembler's Python bookkeeping
-        settle = self.assembler.shares_closed
+        self.python_seconds = 0.0  # time the assembler thread spends in its Python bookkeeping (off the receivers)
+        settle = self.assembler._poll_locked
 
         def timed_settle(*args):
             t0 = time.perf_counter()
-            settle(*args)
+            n = settle(*args)
             self.python_seconds += time.perf_counter() - t0
+            return n
 
-        self.assembler.shares_closed = timed_settle
+        self.assembler._poll_locked = timed_settle
         self.daq = Daq(self.assembler, socket_buffer=socket_buffer)
         self.daq.start()
         self.socket_buffer = self.daq.receivers[0].socket_buffer

@@ -13,8 +13,8 @@ import sys
 
 import h5py
 import numpy as np
-from dials.array_family import flex
 from dials.algorithms.shoebox import MaskCode
+from dials.array_family import flex
 from dxtbx.model.experiment_list import ExperimentListFactory
 
 

@@ -109,8 +109,10 @@ class SimulatedDetector:
     def arm(self, nimages: int, *, frame_time: float = 0.005, count_time: float | None = None,
             content: dict[str, Any] | None = None, nsubframes: int = 1, trigger_mode: str = "ints",
             ntrigger: int = 1, drops: dict[int, list] | None = None, payload_size: int = 8192, seed: int = 7,
-            **extra: Any) -> Series:
-        """Start a series on the DAQ and configure the modules (like arm). `drops`: module id -> packets."""
+            share_timeout: float | None = None, **extra: Any) -> Series:
+        """Start a series on the DAQ and configure the modules (like arm). `drops`: module id -> packets.
+        `share_timeout`: how long the DAQ waits for a frame's missing packets (default: the DCU's rule)
+        for tests that must act before it runs out, also on a loaded machine."""
         self.series_id += 1
         self.frames.clear()
         self.order.clear()
@@ -118,7 +120,8 @@ class SimulatedDetector:
         content = content or {"kind": "flood", "flux": 500.0}
         content = {**content, "experiment": {"count_time_s": count_time}}
         per_image = nimages if trigger_mode in ("ints", "exts") else 1
-        self.assembler.start_series(self.series_id, per_image * ntrigger, payload_size, frame_time, nsubframes)
+        self.assembler.start_series(self.series_id, per_image * ntrigger, payload_size, frame_time, nsubframes,
+                                    timeout=share_timeout)
         per_module = {mid: {"dest_host": host, "dest_port": port} for mid, (host, port) in self.daq.data_addresses().items()}
         for mid, packets in (drops or {}).items():
             per_module[mid]["drop_packets"] = json.dumps(packets)

@@ -158,11 +158,12 @@ def raw_packet(series_id: int, frame: int, packet: int, payload: bytes, *, modul
 
 def test_late_duplicate_foreign_and_malformed_packets_are_counted_and_dropped(detector):
     det = detector("eiger2-500k")
-    series = det.arm(3, frame_time=0.01, drops={0: [[3, 10]]})
+    # frame 3 waits for its packet 10: nothing newer closes it, only its timeout, here 120 s (the DCU's 1 s ran
+    # out before the packets below arrived on a loaded machine); the packet completes it long before that
+    series = det.arm(3, frame_time=0.01, drops={0: [[3, 10]]}, share_timeout=120.0)
     det.trigger()
     asm = det.assembler
     e3 = 3 % asm.window
-    # frame 3 waits for its packet 10 (nothing newer will close it before its 1 s timeout)
     assert det.wait(lambda: asm.table.frame[e3] == 3 and asm.table.count[e3, 0] == 127)
     sid = det.series_id
     wire = series.expected(3)[0].reshape(-1).view(np.uint8)

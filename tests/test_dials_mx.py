@@ -88,6 +88,7 @@ def record_series(tmp_path: Path) -> Path:
     return server.data_dir / f"series_{series_id}_master.h5"
 
 
+@pytest.mark.integration
 @pytest.mark.timeout(3600)  # installing DIALS (first run), recording 40 1M images and seven DIALS programs
 def test_dials_processes_a_rotation_series(tmp_path: Path, dials_env: dict[str, str]) -> None:
     master = record_series(tmp_path)
@@ -115,7 +116,7 @@ def test_dials_processes_a_rotation_series(tmp_path: Path, dials_env: dict[str, 
     assert m["mask_shape"] == [1062, 1028] and m["our_masked"] > 0
     assert m["mask_differences"] == 0 and m["dials_masked"] == m["our_masked"]
     assert m["strong"] > 500 and m["indexed"] >= 0.9 * m["strong"], m
-    for got, want in zip(m["symmetrized_cell"], LYSOZYME):
+    for got, want in zip(m["symmetrized_cell"], LYSOZYME, strict=True):
         assert abs(got / want - 1) < 0.005, (m["symmetrized_cell"], LYSOZYME)
     assert m["laue_group"] == "P 4/m m m", m
     assert m["integrated"] > 1000

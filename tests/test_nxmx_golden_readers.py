@@ -9,7 +9,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from test_nxmx_master import write_kind
 
 READERS = r"""

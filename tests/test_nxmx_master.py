@@ -16,12 +16,12 @@ import hdf5plugin  # noqa: F401
 import numpy as np
 import pytest
 from packaging import version
+from series_factory import ImageSource, make_pixels, make_series
+from test_dials_mx import dials_env  # noqa: F401  (the fixture: Debian's DIALS, installed on demand)
 
 from opendcu.app_detector.imagemux import ImageMux
 from opendcu.app_detector.interfaces.filewriter.writer import FileWriter
 from opendcu.app_detector.series import Series
-from series_factory import ImageSource, make_pixels, make_series
-from test_dials_mx import dials_env  # noqa: F401  (the fixture: Debian's DIALS, installed on demand)
 
 #: what nxvalidate (0.3.5b3) still reports on our masters, each with its reason (README, "Files")
 DOCUMENTED_WARNINGS = {
@@ -212,6 +212,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.integration  # Debian's DIALS, installed on demand
 @pytest.mark.parametrize("kind", ["serial-16bit", "serial-32bit", "one-data-file"])
 def test_debian_dxtbx_reads_what_we_wrote(tmp_path: Path, kind: str, dials_env: dict[str, str]) -> None:
     series, master = write_kind(tmp_path / "files", kind)

@@ -119,10 +119,10 @@ def test_state_refusals(http):
     assert command(http, "trigger").status_code == 200  # after the start delay
     assert state(http) == "idle"
     assert command(http, "arm").json() == {"sequence id": series + 1}
-    initialized(http)  # initialize ends the series and resets the counter
+    initialized(http)  # initialize ends the series; sequence ids go on (files are never overwritten, #16)
     assert state(http) == "idle"
-    assert command(http, "arm").json() == {"sequence id": 1}
-    assert command(http, "abort").json() == {"sequence id": 1}
+    assert command(http, "arm").json() == {"sequence id": series + 2}
+    assert command(http, "abort").json() == {"sequence id": series + 2}
     r = command(http, "check_connections")
     assert r.status_code == 200 and r.json() == ["module 0: up"]
     assert state(http) == "na"  # a connection check needs a new initialize

@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -148,20 +150,62 @@ def test_images_nobody_pulls_are_dropped_and_counted(stream: Stream):
     sock = pull(stalled.endpoints["cbor"], rcvhwm=2, rcvbuf=4096)
     try:
         series = make_series(series_id=2, nimages=60)
-        run_series(stalled, series, 60)
-        sock.setsockopt(zmq.RCVTIMEO, 1000)
         received = []
-        try:
-            while True:
-                received.append(decode_v2(sock.recv()))
-        except zmq.Again:
-            pass
+
+        def read_later() -> None:  # stalled while the images go out, then reads everything
+            time.sleep(1.5)
+            sock.setsockopt(zmq.RCVTIMEO, 2000)
+            try:
+                while not received or received[-1]["type"] != "end":
+                    received.append(decode_v2(sock.recv()))
+            except zmq.Again:
+                pass
+
+        reader = threading.Thread(target=read_later)
+        reader.start()
+        run_series(stalled, series, 60)  # the end message waits for room in the connected consumer's queue
+        reader.join(30)
         images = [m["image_id"] for m in received if m["type"] == "image"]
         assert images == sorted(images)
         assert stalled.dropped > 0 and len(images) + stalled.dropped == 60
+        assert [m["type"] for m in received if m["type"] != "image"] == ["start", "end"]
         # dropped counts per series: reset at the next arm
         run_series(stalled, make_series(series_id=3, nimages=1), 0)
         assert stalled.dropped == 0
     finally:
         sock.close()
         stalled.close()
+
+
+def test_a_slow_consumer_with_rcvhwm_1_gets_start_and_end(stream: Stream):
+    """Only image messages may be dropped: a consumer with a receive high-water mark of 1, stalled, then slow, gets
+    the start message, some images (the others counted as dropped) and the end message."""
+    slow = Stream("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", sndhwm=4, control_timeout_ms=300)
+    slow.subsystem.values.update(mode="enabled", format="cbor")
+    sock = pull(slow.endpoints["cbor"], rcvhwm=1, rcvbuf=4096)
+    received: list[dict] = []
+
+    def read_slowly() -> None:
+        time.sleep(1.5)  # stalled while the images go out, then slow
+        sock.setsockopt(zmq.RCVTIMEO, 10000)
+        try:
+            while not received or received[-1]["type"] != "end":
+                received.append(decode_v2(sock.recv()))
+                time.sleep(0.1)
+        except zmq.Again:
+            pass
+
+    try:
+        time.sleep(0.3)  # connected before arm
+        reader = threading.Thread(target=read_slowly)
+        reader.start()
+        run_series(slow, make_series(series_id=7, nimages=100), 100)
+        reader.join(60)
+        kinds = [m["type"] for m in received]
+        images = [m["image_id"] for m in received if m["type"] == "image"]
+        assert kinds[0] == "start" and kinds[-1] == "end" and kinds.count("start") == kinds.count("end") == 1
+        assert slow.dropped > 0 and len(images) + slow.dropped == 100
+        assert images == sorted(images)
+    finally:
+        sock.close()
+        slow.close()

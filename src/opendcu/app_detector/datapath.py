@@ -9,7 +9,6 @@ Frames stay in two shared-memory rings (raw frames, compressed images); only slo
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
 import queue
 import time
 from dataclasses import dataclass, replace
@@ -23,7 +22,7 @@ from opendcu.app_detector.imagemux import CompressedImage, ImageMux
 from opendcu.app_detector.interfaces.analysis import AnalysisInterface
 from opendcu.app_detector.interfaces.filewriter.writer import FileWriter
 from opendcu.app_detector.interfaces.monitor.monitor import Monitor
-from opendcu.app_detector.interfaces.stream.stream import Stream
+from opendcu.app_detector.interfaces.stream.stream import Stream, send_queue_depth
 from opendcu.app_detector.pipeline.arrays import PipelineArrays
 from opendcu.app_detector.pipeline.pool import PipelinePool
 from opendcu.app_detector.pipeline.worker import ProcessedImage
@@ -95,9 +94,9 @@ class DataPath:
                              f"{model.name} frames")
         self.out_ring = SlotRing(max(config.min_slots, min(config.max_slots, config.image_buffer_bytes // out_bytes)),
                                  out_bytes)
-        ctx = mp.get_context("spawn")
-        self.raw_free = ctx.Queue()
-        self.out_free = ctx.Queue()
+        # free slot numbers: only app-detector's threads take and give them (workers get slots with their frames)
+        self.raw_free: "queue.Queue[int]" = queue.Queue()
+        self.out_free: "queue.Queue[int]" = queue.Queue()
         for i in range(self.raw_ring.n_slots):
             self.raw_free.put(i)
         for i in range(self.out_ring.n_slots):
@@ -105,7 +104,9 @@ class DataPath:
         self.mux = ImageMux()
         self.filewriter = FileWriter(config.data_dir, model, max_chunk_bytes=out_bytes)
         self.analysis = AnalysisInterface(model)  # issue #7
-        self.stream = Stream(config.stream_v1, config.stream_v2)
+        image_bytes = h * w * 2  # about the size of a compressed image (sizes the stream's send queue)
+        self.stream = Stream(config.stream_v1, config.stream_v2, sndhwm=send_queue_depth(image_bytes),
+                             buffer_images=max(16, min(256, self.out_ring.n_slots // 4)))
         self.monitor = Monitor()
         # analysis before the stream: results finished by then ride along in the image's annotations, and
         # analysis ends a series first, so that the stream's end message carries its summary (end_annotations)
@@ -116,7 +117,10 @@ class DataPath:
             model.name, self.raw_ring, self.out_ring, self.raw_free, self.out_free, self._on_processed,
             n_workers=config.pipeline_workers,
         )
-        self.assembler = FrameAssembler(model, self.raw_ring, self.raw_free, emit=self.pipeline.submit)
+        self.assembler = FrameAssembler(model, self.raw_ring, self.raw_free, emit=self.pipeline.submit,
+                                        emit_many=self.pipeline.submit_many)
+        self.assembler.on_lost = self.pipeline.frame_lost
+        self.assembler.lost_in_pipeline = lambda: self.pipeline.images_lost_in_pipeline
         self.daq = Daq(self.assembler, config.host)
         self._series: Series | None = None
         self._calibration: SlotRing | None = None
@@ -135,11 +139,30 @@ class DataPath:
         self._calibration = arrays.publish()
         series.settings = replace(series.settings, calibration_shm=self._calibration.name,
                                   raw_slots=(self.raw_ring.slot_bytes, self.raw_ring.n_slots))
+        try:
+            self.mux.start_series(series)  # may refuse (the master file): before the workers hear of the series
+        except Exception:
+            self._release_calibration()
+            raise
         self._series = series
         self.pipeline.start_series(series.settings)
-        self.mux.start_series(series)
         self.assembler.start_series(series.series_id, series.nimages_total, payload_size, series.frame_time,
                                     nsubframes=series.settings.nframes_sum, modules=series.modules)
+
+    def expect_sources(self, sources: dict[int, tuple[str, int]]) -> None:
+        """Accept data packets of each module (by the id its packets carry) only from the source address its
+        driver learnt at CONFIGURE; the others count as foreign."""
+        by_id = {r.module_id: r.index for r in self.daq.receivers}
+        self.assembler.expect_sources({by_id[m]: source for m, source in sources.items() if m in by_id})
+
+    def trigger_settled(self, target: int, since_trigger: float, expected_duration: float) -> bool:
+        """Whether the frames of a trigger are settled as far as they will be: all `target` frames handed on, or
+        its images are due (`since_trigger` >= `expected_duration`) and nothing settled for a few frame periods
+        (what is missing will not come: the series' end flags it)."""
+        asm = self.assembler
+        if asm.frames_emitted >= target:
+            return True
+        return since_trigger >= expected_duration and asm.settled_since() > asm.settle_idle
 
     def raw_slots_for(self, nsubframes: int) -> int:
         """How many raw slots of images of `nsubframes` sub-frames the raw buffer holds."""
@@ -170,6 +193,17 @@ class DataPath:
             self.raw_free.put(slot)
         log.info("raw ring: %d slots of %d sub-frame(s)", ring.n_slots, nsubframes)
 
+    @property
+    def images_lost_in_pipeline(self) -> int:
+        """Images of the running (or last) series that the DAQ assembled and the pipeline could not produce
+        (a frame that failed, or on which workers kept dying); each one is missing in every interface."""
+        return self.pipeline.images_lost_in_pipeline
+
+    @property
+    def pipeline_workers_replaced(self) -> int:
+        """Pipeline workers that died and were replaced since app-detector started."""
+        return self.pipeline.workers_replaced
+
     def wait_frames(self, count: int, timeout: float) -> bool:
         """Wait until the DAQ has assembled `count` frames of the running series."""
         return self.assembler.wait_frames(count, timeout)
@@ -182,8 +216,12 @@ class DataPath:
             return self.assembler.counters
         counters = self.assembler.finish(0 if aborted else timeout, expected=0 if aborted else expected)
         emitted = counters.frames_complete + counters.frames_incomplete
-        published = self.pipeline.wait_published(emitted, timeout=timeout + 30)
-        if published < emitted:
+        # an abort waits only `timeout` (the workers may be gone: SIGTERM to the whole process group)
+        published = self.pipeline.wait_published(emitted, timeout=timeout if aborted else timeout + 30)
+        lost = self.pipeline.images_lost_in_pipeline
+        if lost:
+            log.error("series %d: %d images lost in the pipeline", series.series_id, lost)
+        if published + lost < emitted:
             log.error("series %d: only %d of %d images left the pipeline", series.series_id, published, emitted)
             self.pipeline.flush_held()
         self.mux.end_series(series, aborted)

@@ -11,6 +11,7 @@ import uvicorn
 
 from opendcu.base.app_manager import AppManager
 from opendcu.base.rest.app import create_app
+from opendcu.base.rest.auth import is_loopback
 from opendcu.base.server_config import ServerConfig
 from opendcu.lifecycle import StopSignal, kernel_cache_stamp
 
@@ -46,7 +47,11 @@ def serve(config: ServerConfig) -> int:
         if stop.is_set():
             return 0
         app = create_app(manager.detector_address, config.data_dir, restart=manager.restart_detector,
-                         calibration_address=manager.calibration_address, manager=manager)
+                         calibration_address=manager.calibration_address, auth_token=config.auth_token,
+                         manager=manager)
+        if not config.auth_token and not is_loopback(config.host):
+            log.warning("REST, /data and WebDAV on %s are open to anyone who can reach this host: no "
+                        "authentication is set (dcu serve --auth-token, or $OPENDCU_AUTH_TOKEN)", config.host)
         server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning"))
         web = threading.Thread(target=server.run, name="rest", daemon=True)
         web.start()

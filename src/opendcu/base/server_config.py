@@ -21,5 +21,7 @@ class ServerConfig:
     scene: str = ""
     #: shared memory for raw frames (MiB), partitioned per series into slots of one image's sub-frames
     raw_buffer_mib: int = 1024
+    #: a secret every HTTP request must carry (bearer token or basic-auth password); "" = no access control
+    auth_token: str = ""
     #: how long to wait for a child process to report ready
     start_timeout: float = 60.0

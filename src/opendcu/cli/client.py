@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import httpx
@@ -17,9 +18,15 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def auth_headers() -> dict[str, str]:
+    """The DCU's token ($OPENDCU_AUTH_TOKEN, as `dcu serve --auth-token` takes it), if one is set."""
+    token = os.environ.get("OPENDCU_AUTH_TOKEN", "")
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 def request(url: str, method: str, path: str, body: Any = None) -> Any:
     try:
-        response = httpx.request(method, url.rstrip("/") + path, json=body, timeout=None)
+        response = httpx.request(method, url.rstrip("/") + path, json=body, timeout=None, headers=auth_headers())
     except httpx.HTTPError as exc:
         typer.echo(f"cannot reach {url}: {exc}", err=True)
         raise typer.Exit(2) from None

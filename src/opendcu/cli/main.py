@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from opendcu.cli import calibrate, client
+from opendcu.cli import calibrate, client, series
 from opendcu.geometry import MODELS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="opendcu: Detector Control Unit with simulated modules.")
@@ -32,6 +32,10 @@ def serve(
         help="shared memory for raw frames, MiB: each series gets as many slots of one image (all its "
              "auto-summation sub-frames) as fit, at most 1024; arm refuses a count_time of which fewer than 2 "
              "images fit")] = 1024,
+    auth_token: Annotated[str, typer.Option(
+        envvar="OPENDCU_AUTH_TOKEN", show_default=False,
+        help="a secret every HTTP request (REST, /data, WebDAV) must carry: 'Authorization: Bearer <token>' or as "
+             "the password of basic authentication; the dcu client commands send $OPENDCU_AUTH_TOKEN")] = "",
 ) -> None:
     """Run the DCU with a simulated detector until Ctrl-C."""
     from opendcu.base.server import serve as run_server
@@ -43,7 +47,7 @@ def serve(
         ServerConfig(
             host=host, port=port, detector=detector, data_dir=data_dir, stream_v1_port=stream_v1_port,
             stream_v2_port=stream_v2_port, pipeline_workers=pipeline_workers, scene=scene,
-            raw_buffer_mib=raw_buffer_mib, calibration_dir=calibration_dir,
+            raw_buffer_mib=raw_buffer_mib, calibration_dir=calibration_dir, auth_token=auth_token,
         )
     )
     raise typer.Exit(code)
@@ -76,6 +80,10 @@ def config(
         client.show(client.request(url, "PUT", path, {"value": client.parse_value(value)}))
 
 
+#: commands that take images: they show progress on a terminal, print the series summary, exit 3 on any loss
+SERIES_COMMANDS = ("trigger", "wait")
+
+
 def _command(name: str, doc: str):
     def run(
         argument: Annotated[Optional[str], typer.Argument(help="optional argument (JSON)")] = None,
@@ -83,7 +91,11 @@ def _command(name: str, doc: str):
         url: UrlOption = DEFAULT_URL,
     ) -> None:
         body = None if argument is None else {"value": client.parse_value(argument)}
-        client.show(client.request(url, "PUT", f"/{module}/api/1.8.0/command/{name}", body))
+        path = f"/{module}/api/1.8.0/command/{name}"
+        if name in SERIES_COMMANDS and module == "detector":
+            series.run_with_progress(url, lambda: client.request(url, "PUT", path, body))
+        else:
+            client.show(client.request(url, "PUT", path, body))
 
     run.__doc__ = doc
     app.command(name=name)(run)
@@ -92,11 +104,12 @@ def _command(name: str, doc: str):
 for _name, _doc in [
     ("initialize", "Initialize the detector (state na -> idle)."),
     ("arm", "Arm the detector; prints the sequence id."),
-    ("trigger", "Software trigger; in ints mode returns when the images are taken."),
+    ("trigger", "Software trigger; in ints mode returns when the images are taken. Shows progress on a terminal, "
+                "prints the series summary; exit 3 when images or packets were lost or dropped."),
     ("disarm", "Disarm: end the series, close files."),
     ("cancel", "Cancel: stop after the current image."),
     ("abort", "Abort the series immediately."),
-    ("wait", "Block until the running series has ended."),
+    ("wait", "Block until the running series has ended; progress, summary and exit code as trigger."),
 ]:
     _command(_name, _doc)
 
@@ -109,6 +122,16 @@ def external_trigger(
     """Fire the simulated detector's external trigger input: an edge (exts) or a gate (exte)."""
     body = None if gate is None else {"value": gate}
     client.show(client.request(url, "PUT", "/simulator/api/1.8.0/command/external_trigger", body))
+
+
+@app.command()
+def watch(
+    last: Annotated[bool, typer.Option("--last", help="print the last series' summary at once")] = False,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Follow the series that runs now (or the next one) live until it ends, e.g. one started by someone else;
+    print its summary; exit 3 when images or packets were lost or dropped."""
+    series.watch(url, once=last)
 
 
 @app.command()

@@ -73,6 +73,8 @@ FIELDS: dict[int, tuple[str, str]] = {
     # the experiment at arm as JSON (wavelength, distance, beam centre, count and frame time, omega): what a
     # simulated module renders its scene for; a real module ignores it, as it ignores every unknown field
     23: ("experiment", "str"),
+    24: ("data_source_host", "str"),  # CONFIGURE ack: the address the module's data packets come from
+    25: ("data_source_port", "H"),  # ... and their source port (the DAQ accepts data only from there)
 }
 TAGS = {name: (tag, fmt) for tag, (name, fmt) in FIELDS.items()}
 

@@ -33,6 +33,27 @@ ANSWER_DEADLINE = {Kind.CONFIGURE: 30.0}
 DEFAULT_DEADLINE = 2.0
 
 
+class JunkReport:
+    """Malformed datagrams on a config socket, logged as one WARNING per `interval` (the first at once, then a
+    count), so that a flood of junk cannot flood the log."""
+
+    def __init__(self, interval: float = 10.0):
+        self.interval = interval
+        self.total = 0
+        self._since_report = 0
+        self._last_report = -float("inf")
+
+    def note(self, module_id: int, error: Exception) -> None:
+        self.total += 1
+        self._since_report += 1
+        now = time.monotonic()
+        if now - self._last_report >= self.interval:
+            log.warning("module %d: ignored %d malformed answer(s) on the config socket (%d in all), the last: %s",
+                        module_id, self._since_report, self.total, error)
+            self._since_report = 0
+            self._last_report = now
+
+
 class ModuleLink:
     """Request/acknowledge exchange with one module over its UDP config port.
 
@@ -47,6 +68,9 @@ class ModuleLink:
         self._sock.settimeout(timeout)
         self._lock = threading.Lock()
         self._seq = itertools.count(1)
+        self._junk = JunkReport()
+        #: where the module's data packets come from, as its last CONFIGURE acknowledgement said (host, port)
+        self.data_source: tuple[str, int] | None = None
 
     def request(self, kind: Kind, **fields: Any) -> ConfigPacket:
         """Send one request and return the module's OK acknowledgement (retrying lost datagrams)."""
@@ -64,6 +88,10 @@ class ModuleLink:
                     raise ModuleError(
                         f"module {self.address.module_id} rejected {kind.name}: {ack.fields.get('message', '?')}"
                     )
+                if kind == Kind.CONFIGURE:
+                    port = ack.fields.get("data_source_port")
+                    self.data_source = (str(ack.fields.get("data_source_host", self.address.host)), int(port)) \
+                        if port else None
                 return ack
             raise ModuleError(f"module {self.address.module_id} at {target} did not acknowledge {kind.name}")
 
@@ -76,7 +104,7 @@ class ModuleLink:
             try:
                 ack = ConfigPacket.decode(data)
             except ConfigPacketError as exc:
-                log.warning("module %d: ignoring malformed answer: %s", self.address.module_id, exc)
+                self._junk.note(self.address.module_id, exc)
                 continue
             if ack.kind == packet.kind | ACK_BIT and ack.seq == packet.seq:
                 return ack
@@ -131,6 +159,10 @@ class ModuleDriver:
             except ModuleError as exc:
                 out[link.address.module_id] = str(exc)
         return out
+
+    def data_sources(self) -> dict[int, tuple[str, int]]:
+        """Module id -> the (host, port) its data packets come from (modules that told it at CONFIGURE)."""
+        return {link.address.module_id: link.data_source for link in self.links if link.data_source is not None}
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)

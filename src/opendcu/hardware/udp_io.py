@@ -72,6 +72,18 @@ def memcpy(typingctx, dest, src, n):
     return types.void(types.int64, types.int64, types.int64), codegen
 
 
+@intrinsic
+def fence(typingctx):
+    """A sequentially consistent memory fence: stores before it are visible to other threads before stores after
+    it (a ring's entry before its head)."""
+
+    def codegen(context, builder, signature, args):
+        builder.fence("seq_cst")
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
 CLOCK_MONOTONIC = 1
 MSG_WAITFORONE = 0x10000
 MSG_DONTWAIT = 0x40
@@ -134,6 +146,13 @@ class MessageVector:
     def lengths(self) -> np.ndarray:
         """Received datagram lengths (a strided view of msg_len)."""
         return self.words[:, _MSG_LEN_WORD]
+
+    def record_sources(self) -> np.ndarray:
+        """Let each message record its datagram's source address: returns the uint8 [n, 16] sockaddr_in rows."""
+        self.names = np.zeros((self.headers.size, 16), dtype=np.uint8)
+        self.headers["name"] = self.names.ctypes.data + np.arange(self.headers.size, dtype=np.uint64) * 16
+        self.headers["namelen"] = 16
+        return self.names
 
     def point_at(self, buffer: np.ndarray) -> None:
         """One iovec per message, message i receiving into row i of `buffer` (uint8 [n, stride])."""

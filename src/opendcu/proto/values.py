@@ -9,6 +9,8 @@ import numpy as np
 
 from opendcu.proto import control_pb2 as pb
 
+INT64_MIN, INT64_MAX, UINT64_MAX = -(1 << 63), (1 << 63) - 1, (1 << 64) - 1
+
 
 def array_to_proto(array: np.ndarray) -> pb.NdArray:
     """numpy array -> NdArray (little-endian, C order)."""
@@ -31,9 +33,13 @@ def to_proto(value: Any, value_type: str | None = None) -> pb.Value:
     if isinstance(value, (int, np.integer)):
         if value_type == "float":
             return pb.Value(float_value=float(value))
-        if value_type == "uint" and value >= 0:
+        if value_type == "uint" and 0 <= value <= UINT64_MAX:
             return pb.Value(uint_value=int(value))
-        return pb.Value(int_value=int(value))
+        if INT64_MIN <= value <= INT64_MAX:
+            return pb.Value(int_value=int(value))
+        if 0 <= value <= UINT64_MAX:
+            return pb.Value(uint_value=int(value))
+        return pb.Value(json=json.dumps(int(value)))  # beyond 64 bits: the receiver refuses it with a clear text
     if isinstance(value, (float, np.floating)):
         return pb.Value(float_value=float(value))
     if isinstance(value, str):
@@ -44,9 +50,11 @@ def to_proto(value: Any, value_type: str | None = None) -> pb.Value:
         items = list(value)
         if all(isinstance(i, str) for i in items):
             return pb.Value(string_list=pb.StringList(items=items))
-        if all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in items) and value_type != "float":
+        if all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) and INT64_MIN <= i <= INT64_MAX
+               for i in items) and value_type != "float":
             return pb.Value(int_list=pb.IntList(items=[int(i) for i in items]))
-        if all(isinstance(i, (int, float, np.integer, np.floating)) and not isinstance(i, bool) for i in items):
+        if all(isinstance(i, (float, np.floating)) or (isinstance(i, (int, np.integer)) and not isinstance(i, bool)
+               and INT64_MIN <= i <= INT64_MAX) for i in items):
             return pb.Value(float_list=pb.FloatList(items=[float(i) for i in items]))
     return pb.Value(json=json.dumps(value))
 

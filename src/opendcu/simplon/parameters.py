@@ -55,6 +55,16 @@ def _check_array(key: str, value_type: str, value: Any) -> np.ndarray:
     return out
 
 
+#: longest string value (and longest string list) a key takes
+MAX_STRING = 4096
+
+
+def _check_length(key: str, value: str | list) -> None:
+    if len(value) > MAX_STRING:
+        what = "characters" if isinstance(value, str) else "items"
+        raise InvalidValue(f"Parameter {key}: {len(value)} {what}, at most {MAX_STRING} are allowed")
+
+
 def check_type(key: str, value_type: str, value: Any) -> Any:
     """Check a JSON value against a SIMPLON value_type; return it normalised (int for float keys -> float)."""
     if value_type == "bool":
@@ -64,6 +74,8 @@ def check_type(key: str, value_type: str, value: Any) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             if value_type == "uint" and value < 0:
                 raise InvalidValue(f"Parameter {key}: {value} is negative, expected an unsigned integer")
+            if not -(1 << 63) <= value < (1 << 64):
+                raise InvalidValue(f"Parameter {key}: {value:.3e} does not fit 64 bits")
             return value
         if isinstance(value, float) and value.is_integer() and math.isfinite(value):
             return check_type(key, value_type, int(value))  # 5.0 is an integer in JSON's number model
@@ -74,9 +86,13 @@ def check_type(key: str, value_type: str, value: Any) -> Any:
             return float(value)
     elif value_type in ("string", "datetime"):
         if isinstance(value, str):
+            _check_length(key, value)
             return value
     elif value_type == "string[]":
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            _check_length(key, value)
+            for v in value:
+                _check_length(key, v)
             return value
     elif value_type == "float[]":
         if isinstance(value, list) and all(_is_number(v) and math.isfinite(v) for v in value):
@@ -149,6 +165,9 @@ class StatusParameter:
     allowed_values: list[Any] | None = None
     critical_limits: list[Any] | None = None
     critical_values: list[Any] | None = None
+    #: the GET object's `state` from the value (normal, warning, error), e.g. of a loss counter; None:
+    #: from critical_limits / critical_values
+    health: Callable[[Any], str] | None = None
 
 
 @dataclass
@@ -180,7 +199,10 @@ class Command:
 
 
 def _health(value: Any, s: StatusParameter) -> str:
-    """SIMPLON status health: `critical` outside critical_limits or at a critical value, else `normal`."""
+    """SIMPLON status health: `critical` outside critical_limits or at a critical value, else `normal`; or what
+    the key's own `health` says (warning / error when something was lost)."""
+    if s.health is not None:
+        return s.health(value)
     if s.critical_values and value in s.critical_values:
         return "critical"
     if s.critical_limits and _is_number(value):

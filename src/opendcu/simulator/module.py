@@ -207,7 +207,8 @@ class SimulatedModule:
         self._triggers = queue.Queue()
         self._triggers_received = self._triggers_done = 0
         self.frames_sent = self.packets_sent = 0
-        return {"state": self.state}
+        host, port = self.sender.sock.getsockname()
+        return {"state": self.state, "data_source_host": host, "data_source_port": port}
 
     def _series_geometry(self, roi_mode: str) -> tuple[DetectorModel, int]:
         """The model this series renders with (the detector, or its ROI) and this module's index in it."""

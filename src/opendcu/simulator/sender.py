@@ -49,7 +49,8 @@ def _flush(fd: int, msgs: np.ndarray, count: int, abort: np.ndarray) -> int:
 def send_frames(fd: int, msgs: np.ndarray, iov: np.ndarray, headers: np.ndarray, params: np.ndarray,
                 frames: np.ndarray, cyclic: bool, first_frame: int, nframes: int, first_due_ns: int,
                 period_ns: int, drops: np.ndarray, abort: np.ndarray, scratch: np.ndarray) -> int:
-    """Send images first_frame .. first_frame + nframes - 1, image i not before first_due_ns + i * period_ns.
+    """Send images first_frame .. first_frame + nframes - 1, image i not before first_due_ns + i * period_ns nor
+    sooner than period_ns after the previous one.
 
     frames: uint8 [n, frame_bytes] wire frames; with `cyclic` sub-frame s of image f is frames[((f - 1) * nsub + s)
     % n] (a noise bank), else frames[s] (one rendered image). drops: int64 [k, 3] sorted (frame, subframe, packet)
@@ -60,9 +61,12 @@ def send_frames(fd: int, msgs: np.ndarray, iov: np.ndarray, headers: np.ndarray,
     nbank = frames.shape[0]
     queued = 0
     drop_at = 0
+    last_start = first_due_ns - period_ns
     for i in range(nframes):
         frame = first_frame + i
-        due = first_due_ns + i * period_ns
+        # on the frame clock, but never two images closer than a frame period: a module that was held up (a
+        # simulator starved of CPU) sends late, it does not burst faster than its frame rate to catch up
+        due = max(first_due_ns + i * period_ns, last_start + period_ns)
         now = monotonic_ns(scratch)
         if due > now:  # ahead of the frame clock: send what is queued, then wait
             if queued:
@@ -73,6 +77,7 @@ def send_frames(fd: int, msgs: np.ndarray, iov: np.ndarray, headers: np.ndarray,
                 now = monotonic_ns(scratch)
         if abort[0] != 0:
             return i
+        last_start = max(due, now) if period_ns > 0 else now
         for s in range(nsub):
             k = ((frame - 1) * nsub + s) % nbank if cyclic else s
             base = frames[k].ctypes.data

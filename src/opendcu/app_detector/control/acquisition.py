@@ -13,6 +13,13 @@ the gate's length. After ntrigger triggers the detector disarms by itself.
 At arm the modules that the series reads out (all, or those of the ROI with roi_mode 4M) are configured with the
 series' sub-frames per image (auto-summation: nframes_sum, hardware/summation.py); only they are triggered and
 stopped. A series of which fewer than two images (all their sub-frames) fit the raw buffer is refused (400).
+
+Arm is all or nothing: every check that can refuse it (state, sizes, the FileWriter's names and existing files,
+the modules' configuration) runs before the data path hears of the series; the data path refuses (master file,
+raw ring) before its pipeline workers get the series' settings; a refusal stops the modules again. Sequence ids
+never repeat (control/sequence.py: kept beside the data across initialize and restarts), and arm refuses a
+series any of whose files exists. Each series ends with a summary (control/outcome.py): status key `series`,
+the NXmx master, one log line (WARNING when anything was lost).
 """
 
 from __future__ import annotations
@@ -28,9 +35,14 @@ import numpy as np
 
 from opendcu.app_detector.control.detector_params import follow_energies
 from opendcu.app_detector.control.errors import InvalidValue, WrongState
+from opendcu.app_detector.control.outcome import InterfaceCounts, SeriesLedger, summarize, summary_line
 from opendcu.app_detector.control.parameters import Command, Subsystem
+from opendcu.app_detector.control.recovery import recover_interrupted, remove_partial_files
+from opendcu.app_detector.control.sequence import SequenceStore
 from opendcu.app_detector.control.state import DetectorState
 from opendcu.app_detector.datapath import MIN_RAW_SLOTS, DataPath, RawRingBusy, raw_slot_bytes
+from opendcu.app_detector.interfaces.filewriter import paths
+from opendcu.app_detector.interfaces.filewriter.outcome import MAX_PER_IMAGE, outcome_datasets
 from opendcu.app_detector.pipeline.params import (apply_calibration, apply_flatfield, series_arrays,
                                                   series_settings)
 from opendcu.app_detector.series import Series
@@ -51,6 +63,10 @@ SIMULATED_ENVIRONMENT = (26.0, 8.0)
 #: extra time a trigger waits for its images beyond their nominal duration before it gives up
 TRIGGER_GRACE = 10.0
 ARMED = (DetectorState.READY, DetectorState.ACQUIRE)
+#: how long an aborted series waits for the images already in the pipeline (abort drops what is left)
+ABORT_WAIT = 3.0
+#: the most images one series may take (nimages x ntrigger); beyond, arm refuses and names the numbers
+MAX_SERIES_IMAGES = 1_000_000_000
 
 
 def new_ulid() -> str:
@@ -87,7 +103,12 @@ class AcquisitionController:
         self.simulator_inputs: Subsystem | None = None  # the `simulator` module: scene / physics overrides
         self.state = DetectorState.NA
         self.errors: list[str] = []
-        self.sequence_id = 0
+        self.sequences = SequenceStore(datapath.config.data_dir)
+        self.sequence_id = self.sequences.last
+        remove_partial_files(datapath.config.data_dir)  # after a crash: no hidden leftovers
+        if recover_interrupted(datapath.config.data_dir, self.sequences.running) is not None:
+            self.sequences.record(self.sequence_id)
+        self._files_plan: dict[str, Any] | None = None
         self.series: Series | None = None
         self.series_unique_id = ""
         self.links_up: list[bool] = [False] * model.n_modules
@@ -96,6 +117,14 @@ class AcquisitionController:
         self._interrupt = threading.Event()
         self._series_done = threading.Condition(self._lock)
         self.detector: Subsystem | None = None  # set by bind()
+        # every image that leaves the pipeline is counted (last interface), and the master records the outcome
+        #: packets each simulated module leaves out (simulator/config/drop_packets)
+        self.injected_drops: Callable[[], list[list[int]]] = list
+        self.ledger = SeriesLedger()
+        self.last_summary: dict[str, Any] | None = None
+        self._images_expected = 0
+        datapath.mux.attach(self.ledger)
+        datapath.filewriter.add_master_contributor(self._master_outcome)
 
     def bind(self, detector: Subsystem) -> None:
         """Attach the detector subsystem whose values configure each series, and register the commands."""
@@ -143,6 +172,8 @@ class AcquisitionController:
             try:
                 self.detector.reset()
                 self._check_links(raise_on_error=True)
+                # a series the modules may still be taking (app-detector restarted mid-series) ends here
+                self.driver.stop(self.driver.module_ids)
                 det = self.detector
                 apply_calibration(det, self.calibration(det["photon_energy"], det["threshold_energy"]))
             except Exception as exc:
@@ -150,8 +181,7 @@ class AcquisitionController:
                 self.errors = [f"initialize failed: {exc}"]
                 raise WrongState(f"initialize failed: {exc}") from exc
             self.errors = []
-            self.sequence_id = 0
-            self.state = DetectorState.IDLE
+            self.state = DetectorState.IDLE  # sequence ids go on (never reset: files are never overwritten)
 
     def load_flatfield(self) -> None:
         """Load the factory flatfield for the present photon and threshold energies (after they changed)."""
@@ -168,20 +198,32 @@ class AcquisitionController:
         with self._lock:
             if self.state is not DetectorState.IDLE:
                 raise WrongState(self._refusal("arm"))
+            self._check_size()
             series = self._new_series(self.sequence_id + 1)
             self._check_summation(series)
+            self._check_files(series)
             self.state = DetectorState.CONFIGURE
+            configured = False
             try:
-                self.datapath.start_series(series, self.payload_size)
+                # the modules first: they send nothing before a trigger, and a refusal leaves the data path as it was
                 self._configure_modules(series)
+                configured = True
+                self.datapath.start_series(series, self.payload_size)
             except Exception as exc:
                 self.state = DetectorState.IDLE
-                self.datapath.finish_series(aborted=True, timeout=1)
-                if isinstance(exc, (ModuleError, OSError, RawRingBusy)):
+                if configured:
+                    self._stop_modules_quietly(series)
+                if isinstance(exc, (ModuleError, OSError, RawRingBusy, ValueError)):
                     self.errors.append(f"arm failed: {exc}")
                     raise WrongState(f"arm failed: {exc}") from exc
                 raise
+            self.sequences.record(series.series_id, self._files_plan)
             self.sequence_id = series.series_id
+            self._images_expected = series.nimages_total
+            self.last_summary = None
+            if self.datapath.filewriter.enabled and self.datapath.filewriter.errors:
+                # the master of this series was written: the disk has room again, the FileWriter recovers
+                self.datapath.filewriter.errors.clear()
             self.series = series
             self.series_unique_id = series.unique_id
             self._triggers_done = 0
@@ -249,7 +291,72 @@ class AcquisitionController:
             self.state = DetectorState.NA
             return [f"module {i}: {self.link_state(i)}" for i in range(self.model.n_modules)]
 
+    # -- series outcome ----------------------------------------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        """The series summary: live while a series runs, else that of the last series ({} before the first)."""
+        with self._lock:
+            series = self.series
+            if series is None:
+                return dict(self.last_summary or {})
+            return self._summarize(series, "running")
+
+    def _summarize(self, series: Series, state: str) -> dict[str, Any]:
+        dp = self.datapath
+        counts = InterfaceCounts()
+        if dp.filewriter in dp.mux._active:
+            files = dp.filewriter._series  # the FileWriter's own count (None once it finished the series)
+            counts.filewriter_written = files.written if files is not None else self._written_at_end
+            counts.filewriter_errors = list(dp.filewriter.errors)
+        if dp.stream in dp.mux._active:
+            counts.stream_dropped = dp.stream.dropped
+        return summarize(series, self.ledger, dp.assembler.counters, self._images_expected, counts, state)
+
+    _written_at_end = 0
+
+    def _master_outcome(self, series: Series) -> dict[str, np.ndarray]:
+        """FileWriter master contributor (called at series end, before the master is final): the outcome."""
+        files = self.datapath.filewriter._series
+        self._written_at_end = files.written if files is not None else 0
+        summary = self._summarize(series, self._ending_state)
+        n = min(self._images_expected, max(self.ledger.highest + 1, min(self._images_expected, MAX_PER_IMAGE)))
+        return outcome_datasets(summary, *self.ledger.per_image(n))
+
+    _ending_state = "done"
+
     # -- internals -----------------------------------------------------------------------------------------------------
+    def _check_size(self) -> None:
+        """Refuse a series whose image count (or file count) no DCU could hold, before anything is built for it."""
+        det = self.detector
+        nimages = det["nimages"] if det["trigger_mode"] in ("ints", "exts") else 1
+        total = nimages * det["ntrigger"]
+        if total > MAX_SERIES_IMAGES:
+            raise InvalidValue(f"arm: nimages {nimages} x ntrigger {det['ntrigger']} = {total} images; a series may "
+                               f"have at most {MAX_SERIES_IMAGES}")
+
+    def _check_files(self, series: Series) -> None:
+        """The FileWriter's part of arm that can refuse it, checked before anything is sent anywhere."""
+        fw = self.datapath.filewriter
+        self._files_plan = None
+        if not fw.enabled:
+            return
+        per_file = fw.subsystem["nimages_per_file"]
+        n_files = -(-series.nimages_total // per_file) if per_file else 0
+        prefix = paths.series_prefix(fw.subsystem["name_pattern"], series.series_id)
+        self._files_plan = {"series_id": series.series_id, "prefix": prefix, "data_files": n_files}
+        try:
+            paths.check_series_files(fw.data_dir, prefix, n_files)
+        except (paths.UnsafePath, paths.SeriesFilesExist) as exc:
+            raise InvalidValue(f"arm: {exc}") from None
+        except OSError as exc:
+            raise InvalidValue(f"arm: the data directory cannot be checked for series {series.series_id}: "
+                               f"{exc}") from None
+
+    def _stop_modules_quietly(self, series: Series) -> None:
+        try:
+            self.driver.stop(self._read_out(series))
+        except ModuleError as exc:
+            self.errors.append(f"stopping the modules after a refused arm failed: {exc}")
+
     def _refusal(self, command: str) -> str:
         if self.state is DetectorState.NA:
             return f"{command} is not possible: the detector is not initialized (state na)"
@@ -317,8 +424,12 @@ class AcquisitionController:
 
     def _await_trigger(self, series: Series, target: int, budget: float) -> None:
         """Wait for the images of one trigger; then ready again, or the automatic disarm after the last one."""
-        deadline = time.monotonic() + budget
-        while not self._interrupt.is_set() and not self.datapath.wait_frames(target, 0.1):
+        start = time.monotonic()
+        deadline = start + budget
+        while not self._interrupt.is_set() and not self.datapath.wait_frames(target, 0.05):
+            # frames that will not come cost no time: done once the DAQ settled what arrived
+            if self.datapath.trigger_settled(target, time.monotonic() - start, budget - TRIGGER_GRACE):
+                break
             if time.monotonic() > deadline:
                 log.warning("series %d: trigger %d incomplete after %.1f s", series.series_id, self._triggers_done + 1,
                             budget)
@@ -362,9 +473,11 @@ class AcquisitionController:
     def _configure_modules(self, series: Series) -> None:
         modules = self._read_out(series)
         destinations = {m: address for m, address in self.datapath.daq.data_addresses().items() if m in modules}
+        drops = self.injected_drops()  # loss injection of the simulated modules (tests): the same for each
         self.driver.configure(
             modules,
             destinations,
+            **({"drop_packets": json.dumps(drops)} if drops else {}),
             nsubframes=series.settings.nframes_sum,
             roi_mode=series.settings.roi_mode,
             count_time=series.count_time,
@@ -380,6 +493,9 @@ class AcquisitionController:
             experiment=json.dumps(self._experiment(series)),
             **self._simulator_content(),
         )
+        # data packets only from the modules: a backend that learnt their data sources at configure tells them
+        sources = getattr(self.driver, "data_sources", None)
+        self.datapath.expect_sources(sources() if sources is not None else {})
 
     def _simulator_content(self) -> dict[str, str]:
         """The `simulator` module's overrides (scene, physics) for the simulated modules, as the CONFIGURE
@@ -421,18 +537,26 @@ class AcquisitionController:
         """End the running series. `expected` images are waited for; with `stop_modules` the modules are
         stopped first and the images they report as sent are the ones expected."""
         series = self.series
+        if series is None:
+            return
         if stop_modules:
             try:
                 expected = self.driver.stop(self._read_out(series))
             except ModuleError as exc:
                 self.errors.append(str(exc))
                 expected = self._triggers_done * self._per_trigger(series)
-        counters = self.datapath.finish_series(expected=expected, aborted=aborted)
-        log.info(
-            "series %d ended (%s): %d/%d packets, %d complete + %d incomplete frames",
-            series.series_id, "aborted" if aborted else "done", counters.packets_received,
-            counters.packets_expected, counters.frames_complete, counters.frames_incomplete,
-        )
+        state = "aborted" if aborted else "done"
+        if expected is not None:
+            self._images_expected = expected
+        self._ending_state = state
+        started = self.ledger.started
+        self.datapath.finish_series(expected=expected, aborted=aborted, timeout=ABORT_WAIT if aborted else 10.0)
+        summary = self._summarize(series, state)
+        summary["elapsed_s"] = round(time.monotonic() - started, 3)
+        self.last_summary = summary
+        if self.sequences.running is not None:
+            self.sequences.record(series.series_id)  # the files are final: nothing to recover
+        (log.info if summary["outcome"] == "success" else log.warning)("%s", summary_line(summary))
         self.series = None
         self.state = DetectorState.IDLE
         self._series_done.notify_all()

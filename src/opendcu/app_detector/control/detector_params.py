@@ -27,6 +27,7 @@ import numpy as np
 
 from opendcu import __version__
 from opendcu.app_detector.control.errors import InvalidValue, ParameterNotFound
+from opendcu.app_detector.control.outcome import HEALTH_OF_OUTCOME
 from opendcu.app_detector.control.parameters import (
     ARRAY_TYPES,
     DIFFERENCE_MODE_QUIRK,
@@ -413,8 +414,31 @@ def _status_parameters(model: DetectorModel, controller: "AcquisitionController"
                         critical_limits=[2.0, None]),
         *[StatusParameter(f"link_{i}", "string", (lambda i=i: controller.link_state(i)), allowed_values=["up", "down"])
           for i in range(model.n_modules)],
-        *daq_status_parameters(lambda: controller.datapath.assembler),  # packet accounting: daq/params.py
+        *_with_loss_health(daq_status_parameters(lambda: controller.datapath.assembler)),  # daq/params.py
+        # opendcu: what became of the running (or last) series, control/outcome.py; JSON, so not listed
+        StatusParameter("series", "json", lambda: controller.summary(), listed=False,
+                        health=_series_health),
     ]
+
+
+def _series_health(summary: dict[str, Any]) -> str:
+    return HEALTH_OF_OUTCOME.get(summary.get("outcome", "success"), "normal")
+
+
+#: SIMPLON GET `state` of the DAQ's loss counters: warning when anything was lost, error when images were
+_LOSS_HEALTH: dict[str, Callable[[Any], str]] = {
+    "daq/packets_lost": lambda v: "warning" if v else "normal",
+    "daq/packets_overflow": lambda v: "warning" if v else "normal",
+    "daq/frames_incomplete": lambda v: "warning" if v else "normal",
+    "daq/frames_lost": lambda v: "error" if v else "normal",
+    "daq/efficiency": lambda v: "warning" if v < 1.0 else "normal",
+}
+
+
+def _with_loss_health(params: list[StatusParameter]) -> list[StatusParameter]:
+    for p in params:
+        p.health = _LOSS_HEALTH.get(p.key, p.health)
+    return params
 
 
 def build_detector_subsystem(model: DetectorModel, controller: "AcquisitionController") -> Subsystem:

@@ -34,6 +34,19 @@ log = logging.getLogger(__name__)
 RAW_DTYPE = np.uint16
 RAW_ERROR = 0xFFFF
 FLUSH_WAIT = 2.0  # s: receivers notice a flush request within their socket timeout (50 ms)
+#: a module's share of a frame closes this long after its last packet (while its socket is drained): a few frame
+#: periods, within these bounds (frames followed by newer ones close at once by the frame-number rule)
+SHARE_TIMEOUT_MIN, SHARE_TIMEOUT_MAX, SHARE_TIMEOUT_PERIODS = 0.5, 1.0, 4
+#: at the end of a series, how long frames of which nothing arrived may wait for raw slots, all together (s)
+LOST_FRAME_SLOT_WAIT = 2.0
+#: the assembler thread polls the receivers' event rings this often while a series runs (s)
+POLL_INTERVAL = 0.0005
+IDLE_POLL_INTERVAL = 0.02
+
+
+def share_timeout(frame_time: float) -> float:
+    """Seconds after which a module's share of a frame whose packets stopped is closed."""
+    return min(SHARE_TIMEOUT_MAX, max(SHARE_TIMEOUT_MIN, SHARE_TIMEOUT_PERIODS * frame_time))
 
 
 @dataclass
@@ -96,11 +109,16 @@ class FrameTable:
         self.counters = np.zeros((n_modules, k.NCOUNTERS), dtype=np.int64)
         self.closed = np.zeros(window, dtype=np.int64)  # shares closed so far (assembler side)
         self.active = np.ones(n_modules, dtype=np.uint8)  # 1: the module is read out in this series
+        # per module: a ring of closed shares (entries), then [head (receiver), tail (assembler thread)]
+        self.events = np.zeros((n_modules, 4 * window + 64 + 2), dtype=np.int64)
+        self.drained = np.zeros(n_modules * (4 * window + 64), dtype=np.int64)
+        #: per module: the data source its packets must come from ([address, port] as kernels.SRC_*; 0: any)
+        self.sources = np.zeros((n_modules, 2), dtype=np.int64)
 
     def kernel_args(self) -> tuple:
         """The table's arrays in the order `kernels.receive` takes them."""
         return (self.params, self.frame, self.slot, self.state, self.last_ns, self.bitmap, self.count,
-                self.share_done, self.cursor, self.flush_done, self.counters, self.active)
+                self.share_done, self.cursor, self.flush_done, self.counters, self.active, self.events)
 
 
 MAX_WINDOW = 1024  # frames in flight at once (more raw slots than this serve the pipeline as buffer)
@@ -119,15 +137,25 @@ class FrameAssembler:
         ring: SlotRing,
         free_slots: "queue.Queue[int] | object",
         emit: Callable[[AssembledFrame], None],
+        emit_many: Callable[[list[AssembledFrame]], None] | None = None,
     ):
         self.model = model
         self.ring = ring
         self.free_slots = free_slots
         self.emit = emit
+        #: takes the frames settled in one poll at once (the pipeline: one hand-off per batch), else `emit` each
+        self.emit_many = emit_many
+        self._outbox: list[AssembledFrame] = []
+        #: told (series id, frame number) of every frame that could not be handed on at all (counted frames_lost)
+        self.on_lost: Callable[[int, int], None] | None = None
+        #: images of the series lost after the DAQ (the pipeline's count; DataPath wires it)
+        self.lost_in_pipeline: Callable[[], int] = lambda: 0
+        #: UDP ports the receivers are bound to, by module index (Daq fills it)
+        self.data_ports: list[int] = []
         self.frame_bytes = model.n_modules * model.module.raw_pixels * np.dtype(RAW_DTYPE).itemsize
         self._size_for_ring()
-        #: [epoch]; receivers compare it with their table's epoch to notice a new series
-        self.control = np.zeros(1, dtype=np.int64)
+        #: [epoch, stop]; receivers compare the epoch with their table's to notice a new series
+        self.control = np.zeros(2, dtype=np.int64)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._open_lock = threading.Lock()
@@ -141,11 +169,84 @@ class FrameAssembler:
         self._per_frame = 0
         self._emitted = 0
         self._flush_expected: int | None = None
+        self._last_progress = time.monotonic()
+        self._frame_time = 0.0
+        self._share_timeout = share_timeout(0.0)
+        self._poller: threading.Thread | None = None
+        self._stop_poller = threading.Event()
         # compile (or load from numba's cache) the bookkeeping now, not under the lock at the first frame
         t = self.table
         self._settle(t, np.zeros(0, dtype=np.int64))
         k.install(1, np.zeros(0, dtype=np.int64), t.frame, t.slot, t.state, t.last_ns, t.bitmap, t.count,
                   t.share_done, t.closed, t.active)
+        k.drain_events(t.events, t.drained)
+
+    # -- the assembler thread: polls the receivers' event rings in batches ------------------------------------
+    def start(self) -> None:
+        """Start the thread that settles the frames the receivers closed (Daq.start calls it)."""
+        if self._poller is None:
+            from opendcu.app_detector.os_threads import start_named
+
+            self._stop_poller.clear()
+            self._poller = threading.Thread(target=self._poll_loop, name="daq-assembler", daemon=True)
+            start_named(self._poller)
+
+    def stop(self) -> None:
+        self._stop_poller.set()
+        if self._poller is not None:
+            self._poller.join(timeout=5)
+            self._poller = None
+
+    def _poll_loop(self) -> None:
+        while not self._stop_poller.is_set():
+            try:
+                busy = self.poll()
+            except Exception:  # noqa: BLE001 - the assembler must outlive any one frame's trouble
+                log.exception("DAQ assembler: error while settling frames; continuing")
+                busy = False
+            if not busy:
+                active = bool(self.table.params[k.P_ACTIVE])
+                self._stop_poller.wait(POLL_INTERVAL if active else IDLE_POLL_INTERVAL)
+
+    def poll(self) -> bool:
+        """Settle what the receivers closed since the last poll, and open frames ahead; True if there was any."""
+        with self._lock:
+            n = self._poll_locked(self.table)
+            if n:
+                self._changed.notify_all()
+            elif self.table.params[k.P_ACTIVE]:
+                self._restock()
+            self._flush_outbox()
+        return n > 0
+
+    def _poll_locked(self, table: "FrameTable") -> int:
+        n = k.drain_events(table.events, table.drained)
+        if n:
+            self._settle(table, table.drained[:n])
+            self._last_progress = time.monotonic()
+        return n
+
+    def _flush_outbox(self) -> None:
+        """Hand on the frames settled under the lock (lock held)."""
+        if not self._outbox:
+            return
+        frames, self._outbox = self._outbox, []
+        if self.emit_many is not None:
+            self.emit_many(frames)
+        else:
+            for frame in frames:
+                self.emit(frame)
+
+    def expect_sources(self, sources: dict[int, tuple[str, int]]) -> None:
+        """Accept each module's data packets only from the source address the module driver learnt at CONFIGURE
+        (`sources`: module index -> (IPv4 address, port)); the others count as foreign."""
+        import socket as _socket
+
+        with self._lock:
+            for index, (host, port) in sources.items():
+                ip = int.from_bytes(_socket.inet_aton(_socket.gethostbyname(host)), "little")
+                self.table.sources[index, k.SRC_IP] = ip
+                self.table.sources[index, k.SRC_PORT] = int(port)
 
     def _size_for_ring(self) -> None:
         """Frames in flight (window) and opened ahead (prestock), and sub-frames per slot, from the raw ring's
@@ -156,7 +257,8 @@ class FrameAssembler:
             raise ValueError(f"raw slots of {ring.slot_bytes} bytes cannot hold a {self.model.name} frame")
         self.window = _window_for(ring.n_slots)
         #: frames opened ahead of the oldest one in flight (more are opened on demand, up to the window)
-        self.prestock = max(2, min(64, ring.n_slots // 4))
+        # (deep enough that a receiver rarely finds its next frame without a slot: the assembler thread polls)
+        self.prestock = max(2, min(self.window // 2, ring.n_slots // 2))
 
     # -- series lifecycle --------------------------------------------------------------------------------------
     def release_slots(self) -> None:
@@ -167,10 +269,12 @@ class FrameAssembler:
             self._release_stocked(self.table)
 
     def start_series(self, series_id: int, nframes: int, payload_size: int, frame_time: float,
-                     nsubframes: int = 1, modules: tuple[int, ...] | None = None) -> None:
+                     nsubframes: int = 1, modules: tuple[int, ...] | None = None,
+                     timeout: float | None = None) -> None:
         """Prepare for a series of `nframes` images of `nsubframes` sub-frames each (called at arm), read out
         from `modules` (indices of the model's modules; default all). The raw ring's partition must be the
-        series' already (`release_slots` first if it changes)."""
+        series' already (`release_slots` first if it changes). `timeout`: the share timeout (s; default a few
+        frame periods, `share_timeout`)."""
         with self._lock:
             self._size_for_ring()
         if not 1 <= nsubframes <= self.slot_subframes:
@@ -190,7 +294,8 @@ class FrameAssembler:
             p[k.P_SERIES], p[k.P_NFRAMES], p[k.P_NPACKETS], p[k.P_NSUB] = series_id, nframes, layout.npackets, nsubframes
             p[k.P_PPP], p[k.P_PACKET_BYTES] = layout.pixels_per_packet, layout.packet_bytes(0)
             p[k.P_LAST_BYTES], p[k.P_NPIX] = layout.packet_bytes(layout.npackets - 1), layout.npixels
-            p[k.P_WINDOW_BASE], p[k.P_TIMEOUT_NS] = 1, int(max(1.0, 2 * frame_time) * 1e9)
+            self._share_timeout = share_timeout(frame_time) if timeout is None else timeout
+            p[k.P_WINDOW_BASE], p[k.P_TIMEOUT_NS] = 1, int(self._share_timeout * 1e9)
             p[k.P_DET_TYPE], p[k.P_COUNTER] = self.model.module.udp_detector_type, COUNTER_IDS[layout.counter]
             p[k.P_NMODULES], p[k.P_NREAD], p[k.P_ACTIVE] = n_modules, len(modules), 1
             self.series_id, self.nframes, self.nsubframes = series_id, nframes, nsubframes
@@ -199,6 +304,9 @@ class FrameAssembler:
             self._base = self._next_open = 1
             self._emitted = 0
             self._flush_expected = None
+            self._outbox = []
+            self._frame_time = frame_time
+            self._last_progress = time.monotonic()
             self.table = table
             self.control[0] = table.epoch  # publishes the new table to the receivers
             self._restock()
@@ -209,10 +317,14 @@ class FrameAssembler:
         image the detector took is accounted for. `expected=0` flushes without waiting (abort)."""
         expected = self.nframes if expected is None else min(expected, self.nframes)
         deadline = time.monotonic() + timeout
+        idle = self.settle_idle
         with self._lock:
             table = self.table
             while self._base <= expected and time.monotonic() < deadline:
-                self._changed.wait(min(0.1, max(0.0, deadline - time.monotonic())))
+                self._poll_locked(table)
+                if time.monotonic() - self._last_progress > idle:  # nothing settles any more: missing frames
+                    break
+                self._changed.wait(min(0.01, max(0.0, deadline - time.monotonic())))
             # from now on frames that got nothing and were not expected are dropped, not handed on
             self._flush_expected = expected
             request = int(table.params[k.P_FLUSH_REQ]) + 1
@@ -222,29 +334,43 @@ class FrameAssembler:
                 self._changed.wait(0.05)
             if (table.flush_done < request).any():
                 log.error("DAQ: receivers did not flush; closing their frames for them")
+            self._poll_locked(table)  # what the receivers closed while flushing
             table.params[k.P_ACTIVE] = 0
             pending = np.flatnonzero((table.state == k.OPEN) | (table.state == k.DROPPED))
             if pending.size:  # receivers that did not flush: close their shares for them
                 self._settle(table, np.repeat(pending, self.model.n_modules - table.closed[pending]))
             settled = {int(f) for f, st in zip(table.frame, table.state) if st == k.DONE}
             missing = [f for f in range(self._base, expected + 1) if f not in settled]
+            self._flush_outbox()
             self._changed.notify_all()
+        slot_deadline = time.monotonic() + LOST_FRAME_SLOT_WAIT
         for f in missing:  # images the modules took of which not one packet arrived
-            self._emit_lost_frame(f)
+            self._emit_lost_frame(f, slot_deadline)
         return self.counters
 
-    def _emit_lost_frame(self, frame_number: int) -> None:
+    def _emit_lost_frame(self, frame_number: int, slot_deadline: float) -> None:
         try:
-            slot = self.free_slots.get(timeout=0.5)
+            slot = self.free_slots.get(timeout=max(0.001, slot_deadline - time.monotonic()))
         except queue.Empty:
             with self._lock:
                 self._py.frames_lost += 1
+                self._report_lost(frame_number)
             log.error("DAQ: no raw slot to hand on lost frame %d", frame_number)
             return
         self.ring.bytes(slot, self.nsubframes * self.frame_bytes)[:] = 0xFF
         with self._lock:
             self._hand_on(frame_number, slot, 0)
+            self._flush_outbox()
             self._changed.notify_all()
+
+    @property
+    def settle_idle(self) -> float:
+        """How long without any frame settling means that the frames still missing will not come (s)."""
+        return self._share_timeout + 0.25
+
+    def settled_since(self) -> float:
+        """Seconds since a frame of the running series last settled."""
+        return time.monotonic() - self._last_progress
 
     @property
     def frames_emitted(self) -> int:
@@ -316,14 +442,6 @@ class FrameAssembler:
             if table is self.table and frame_number >= self._base + self.window:
                 self._changed.wait(timeout)
 
-    def shares_closed(self, table: FrameTable, module_index: int, entries: np.ndarray) -> None:
-        """Receiver `module_index` closed its share of the frames in table `entries`."""
-        with self._lock:
-            if table is not self.table:  # a share of an earlier series: that series was flushed already
-                return
-            self._settle(table, entries)
-            self._changed.notify_all()
-
     # -- internals (lock held) ----------------------------------------------------------------------------------
     def _settle(self, table: FrameTable, entries: np.ndarray) -> None:
         out = np.empty((entries.size, 4), dtype=np.int64)
@@ -379,10 +497,15 @@ class FrameAssembler:
             slot = self.free_slots.get_nowait()
         except (queue.Empty, OSError, ValueError):
             self._py.frames_lost += 1
+            self._report_lost(frame_number)
             log.error("DAQ: frame %d lost: no raw slot", frame_number)
             return
         self.ring.bytes(slot, self.nsubframes * self.frame_bytes)[:] = 0xFF
         self._hand_on(frame_number, slot, 0)
+
+    def _report_lost(self, frame_number: int) -> None:
+        if self.on_lost is not None:
+            self.on_lost(self.series_id, frame_number)
 
     def _hand_on(self, frame_number: int, slot: int, received: int) -> None:
         expected = self._per_frame
@@ -394,4 +517,4 @@ class FrameAssembler:
         else:
             py.frames_incomplete += 1
         self._emitted += 1
-        self.emit(AssembledFrame(self.series_id, frame_number, slot, expected, received, self.nsubframes))
+        self._outbox.append(AssembledFrame(self.series_id, frame_number, slot, expected, received, self.nsubframes))

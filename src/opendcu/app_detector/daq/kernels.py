@@ -1,8 +1,14 @@
 """The DAQ's compiled hot path: receive a module's packets in batches and put their pixels into frame slots.
 
-One call of `receive` runs (without the GIL) until it has something for Python to do: frame shares it closed
-(events), a frame that has no slot yet, a series change, or nothing to receive for a while. Every packet is
-checked and accounted here; the Python side (assembler.py) only opens frames and hands complete ones on.
+One call of `receive` runs (without the GIL) for as long as packets come: it never waits on Python while packets
+are queued in its socket. The frame shares it closes go into its event ring (`events[m]`, head `evhead[m]`
+written here, tail `evtail[m]` written by the assembler thread, which polls the rings in batches). It returns only
+when the socket was idle for its timeout, a series change or stop was published (`control`), its event ring is
+full, or a frame it needs has had no slot for a while (the assembler opens frames ahead of their packets). Every
+packet is checked and accounted here; the Python side (assembler.py) only opens frames and hands complete ones on.
+
+A packet is accepted only from the module's data source address (`params[P_SRC_IP]`/`[P_SRC_PORT]`, set from what
+the module driver learnt at CONFIGURE; 0 accepts any source); the others count as foreign.
 
 Frame table (`FrameTable` in assembler.py, one per series): entry e = frame % window holds one frame in flight.
 Each receiver writes only its own module's column (bitmap, count, share_done, counters), so receivers never
@@ -21,12 +27,14 @@ import numba
 import numpy as np
 
 from opendcu.hardware.counters import SATURATED, widen_into
-from opendcu.hardware.udp_io import MSG_WAITFORONE, memcpy, monotonic_ns, recvmmsg
+from opendcu.hardware.udp_io import MSG_WAITFORONE, fence, memcpy, monotonic_ns, recvmmsg, sleep_ns
 from opendcu.hardware.udp_packet import HEADER_SIZE, HEADER_VERSION
 
 # table.params: per-series constants and the few values the assembler moves while the series runs
 (P_ACTIVE, P_SERIES, P_NFRAMES, P_NPACKETS, P_NSUB, P_PPP, P_PACKET_BYTES, P_LAST_BYTES, P_NPIX, P_WINDOW_BASE,
  P_TIMEOUT_NS, P_FLUSH_REQ, P_DET_TYPE, P_COUNTER, P_NMODULES, P_NREAD, NPARAMS) = range(17)
+# control: [epoch, stop]; receivers compare the epoch with their table's to notice a new series
+CTL_EPOCH, CTL_STOP = 0, 1
 # table.state values of an entry
 FREE, OPEN, DONE, DROPPED = 0, 1, 2, 3
 # per-module packet counters (table.counters columns)
@@ -36,7 +44,13 @@ COUNTER_NAMES = ("late", "duplicate", "foreign", "malformed", "overflow")
 RET_IDLE, RET_EVENTS, RET_OPEN, RET_EPOCH, RET_BUDGET, RET_WAIT = range(6)
 # a share closes early once its module sends a frame this much newer (tolerates one frame of reordering)
 REORDER_FRAMES = 2
-SCAN_NS = 10_000_000  # how often a receiver looks for timed-out shares
+SCAN_NS = 2_000_000  # how often a receiver looks for timed-out shares
+#: how long a receiver waits, in its compiled loop, for the assembler to open a frame or move the window
+WAIT_IN_LOOP_NS = 2_000_000
+POLL_NS = 20_000
+# a receiver's source filter (sources[m]): [IPv4 address as in sockaddr_in (network order, read little-endian),
+# port (host order)]; 0 accepts any
+SRC_IP, SRC_PORT = 0, 1
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
@@ -56,9 +70,23 @@ def _u64(b: np.ndarray, o: int) -> int:
 
 @numba.njit(nogil=True, cache=True)
 def _close_share(m: int, e: int, share_done: np.ndarray, events: np.ndarray, nev: int) -> int:
+    """Close module m's share of entry e and publish it in m's event ring (events[m, :-2] entries, then
+    [head, tail]); the entry is written before the head moves (fence), so that the poller never reads a stale one.
+    `nev` counts the events of this call."""
     share_done[e, m] = 1
-    events[nev] = e
+    cap = events.shape[1] - 2
+    head = events[m, cap]
+    events[m, head % cap] = e
+    fence()
+    events[m, cap] = head + 1
     return nev + 1
+
+
+@numba.njit(nogil=True, cache=True)
+def ring_room(events: np.ndarray, m: int) -> int:
+    """Free entries of module m's event ring."""
+    cap = events.shape[1] - 2
+    return cap - (events[m, cap] - events[m, cap + 1])
 
 
 @numba.njit(nogil=True, cache=True)
@@ -101,18 +129,38 @@ def _scan(m: int, now: int, params: np.ndarray, state: np.ndarray, last_ns: np.n
 
 
 @numba.njit(nogil=True, cache=True)
-def receive(fd: int, m: int, module_id: int, msgs: np.ndarray, lengths: np.ndarray, rbuf: np.ndarray,
-            batch: np.ndarray, control: np.ndarray, epoch: int, params: np.ndarray, frame: np.ndarray,
-            slot: np.ndarray, state: np.ndarray, last_ns: np.ndarray, bitmap: np.ndarray, count: np.ndarray,
-            share_done: np.ndarray, cursor: np.ndarray, flush_done: np.ndarray, counters: np.ndarray,
-            active: np.ndarray, slots: np.ndarray, lut: np.ndarray, events: np.ndarray, scratch: np.ndarray,
-            budget: int):
-    """Receive and place packets of module index `m` (whose packets carry `module_id`).
+def _wait_for(cond_frame: int, e: int, f: int, window: int, frame: np.ndarray, params: np.ndarray,
+              control: np.ndarray, epoch: int, scratch: np.ndarray) -> bool:
+    """Wait (sleeping POLL_NS at a time, at most WAIT_IN_LOOP_NS) until frame f is opened (`cond_frame` 1) or fits
+    the window (0); False if it did not happen in time or the series changed."""
+    waited = 0
+    while waited < WAIT_IN_LOOP_NS:
+        if control[CTL_EPOCH] != epoch or control[CTL_STOP] != 0:
+            return False
+        if cond_frame == 1:
+            if frame[e] >= f:
+                return True
+        elif f < params[P_WINDOW_BASE] + window:
+            return True
+        sleep_ns(scratch, POLL_NS)
+        waited += POLL_NS
+    return False
 
+
+@numba.njit(nogil=True, cache=True)
+def receive(fd: int, m: int, module_id: int, msgs: np.ndarray, lengths: np.ndarray, rbuf: np.ndarray,
+            names: np.ndarray, sources: np.ndarray, batch: np.ndarray, control: np.ndarray, epoch: int,
+            params: np.ndarray, frame: np.ndarray, slot: np.ndarray, state: np.ndarray, last_ns: np.ndarray,
+            bitmap: np.ndarray, count: np.ndarray, share_done: np.ndarray, cursor: np.ndarray,
+            flush_done: np.ndarray, counters: np.ndarray, active: np.ndarray, events: np.ndarray, slots: np.ndarray,
+            lut: np.ndarray, scratch: np.ndarray):
+    """Receive and place packets of module index `m` (whose packets carry `module_id`) until there is something
+    for Python to do (see the module docstring).
+
+    names: uint8 [BATCH, 16] source addresses of the datagrams; sources: int64 [2] this module's data source.
     batch: int64 [pos, n, last_scan_ns, now_ns] of the datagrams in rbuf (kept across calls).
-    Returns (code, number of events, frame to open for RET_OPEN)."""
+    Returns (code, shares closed in this call, frame to open for RET_OPEN / RET_WAIT)."""
     nev = 0
-    done = 0
     window = frame.shape[0]
     npackets = params[P_NPACKETS]
     nsub = params[P_NSUB]
@@ -120,31 +168,40 @@ def receive(fd: int, m: int, module_id: int, msgs: np.ndarray, lengths: np.ndarr
     ppp = params[P_PPP]
     npix = params[P_NPIX]
     counter_id = params[P_COUNTER]
+    room_needed = 2 * window + 2  # a scan and a newer frame may each close a window of shares
     while True:
-        if control[0] != epoch:
+        if control[CTL_EPOCH] != epoch:
             return RET_EPOCH, nev, 0
-        if batch[0] >= batch[1]:  # the batch is used up: report, look at the clock, receive more
+        if control[CTL_STOP] != 0:
+            return RET_IDLE, nev, 0
+        if ring_room(events, m) < room_needed:
+            return RET_EVENTS, nev, 0
+        if batch[0] >= batch[1]:  # the batch is used up: look at the clock, receive more
             now = monotonic_ns(scratch)
-            if now - batch[2] > SCAN_NS or params[P_FLUSH_REQ] > flush_done[m]:
+            # shares time out only while this socket is drained (the last receive took less than a full batch):
+            # after a stall, packets still queued here must not find their frame closed
+            caught_up = batch[1] < rbuf.shape[0]
+            if (caught_up and now - batch[2] > SCAN_NS) or params[P_FLUSH_REQ] > flush_done[m]:
                 batch[2] = now
                 nev = _scan(m, now, params, state, last_ns, share_done, flush_done, events, nev)
-            if nev > 0:
-                return RET_EVENTS, nev, 0
-            if done >= budget:
-                return RET_BUDGET, nev, 0
             r = recvmmsg(fd, msgs.ctypes.data, rbuf.shape[0], MSG_WAITFORONE, 0)
             if r <= 0:  # timeout (SO_RCVTIMEO), interrupted or closed: let Python look around
+                batch[0] = batch[1] = 0
                 return RET_IDLE, nev, 0
             batch[0] = 0
             batch[1] = r
             batch[3] = monotonic_ns(scratch)
-            if control[0] != epoch:
-                return RET_EPOCH, nev, 0
+            continue
         i = batch[0]
         batch[0] += 1
-        done += 1
         b = rbuf[i]
         length = lengths[i]
+        if sources[SRC_PORT] != 0:  # read per datagram: the driver learns the source at CONFIGURE, after arm
+            nm = names[i]
+            port = (np.int64(nm[2]) << 8) | np.int64(nm[3])
+            if port != sources[SRC_PORT] or _u32(nm, 4) != sources[SRC_IP]:
+                counters[m, C_FOREIGN] += 1  # not from this module's data source
+                continue
         if length < HEADER_SIZE or b[47] != HEADER_VERSION:
             counters[m, C_MALFORMED] += 1
             continue
@@ -172,21 +229,21 @@ def receive(fd: int, m: int, module_id: int, msgs: np.ndarray, lengths: np.ndarr
         if f < base:
             counters[m, C_LATE] += 1
             continue
+        e = f % window
         if f >= base + window:  # this module is a window ahead of the slowest one: wait for it
             nev = _newer_frame(m, f, base, batch[3], frame, state, last_ns, share_done, cursor, events, nev)
-            now = monotonic_ns(scratch)
-            if now - batch[2] > SCAN_NS:
-                batch[2] = now
-                nev = _scan(m, now, params, state, last_ns, share_done, flush_done, events, nev)
             batch[0] -= 1
-            return RET_WAIT, nev, f
-        e = f % window
+            if not _wait_for(0, e, f, window, frame, params, control, epoch, scratch):
+                return RET_WAIT, nev, f
+            continue
         if frame[e] != f:
             if frame[e] > f:
                 counters[m, C_LATE] += 1
                 continue
-            batch[0] -= 1  # come back to this packet once Python opened its frame
-            return RET_OPEN, nev, f
+            batch[0] -= 1  # come back to this packet once its frame is open
+            if not _wait_for(1, e, f, window, frame, params, control, epoch, scratch):
+                return RET_OPEN, nev, f
+            continue
         st = state[e]
         if st == DONE or share_done[e, m] != 0:
             counters[m, C_LATE] += 1
@@ -210,8 +267,6 @@ def receive(fd: int, m: int, module_id: int, msgs: np.ndarray, lengths: np.ndarr
             if count[e, m] == nsub * npackets:
                 nev = _close_share(m, e, share_done, events, nev)
         nev = _newer_frame(m, f, base, batch[3], frame, state, last_ns, share_done, cursor, events, nev)
-        if nev >= events.shape[0] - 2 * window - 2:  # keep room for a scan and a newer frame
-            return RET_EVENTS, nev, 0
 
 
 @numba.njit(nogil=True, cache=True)
@@ -311,3 +366,19 @@ def install(first_frame: int, new_slots: np.ndarray, frame: np.ndarray, slot: np
         slot[e] = new_slots[i]
         frame[e] = first_frame + i
         state[e] = OPEN if new_slots[i] >= 0 else DROPPED  # last: receivers accept its packets from now on
+
+
+@numba.njit(nogil=True, cache=True)
+def drain_events(events: np.ndarray, out: np.ndarray) -> int:
+    """Move every published event of every module's ring into `out` (the assembler's poll); returns how many."""
+    cap = events.shape[1] - 2
+    n = 0
+    for m in range(events.shape[0]):
+        head = events[m, cap]
+        tail = events[m, cap + 1]
+        while tail < head and n < out.shape[0]:
+            out[n] = events[m, tail % cap]
+            n += 1
+            tail += 1
+        events[m, cap + 1] = tail
+    return n

@@ -40,4 +40,8 @@ def daq_status_parameters(assembler: Callable[[], FrameAssembler]) -> list[Statu
     params.append(StatusParameter("daq/modules_read_out", "uint", lambda: assembler().modules_read_out))
     # raw frame slots of the running (or last) series: the raw buffer is partitioned per series (nframes_sum)
     params.append(StatusParameter("daq/raw_slots", "uint", lambda: assembler().ring.n_slots))
+    # where module 0's data packets must go (the DAQ accepts them only from the module's own source)
+    params.append(StatusParameter("daq/data_port", "uint", lambda: assembler().data_ports[0] if assembler().data_ports else 0))
+    # images the DAQ assembled that the pipeline could not produce (each is missing in every interface)
+    params.append(StatusParameter("daq/images_lost_in_pipeline", "uint", lambda: assembler().lost_in_pipeline()))
     return params

@@ -22,6 +22,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 
 from opendcu.app_detector.imagemux.buffer import Closed, ImageBuffer, Policy
+from opendcu.app_detector.os_threads import start_named
 from opendcu.app_detector.series import Series
 
 log = logging.getLogger(__name__)
@@ -157,7 +158,7 @@ class BufferedInterface:
     def __init__(self, capacity: int, policy: Policy):
         self.buffer = ImageBuffer(capacity, policy, on_drop=lambda image: image.release())
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-        self._thread.start()
+        start_named(self._thread)
 
     # -- ImageInterface ------------------------------------------------------------------------------------------
     def start_series(self, series: Series) -> None:

@@ -1,22 +1,54 @@
-"""The pipeline: N worker processes fed from the DAQ, with results put back in image order for the ImageMux."""
+"""The pipeline: N worker processes fed from the DAQ, with results put back in image order for the ImageMux.
+
+Frames move in batches: the DAQ hands over what it settled in one poll (`submit_many`), a dispatcher thread
+pairs each frame with a free output slot and sends the batch to the worker with the least work, and a worker
+answers each batch with one message. Every worker has its own pipes (one writer, one reader each).
+
+Supervision: a worker that dies is replaced at once. Every frame it held whose answer never came still has its
+raw slot (only an answer gives a raw slot back), so its pixels are intact and it is sent to another worker: no
+image is lost to a dead worker. A frame that cannot be processed (or whose workers died `MAX_ATTEMPTS` times) is
+lost and counted (`images_lost_in_pipeline`, per series); the collector then stops waiting for it.
+"""
 
 from __future__ import annotations
 
+import collections
 import logging
 import multiprocessing as mp
+import multiprocessing.connection
 import os
 import queue
 import threading
 import time
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from opendcu.app_detector.daq.assembler import AssembledFrame
-from opendcu.app_detector.pipeline.worker import ProcessedImage, WorkerSpec, worker_main
+from opendcu.app_detector.os_threads import start_named
+from opendcu.app_detector.pipeline.worker import FAILED, IMAGE, BatchDone, ProcessedImage, WorkerSpec, worker_main
 from opendcu.app_detector.series import SeriesSettings
 from opendcu.app_detector.shared_memory import SlotRing
 from opendcu.lifecycle import join_or_terminate
 
 log = logging.getLogger(__name__)
+
+#: frames per batch sent to a worker at most
+MAX_BATCH = 64
+#: a frame whose worker died this many times is given up (a frame that kills workers must not kill them all)
+MAX_ATTEMPTS = 2
+
+
+@dataclass
+class _Worker:
+    """The pool's side of one worker process."""
+
+    index: int
+    process: Any
+    tasks: Any  # Connection the pool sends batches on
+    results: Any  # Connection the pool reads answers from
+    settings: Any  # Queue of SeriesSettings
+    #: frames sent and not answered yet: (series_id, frame_number) -> (frame, output slot)
+    outstanding: dict[tuple[int, int], tuple[AssembledFrame, int]] = field(default_factory=dict)
 
 
 class PipelinePool:
@@ -32,49 +64,71 @@ class PipelinePool:
         on_image: Callable[[ProcessedImage], None],
         n_workers: int = 2,
     ):
-        ctx = mp.get_context("spawn")
-        self.tasks = ctx.Queue()
-        self.results = ctx.Queue()
+        self._ctx = mp.get_context("spawn")
+        self._detector = detector
+        self._raw_ring = raw_ring
+        self._out_ring = out_ring
         self.on_image = on_image
+        self._raw_free = raw_free
         self._out_free = out_free
-        self._settings_queues = [ctx.Queue() for _ in range(n_workers)]
-        self._ready = ctx.Queue()
-        self.workers = [
-            ctx.Process(
-                target=worker_main,
-                args=(WorkerSpec(i, detector, raw_ring.spec(), out_ring.spec(), self.tasks, sq, self.results, raw_free,
-                                 out_free, self._ready),),
-                name=f"pipeline-worker{i}",
-                daemon=True,
-            )
-            for i, sq in enumerate(self._settings_queues)
-        ]
+        self._ready = self._ctx.Queue()
+        self._workers = [self._new_worker(i) for i in range(n_workers)]
         self._lock = threading.Condition()
         self._series_id = -1
+        self._settings: SeriesSettings | None = None
         self._next_frame = 1
         self._published = 0
         self._held: dict[int, ProcessedImage] = {}
+        self._lost: set[int] = set()  # frame numbers of the series that will not come (collector skips them)
+        self._lost_in_pipeline = 0
+        self._attempts: dict[tuple[int, int], int] = {}
+        self._pending: collections.deque[AssembledFrame] = collections.deque()
+        self._work = threading.Condition()
+        self.workers_replaced = 0
         self._collector = threading.Thread(target=self._collect, name="pipeline-collector", daemon=True)
+        self._dispatcher = threading.Thread(target=self._dispatch, name="pipeline-dispatch", daemon=True)
         self._running = True
 
-    def start(self, timeout: float = 300.0) -> None:
-        """Start the workers and wait until each has its compiled kernels ready (the first start of a fresh
-        installation compiles them, later starts load numba's on-disk cache)."""
+    @property
+    def workers(self) -> list[Any]:
+        """The worker processes now serving (replacements included)."""
+        return [w.process for w in self._workers]
+
+    def _new_worker(self, index: int) -> _Worker:
+        task_reader, task_writer = self._ctx.Pipe(duplex=False)
+        result_reader, result_writer = self._ctx.Pipe(duplex=False)
+        settings = self._ctx.Queue()
+        spec = WorkerSpec(index, self._detector, self._raw_ring.spec(), self._out_ring.spec(), task_reader, settings,
+                          result_writer, self._ready)
+        process = self._ctx.Process(target=worker_main, args=(spec,), name=f"pipeline-worker{index}", daemon=True)
+        worker = _Worker(index, process, task_writer, result_reader, settings)
+        worker._ends = (task_reader, result_writer)  # type: ignore[attr-defined]  # closed here once started
+        return worker
+
+    def _start_process(self, worker: _Worker) -> None:
         # processes are the parallelism: each worker compresses with one thread (bitshuffle's OpenMP would
         # oversubscribe the cores; libgomp reads the variable when a worker imports bitshuffle)
         previous = os.environ.get("OMP_NUM_THREADS")
         os.environ["OMP_NUM_THREADS"] = "1"
         try:
-            for w in self.workers:
-                w.start()
+            worker.process.start()
         finally:
             if previous is None:
                 del os.environ["OMP_NUM_THREADS"]
             else:
                 os.environ["OMP_NUM_THREADS"] = previous
-        self._collector.start()
+        for end in worker._ends:  # type: ignore[attr-defined]  # the child's ends: EOF when it dies
+            end.close()
+
+    def start(self, timeout: float = 300.0) -> None:
+        """Start the workers and wait until each has its compiled kernels ready (the first start of a fresh
+        installation compiles them, later starts load numba's on-disk cache)."""
+        for w in self._workers:
+            self._start_process(w)
+        start_named(self._collector)
+        start_named(self._dispatcher)
         deadline = time.monotonic() + timeout
-        for _ in self.workers:
+        for _ in self._workers:
             try:
                 self._ready.get(timeout=max(0.1, deadline - time.monotonic()))
             except queue.Empty:
@@ -83,21 +137,83 @@ class PipelinePool:
     def start_series(self, settings: SeriesSettings) -> None:
         with self._lock:
             self._series_id = settings.series_id
+            self._settings = settings
             self._next_frame = 1
             self._published = 0
             self._held.clear()
-        for q in self._settings_queues:
-            q.put(settings)
+            self._lost.clear()
+            self._lost_in_pipeline = 0
+            self._attempts.clear()
+            workers = list(self._workers)
+        for w in workers:
+            w.settings.put(settings)
 
+    @property
+    def images_lost_in_pipeline(self) -> int:
+        """Images of the running (or last) series the pipeline could not produce (each is missing downstream)."""
+        with self._lock:
+            return self._lost_in_pipeline
+
+    # -- DAQ -> workers ------------------------------------------------------------------------------------------
     def submit(self, frame: AssembledFrame) -> None:
-        """Called by the DAQ for every assembled raw frame."""
-        self.tasks.put(frame)
+        """Hand one assembled raw frame to the workers."""
+        self.submit_many([frame])
 
+    def submit_many(self, frames: list[AssembledFrame]) -> None:
+        """Hand the frames the DAQ settled in one poll to the workers (one hand-off per batch)."""
+        with self._work:
+            self._pending.extend(frames)
+            self._work.notify()
+
+    def frame_lost(self, series_id: int, frame_number: int) -> None:
+        """The DAQ could not hand frame `frame_number` on (it counts it): do not wait for it."""
+        with self._lock:
+            if series_id == self._series_id:
+                self._lost.add(frame_number)
+                self._advance()
+
+    def _dispatch(self) -> None:
+        while self._running:
+            with self._work:
+                while not self._pending and self._running:
+                    self._work.wait(0.2)
+                if not self._running:
+                    return
+                n_alive = max(1, len(self._workers))
+                size = min(MAX_BATCH, -(-len(self._pending) // n_alive))
+            try:  # a free output slot per frame; the first one may be waited for (the interfaces are behind)
+                slots = [self._out_free.get(timeout=0.2)]
+            except queue.Empty:
+                continue
+            while len(slots) < size:
+                try:
+                    slots.append(self._out_free.get_nowait())
+                except queue.Empty:
+                    break
+            with self._work:
+                batch = [(self._pending.popleft(), slot) for slot in slots[: len(self._pending)]]
+            for slot in slots[len(batch):]:
+                self._out_free.put(slot)
+            if batch:
+                self._send(batch)
+
+    def _send(self, batch: list[tuple[AssembledFrame, int]]) -> None:
+        with self._lock:
+            worker = min(self._workers, key=lambda w: len(w.outstanding))
+            for frame, slot in batch:
+                worker.outstanding[(frame.series_id, frame.frame_number)] = (frame, slot)
+        try:
+            worker.tasks.send(batch)
+        except (OSError, ValueError):  # the worker died: the collector re-sends what it held
+            log.warning("pipeline worker %d did not take a batch (it died)", worker.index)
+
+    # -- workers -> ImageMux -------------------------------------------------------------------------------------
     def wait_published(self, count: int, timeout: float) -> int:
-        """Wait until `count` images of the current series went to the ImageMux; return how many did."""
+        """Wait until `count` images of the current series went to the ImageMux or were lost in the pipeline;
+        return how many went to the ImageMux."""
         deadline = time.monotonic() + timeout
         with self._lock:
-            while self._published < count:
+            while self._published + self._lost_in_pipeline < count:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -112,22 +228,120 @@ class PipelinePool:
 
     def _collect(self) -> None:
         while self._running:
-            try:
-                image: ProcessedImage | None = self.results.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            except (EOFError, OSError):
-                return
-            if image is None:
-                return
             with self._lock:
-                if image.series_id != self._series_id:
-                    log.warning("dropping image %d of stale series %d", image.frame_number, image.series_id)
-                    self._out_free.put(image.out_slot)
+                by_conn = {w.results: w for w in self._workers}
+                by_sentinel = {w.process.sentinel: w for w in self._workers}
+            try:
+                ready = mp.connection.wait([*by_conn, *by_sentinel], timeout=0.2)
+            except OSError:
+                continue
+            for item in ready:
+                worker = by_conn.get(item)
+                if worker is not None:
+                    self._read(worker)
+            for item in ready:
+                worker = by_sentinel.get(item)
+                if worker is not None and self._running:
+                    self._replace(worker)
+
+    def _read(self, worker: _Worker) -> bool:
+        """Take one answer of `worker`; False if its pipe is broken (the worker died)."""
+        try:
+            done: BatchDone = worker.results.recv()
+        except (EOFError, OSError, ValueError, TypeError, AttributeError, ImportError, IndexError):
+            return False
+        except Exception:  # noqa: BLE001 - a message cut short by the worker's death does not unpickle
+            return False
+        images = {image.frame_number: image for image in done.images}
+        with self._lock:
+            for frame_number, outcome in done.frames:
+                frame, out_slot = worker.outstanding.pop((done.series_id, frame_number))
+                self._raw_free.put(frame.slot)  # the worker is done with the raw frame
+                image = images.get(frame_number)
+                if image is None:
+                    self._out_free.put(out_slot)
+                if done.series_id != self._series_id:
+                    if image is not None:
+                        log.warning("dropping image %d of stale series %d", frame_number, done.series_id)
+                        self._out_free.put(out_slot)
                     continue
-                self._held[image.frame_number] = image
-                while self._next_frame in self._held:
-                    self._publish(self._held.pop(self._next_frame))
+                if outcome == IMAGE:
+                    self._held[frame_number] = image
+                elif outcome == FAILED:
+                    self._lose(frame_number, "it could not be processed")
+            self._advance()
+        return True
+
+    def _replace(self, worker: _Worker) -> None:
+        """`worker` died: read what it answered, replace it, re-send the frames it held."""
+        while True:
+            try:
+                if not worker.results.poll(0) or not self._read(worker):
+                    break
+            except (OSError, EOFError):
+                break
+        worker.process.join(timeout=1)
+        code = worker.process.exitcode
+        with self._lock:
+            if worker not in self._workers:
+                return
+            # a clean exit is a stop that was asked for (SIGTERM to the process group): not replaced
+            replacement = self._new_worker(worker.index) if code != 0 else None
+            if replacement is not None:
+                self._workers[self._workers.index(worker)] = replacement
+                self.workers_replaced += 1
+            elif len(self._workers) > 1:
+                self._workers.remove(worker)
+            settings = self._settings
+            resend: list[AssembledFrame] = []
+            for key, (frame, out_slot) in sorted(worker.outstanding.items()):
+                self._out_free.put(out_slot)
+                attempts = self._attempts[key] = self._attempts.get(key, 0) + 1
+                if frame.series_id != self._series_id:
+                    self._raw_free.put(frame.slot)
+                elif attempts >= MAX_ATTEMPTS:
+                    self._raw_free.put(frame.slot)
+                    self._lose(frame.frame_number, f"{attempts} workers died on it")
+                else:
+                    resend.append(frame)
+            worker.outstanding.clear()
+            self._advance()
+        for conn in (worker.tasks, worker.results):
+            conn.close()
+        if replacement is None:
+            log.warning("pipeline worker %d (pid %s) stopped", worker.index, worker.process.pid)
+            if resend:
+                with self._work:
+                    self._pending.extendleft(reversed(resend))
+                    self._work.notify()
+            return
+        log.error("pipeline worker %d (pid %s) died (exit code %s): replaced; %d frames it held go to the "
+                  "other workers", worker.index, worker.process.pid, code, len(resend))
+        self._start_process(replacement)
+        if settings is not None:
+            replacement.settings.put(settings)
+        if resend:
+            with self._work:
+                self._pending.extendleft(reversed(resend))
+                self._work.notify()
+
+    def _lose(self, frame_number: int, why: str) -> None:
+        """(lock held) Image `frame_number` of the series will not come."""
+        self._lost.add(frame_number)
+        self._lost_in_pipeline += 1
+        log.error("series %d: image %d lost in the pipeline: %s", self._series_id, frame_number, why)
+
+    def _advance(self) -> None:
+        """(lock held) Publish the images that are next in order; skip those that are lost."""
+        while True:
+            if self._next_frame in self._held:
+                self._publish(self._held.pop(self._next_frame))
+            elif self._next_frame in self._lost:
+                self._lost.discard(self._next_frame)
+                self._next_frame += 1
+                self._lock.notify_all()
+            else:
+                return
 
     def _publish(self, image: ProcessedImage) -> None:
         self._next_frame = image.frame_number + 1
@@ -137,8 +351,16 @@ class PipelinePool:
 
     def close(self) -> None:
         self._running = False
-        for _ in self.workers:
-            self.tasks.put(None)
-        join_or_terminate(self.workers, timeout=5)
-        self.results.put(None)
+        with self._work:
+            self._work.notify_all()
+        for w in self._workers:
+            try:
+                w.tasks.send(None)
+            except (OSError, ValueError):
+                pass
+        join_or_terminate([w.process for w in self._workers], timeout=5)
         self._collector.join(timeout=2)
+        self._dispatcher.join(timeout=2)
+        for w in self._workers:
+            for conn in (w.tasks, w.results):
+                conn.close()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from opendcu.app_detector.daq.assembler import RAW_DTYPE, AssembledFrame
+from opendcu.app_detector.os_threads import name_this_thread
 from opendcu.app_detector.pipeline.arrays import PipelineArrays, layout_of
 from opendcu.app_detector.pipeline.processor import ImageProcessor, warm_up
 from opendcu.app_detector.series import SeriesSettings
@@ -40,19 +41,36 @@ class ProcessedImage:
 
 @dataclass
 class WorkerSpec:
-    """Everything a worker process needs: shared-memory rings to attach and the queues it serves."""
+    """Everything a worker process needs: shared-memory rings to attach and its own connections to the pool.
+
+    Each worker has its own task and result pipes (one writer, one reader each), so that a worker that dies,
+    even in the middle of a message, harms no other worker's hand-offs; the pool replaces it."""
 
     index: int
     detector: str
     raw_ring: tuple[str, int, int]
     out_ring: tuple[str, int, int]
+    #: receives batches [(AssembledFrame, output slot), ...]; None stops the worker
     tasks: Any
     settings: Any
+    #: sends one `BatchDone` per batch
     results: Any
-    raw_free: Any
-    out_free: Any
     #: the worker puts its index here once its kernels are compiled
     ready: Any = None
+
+
+#: what became of one frame of a batch (`BatchDone.frames`)
+IMAGE, FAILED, STALE = 0, 1, 2
+
+
+@dataclass
+class BatchDone:
+    """A worker's answer to one batch: every frame's raw slot is free again; `images` are the compressed ones."""
+
+    series_id: int
+    #: (frame_number, outcome) of every frame of the batch
+    frames: list[tuple[int, int]]
+    images: list[ProcessedImage]
 
 
 class SeriesWorker:
@@ -85,20 +103,18 @@ def series_for(task: AssembledFrame, current: SeriesWorker | None, spec: WorkerS
     return current
 
 
-def take(q: Any, stop) -> Any:
-    """The next item of a queue (a free output slot, a frame), waiting as long as needed; None once the worker
-    is stopped."""
+def take(conn: Any, stop) -> Any:
+    """The next message of a connection, waiting as long as needed; None once the worker is stopped."""
     while not stop.is_set():
-        try:
-            return q.get(timeout=0.5)
-        except queue.Empty:
-            continue
+        if conn.poll(0.5):
+            return conn.recv()
     return None
 
 
 def worker_main(spec: WorkerSpec) -> None:
     """Process entry point (spawned by PipelinePool)."""
     stop = child_process_setup(f"pipeline-worker{spec.index}")
+    name_this_thread(f"pipeline-w{spec.index}")
     warm_up()  # compile (or load from numba's cache) before the first series, not during it
     if spec.ready is not None:
         spec.ready.put(spec.index)
@@ -114,39 +130,43 @@ def worker_main(spec: WorkerSpec) -> None:
 
 
 def serve(spec: WorkerSpec, raw_ring: SlotRing, out_ring: SlotRing, stop) -> None:
-    """Take frames until told to stop (None task, SIGTERM, or the parent's death)."""
+    """Process batches of frames until told to stop (None task, SIGTERM, or the parent's death). The pool pairs
+    every frame with an output slot before sending it, so a worker never waits for one; the answer to a batch
+    tells the pool which raw slots are free again and which images are ready."""
     model = get_model(spec.detector)
     current: SeriesWorker | None = None
     while not stop.is_set():
-        # the output slot is reserved *before* a frame is taken: a worker holding a frame never waits for a slot,
-        # so later frames cannot take every slot while the collector waits for this one (no reorder deadlock)
-        out_slot = take(spec.out_free, stop)
-        if out_slot is None:
+        batch = take(spec.tasks, stop)
+        if batch is None:
             return
-        task: AssembledFrame | None = take(spec.tasks, stop)
-        worker = None if task is None else series_for(task, current, spec, raw_ring)
-        if worker is None:
-            spec.out_free.put(out_slot)
-            if task is None:
-                return
-            spec.raw_free.put(task.slot)  # a frame of a finished series
-            continue
-        current = worker
-        raw_shape = (task.nsubframes, model.n_modules, *model.module.raw_shape)
-        try:
-            image = current.processor.process(raw_ring.array(task.slot, RAW_DTYPE, raw_shape))
-        except Exception:
-            log.exception("frame %d of series %d could not be processed", task.frame_number, task.series_id)
-            spec.out_free.put(out_slot)
-            continue
-        finally:
-            spec.raw_free.put(task.slot)  # the raw frame is consumed: the DAQ may reuse its slot
+        frames: list[tuple[int, int]] = []
+        images: list[ProcessedImage] = []
+        for frame, out_slot in batch:
+            worker = series_for(frame, current, spec, raw_ring)
+            if worker is None:  # a frame of a finished series
+                frames.append((frame.frame_number, STALE))
+                continue
+            current = worker
+            image = process_one(current, frame, model, raw_ring, out_ring, out_slot)
+            frames.append((frame.frame_number, IMAGE if image is not None else FAILED))
+            if image is not None:
+                images.append(image)
+        spec.results.send(BatchDone(batch[0][0].series_id, frames, images))
+
+
+def process_one(current: "SeriesWorker", task: AssembledFrame, model, raw_ring: SlotRing, out_ring: SlotRing,
+                out_slot: int) -> ProcessedImage | None:
+    """Correct and compress one raw frame into `out_slot`. None if it failed."""
+    raw_shape = (task.nsubframes, model.n_modules, *model.module.raw_shape)
+    try:
+        image = current.processor.process(raw_ring.array(task.slot, RAW_DTYPE, raw_shape))
         payload = current.codec.encode(image)
-        out_ring.bytes(out_slot, payload.size)[:] = payload
-        spec.results.put(
-            ProcessedImage(task.series_id, task.frame_number, out_slot, payload.size, task.packets_expected,
-                           task.packets_received)
-        )
+    except Exception:
+        log.exception("frame %d of series %d could not be processed", task.frame_number, task.series_id)
+        return None
+    out_ring.bytes(out_slot, payload.size)[:] = payload
+    return ProcessedImage(task.series_id, task.frame_number, out_slot, payload.size, task.packets_expected,
+                          task.packets_received)
 
 
 def drain(q: Any) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse
 
-from opendcu.simplon.paths import UnsafePath, resolve_in
+from opendcu.simplon.paths import NAME_MAX, UnsafePath, resolve_in
 from opendcu.base.rest.responses import text_error
 
 router = APIRouter()
@@ -15,12 +15,20 @@ router = APIRouter()
 
 def _file(request: Request, name: str) -> Path | Response:
     data_dir: Path = request.app.state.data_dir
+    if "\x00" in name:
+        return text_error(400, "a file name cannot contain a NUL character")
+    if any(len(part.encode()) > NAME_MAX for part in name.split("/")):
+        return text_error(400, f"a file name component is longer than {NAME_MAX} bytes")
     try:
         path = resolve_in(data_dir, name)
+        # hidden names (files being written, the sequence state) are not served, as in the files list and WebDAV
+        hidden = any(part.startswith(".") for part in path.relative_to(data_dir.resolve()).parts)
+        if hidden or not path.is_file():
+            return text_error(404, f"file {name} does not exist")
     except UnsafePath as exc:
         return text_error(400, str(exc))
-    if not path.is_file() or path.name.startswith("."):
-        return text_error(404, f"file {name} does not exist")
+    except (OSError, ValueError) as exc:
+        return text_error(400, f"file {name!r:.80} cannot be looked up: {exc}")
     return path
 
 

@@ -77,10 +77,21 @@ def tiff_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def tiff_to_array(data: bytes) -> np.ndarray:
-    """The 2-D image of an uploaded TIFF; BadRequest if it is not one."""
+def tiff_to_array(data: bytes, max_shape: tuple[int, int] | None = None) -> np.ndarray:
+    """The 2-D image of an uploaded TIFF; BadRequest if it is not one, or if it declares more pixels than
+    `max_shape` (the detector's): checked before anything is decoded, so a small compressed file cannot
+    declare a huge image and fill the memory."""
     try:
-        array = tifffile.imread(io.BytesIO(data), key=0)
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            page = tif.pages[0]
+            shape = tuple(int(n) for n in page.shape)
+            if max_shape is not None and (len(shape) < 2 or shape[-2] > max_shape[0] or shape[-1] > max_shape[1]
+                                          or int(np.prod(shape)) > max_shape[0] * max_shape[1]):
+                raise BadRequest(f"the TIFF declares an image of {' x '.join(map(str, shape))} pixels; the detector "
+                                 f"has {max_shape[0]} x {max_shape[1]}")
+            array = page.asarray()
+    except BadRequest:
+        raise
     except Exception as exc:  # tifffile raises many kinds of errors on broken input
         raise BadRequest(f"the body is not a readable TIFF image: {exc}") from None
     if array.ndim != 2:

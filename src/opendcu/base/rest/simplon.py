@@ -11,12 +11,13 @@ calls to the app that serves the module.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import grpc
 from fastapi import APIRouter, Request, Response
 
 from opendcu.base.apps import AppDirectory, AppError, ControlApp
+from opendcu.base.rest.limits import MAX_JSON_DEPTH, json_depth_exceeded
 from opendcu.proto.values import from_proto
 from opendcu.base.rest.responses import (
     BadRequest,
@@ -32,6 +33,9 @@ from opendcu.base.rest.responses import (
 )
 
 API_VERSIONS = ("1.6.0", "1.8.0")
+#: the largest detector's shape (EIGER2 16M, geometry/models.py): the bound of an uploaded TIFF when the detector
+#: cannot be asked (base knows the apps only over gRPC)
+LARGEST_SHAPE = (4362, 4148)
 REPORTED_VERSION = "1.8.0"
 TIFF_TYPES = ("application/tiff", "image/tiff")
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
@@ -71,18 +75,24 @@ async def read_json_body(request: Request) -> Any:
     raw = await request.body()
     if not raw.strip():
         return None
+    if json_depth_exceeded(raw):
+        raise BadRequest(f"the request body nests JSON deeper than {MAX_JSON_DEPTH} levels")
     try:
         return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise BadRequest(f"the request body is not valid JSON: {exc}") from None
 
 
-async def read_value(request: Request, key: str) -> Any:
-    """The new value of a config PUT: `{"value": x}` (x may be a darray), or a TIFF image body."""
+ShapeSource = Callable[[], Awaitable[tuple[int, int]]]
+
+
+async def read_value(request: Request, key: str, max_shape: ShapeSource | None = None) -> Any:
+    """The new value of a config PUT: `{"value": x}` (x may be a darray), or a TIFF image body (no larger than
+    `max_shape()`, the detector's shape)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     raw = await request.body()
     if content_type in TIFF_TYPES or raw[:4] in TIFF_MAGIC:
-        return tiff_to_array(raw)
+        return tiff_to_array(raw, await max_shape() if max_shape is not None else None)
     if content_type == "application/hdf5" or raw.startswith(HDF5_MAGIC):
         raise BadRequest(f"Parameter {key}: HDF5 uploads are not supported; send a TIFF or a darray")
     body = await read_json_body(request)
@@ -151,7 +161,15 @@ async def _put(request: Request, module: str, version: str, task: str, key: str)
             raise BadRequest(f"Parameter {name or 'status'} is a status value and read-only")
         if not name:
             return json_response(await app.set_many(version, module, await _multi_key_items(request)))
-        return json_response(await app.set(version, module, name, await read_value(request, name)))
+        async def detector_shape() -> tuple[int, int]:
+            try:
+                h = from_proto((await app.get(version, "detector", "config", "y_pixels_in_detector")).value)
+                w = from_proto((await app.get(version, "detector", "config", "x_pixels_in_detector")).value)
+                return int(h), int(w)
+            except (grpc.aio.AioRpcError, AppError, TypeError, ValueError):  # not initialized: the largest model
+                return LARGEST_SHAPE
+
+        return json_response(await app.set(version, module, name, await read_value(request, name, detector_shape)))
 
     return await _answer(call)
 

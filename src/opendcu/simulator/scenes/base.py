@@ -42,7 +42,7 @@ class Experiment:
     @classmethod
     def from_json(cls, detector: DetectorModel, seed: int, spec: dict[str, Any]) -> "Experiment":
         known = {f.name for f in fields(cls)} - {"detector", "seed"}
-        values = {k: float(v) for k, v in spec.items() if k in known and k != "rotation_axis"}
+        values: dict[str, Any] = {k: float(v) for k, v in spec.items() if k in known and k != "rotation_axis"}
         if spec.get("rotation_axis") is not None:
             values["rotation_axis"] = tuple(float(v) for v in spec["rotation_axis"])
         return cls(detector=detector, seed=seed, **values)

@@ -32,7 +32,7 @@ from typing import Sequence
 
 import numpy as np
 
-from opendcu.analysis.crystal import UnitCell, miller_indices, random_rotation, rotation_about
+from opendcu.analysis.crystal import UnitCell, miller_indices, random_rotation
 from opendcu.analysis.geometry import Geometry, polarization
 from opendcu.analysis.scoring import ICE_RING_D
 from opendcu.geometry import DetectorLayout

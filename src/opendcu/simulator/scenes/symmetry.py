@@ -8,8 +8,8 @@ others and for a cell whose metric does not fit the group.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -71,7 +71,7 @@ class SpaceGroup:
             + equivalents[..., 2] + span // 2
         return keys.max(axis=0)
 
-    def check_cell(self, lengths: tuple[float, float, float], angles: tuple[float, float, float]) -> None:
+    def check_cell(self, lengths: tuple[float, ...], angles: tuple[float, ...]) -> None:
         a, b, c = lengths
         al, be, ga = angles
         right = all(abs(x - 90.0) < 1e-6 for x in (al, be, ga))

@@ -12,7 +12,7 @@ table) are in `detectorSpecific`.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -352,9 +352,9 @@ def write_end_time(f: h5py.File) -> None:
     """/entry/end_time: now, in the start time's UTC offset (NXmx: ISO 8601 with the offset)."""
     entry = f["/entry"]
     try:
-        zone = datetime.fromisoformat(entry["start_time"][()].decode()).tzinfo or timezone.utc
+        zone = datetime.fromisoformat(entry["start_time"][()].decode()).tzinfo or UTC
     except (KeyError, ValueError):
-        zone = timezone.utc
+        zone = UTC
     if "end_time" in entry:
         del entry["end_time"]
     _field(entry, "end_time", datetime.now(zone).isoformat(timespec="milliseconds"))

@@ -9,4 +9,10 @@ from opendcu.simplon.paths import (  # noqa: F401
     master_name,
     data_name,
     list_data_files,
+    SeriesFilesExist,
+    check_series_files,
+    NAME_MAX,
+    PATTERN_MAX,
+    SUFFIX_MAX,
+    MAX_DATA_FILES,
 )

@@ -12,17 +12,26 @@ if TYPE_CHECKING:
     from opendcu.app_detector.interfaces.stream.stream import Stream
 
 
+#: longest appendix (JSON text): it rides along in the start message or in every image message
+MAX_APPENDIX = 65536
+
+
 class AppendixParameter(Parameter):
     """header_appendix / image_appendix: a string for V1, any JSON value for V2 (sent as `user_data`).
 
     Its value_type stays "string" (fastcs-eiger accepts only its scalar set on listed keys).
     """
 
-    def validate(self, value: Any) -> Any:
+    def validate(self, value: Any, limits: tuple[Any, Any] | None = None) -> Any:
+        if "w" not in self.access_mode:
+            raise InvalidValue(f"Parameter {self.key} is read-only")
         try:
-            json.dumps(value, allow_nan=False)
-        except (TypeError, ValueError) as exc:
+            text = json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError, RecursionError) as exc:
             raise InvalidValue(f"Parameter {self.key}: not a JSON value: {exc}") from None
+        if len(text) > MAX_APPENDIX:
+            raise InvalidValue(f"Parameter {self.key}: {len(text)} characters of JSON, at most {MAX_APPENDIX} "
+                               "(it travels with every message)")
         return value
 
 
@@ -37,7 +46,8 @@ def build_stream_subsystem(stream: "Stream") -> Subsystem:
     )
     sub.add_status(
         StatusParameter("state", "string", lambda: stream.state, allowed_values=["disabled", "ready", "acquire", "error"]),
-        StatusParameter("dropped", "uint", lambda: stream.dropped),
+        # warning when the series' images were dropped (a consumer too slow or none connected)
+        StatusParameter("dropped", "uint", lambda: stream.dropped, health=lambda n: "warning" if n else "normal"),
         StatusParameter("error", "string[]", lambda: list(stream.errors), listed=False),
     )
     sub.add_command(Command("initialize", lambda _arg: stream.initialize()))

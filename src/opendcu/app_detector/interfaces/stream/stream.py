@@ -1,16 +1,20 @@
 """The Stream interface: ZeroMQ PUSH sockets for Stream V1 (legacy, port 9999) and V2 (CBOR, port 31001).
 
 Both sockets are bound when app-detector starts; `stream/config/format` chooses, at arm, which one carries the
-series. The start/header message goes out at arm and the end message at series end, each with a short timeout
-(a consumer that connects just before arm still gets them). Images are sent without blocking: an image that no
-consumer pulls, because none is connected or its queue is full, is dropped and counted in `dropped` (reset at
-arm), as DECTRIS does. The Stream never slows the pipeline: its small buffer drops new images when full.
+series. The start/header message goes out at arm and the end message at series end, and neither is ever
+dropped while a consumer is connected: they wait for room in its queue (a slow consumer gets every image it had
+room for, then the end). With no consumer connected they wait `control_timeout_ms` (a consumer that connects
+just after arm still gets them). Images are sent without blocking: an image that no consumer pulls, because
+none is connected or its queue is full, is dropped and counted in `dropped` (reset at arm), as DECTRIS does.
+The send queue (`sndhwm` messages, sized from the image size) is deep enough that a consumer who keeps up on
+average never loses an image; only one that falls behind does. The Stream never slows the pipeline.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -25,8 +29,19 @@ from opendcu.app_detector.series import Series
 
 log = logging.getLogger(__name__)
 
-#: how long the start and end messages may wait for a consumer (ms)
+#: how long the start and end messages wait when no consumer is connected (ms)
 CONTROL_SEND_TIMEOUT_MS = 2000
+#: how long they wait at most for room in a connected consumer's queue (s): a consumer that reads nothing for
+#: this long is given up on
+CONTROL_MAX_WAIT = 600.0
+#: bytes of images the send queue may hold (sets its depth in messages from the image size)
+SEND_QUEUE_BYTES = 256 << 20
+MIN_SNDHWM, MAX_SNDHWM = 64, 50_000
+
+
+def send_queue_depth(image_bytes: int) -> int:
+    """Messages the send queue holds for images of about `image_bytes` bytes."""
+    return max(MIN_SNDHWM, min(MAX_SNDHWM, SEND_QUEUE_BYTES // max(1, image_bytes)))
 
 
 class Stream(ModeAndState, BufferedInterface):
@@ -49,6 +64,10 @@ class Stream(ModeAndState, BufferedInterface):
         self._context = context or zmq.Context.instance()
         self._sockets = {"legacy": self._bind(v1_endpoint, sndhwm), "cbor": self._bind(v2_endpoint, sndhwm)}
         self.endpoints = {name: s.getsockopt_string(zmq.LAST_ENDPOINT) for name, s in self._sockets.items()}
+        self._monitors = {name: s.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
+                          for name, s in self._sockets.items()}
+        self._peers = dict.fromkeys(self._sockets, 0)
+        self._closing = False
         self._unpulled = 0  # images the sockets refused (no consumer / consumer's queue full)
         self._series: Series | None = None
         self._image_appendix: Any = ""
@@ -84,6 +103,14 @@ class Stream(ModeAndState, BufferedInterface):
         self._series = series
         super().start_series(series)
 
+    def end_series(self, series: Series, aborted: bool) -> None:
+        """Returns once the stream's thread has handled every image of the series (`dropped` is final); the end
+        message itself may still wait for room in a slow consumer's queue, and the series does not wait for it
+        (a stalled consumer must not hold up the detector). The next series' start message follows it."""
+        images_done = threading.Event()
+        self.buffer.put_control(("end", (series, aborted, images_done), None))
+        images_done.wait()
+
     def handle_start(self, series: Series) -> None:
         cfg = self.subsystem
         self._format = cfg["format"]
@@ -117,7 +144,9 @@ class Stream(ModeAndState, BufferedInterface):
                                                                    self._image_appendix)
         return encoder
 
-    def handle_end(self, series: Series, aborted: bool) -> None:
+    def handle_end(self, series: Series, aborted: bool, images_done: threading.Event | None = None) -> None:
+        if images_done is not None:
+            images_done.set()
         if self._format == "cbor":
             parts = [v2.end_message(series.series_id, series.unique_id, series.end_annotations)]
         else:
@@ -125,18 +154,42 @@ class Stream(ModeAndState, BufferedInterface):
         self._send_control(parts, "end")
         self._series = None
 
+    def consumers(self, fmt: str) -> int:
+        """Consumers connected to the socket of `fmt` now (from the socket's monitor events)."""
+        from zmq.utils.monitor import recv_monitor_message
+
+        monitor = self._monitors[fmt]
+        while monitor.poll(0):
+            event = recv_monitor_message(monitor)["event"]
+            self._peers[fmt] += 1 if event == zmq.EVENT_ACCEPTED else -1 if event == zmq.EVENT_DISCONNECTED else 0
+        return max(0, self._peers[fmt])
+
     def _send_control(self, parts: list[Any], what: str) -> None:
+        """Send a start or end message: never dropped while a consumer is connected (waits for room in its
+        queue, at most CONTROL_MAX_WAIT); with none connected, given up after control_timeout_ms."""
         sock = self._sockets[self._format]
-        sock.setsockopt(zmq.SNDTIMEO, self.control_timeout_ms)
-        try:
-            sock.send_multipart(parts)
-        except zmq.Again:
-            log.warning("stream: no consumer took the %s message of the series within %d ms", what,
-                        self.control_timeout_ms)
-        finally:
-            sock.setsockopt(zmq.SNDTIMEO, -1)
+        start = time.monotonic()
+        while not self._closing:
+            try:
+                sock.send_multipart(parts, flags=zmq.NOBLOCK)
+                return
+            except zmq.Again:
+                pass
+            waited = time.monotonic() - start
+            if self.consumers(self._format) == 0 and waited * 1000 >= self.control_timeout_ms:
+                log.warning("stream: no consumer took the %s message of the series within %d ms", what,
+                            self.control_timeout_ms)
+                return
+            if waited >= CONTROL_MAX_WAIT:
+                log.warning("stream: the consumer did not make room for the %s message within %.0f s", what,
+                            CONTROL_MAX_WAIT)
+                return
+            sock.poll(50, zmq.POLLOUT)
 
     def close(self) -> None:
+        self._closing = True
         self.close_buffer()
-        for sock in self._sockets.values():
+        for name, sock in self._sockets.items():
+            sock.disable_monitor()
+            self._monitors[name].close(linger=0)
             sock.close(linger=0)

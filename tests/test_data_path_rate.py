@@ -1,0 +1,183 @@
+"""The data path end to end at rate, through `dcu serve` driven over REST: a 500K series of 2000 frames at 500 Hz
+through FileWriter and Stream V2 (a real PULL consumer) loses nothing; forged data packets from another socket
+harm no frame and count as foreign; a SIGKILLed pipeline worker is replaced and no image goes missing unsaid.
+(Speed itself is measured in bench/e2e.py, never asserted here.)"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import h5py
+import hdf5plugin  # noqa: F401
+import numpy as np
+import pytest
+import zmq
+
+from conftest import DcuServer, child_pids, start_dcu
+from opendcu.app_detector.interfaces.stream.decoder import decode_v2
+from opendcu.hardware.udp_packet import HEADER_DTYPE
+
+API = "api/1.8.0"
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    dcu = start_dcu(tmp_path, timeout=600)
+    try:
+        yield dcu
+    finally:
+        dcu.stop()
+
+
+def put(http, module: str, task: str, key: str, value=None, timeout: float = 300):
+    r = http.put(f"/{module}/{API}/{task}/{key}", json=None if value is None else {"value": value}, timeout=timeout)
+    assert r.status_code == 200, r.text
+    return r.json() if r.content else None
+
+
+def get(http, module: str, task: str, key: str):
+    r = http.get(f"/{module}/{API}/{task}/{key}")
+    assert r.status_code == 200, r.text
+    return r.json()["value"]
+
+
+class Consumer:
+    """Stream V2 PULL consumer that keeps up; records image ids, start and end."""
+
+    def __init__(self, port: int):
+        self.sock = zmq.Context.instance().socket(zmq.PULL)
+        self.sock.setsockopt(zmq.RCVHWM, 1_000_000)
+        self.sock.setsockopt(zmq.RCVTIMEO, 200)
+        self.sock.connect(f"tcp://127.0.0.1:{port}")
+        self.images: list[int] = []
+        self.kinds: list[str] = []
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop:
+            try:
+                message = decode_v2(self.sock.recv())
+            except zmq.Again:
+                continue
+            self.kinds.append(message["type"])
+            if message["type"] == "image":
+                self.images.append(message["image_id"])
+
+    def wait_end(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while "end" not in self.kinds and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return "end" in self.kinds
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(5)
+        self.sock.close(linger=0)
+
+
+def set_up(http, nimages: int, frame_time: float) -> None:
+    put(http, "detector", "command", "initialize")
+    put(http, "filewriter", "config", "mode", "enabled")
+    put(http, "stream", "config", "mode", "enabled")
+    put(http, "stream", "config", "format", "cbor")
+    readout = get(http, "detector", "config", "detector_readout_time")
+    for key, value in {"nimages": nimages, "ntrigger": 1, "trigger_mode": "ints", "frame_time": frame_time,
+                       "count_time": frame_time - readout}.items():
+        put(http, "detector", "config", key, value)
+
+
+def images_in_files(data_dir: Path, series_id: int) -> int:
+    with h5py.File(data_dir / f"series_{series_id}_master.h5") as f:
+        return sum(f["/entry/data"][k].shape[0] for k in f["/entry/data"] if k.startswith("data_"))
+
+
+def test_2000_frames_at_500_hz_through_filewriter_and_stream(server: DcuServer):
+    with server.client(timeout=600) as http:
+        set_up(http, 2000, 0.002)
+        consumer = Consumer(server.stream_v2_port)
+        try:
+            time.sleep(0.5)
+            series_id = put(http, "detector", "command", "arm")["sequence id"]
+            put(http, "detector", "command", "trigger", timeout=600)
+            assert consumer.wait_end(120)
+            put(http, "detector", "command", "wait", 120)
+            lost = get(http, "detector", "status", "daq/packets_lost")
+            in_files = images_in_files(server.data_dir, series_id)
+        finally:
+            consumer.close()
+    assert lost == 0
+    assert in_files == 2000
+    assert consumer.images == list(range(2000))
+    assert consumer.kinds[0] == "start" and consumer.kinds[-1] == "end"
+
+
+def forged(series_id: int, frame: int, packet: int, payload: bytes) -> bytes:
+    h = np.zeros((), dtype=HEADER_DTYPE)
+    h["frame_number"], h["packet_number"], h["series_id"], h["module_id"] = frame, packet, series_id, 0
+    h["subframe"], h["nsubframes"], h["det_type"], h["version"] = 0, 1, 0x20, 2
+    return h.tobytes() + payload
+
+
+def test_forged_data_packets_from_another_socket_harm_no_frame(server: DcuServer):
+    """Datagrams with the right series id and frame = nimages, sent to the DAQ's data port from another socket
+    before and during the series: every frame complete, the forged ones counted as foreign, exactly."""
+    nimages = 200
+    with server.client(timeout=600) as http:
+        set_up(http, nimages, 0.01)
+        series_id = put(http, "detector", "command", "arm")["sequence id"]
+        daq_port = get(http, "detector", "status", "daq/data_port")
+        payload = bytes(8192)
+        sent = 0
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for p in range(64):
+                s.sendto(forged(series_id, nimages, p, payload), ("127.0.0.1", daq_port))
+                sent += 1
+            done = threading.Event()
+            trigger = threading.Thread(target=lambda: (put(http, "detector", "command", "trigger"), done.set()))
+            trigger.start()
+            while not done.wait(0.01):
+                s.sendto(forged(series_id, nimages, sent % 128, payload), ("127.0.0.1", daq_port))
+                sent += 1
+            trigger.join()
+        put(http, "detector", "command", "wait", 60)
+        foreign = get(http, "detector", "status", "daq/packets_foreign")
+        lost = get(http, "detector", "status", "daq/packets_lost")
+        in_files = images_in_files(server.data_dir, series_id)
+    assert lost == 0 and in_files == nimages
+    assert foreign == sent
+
+
+def test_a_killed_pipeline_worker_is_replaced_and_no_image_goes_missing_unsaid(server: DcuServer):
+    nimages = 1000
+    with server.client(timeout=600) as http:
+        set_up(http, nimages, 0.005)
+        series_id = put(http, "detector", "command", "arm")["sequence id"]
+        app = [p for p in child_pids(server.process.pid)
+               if b"opendcu.app_detector" in Path(f"/proc/{p}/cmdline").read_bytes()][0]
+        workers = [p for p in child_pids(app) if Path(f"/proc/{p}/comm").read_text().startswith("pipeline-w")]
+        assert len(workers) == 2
+        trigger = threading.Thread(target=lambda: put(http, "detector", "command", "trigger"))
+        trigger.start()
+        time.sleep(1.5)
+        os.kill(workers[0], signal.SIGKILL)
+        trigger.join()
+        put(http, "detector", "command", "wait", 120)
+        in_files = images_in_files(server.data_dir, series_id)
+        lost_in_pipeline = get(http, "detector", "status", "daq/images_lost_in_pipeline")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            now = [p for p in child_pids(app) if Path(f"/proc/{p}/comm").read_text().startswith("pipeline-w")]
+            if len(now) == 2 and workers[0] not in now:
+                break
+            time.sleep(0.5)
+    assert workers[0] not in now and len(now) == 2  # replaced
+    assert any("pipeline worker 0" in line and "replaced" in line for line in server.output)
+    assert in_files + lost_in_pipeline == nimages
+    assert lost_in_pipeline == 0 and in_files == nimages  # the frames the dead worker held went to the others
