@@ -123,11 +123,13 @@ def compile_kernels() -> None:
                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert probe.stdout is not None
+        output: list[str] = []
         for line in probe.stdout:
+            output.append(line)
             if line.startswith("opendcu ready"):
                 break
         else:
-            sys.exit(f"dev.py: dcu serve exited with code {probe.wait()} while compiling kernels")
+            sys.exit("".join(output[-40:]) + f"dev.py: dcu serve exited with code {probe.wait()} while compiling kernels")
     finally:
         probe.terminate()
         try:

@@ -6,6 +6,9 @@ it whenever an energy key is written: all or nothing, replacing a custom flatfie
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from calibration_truth import true_calibration as calibration_for
@@ -14,6 +17,8 @@ from opendcu.app_detector.control.acquisition import AcquisitionController
 from opendcu.app_detector.control.detector_params import build_detector_subsystem
 from opendcu.app_detector.control.errors import WrongState
 from opendcu.app_detector.control.state import DetectorState
+from opendcu.app_detector.imagemux import ImageMux
+from opendcu.app_detector.interfaces.filewriter.writer import FileWriter
 from opendcu.geometry import DetectorLayout, get_model
 from opendcu.simulator.physics import ModuleRenderer
 from opendcu.simulator.scenes import make_scene
@@ -105,9 +110,13 @@ class FlakyCalibration:
         return calibration_for(EIGER.name, energy, threshold)
 
 
-def test_energy_writes_reload_the_flatfield_all_or_nothing() -> None:
+def test_energy_writes_reload_the_flatfield_all_or_nothing(tmp_path: Path) -> None:
     source = FlakyCalibration()
-    controller = AcquisitionController(EIGER, None, None, calibration=source)  # no series: no datapath/driver
+    # no series, so no modules and only the parts of a data path the controller attaches to (the data dir of its
+    # sequence ids, the ImageMux and the FileWriter), all real
+    no_datapath = SimpleNamespace(config=SimpleNamespace(data_dir=tmp_path), mux=ImageMux(),
+                                  filewriter=FileWriter(tmp_path, EIGER))
+    controller = AcquisitionController(EIGER, no_datapath, None, calibration=source)
     det = build_detector_subsystem(EIGER, controller)
     controller.bind(det)
     controller.state = DetectorState.IDLE
