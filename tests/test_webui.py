@@ -260,10 +260,14 @@ def test_run_a_series_from_the_buttons(server: DcuServer, browser, http: httpx.C
     assert "acquire" in seen_states and "idle" in seen_states, seen_states
     assert seen_progress[-1] == (str(NIMAGES), str(NIMAGES)), seen_progress
     assert any(0 < int(s) < NIMAGES for s, _ in seen_progress), f"no intermediate progress seen: {seen_progress}"
-    lost = rest(http, "detector", "status", "daq/packets_lost")
+    summary = rest(http, "detector", "status", "series")  # app-detector's own summary of the series
+    assert summary["series_id"] == 1 and summary["images_expected"] == NIMAGES
     outcome = wait_for(lambda: (t := text_of(browser, "ov-outcome")) and t.startswith("last series") and t, "outcome")
-    assert f"{NIMAGES} of {NIMAGES} images, {lost} packets lost" in outcome
-    expected_class = "bad" if lost else "good"
+    assert outcome.startswith(
+        f"last series 1 {summary['state']}: {summary['outcome']}; {summary['images_complete']} complete, "
+        f"{summary['images_incomplete']} incomplete, {summary['images_lost']} lost of {NIMAGES} images; packets "
+        f"{summary['packets_received']}/{summary['packets_expected']}"), outcome
+    expected_class = "good" if summary["outcome"] == "success" else "bad"
     assert expected_class in browser.find_element("id", "ov-outcome").get_attribute("class")
     interfaces = wait_for(lambda: (t := text_of(browser, "ov-interfaces")) and "FileWriterenabled · ready" in t and t,
                           "the FileWriter ready again")
@@ -539,9 +543,10 @@ def test_restart_app_detector_from_the_system_page(server: DcuServer, browser, h
     assert f"app-detector running {old_pid}" in row and row.endswith("0 restart")
     assert info["config"]["detector"] == "eiger2-1m" and info["config"]["port"] == server.port
     assert "eiger2-1m" in text_of(browser, "sys-config")
-    # the apps' output (their logging included) is kept: the series' end line of app-detector is there
-    assert any("series 2 ended" in line for line in apps["app-detector"]["log"]), apps["app-detector"]["log"][-5:]
-    wait_for(lambda: "series 2 ended" in (text_of(browser, "sys-logs") or ""), "the log lines on the page")
+    # the apps' output (their logging included) is kept: app-detector's summary line of series 2 is there
+    ends = [line for line in apps["app-detector"]["log"] if re.search(r"series 2 \w+: ", line)]
+    assert ends, apps["app-detector"]["log"][-5:]
+    wait_for(lambda: ends[-1] in (text_of(browser, "sys-logs") or ""), "the log lines on the page")
     assert rest(http, "detector", "status", "state") != "na"
     click(browser, "restart-app-detector")
     wait_for(lambda: header_state(browser) == "na", "state na after the restart", timeout=180)

@@ -1,5 +1,5 @@
 // Overview: model, live state, environment, the running series' progress, the last outcome, the interfaces.
-import { V, fmt, request, rows, values } from "./api.js";
+import { V, fmt, request, rows, valueOf, values } from "./api.js";
 import { LUT } from "./colormap.js";
 
 let previous = null; // {t, frames} for the frame rate
@@ -62,9 +62,16 @@ export async function refresh(shared) {
   ]);
   document.getElementById("ov-progress-bar").style.width = `${expected ? Math.min(100, (100 * settled) / expected) : 0}%`;
   const outcome = document.getElementById("ov-outcome");
-  if (!status["daq/series_id"]) outcome.textContent = "no series yet";
+  const summary = await valueOf("detector", "status", "series"); // app-detector's series summary, when it has one
+  const running = shared.state === "ready" || shared.state === "acquire";
+  if (summary && summary.series_id && !running) {
+    const s = summary;
+    outcome.textContent = `last series ${s.series_id} ${s.state}: ${s.outcome}; ${s.images_complete} complete, ` +
+      `${s.images_incomplete} incomplete, ${s.images_lost} lost of ${s.images_expected} images; packets ` +
+      `${s.packets_received}/${s.packets_expected}` + ((s.problems || []).length ? ` — ${s.problems.join("; ")}` : "");
+    outcome.className = `outcome ${s.outcome === "success" ? "good" : "bad"}`;
+  } else if (!status["daq/series_id"]) outcome.textContent = "no series yet";
   else {
-    const running = shared.state === "ready" || shared.state === "acquire";
     outcome.textContent = `${running ? "running" : "last"} series ${status["daq/series_id"]}: ${settled} of ${expected} images, ` +
       `${status["daq/packets_lost"]} packets lost, ${status["daq/frames_incomplete"]} incomplete and ` +
       `${status["daq/frames_lost"]} lost frames`;
