@@ -35,8 +35,23 @@ BIN = VENV / "bin"
 # venv so that their pins never clash with opendcu's; tests find it through $OPENDCU_CLIENTS_PYTHON.
 CLIENTS_VENV = ROOT / ".venv-clients"
 CLIENT_PACKAGES = [
-    "numpy", "h5py", "hdf5plugin", "bitshuffle", "dectris-compression", "cbor2", "pyzmq", "nxmx", "fabio", "silx",
-    "tifffile", "pillow", "libertem-dectris", "opentelemetry-api", "fastcs-eiger", "eiger-simulator", "httpx",
+    "numpy",
+    "h5py",
+    "hdf5plugin",
+    "bitshuffle",
+    "dectris-compression",
+    "cbor2",
+    "pyzmq",
+    "nxmx",
+    "fabio",
+    "silx",
+    "tifffile",
+    "pillow",
+    "libertem-dectris",
+    "opentelemetry-api",
+    "fastcs-eiger",
+    "eiger-simulator",
+    "httpx",
     "nxvalidate",
 ]
 CLIENT_PACKAGES_NO_DEPS = ["libertem-live==0.3.0"]  # only for DECTRIS' DEigerClient.py inside its wheel
@@ -118,9 +133,24 @@ def compile_kernels() -> None:
     print("dev.py: compiling kernels, first start only (a few minutes)", flush=True)
     t0 = time.monotonic()
     ports = [str(_free_port()) for _ in range(3)]  # never a fixed port: other DCUs may run on this machine
-    probe = subprocess.Popen([BIN / "dcu", "serve", "--port", ports[0], "--stream-v1-port", ports[1],
-                              "--stream-v2-port", ports[2], "--data-dir", str(VENV / "kernel-warm-up")],
-                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    probe = subprocess.Popen(
+        [
+            BIN / "dcu",
+            "serve",
+            "--port",
+            ports[0],
+            "--stream-v1-port",
+            ports[1],
+            "--stream-v2-port",
+            ports[2],
+            "--data-dir",
+            str(VENV / "kernel-warm-up"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         assert probe.stdout is not None
         output: list[str] = []
@@ -129,7 +159,9 @@ def compile_kernels() -> None:
             if line.startswith("opendcu ready"):
                 break
         else:
-            sys.exit("".join(output[-40:]) + f"dev.py: dcu serve exited with code {probe.wait()} while compiling kernels")
+            sys.exit(
+                "".join(output[-40:]) + f"dev.py: dcu serve exited with code {probe.wait()} while compiling kernels"
+            )
     finally:
         probe.terminate()
         try:
@@ -177,8 +209,10 @@ def test(args: list[str]) -> int:
     for stage in (lint, unit, integration):
         t0 = time.monotonic()
         code = stage([])
-        print(f"dev.py test: {stage.__name__} {'passed' if code == 0 else 'FAILED'} in {time.monotonic() - t0:.0f} s",
-              flush=True)
+        print(
+            f"dev.py test: {stage.__name__} {'passed' if code == 0 else 'FAILED'} in {time.monotonic() - t0:.0f} s",
+            flush=True,
+        )
         if code != 0:
             return code
     return 0

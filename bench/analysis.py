@@ -35,12 +35,12 @@ from opendcu.analysis.frame import AnalysisSettings, FrameAnalyzer  # noqa: E402
 from opendcu.analysis.geometry import Geometry  # noqa: E402
 from opendcu.analysis.index import IndexingSettings  # noqa: E402
 from opendcu.analysis.integrate import IntegrationSettings, RadialIntegrator  # noqa: E402
-from opendcu.testing.reference import dense_dispersion_spots  # noqa: E402
-from opendcu.testing.simulate import poisson_image  # noqa: E402
 from opendcu.analysis.spots import SpotFinder  # noqa: E402
 from opendcu.codecs import get_codec  # noqa: E402
 from opendcu.geometry import DetectorLayout, get_model  # noqa: E402
 from opendcu.simulator.scenes import make_scene  # noqa: E402
+from opendcu.testing.reference import dense_dispersion_spots  # noqa: E402
+from opendcu.testing.simulate import poisson_image  # noqa: E402
 
 warnings.filterwarnings("ignore")
 ERROR32 = 0xFFFFFFFF
@@ -53,30 +53,54 @@ def setup(detector: str):
     h, w = model.shape
     bx, by = w / 2 + 0.37, h / 2 - 0.21
     distance = DETECTORS[detector]
-    spec = {"kind": "mx", "d_min": 2.0, "experiment": {"wavelength_a": 1.0, "distance_m": distance,
-                                                       "beam_center_x_px": bx, "beam_center_y_px": by,
-                                                       "count_time_s": 0.1, "omega_increment_deg": 0.1}}
+    spec = {
+        "kind": "mx",
+        "d_min": 2.0,
+        "experiment": {
+            "wavelength_a": 1.0,
+            "distance_m": distance,
+            "beam_center_x_px": bx,
+            "beam_center_y_px": by,
+            "count_time_s": 0.1,
+            "omega_increment_deg": 0.1,
+        },
+    }
     scene = make_scene(model, 1, spec)
     image = poisson_image(scene, model, 3, np.random.default_rng(1))
     geometry = Geometry.from_beam_center(model.shape, bx, by, distance, 1.0)
     return model, DetectorLayout(model).gap_mask.copy(), geometry, image, scene
 
 
-def bench_integration(table: ResultTable, name: str, geometry: Geometry, mask: np.ndarray, image: np.ndarray,
-                      repeat: int) -> None:
+def bench_integration(
+    table: ResultTable, name: str, geometry: Geometry, mask: np.ndarray, image: np.ndarray, repeat: int
+) -> None:
     from pyFAI.detectors import Detector
     from pyFAI.integrator.azimuthal import AzimuthalIntegrator
 
     settings = IntegrationSettings(npt=1000, unit="q_nm^-1", polarization_factor=0.99)
     ours = RadialIntegrator(geometry, settings, mask=mask)
-    ai = AzimuthalIntegrator(dist=geometry.dist, poni1=geometry.poni1, poni2=geometry.poni2,
-                             detector=Detector(75e-6, 75e-6, max_shape=geometry.shape), wavelength=geometry.wavelength)
+    ai = AzimuthalIntegrator(
+        dist=geometry.dist,
+        poni1=geometry.poni1,
+        poni2=geometry.poni2,
+        detector=Detector(75e-6, 75e-6, max_shape=geometry.shape),
+        wavelength=geometry.wavelength,
+    )
     as_float = image.astype(np.float32)
 
     def pyfai(method):
-        return ai.integrate1d(as_float, 1000, unit="q_nm^-1", method=method, mask=mask, dummy=float(ERROR32),
-                              delta_dummy=0.5, polarization_factor=0.99, radial_range=ours.radial_range,
-                              correctSolidAngle=True)
+        return ai.integrate1d(
+            as_float,
+            1000,
+            unit="q_nm^-1",
+            method=method,
+            mask=mask,
+            dummy=float(ERROR32),
+            delta_dummy=0.5,
+            polarization_factor=0.99,
+            radial_range=ours.radial_range,
+            correctSolidAngle=True,
+        )
 
     no_split = pyfai(("no", "csr", "cython"))
     profile = ours.integrate(image, ERROR32)
@@ -93,30 +117,37 @@ def bench_integration(table: ResultTable, name: str, geometry: Geometry, mask: n
     table.add(f"{name} radial integration, ours 2 threads", t2 * 1e3, "ms", t_pyfai * 1e3, t_pyfai / t2, ">= 10x")
 
 
-def bench_spots(table: ResultTable, name: str, geometry: Geometry, mask: np.ndarray, image: np.ndarray,
-                repeat: int) -> None:
+def bench_spots(
+    table: ResultTable, name: str, geometry: Geometry, mask: np.ndarray, image: np.ndarray, repeat: int
+) -> None:
     finder = SpotFinder(geometry, mask)
     ring_mean = finder.rings.integrate(image, ERROR32).mean_counts
     background = np.nan_to_num(ring_mean)[np.maximum(finder.rings.pixel_radial, 0)]
-    t_dense = best(time_call(lambda: dense_dispersion_spots(image, ~mask, background, invalid_value=ERROR32),
-                             max(2, repeat // 3), 1))
+    t_dense = best(
+        time_call(
+            lambda: dense_dispersion_spots(image, ~mask, background, invalid_value=ERROR32), max(2, repeat // 3), 1
+        )
+    )
     dense = dense_dispersion_spots(image, ~mask, background, invalid_value=ERROR32)
     spots = finder.find(image, ERROR32)
     t1 = best(time_call(lambda: finder.find(image, ERROR32, threads=1), repeat, 2))
     t2 = best(time_call(lambda: finder.find(image, ERROR32, threads=2), repeat, 2))
     goal = "<= 20 ms" if "4M" in name else ""
     table.add(f"{name} dense numpy+ndimage finder ({len(dense['x'])} spots)", t_dense * 1e3, "ms")
-    table.add(f"{name} spot finding, ours 1 thread ({len(spots)} spots)", t1 * 1e3, "ms", t_dense * 1e3,
-              t_dense / t1, goal)
+    table.add(
+        f"{name} spot finding, ours 1 thread ({len(spots)} spots)", t1 * 1e3, "ms", t_dense * 1e3, t_dense / t1, goal
+    )
     table.add(f"{name} spot finding, ours 2 threads", t2 * 1e3, "ms", t_dense * 1e3, t_dense / t2, goal)
 
 
-def bench_chain(table: ResultTable, name: str, geometry: Geometry, mask: np.ndarray, image: np.ndarray,
-                repeat: int) -> None:
+def bench_chain(
+    table: ResultTable, name: str, geometry: Geometry, mask: np.ndarray, image: np.ndarray, repeat: int
+) -> None:
     codec = get_codec("bslz4")
     chunk = codec.encode(image)
-    settings = AnalysisSettings(integration=IntegrationSettings(polarization_factor=0.99),
-                                indexing=IndexingSettings(cell=UnitCell(*LYSOZYME)))
+    settings = AnalysisSettings(
+        integration=IntegrationSettings(polarization_factor=0.99), indexing=IndexingSettings(cell=UnitCell(*LYSOZYME))
+    )
     analyzer = FrameAnalyzer(geometry, mask, settings)
     phi = 0.25
 
@@ -133,8 +164,7 @@ def bench_chain(table: ResultTable, name: str, geometry: Geometry, mask: np.ndar
     indexed = "indexed" if result.indexing is not None else "not indexed"
     table.add(f"{name} one numpy pass over the frame (bandwidth bound)", t_copy * 1e3, "ms")
     table.add(f"{name} bslz4 decode ({image.nbytes / chunk.nbytes:.1f}x compressed)", t_decode * 1e3, "ms")
-    table.add(f"{name} decode+integrate+spots+score, 1 thread", t_chain * 1e3, "ms", t_decode * 1e3,
-              t_chain / t_decode)
+    table.add(f"{name} decode+integrate+spots+score, 1 thread", t_chain * 1e3, "ms", t_decode * 1e3, t_chain / t_decode)
     table.add(f"{name} ... + known-cell indexing ({indexed})", t_index * 1e3, "ms", t_decode * 1e3, t_index / t_decode)
 
 
@@ -153,12 +183,31 @@ def bench_live(table: ResultTable, name: str, model, geometry: Geometry, images:
     bx, by = geometry.beam_center_px
 
     def run(series_id: int, count: int, rate: float | None) -> tuple[list[float], int]:
-        settings = SeriesSettings(series_id=series_id, detector=model.name, nimages_total=count, bit_depth_image=32,
-                                  compression="bslz4", pixel_mask_applied=True, mask_to_zero=False)
-        series = Series(settings=settings, nimages=count, ntrigger=1, trigger_mode="ints", count_time=0.1,
-                        frame_time=0.1, detector_config={
-                            "beam_center_x": bx, "beam_center_y": by, "detector_distance": geometry.dist,
-                            "wavelength": 1.0, "omega_start": 0.0, "omega_increment": 0.1})
+        settings = SeriesSettings(
+            series_id=series_id,
+            detector=model.name,
+            nimages_total=count,
+            bit_depth_image=32,
+            compression="bslz4",
+            pixel_mask_applied=True,
+            mask_to_zero=False,
+        )
+        series = Series(
+            settings=settings,
+            nimages=count,
+            ntrigger=1,
+            trigger_mode="ints",
+            count_time=0.1,
+            frame_time=0.1,
+            detector_config={
+                "beam_center_x": bx,
+                "beam_center_y": by,
+                "detector_distance": geometry.dist,
+                "wavelength": 1.0,
+                "omega_start": 0.0,
+                "omega_increment": 0.1,
+            },
+        )
         interface.start_series(series)
         time.sleep(3.0)  # workers build their maps at arm
         t0 = time.perf_counter()
@@ -167,9 +216,16 @@ def bench_live(table: ResultTable, name: str, model, geometry: Geometry, images:
                 delay = t0 + i / rate - time.perf_counter()  # the detector's frame clock
                 if delay > 0:
                     time.sleep(delay)
-            image = CompressedImage(series_id=series_id, image_id=i, data=chunks[i % len(chunks)],
-                                    dtype=np.dtype(np.uint32), shape=model.shape, compression="bslz4",
-                                    packets_expected=1, packets_received=1)
+            image = CompressedImage(
+                series_id=series_id,
+                image_id=i,
+                data=chunks[i % len(chunks)],
+                dtype=np.dtype(np.uint32),
+                shape=model.shape,
+                compression="bslz4",
+                packets_expected=1,
+                packets_received=1,
+            )
             interface.offer(image)
             if not rate:
                 interface.wait_idle(series_id, timeout=30)
@@ -183,8 +239,13 @@ def bench_live(table: ResultTable, name: str, model, geometry: Geometry, images:
         rate = model.max_frame_rate
         count = int(2 * rate)
         _, analysed = run(2, count, rate=rate)
-        table.add(f"{name} live at {rate:.0f} Hz for 2 s: images analysed (1 worker, decimated)", analysed, "images",
-                  count, analysed / count)
+        table.add(
+            f"{name} live at {rate:.0f} Hz for 2 s: images analysed (1 worker, decimated)",
+            analysed,
+            "images",
+            count,
+            analysed / count,
+        )
     finally:
         interface.close()
 

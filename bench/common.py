@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from rich.console import Console
 from rich.table import Table
@@ -42,8 +42,15 @@ class ResultTable:
     title: str
     rows: list[tuple[str, ...]] = field(default_factory=list)
 
-    def add(self, what: str, value: float, unit: str, reference: float | None = None, ratio: float | None = None,
-            goal: str = "") -> None:
+    def add(
+        self,
+        what: str,
+        value: float,
+        unit: str,
+        reference: float | None = None,
+        ratio: float | None = None,
+        goal: str = "",
+    ) -> None:
         ratio_text = "" if ratio is None else f"{ratio:.2f}x"
         ref_text = "" if reference is None else f"{reference:.4g}"
         self.rows.append((what, f"{value:.4g}", unit, ref_text, ratio_text, goal))

@@ -84,15 +84,33 @@ class Dcu:
         dcu = str(Path(sys.executable).with_name("dcu"))
         self.log = open(workdir / f"serve-{detector}.log", "w")
         self.proc = subprocess.Popen(
-            [dcu, "serve", "--port", str(self.port), "--detector", detector, "--data-dir", str(self.data),
-             "--stream-v1-port", str(self.v1), "--stream-v2-port", str(self.v2), "--pipeline-workers", str(workers)],
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                dcu,
+                "serve",
+                "--port",
+                str(self.port),
+                "--detector",
+                detector,
+                "--data-dir",
+                str(self.data),
+                "--stream-v1-port",
+                str(self.v1),
+                "--stream-v2-port",
+                str(self.v2),
+                "--pipeline-workers",
+                str(workers),
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.base = f"http://127.0.0.1:{self.port}"
 
     def req(self, method: str, path: str, value=None, timeout: float = 120):
         body = None if value is None else json.dumps({"value": value}).encode()
-        r = urllib.request.Request(self.base + path, data=body, method=method,
-                                   headers={"Content-Type": "application/json"})
+        r = urllib.request.Request(
+            self.base + path, data=body, method=method, headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(r, timeout=timeout) as resp:
             raw = resp.read()
             return json.loads(raw) if raw else None
@@ -289,8 +307,13 @@ def thread_cpu(pid: int) -> dict[str, float]:
 
 def run_series(dcu: Dcu, consumer: Consumer, rate: float, nimages: int, readout: float) -> Attempt:
     frame_time = 1.0 / rate
-    for key, value in {"nimages": nimages, "ntrigger": 1, "trigger_mode": "ints", "frame_time": frame_time,
-                       "count_time": max(frame_time - readout, frame_time / 2)}.items():
+    for key, value in {
+        "nimages": nimages,
+        "ntrigger": 1,
+        "trigger_mode": "ints",
+        "frame_time": frame_time,
+        "count_time": max(frame_time - readout, frame_time / 2),
+    }.items():
         dcu.put("detector", "config", key, value)
     consumer.reset()
     sid = dcu.put("detector", "command", "arm")["sequence id"]
@@ -300,10 +323,27 @@ def run_series(dcu: Dcu, consumer: Consumer, rate: float, nimages: int, readout:
     if PROFILE_DIR is not None and ad:
         threads0 = thread_cpu(ad)
         name = f"{dcu.detector}-{rate:.0f}Hz"
-        spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(ad), "--threads",
-                                "--idle", "--native", "-r", "100", "-d", str(int(nimages / rate) + 2), "-f", "raw",
-                                "-o", str(PROFILE_DIR / f"{name}.raw")], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+        spy = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("py-spy")),
+                "record",
+                "--pid",
+                str(ad),
+                "--threads",
+                "--idle",
+                "--native",
+                "-r",
+                "100",
+                "-d",
+                str(int(nimages / rate) + 2),
+                "-f",
+                "raw",
+                "-o",
+                str(PROFILE_DIR / f"{name}.raw"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     t0 = time.monotonic()
     dcu.put("detector", "command", "trigger", timeout=600)
     took = time.monotonic() - t0
@@ -323,15 +363,28 @@ def run_series(dcu: Dcu, consumer: Consumer, rate: float, nimages: int, readout:
     for name in [p for p in dcu.data.iterdir()]:  # keep the disk free between attempts
         if name.is_file():
             name.unlink()
-    return Attempt(rate, nimages, ok, lost, in_files, consumer.images, took, per_frame, errors1 - errors0,
-                   os.getloadavg()[0], consumer.last - consumer.first)
+    return Attempt(
+        rate,
+        nimages,
+        ok,
+        lost,
+        in_files,
+        consumer.images,
+        took,
+        per_frame,
+        errors1 - errors0,
+        os.getloadavg()[0],
+        consumer.last - consumer.first,
+    )
 
 
 def log_attempt(log, detector: str, a: Attempt) -> None:
     verdict = "ok" if a.held else ("LOSS" if not a.ok else "0 loss, but the modules fell behind the asked rate")
-    log(f"  {detector} asked {a.rate:9.1f} Hz x {a.nimages}: achieved {a.achieved:.1f} Hz, lost {a.packets_lost} "
+    log(
+        f"  {detector} asked {a.rate:9.1f} Hz x {a.nimages}: achieved {a.achieved:.1f} Hz, lost {a.packets_lost} "
         f"packets (RcvbufErrors +{a.rcvbuf_errors}), files {a.in_files}, stream {a.on_stream}, trigger "
-        f"{a.trigger_s:.1f} s, load {a.load:.1f}, CPU bound {a.bound:.0f} Hz -> {verdict}")
+        f"{a.trigger_s:.1f} s, load {a.load:.1f}, CPU bound {a.bound:.0f} Hz -> {verdict}"
+    )
 
 
 def highest_rate(dcu: Dcu, consumer: Consumer, detector: str, quick: bool, log) -> tuple[Attempt | None, list[Attempt]]:
@@ -394,8 +447,9 @@ def highest_rate(dcu: Dcu, consumer: Consumer, detector: str, quick: bool, log) 
     return good, attempts
 
 
-def fixed_rates(dcu: Dcu, consumer: Consumer, detector: str, rates: list[float], nimages: int,
-                log) -> tuple[Attempt | None, list[Attempt]]:
+def fixed_rates(
+    dcu: Dcu, consumer: Consumer, detector: str, rates: list[float], nimages: int, log
+) -> tuple[Attempt | None, list[Attempt]]:
     readout = dcu.get("detector", "config", "detector_readout_time")["value"]
     attempts = []
     good = None
@@ -460,8 +514,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="pipeline worker processes")
     parser.add_argument("--rates", default="", help="only these rates (Hz, comma-separated), no search")
     parser.add_argument("--nimages", type=int, default=0, help="with --rates: images per series")
-    parser.add_argument("--profile", type=Path, default=None,
-                        help="write a py-spy record of app-detector and per-thread CPU of each series here")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="write a py-spy record of app-detector and per-thread CPU of each series here",
+    )
     args = parser.parse_args()
     global PROFILE_DIR
     PROFILE_DIR = args.profile
@@ -472,7 +530,9 @@ def main() -> None:
     def log(text: str) -> None:
         print(text, flush=True)
 
-    summary = ResultTable(f"end to end: FileWriter + Stream V2 on, {CORES} cores, load {os.getloadavg()[0]:.1f} at start")
+    summary = ResultTable(
+        f"end to end: FileWriter + Stream V2 on, {CORES} cores, load {os.getloadavg()[0]:.1f} at start"
+    )
     stages = ResultTable("per-stage CPU per frame at the highest 0-loss rate (bare: the library alone, same frames)")
     try:
         for detector in args.detectors.split(","):
@@ -487,8 +547,9 @@ def main() -> None:
                 consumer = Consumer(f"tcp://127.0.0.1:{dcu.v2}")
                 time.sleep(0.3)
                 if args.rates:
-                    good, attempts = fixed_rates(dcu, consumer, detector, [float(r) for r in args.rates.split(",")],
-                                                 args.nimages, log)
+                    good, attempts = fixed_rates(
+                        dcu, consumer, detector, [float(r) for r in args.rates.split(",")], args.nimages, log
+                    )
                 else:
                     good, attempts = highest_rate(dcu, consumer, detector, args.quick, log)
             finally:
@@ -503,16 +564,28 @@ def main() -> None:
             if good is None:
                 summary.add(f"{detector}: no 0-loss rate found (lowest tried {attempts[-1].rate:.0f} Hz)", 0, "Hz")
                 continue
-            summary.add(f"{detector} highest 0-loss rate held ({good.nimages} frames, load {good.load:.1f})",
-                        good.achieved, "Hz", bound, good.achieved / bound, ">= 0.8x CPU bound")
-            summary.add(f"{detector} against nominal", good.achieved, "Hz", nominal, good.achieved / nominal,
-                        f"{nominal:g} Hz")
+            summary.add(
+                f"{detector} highest 0-loss rate held ({good.nimages} frames, load {good.load:.1f})",
+                good.achieved,
+                "Hz",
+                bound,
+                good.achieved / bound,
+                ">= 0.8x CPU bound",
+            )
+            summary.add(
+                f"{detector} against nominal", good.achieved, "Hz", nominal, good.achieved / nominal, f"{nominal:g} Hz"
+            )
             bare = bare_bounds(detector)
             for stage in (*STAGES, "other"):
                 us = measured.cpu_per_frame.get(stage, 0.0) * 1e6
                 ref = bare.get(stage)
-                stages.add(f"{detector} {stage}", us, "us/frame", None if ref is None else ref * 1e6,
-                           None if not ref else us / (ref * 1e6))
+                stages.add(
+                    f"{detector} {stage}",
+                    us,
+                    "us/frame",
+                    None if ref is None else ref * 1e6,
+                    None if not ref else us / (ref * 1e6),
+                )
             need = sum(measured.cpu_per_frame.get(s, 0.0) for s in STAGES) * nominal
             stages.add(f"{detector}: cores the nominal {nominal:g} Hz would need", need, "cores")
     finally:

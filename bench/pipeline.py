@@ -53,7 +53,6 @@ from opendcu.geometry import DetectorLayout, get_model  # noqa: E402
 from opendcu.geometry.layout import MASK_DEAD  # noqa: E402
 
 
-
 def mx_photons(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     """Expected photons per virtual pixel of one MX frame."""
     h, w = shape
@@ -63,8 +62,13 @@ def mx_photons(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     photons = 0.1 + 0.9 * np.exp(-r / (0.6 * scale))  # background
     photons += 0.8 * np.exp(-((r - 0.45 * scale) ** 2) / (2 * 6.0**2))  # a faint powder ring
     n_spots = int(300 * h * w / (2162 * 2068))
-    for y, x, sigma, total in zip(rng.uniform(0, h, n_spots), rng.uniform(0, w, n_spots),
-                                  rng.uniform(0.7, 1.5, n_spots), np.exp(rng.uniform(np.log(10), np.log(1e4), n_spots)), strict=True):
+    for y, x, sigma, total in zip(
+        rng.uniform(0, h, n_spots),
+        rng.uniform(0, w, n_spots),
+        rng.uniform(0.7, 1.5, n_spots),
+        np.exp(rng.uniform(np.log(10), np.log(1e4), n_spots)),
+        strict=True,
+    ):
         y0, y1, x0, x1 = int(max(0, y - 7)), int(min(h, y + 8)), int(max(0, x - 7)), int(min(w, x + 8))
         g = np.exp(-((yy[y0:y1, x0:x1] - y) ** 2 + (xx[y0:y1, x0:x1] - x) ** 2) / (2 * sigma**2))
         photons[y0:y1, x0:x1] += total * g / (2 * np.pi * sigma**2)
@@ -80,7 +84,9 @@ def raw_frames(name: str, n_frames: int, nsub: int = 1) -> list[np.ndarray]:
     for _ in range(n_frames):
         photons = mx_photons(model.shape, rng) / nsub
         physical = np.stack([layout.unplace_module(photons[layout.module_slices(m)]) for m in range(model.n_modules)])
-        frames.append(np.minimum(rng.poisson(np.broadcast_to(physical, (nsub, *physical.shape))), 65534).astype(np.uint16))
+        frames.append(
+            np.minimum(rng.poisson(np.broadcast_to(physical, (nsub, *physical.shape))), 65534).astype(np.uint16)
+        )
     return frames
 
 
@@ -95,8 +101,13 @@ def calibration(name: str) -> SimpleNamespace:
 def offline_detector(model):
     """The detector's SIMPLON keys without a running detector (status keys read constants)."""
     controller = SimpleNamespace(
-        state=DetectorState.IDLE, errors=[], series_unique_id="", datapath=None,
-        high_voltage_state=lambda: "READY", buffer_free_percent=lambda: 100.0, environment=lambda: (25.0, 10.0),
+        state=DetectorState.IDLE,
+        errors=[],
+        series_unique_id="",
+        datapath=None,
+        high_voltage_state=lambda: "READY",
+        buffer_free_percent=lambda: 100.0,
+        environment=lambda: (25.0, 10.0),
         link_state=lambda _i: "up",
     )
     return build_detector_subsystem(model, controller)
@@ -113,8 +124,9 @@ def settings_for(name: str, cal: SimpleNamespace, nframes_sum: int = 1, **switch
         det.set(key, value)
     settings = series_settings(det, model, 1, 1)
     if nframes_sum > 1:  # the simulated modules deliver one sub-frame per image; the pipeline sums any number
-        settings = replace(settings, nframes_sum=nframes_sum, bit_depth_image=32,
-                           count_cutoff=nframes_sum * settings.count_cutoff)
+        settings = replace(
+            settings, nframes_sum=nframes_sum, bit_depth_image=32, count_cutoff=nframes_sum * settings.count_cutoff
+        )
     return settings
 
 
@@ -278,8 +290,9 @@ def main() -> None:
         images = [processor.process(f).copy() for f in frames]
         bare_one, bare_two = bare_rate(images, 1, n_images), bare_rate(images, 2, n_images)
         scaling.add("bare bslz4 compression, 1 process", bare_one, "images/s")
-        scaling.add("bare bslz4 compression, 2 processes", bare_two, "images/s", bare_one, bare_two / bare_one,
-                    "machine bound")
+        scaling.add(
+            "bare bslz4 compression, 2 processes", bare_two, "images/s", bare_one, bare_two / bare_one, "machine bound"
+        )
         scaling.print(console)
         ratios = ResultTable(f"{name}: compression ratio (16-bit image bytes / chunk bytes)")
         compression_ratios(name, frames, cal, ratios)

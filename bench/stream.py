@@ -78,7 +78,11 @@ def main() -> None:
     ctx = mp.get_context("spawn")
 
     settings = SeriesSettings(1, model.name, args.images, 16, "bslz4", True, False)
-    cfg = {"x_pixels_in_detector": w, "y_pixels_in_detector": h, "data_collection_date": "2026-01-01T00:00:00.000+00:00"}
+    cfg = {
+        "x_pixels_in_detector": w,
+        "y_pixels_in_detector": h,
+        "data_collection_date": "2026-01-01T00:00:00.000+00:00",
+    }
     series = Series(settings, args.images, 1, "ints", 0.001, 0.001, cfg, mask, unique_id="01BENCH0000000000000000000")
 
     def bare() -> float:
@@ -104,8 +108,20 @@ def main() -> None:
         t0 = time.perf_counter()
         mux.start_series(series)
         for i in range(args.images):
-            mux.publish(CompressedImage(1, i, ring.bytes(i, chunks[i].nbytes), np.dtype(np.uint16), (h, w), "bslz4",
-                                        1, 1, shm_name=ring.name, shm_offset=i * ring.stride))
+            mux.publish(
+                CompressedImage(
+                    1,
+                    i,
+                    ring.bytes(i, chunks[i].nbytes),
+                    np.dtype(np.uint16),
+                    (h, w),
+                    "bslz4",
+                    1,
+                    1,
+                    shm_name=ring.name,
+                    shm_offset=i * ring.stride,
+                )
+            )
         mux.end_series(series)
         dropped = stream.dropped
         assert dropped == 0, f"{dropped} images dropped"
@@ -121,8 +137,10 @@ def main() -> None:
             for name, fn in contenders.items():
                 times[name].append(fn())
         bare_fps = args.images / best(times["bare"])
-        table = ResultTable(f"Stream, {args.images} x {model.name} {h}x{w} uint16 bslz4 "
-                            f"({total / args.images / 1e6:.2f} MB/message), TCP loopback, consumer in another process")
+        table = ResultTable(
+            f"Stream, {args.images} x {model.name} {h}x{w} uint16 bslz4 "
+            f"({total / args.images / 1e6:.2f} MB/message), TCP loopback, consumer in another process"
+        )
         table.add("bare pyzmq PUSH/PULL of the same payloads", bare_fps, "img/s")
         for name, label in (("cbor", "Stream V2 (CBOR)"), ("legacy", "Stream V1 (legacy multipart)")):
             fps = args.images / best(times[name])

@@ -59,13 +59,33 @@ def iperf3(rate_bps: float, seconds: float, window: int = 4 << 20) -> tuple[floa
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen(["iperf3", "-s", "-1", "-p", str(port), "-B", "127.0.0.1"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        ["iperf3", "-s", "-1", "-p", str(port), "-B", "127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         time.sleep(0.3)
-        out = subprocess.run(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-u", "-b", str(int(rate_bps)), "-l",
-                              str(DATAGRAM), "-t", str(seconds), "-w", str(window), "-J"],
-                             capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            [
+                "iperf3",
+                "-c",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-u",
+                "-b",
+                str(int(rate_bps)),
+                "-l",
+                str(DATAGRAM),
+                "-t",
+                str(seconds),
+                "-w",
+                str(window),
+                "-J",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         result = json.loads(out.stdout)["end"]["sum"]
         return result["bytes"] * (1 - result["lost_percent"] / 100) / result["seconds"], result["lost_percent"] / 100
     finally:
@@ -95,11 +115,12 @@ class Simulator:
     """`python -m opendcu.simulator` as its own process, as `dcu serve` runs it."""
 
     def __init__(self, detector: str):
-        self.process = subprocess.Popen([sys.executable, "-m", "opendcu.simulator", "--detector", detector],
-                                        stdout=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "opendcu.simulator", "--detector", detector], stdout=subprocess.PIPE, text=True
+        )
         for line in self.process.stdout:
             if line.startswith(READY_PREFIX):
-                modules = json.loads(line[len(READY_PREFIX):])["modules"]
+                modules = json.loads(line[len(READY_PREFIX) :])["modules"]
                 break
         else:
             raise RuntimeError("simulator did not start")
@@ -166,8 +187,16 @@ class DaqBench:
         self.assembler.start_series(self.series, nframes, 8192, period)
         per_module = {mid: {"dest_host": h, "dest_port": p} for mid, (h, p) in self.daq.data_addresses().items()}
         self.sim.driver.broadcast(
-            Kind.CONFIGURE, per_module=per_module, count_time=period / 2, frame_time=period, nimages=nframes,
-            ntrigger=1, trigger_mode=TriggerMode.INTS, payload_size=8192, series_id=self.series, seed=self.series,
+            Kind.CONFIGURE,
+            per_module=per_module,
+            count_time=period / 2,
+            frame_time=period,
+            nimages=nframes,
+            ntrigger=1,
+            trigger_mode=TriggerMode.INTS,
+            payload_size=8192,
+            series_id=self.series,
+            seed=self.series,
             content=json.dumps({"kind": "flood", "flux": 2.0 / (period / 2)}),  # ~2 counts per pixel
         )
         threads = [r._thread.native_id for r in self.daq.receivers]
@@ -184,8 +213,16 @@ class DaqBench:
         layout = PacketLayout.for_module(self.model.module, 8192)
         frame_bytes = self.model.n_modules * (layout.frame_bytes + layout.npackets * HEADER_SIZE)
         lost = counters.packets_lost + counters.overflow + counters.frames_lost * packets
-        return Run(n, rate, rate * frame_bytes, lost, lost / max(1, nframes * packets),
-                   (cpu1[0] - cpu0[0]) / max(1, n), (cpu1[1] - cpu0[1]) / max(1, n), self.python_seconds / max(1, n))
+        return Run(
+            n,
+            rate,
+            rate * frame_bytes,
+            lost,
+            lost / max(1, nframes * packets),
+            (cpu1[0] - cpu0[0]) / max(1, n),
+            (cpu1[1] - cpu0[1]) / max(1, n),
+            self.python_seconds / max(1, n),
+        )
 
     _guess = 2000.0
 
@@ -224,8 +261,17 @@ def bare_receiver_run(sim: Simulator, model, nframes: int) -> tuple[float, float
     layout = PacketLayout.for_module(model.module, 8192)
     expected = nframes * layout.npackets
     sim.driver.broadcast(
-        Kind.CONFIGURE, count_time=5e-7, frame_time=1e-6, nimages=nframes, ntrigger=1, trigger_mode=TriggerMode.INTS,
-        payload_size=8192, series_id=999, seed=1, dest_host="127.0.0.1", dest_port=sock.getsockname()[1],
+        Kind.CONFIGURE,
+        count_time=5e-7,
+        frame_time=1e-6,
+        nimages=nframes,
+        ntrigger=1,
+        trigger_mode=TriggerMode.INTS,
+        payload_size=8192,
+        series_id=999,
+        seed=1,
+        dest_host="127.0.0.1",
+        dest_port=sock.getsockname()[1],
         content=json.dumps({"kind": "flood", "flux": 10.0}),
     )
     done: list[tuple[int, float]] = []
@@ -252,7 +298,9 @@ def frame_rate_rows(table: ResultTable, detector: str, label: str, goal: float, 
     bench = DaqBench(detector)
     try:
         bench.calibrate(seconds)
-        best, unlimited = highest_zero_loss(lambda r: ((run := bench.run(r, seconds)).frame_rate, run.lost_fraction, run))
+        best, unlimited = highest_zero_loss(
+            lambda r: ((run := bench.run(r, seconds)).frame_rate, run.lost_fraction, run)
+        )
         table.add(f"{label} unlimited", unlimited[0], "Hz", goal=f"loss {unlimited[1]:.2%}")
         if best:
             table.add(f"{label} at 0 loss", best[0], "Hz", goal, best[0] / goal, f"{goal:g} Hz")
@@ -272,8 +320,12 @@ def main() -> None:
     probe = data_socket("127.0.0.1", rcvbuf=64 << 20)
     granted = probe.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
     probe.close()
-    print(f"net.core.rmem_max = {rmem_max} bytes; DAQ socket buffer asked 64 MiB, granted {granted} bytes "
-          f"({'SO_RCVBUFFORCE' if granted > rmem_max else 'capped by rmem_max: raise it with sysctl -w net.core.rmem_max=67108864'})")
+    how = (
+        "SO_RCVBUFFORCE"
+        if granted > rmem_max
+        else "capped by rmem_max: raise it with sysctl -w net.core.rmem_max=67108864"
+    )
+    print(f"net.core.rmem_max = {rmem_max} bytes; DAQ socket buffer asked 64 MiB, granted {granted} bytes ({how})")
     print(f"{os.cpu_count()} CPUs; datagram {DATAGRAM} bytes; each point runs ~{seconds:.1f} s\n")
 
     table = ResultTable("UDP loopback: DAQ vs iperf3 (8240-byte datagrams)")
@@ -303,8 +355,14 @@ def main() -> None:
             if best is None:
                 table.add(f"{name} at 0 loss", 0, "GB/s", goal="no rate without loss found")
                 continue
-            table.add(f"{name} at 0 loss", best[0] / 1e9, "GB/s", iperf_best and iperf_best / 1e9,
-                      best[0] / iperf_best if iperf_best else None, ">= 0.7x iperf3")
+            table.add(
+                f"{name} at 0 loss",
+                best[0] / 1e9,
+                "GB/s",
+                iperf_best and iperf_best / 1e9,
+                best[0] / iperf_best if iperf_best else None,
+                ">= 0.7x iperf3",
+            )
             table.add("  = EIGER2 500K frames at 0 loss", best[2].frame_rate, "Hz", goal="real: 2000 Hz")
             table.add("  sender CPU per frame", best[2].sender_cpu_per_frame * 1e6, "us")
             table.add("  DAQ receiver CPU per frame", best[2].receiver_cpu_per_frame * 1e6, "us")
@@ -316,25 +374,54 @@ def main() -> None:
     cpus = os.cpu_count() or 1
     with frame_rate_rows(rates, "eiger2-4m", "EIGER2 4M", 560.0, seconds) as (four, best):
         if best:
-            rates.add("  = throughput", best.bytes_per_s / 1e9, "GB/s", iperf_best and iperf_best / 1e9,
-                      best.bytes_per_s / iperf_best if iperf_best else None)
+            rates.add(
+                "  = throughput",
+                best.bytes_per_s / 1e9,
+                "GB/s",
+                iperf_best and iperf_best / 1e9,
+                best.bytes_per_s / iperf_best if iperf_best else None,
+            )
             rates.add("  sender CPU per frame (8 modules)", best.sender_cpu_per_frame * 1e3, "ms")
             rates.add("  DAQ receivers CPU per frame (8 threads)", best.receiver_cpu_per_frame * 1e3, "ms")
             bound = cpus / (best.sender_cpu_per_frame + best.receiver_cpu_per_frame)
-            rates.add(f"  CPU bound: {cpus} cores / (sender + DAQ) per frame", bound, "Hz", best.frame_rate,
-                      best.frame_rate / bound)
-            rates.add(f"  DAQ alone ({cpus} cores / DAQ per frame; modules are other machines)",
-                      cpus / best.receiver_cpu_per_frame, "Hz", 560.0, cpus / best.receiver_cpu_per_frame / 560)
+            rates.add(
+                f"  CPU bound: {cpus} cores / (sender + DAQ) per frame",
+                bound,
+                "Hz",
+                best.frame_rate,
+                best.frame_rate / bound,
+            )
+            rates.add(
+                f"  DAQ alone ({cpus} cores / DAQ per frame; modules are other machines)",
+                cpus / best.receiver_cpu_per_frame,
+                "Hz",
+                560.0,
+                cpus / best.receiver_cpu_per_frame / 560,
+            )
     with frame_rate_rows(rates, "fastasic-bin2-8bit", "fast module 2x2 8-bit", 120_000.0, seconds) as (fast, best):
         if best:
             rates.add("  sender CPU per frame", best.sender_cpu_per_frame * 1e6, "us")
-            rates.add("  DAQ receiver CPU per frame (compiled loop + Python per frame)",
-                      best.receiver_cpu_per_frame * 1e6, "us")
-            rates.add("    of which Python bookkeeping (settle, hand on, restock)", best.python_per_frame * 1e6, "us",
-                      best.receiver_cpu_per_frame * 1e6, best.python_per_frame / best.receiver_cpu_per_frame)
+            rates.add(
+                "  DAQ receiver CPU per frame (compiled loop + Python per frame)",
+                best.receiver_cpu_per_frame * 1e6,
+                "us",
+            )
+            rates.add(
+                "    of which Python bookkeeping (settle, hand on, restock)",
+                best.python_per_frame * 1e6,
+                "us",
+                best.receiver_cpu_per_frame * 1e6,
+                best.python_per_frame / best.receiver_cpu_per_frame,
+            )
         received, lost = bare_receiver_run(fast.sim, fast.model, int(max(1000, 100_000 * seconds)))
-        rates.add("  sender -> bare recvmmsg loop (no DAQ)", received, "Hz", 120_000.0, received / 120_000.0,
-                  f"loss {lost:.2%}")
+        rates.add(
+            "  sender -> bare recvmmsg loop (no DAQ)",
+            received,
+            "Hz",
+            120_000.0,
+            received / 120_000.0,
+            f"loss {lost:.2%}",
+        )
         if best:
             rates.add("  DAQ at 0 loss vs the bare loop", best.frame_rate, "Hz", received, best.frame_rate / received)
     rates.print()

@@ -36,9 +36,24 @@ def free_port() -> int:
 
 def start_server(tmp: Path, detector: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    cmd = [sys.executable, "-m", "opendcu", "serve", "--detector", detector, "--port", str(port), "--data-dir",
-           str(tmp / "data"), "--stream-v1-port", str(free_port()), "--stream-v2-port", str(free_port()),
-           "--scene", json.dumps({"kind": "mx"})]
+    cmd = [
+        sys.executable,
+        "-m",
+        "opendcu",
+        "serve",
+        "--detector",
+        detector,
+        "--port",
+        str(port),
+        "--data-dir",
+        str(tmp / "data"),
+        "--stream-v1-port",
+        str(free_port()),
+        "--stream-v2-port",
+        str(free_port()),
+        "--scene",
+        json.dumps({"kind": "mx"}),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp)
     ready = threading.Event()
 
@@ -89,8 +104,10 @@ def main() -> int:
             def status(key: str) -> object:
                 return http.get(f"/detector/api/{V}/status/{key}").json()["value"]
 
-            table = ResultTable(f"Web-UI live image, {args.detector}, frame_time {args.frame_time} s, "
-                                f"{args.nimages} images ({os.cpu_count()} CPUs)")
+            table = ResultTable(
+                f"Web-UI live image, {args.detector}, frame_time {args.frame_time} s, "
+                f"{args.nimages} images ({os.cpu_count()} CPUs)"
+            )
             # the same series without and with the Live image page open: what watching costs the acquisition
             for watched in (False, True):
                 if watched:
@@ -119,8 +136,14 @@ def main() -> int:
             view_ms = median(time_call(lambda: http.get("/ui/api/monitor/view", params=query), repeat=9)) * 1e3
             tiff_url = f"/monitor/api/{V}/images/{query['series']}/1"
             tiff_ms = median(time_call(lambda: http.get(tiff_url), repeat=9)) * 1e3
-            table.add(f"GET view of a decoded image, bin {image['bin']}", view_ms, "ms", reference=tiff_ms,
-                      ratio=view_ms / tiff_ms, goal="reference: GET the monitor TIFF")
+            table.add(
+                f"GET view of a decoded image, bin {image['bin']}",
+                view_ms,
+                "ms",
+                reference=tiff_ms,
+                ratio=view_ms / tiff_ms,
+                goal="reference: GET the monitor TIFF",
+            )
             table.print()
         finally:
             if driver is not None:

@@ -86,8 +86,10 @@ def hugepage_run() -> None:
         return
     folder = tempfile.mkdtemp(prefix="opendcu-huge-")
     argv = [a for a in sys.argv[1:] if not a.startswith("--dir")]
-    cmd = (f"mount -t tmpfs -o huge=always,size=8g tmpfs {folder} && "
-           f"{sys.executable} {Path(__file__).resolve()} {' '.join(argv)} --dir {folder} --no-hugepages")
+    cmd = (
+        f"mount -t tmpfs -o huge=always,size=8g tmpfs {folder} && "
+        f"{sys.executable} {Path(__file__).resolve()} {' '.join(argv)} --dir {folder} --no-hugepages"
+    )
     try:
         subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", cmd], check=False)
     finally:
@@ -111,15 +113,41 @@ def measure(args: argparse.Namespace) -> None:
     h, w = model.shape
 
     settings = SeriesSettings(1, model.name, args.images, args.bits, "bslz4", True, False)
-    cfg = {"wavelength": 1.0, "photon_energy": 12398.4, "threshold_energy": 6199.2, "beam_center_x": w / 2,
-           "beam_center_y": h / 2, "detector_distance": 0.2, "bit_depth_readout": 16, "detector_readout_time": 1e-7,
-           "description": model.description, "detector_number": model.detector_number, "software_version": "bench",
-           "sensor_material": "Si", "sensor_thickness": 4.5e-4, "x_pixel_size": 75e-6, "y_pixel_size": 75e-6,
-           "x_pixels_in_detector": w, "y_pixels_in_detector": h, "omega_start": 0.0, "omega_increment": 0.1}
+    cfg = {
+        "wavelength": 1.0,
+        "photon_energy": 12398.4,
+        "threshold_energy": 6199.2,
+        "beam_center_x": w / 2,
+        "beam_center_y": h / 2,
+        "detector_distance": 0.2,
+        "bit_depth_readout": 16,
+        "detector_readout_time": 1e-7,
+        "description": model.description,
+        "detector_number": model.detector_number,
+        "software_version": "bench",
+        "sensor_material": "Si",
+        "sensor_thickness": 4.5e-4,
+        "x_pixel_size": 75e-6,
+        "y_pixel_size": 75e-6,
+        "x_pixels_in_detector": w,
+        "y_pixels_in_detector": h,
+        "omega_start": 0.0,
+        "omega_increment": 0.1,
+    }
 
     def image(i: int) -> CompressedImage:
-        return CompressedImage(1, i, ring.bytes(i, chunks[i].nbytes), dtype, model.shape, "bslz4", 1, 1,
-                               shm_name=ring.name, shm_offset=i * ring.stride)
+        return CompressedImage(
+            1,
+            i,
+            ring.bytes(i, chunks[i].nbytes),
+            dtype,
+            model.shape,
+            "bslz4",
+            1,
+            1,
+            shm_name=ring.name,
+            shm_offset=i * ring.stride,
+        )
 
     def raw_write() -> float:
         path = root / "raw.bin"
@@ -142,8 +170,9 @@ def measure(args: argparse.Namespace) -> None:
             fw = writers[mode] = FileWriter(root / mode)
             # one data file, except vds: one file per writer process (its parallelism is across files)
             per_file = -(-args.images // args.processes) if mode == "vds" else args.images
-            fw.subsystem.values.update(mode="enabled", writer_mode=mode, writer_processes=args.processes,
-                                       nimages_per_file=per_file)
+            fw.subsystem.values.update(
+                mode="enabled", writer_mode=mode, writer_processes=args.processes, nimages_per_file=per_file
+            )
         shutil.rmtree(root / mode, ignore_errors=True)
         (root / mode).mkdir()
         mux = ImageMux()
@@ -165,8 +194,13 @@ def measure(args: argparse.Namespace) -> None:
         path.unlink(missing_ok=True)
         t0 = time.perf_counter()
         with h5py.File(path, "w") as f:
-            ds = f.create_dataset("data", shape=(args.filter_images, h, w), dtype=dtype, chunks=(1, h, w),
-                                  **hdf5plugin.Bitshuffle(nelems=0, cname="lz4"))
+            ds = f.create_dataset(
+                "data",
+                shape=(args.filter_images, h, w),
+                dtype=dtype,
+                chunks=(1, h, w),
+                **hdf5plugin.Bitshuffle(nelems=0, cname="lz4"),
+            )
             for i in range(args.filter_images):
                 ds[i] = frames[i % len(frames)]
         return time.perf_counter() - t0
@@ -174,16 +208,22 @@ def measure(args: argparse.Namespace) -> None:
     try:
         # contenders take turns, best of `repeat` each: first-touch page allocation of the target filesystem is
         # noisy (hugepages above all) and must not favour whoever runs in a quiet moment
-        contenders = {"raw": raw_write, "serial": lambda: filewriter("serial"),
-                      "parallel": lambda: filewriter("parallel"), "vds": lambda: filewriter("vds")}
+        contenders = {
+            "raw": raw_write,
+            "serial": lambda: filewriter("serial"),
+            "parallel": lambda: filewriter("parallel"),
+            "vds": lambda: filewriter("vds"),
+        }
         times: dict[str, list[float]] = {name: [] for name in contenders}
         for _ in range(args.repeat):
             for name, fn in contenders.items():
                 times[name].append(fn())
         raw_fps = args.images / best(times["raw"])
         filt_fps = args.filter_images / best([h5py_filter_path() for _ in range(args.repeat)])
-        table = ResultTable(f"FileWriter, {args.images} x {model.name} {h}x{w} uint{args.bits} "
-                            f"({total / args.images / 1e6:.2f} MB/chunk, ratio {h * w * dtype.itemsize * args.images / total:.1f})")
+        table = ResultTable(
+            f"FileWriter, {args.images} x {model.name} {h}x{w} uint{args.bits} "
+            f"({total / args.images / 1e6:.2f} MB/chunk, ratio {h * w * dtype.itemsize * args.images / total:.1f})"
+        )
         table.add("raw write() of the same chunk bytes", raw_fps, "img/s")
         table.add("h5py dset[i] = frame with the bslz4 filter", filt_fps, "img/s")
         for mode in ("serial", "parallel", "vds"):

@@ -16,8 +16,15 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 
 def generate(out_dir: Path = SRC) -> None:
     protos = sorted(str(p.relative_to(SRC)) for p in (SRC / "opendcu" / "proto").glob("*.proto"))
-    args = ["protoc", f"-I{SRC}", f"-I{Path(protoc.__file__).parent / '_proto'}",
-            f"--python_out={out_dir}", f"--grpc_python_out={out_dir}", f"--pyi_out={out_dir}", *protos]
+    args = [
+        "protoc",
+        f"-I{SRC}",
+        f"-I{Path(protoc.__file__).parent / '_proto'}",
+        f"--python_out={out_dir}",
+        f"--grpc_python_out={out_dir}",
+        f"--pyi_out={out_dir}",
+        *protos,
+    ]
     if protoc.main(args) != 0:
         sys.exit("protoc failed")
 

@@ -30,21 +30,39 @@ class SimulatedExperiment:
         return self.layout.gap_mask
 
 
-def mx_experiment(detector: str = "eiger2-1m", seed: int = 1, distance: float = 0.1, wavelength: float = 1.0,
-                  omega_increment: float = 0.1, count_time: float = 0.1, beam: tuple[float, float] | None = None,
-                  **scene) -> SimulatedExperiment:
+def mx_experiment(
+    detector: str = "eiger2-1m",
+    seed: int = 1,
+    distance: float = 0.1,
+    wavelength: float = 1.0,
+    omega_increment: float = 0.1,
+    count_time: float = 0.1,
+    beam: tuple[float, float] | None = None,
+    **scene,
+) -> SimulatedExperiment:
     """An MX rotation scene on a detector with the beam near its centre, and the matching analysis geometry."""
     model = get_model(detector)
     h, w = model.shape
     bx, by = beam or (w / 2 + 0.37, h / 2 - 0.21)
-    spec = {"kind": "mx", **scene, "experiment": {
-        "wavelength_a": wavelength, "distance_m": distance, "beam_center_x_px": bx, "beam_center_y_px": by,
-        "count_time_s": count_time, "omega_increment_deg": omega_increment}}
+    spec = {
+        "kind": "mx",
+        **scene,
+        "experiment": {
+            "wavelength_a": wavelength,
+            "distance_m": distance,
+            "beam_center_x_px": bx,
+            "beam_center_y_px": by,
+            "count_time_s": count_time,
+            "omega_increment_deg": omega_increment,
+        },
+    }
     geometry = Geometry.from_beam_center(model.shape, bx, by, distance, wavelength)
     return SimulatedExperiment(make_scene(model, seed, spec), geometry, DetectorLayout(model))
 
 
-def match(ax: np.ndarray, ay: np.ndarray, bx: np.ndarray, by: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
+def match(
+    ax: np.ndarray, ay: np.ndarray, bx: np.ndarray, by: np.ndarray, radius: float
+) -> tuple[np.ndarray, np.ndarray]:
     """For each point a: whether a point b lies within `radius`, and the distance to the nearest."""
     if len(bx) == 0:
         return np.zeros(len(ax), bool), np.full(len(ax), np.inf)

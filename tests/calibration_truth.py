@@ -21,8 +21,9 @@ class TrueCalibration:
     calibration_id: str
 
 
-def true_calibration(detector: str, photon_energy: float, threshold_energy: float,
-                     variant: PhysicsVariant = NO_VARIANT) -> TrueCalibration:
+def true_calibration(
+    detector: str, photon_energy: float, threshold_energy: float, variant: PhysicsVariant = NO_VARIANT
+) -> TrueCalibration:
     """The truth at the given energies (eV), placed like the image (split pixels: both halves)."""
     model = get_model(detector)
     layout = DetectorLayout(model)
@@ -37,8 +38,9 @@ def true_calibration(detector: str, photon_energy: float, threshold_energy: floa
         placed = efficiency[np.ix_(rows, cols)]
         efficiency_image[region] = placed
         flatfield[region] = np.where(placed > 0, 1.0 / np.where(placed > 0, placed, 1.0), 1.0)
-    return TrueCalibration(mask, flatfield, efficiency_image,
-                           f"{detector}/truth/E={photon_energy:.2f}eV/T={threshold_energy:.2f}eV")
+    return TrueCalibration(
+        mask, flatfield, efficiency_image, f"{detector}/truth/E={photon_energy:.2f}eV/T={threshold_energy:.2f}eV"
+    )
 
 
 def install_truth_set(calibration_dir, detector: str, energies=(8000.0, 12000.0, 20000.0)) -> str:
@@ -48,10 +50,14 @@ def install_truth_set(calibration_dir, detector: str, energies=(8000.0, 12000.0,
 
     store = CalibrationStore(calibration_dir, detector)
     truths = {e: true_calibration(detector, e, e / 2) for e in energies}
-    cal = CalibrationSet(set_id="truth-fixture", detector=detector, kind="factory", created=utc_now(),
-                         pixel_mask=truths[energies[0]].pixel_mask,
-                         flatfields=[Flatfield(e, e / 2, t.flatfield, {"procedure": "truth (test fixture)"})
-                                     for e, t in truths.items()],
-                         provenance={"pixel_mask": {"procedure": "truth (test fixture)"}})
+    cal = CalibrationSet(
+        set_id="truth-fixture",
+        detector=detector,
+        kind="factory",
+        created=utc_now(),
+        pixel_mask=truths[energies[0]].pixel_mask,
+        flatfields=[Flatfield(e, e / 2, t.flatfield, {"procedure": "truth (test fixture)"}) for e, t in truths.items()],
+        provenance={"pixel_mask": {"procedure": "truth (test fixture)"}},
+    )
     store.add(cal, activate=True)
     return cal.set_id

@@ -146,8 +146,11 @@ def leftover_processes() -> list[int]:
     pids = set(child_pids(os.getpid()))
     pids |= {pid for pid, (_, group, _) in table.items() if group in _STARTED_GROUPS}
     pids.discard(os.getpid())
-    return sorted(pid for pid in pids if table.get(pid, (0, 0, "Z"))[2] != "Z"
-                  and not any(h in _command_line(pid) for h in _SESSION_HELPERS))
+    return sorted(
+        pid
+        for pid in pids
+        if table.get(pid, (0, 0, "Z"))[2] != "Z" and not any(h in _command_line(pid) for h in _SESSION_HELPERS)
+    )
 
 
 def _interrupt(signum: int, _frame: object) -> None:
@@ -217,8 +220,9 @@ _DIE_WITH_PARENT_EXEC = (
 def popen_in_own_group(cmd: list[str], **kw) -> subprocess.Popen:
     """Start `cmd` in a new session/process group of its own that dies with pytest; the session guard knows
     its group."""
-    process = subprocess.Popen([sys.executable, "-c", _DIE_WITH_PARENT_EXEC, str(os.getpid()), *cmd],
-                               start_new_session=True, **kw)
+    process = subprocess.Popen(
+        [sys.executable, "-c", _DIE_WITH_PARENT_EXEC, str(os.getpid()), *cmd], start_new_session=True, **kw
+    )
     _STARTED_GROUPS.add(process.pid)
     return process
 
@@ -256,7 +260,9 @@ class DcuServer:
         leftovers = [f"{pid}: {_command_line(pid)}" for pid in group_pids(self.process.pid)]
         if leftovers:
             self.kill()
-            raise AssertionError("dcu serve exited but left processes behind (killed now):\n  " + "\n  ".join(leftovers))
+            raise AssertionError(
+                "dcu serve exited but left processes behind (killed now):\n  " + "\n  ".join(leftovers)
+            )
         return code
 
     def kill(self) -> list[str]:
@@ -268,16 +274,30 @@ class DcuServer:
         return survivors
 
 
-def start_dcu(tmp_path: Path, detector: str = "eiger2-500k", extra: list[str] | None = None,
-              timeout: float | None = None) -> DcuServer:
+def start_dcu(
+    tmp_path: Path, detector: str = "eiger2-500k", extra: list[str] | None = None, timeout: float | None = None
+) -> DcuServer:
     """Start `dcu serve` and wait (polling) until it says it is ready. The default budget (600 s, or
     $OPENDCU_START_TIMEOUT) holds for a first start that compiles numba kernels on a loaded 2-core machine."""
     timeout = start_budget(600.0) if timeout is None else timeout
     port, v1, v2 = free_port(), free_port(), free_port()
     data_dir = tmp_path / "data"
     cmd = [
-        sys.executable, "-m", "opendcu", "serve", "--detector", detector, "--port", str(port), "--data-dir", str(data_dir),
-        "--stream-v1-port", str(v1), "--stream-v2-port", str(v2), *(extra or []),
+        sys.executable,
+        "-m",
+        "opendcu",
+        "serve",
+        "--detector",
+        detector,
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--stream-v1-port",
+        str(v1),
+        "--stream-v2-port",
+        str(v2),
+        *(extra or []),
     ]
     process = popen_in_own_group(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
     server = DcuServer(f"http://127.0.0.1:{port}", port, data_dir, process, v1, v2, detector)
@@ -294,7 +314,11 @@ def start_dcu(tmp_path: Path, detector: str = "eiger2-500k", extra: list[str] | 
     deadline = time.monotonic() + timeout
     while not ready.wait(0.1):
         if process.poll() is not None or time.monotonic() > deadline:
-            why = f"exited with code {process.returncode}" if process.poll() is not None else f"not ready in {timeout:.0f} s"
+            why = (
+                f"exited with code {process.returncode}"
+                if process.poll() is not None
+                else f"not ready in {timeout:.0f} s"
+            )
             server.kill()
             raise RuntimeError(f"dcu serve did not start ({why}):\n" + "".join(server.output[-50:]))
     return server

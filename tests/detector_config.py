@@ -13,8 +13,13 @@ from opendcu.geometry import DetectorModel
 
 def offline_detector(model: DetectorModel) -> Subsystem:
     controller = SimpleNamespace(
-        state=DetectorState.IDLE, errors=[], series_unique_id="", datapath=None,
-        high_voltage_state=lambda: "READY", buffer_free_percent=lambda: 100.0, environment=lambda: (25.0, 10.0),
+        state=DetectorState.IDLE,
+        errors=[],
+        series_unique_id="",
+        datapath=None,
+        high_voltage_state=lambda: "READY",
+        buffer_free_percent=lambda: 100.0,
+        environment=lambda: (25.0, 10.0),
         link_state=lambda _i: "up",
     )
     return build_detector_subsystem(model, controller)

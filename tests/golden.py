@@ -20,8 +20,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 #: the public sources, at the commits the files were taken from (shared/golden/README.md)
-STREAM_SOURCE = ("https://raw.githubusercontent.com/dectris/documentation/"
-                 "9e25f07c708b61448275a932d4061513e2b64839/stream_v2/test_data/")
+STREAM_SOURCE = (
+    "https://raw.githubusercontent.com/dectris/documentation/"
+    "9e25f07c708b61448275a932d4061513e2b64839/stream_v2/test_data/"
+)
 H5_SOURCE = "https://raw.githubusercontent.com/dectris/h5-testfiles/6f850de168c3798828901dcb04de312efd43ea12/"
 
 #: sha256 of every golden file, by its path inside the golden folder

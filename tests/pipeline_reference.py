@@ -128,7 +128,9 @@ def emit(image: np.ndarray, settings: SeriesSettings) -> np.ndarray:
     return out.astype(settings.dtype)
 
 
-def reference_image(raw: np.ndarray, settings: SeriesSettings, pixel_mask: np.ndarray, flatfield: np.ndarray) -> np.ndarray:
+def reference_image(
+    raw: np.ndarray, settings: SeriesSettings, pixel_mask: np.ndarray, flatfield: np.ndarray
+) -> np.ndarray:
     """The whole pipeline: raw [nsub, n_modules, rows, cols] uint16 + detector-size mask and flatfield -> image."""
     layout = DetectorLayout(get_model(settings.detector), settings.roi_mode)
     mask, gain = layout.crop(pixel_mask), layout.crop(flatfield)
@@ -141,7 +143,9 @@ def reference_image(raw: np.ndarray, settings: SeriesSettings, pixel_mask: np.nd
     top_valid = 4031 if settings.float8_encoding_applied else (1 << settings.bit_depth_image) - 2
     if settings.binning_2x2_applied:
         image = apply_mask(saturate(image, min(settings.count_cutoff, 2**32 - 3)), mask, settings.pixel_mask_applied)
-        image = bin2x2(image, min(4 * settings.count_cutoff, top_valid if not settings.float8_encoding_applied else 2**40))
+        image = bin2x2(
+            image, min(4 * settings.count_cutoff, top_valid if not settings.float8_encoding_applied else 2**40)
+        )
     else:
         limit = settings.count_cutoff if settings.float8_encoding_applied else min(settings.count_cutoff, top_valid)
         image = apply_mask(saturate(image, limit), mask, settings.pixel_mask_applied)

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-
 from conftest import DcuServer, start_dcu
 
 V = "/detector/api/1.8.0"
@@ -30,7 +29,9 @@ def http(server: DcuServer) -> Iterator[httpx.Client]:
         yield client
 
 
-def put(http: httpx.Client, path: str, value=None, module: str = "detector", task: str = "config", **kw) -> httpx.Response:
+def put(
+    http: httpx.Client, path: str, value=None, module: str = "detector", task: str = "config", **kw
+) -> httpx.Response:
     url = f"/{module}/api/1.8.0/{task}/{path}"
     return http.put(url, json={"value": value}, **kw) if task == "config" else http.put(url, **kw)
 

@@ -49,9 +49,9 @@ class Series:
         """The read-out values [n_modules, raw_h, raw_w] the modules must have sent."""
         if self.scene is None:
             self.scene = make_scene(self.model, self.seed, self.content)
-        return np.stack([
-            self._renderer(m).render(frame_number, subframe, count_time) for m in range(self.model.n_modules)
-        ])
+        return np.stack(
+            [self._renderer(m).render(frame_number, subframe, count_time) for m in range(self.model.n_modules)]
+        )
 
     def _renderer(self, m: int) -> ModuleRenderer:
         cache = self.__dict__.setdefault("_renderers", {})
@@ -68,7 +68,7 @@ class SimulatedDetector:
         self.model = get_model(daq_detector or detector)
         self.frame_bytes = self.model.n_modules * self.model.module.raw_pixels * 2
         self.ring = SlotRing(n_slots, slot_subframes * self.frame_bytes)
-        self.free: "queue.Queue[int]" = queue.Queue()
+        self.free: queue.Queue[int] = queue.Queue()
         for i in range(n_slots):
             self.free.put(i)
         self.frames: dict[int, Received] = {}
@@ -103,13 +103,26 @@ class SimulatedDetector:
     def links(self, module_ids: list[int] | None = None) -> ModuleDriver:
         """A driver for some of the modules (default: the DAQ model's modules)."""
         ids = module_ids or [self.model.physical_module(m) for m in range(self.model.n_modules)]
-        return ModuleDriver([ModuleAddress(m.module_id, "127.0.0.1", m.config_port) for m in self.modules
-                             if m.module_id in ids])
+        return ModuleDriver(
+            [ModuleAddress(m.module_id, "127.0.0.1", m.config_port) for m in self.modules if m.module_id in ids]
+        )
 
-    def arm(self, nimages: int, *, frame_time: float = 0.005, count_time: float | None = None,
-            content: dict[str, Any] | None = None, nsubframes: int = 1, trigger_mode: str = "ints",
-            ntrigger: int = 1, drops: dict[int, list] | None = None, payload_size: int = 8192, seed: int = 7,
-            share_timeout: float | None = None, **extra: Any) -> Series:
+    def arm(
+        self,
+        nimages: int,
+        *,
+        frame_time: float = 0.005,
+        count_time: float | None = None,
+        content: dict[str, Any] | None = None,
+        nsubframes: int = 1,
+        trigger_mode: str = "ints",
+        ntrigger: int = 1,
+        drops: dict[int, list] | None = None,
+        payload_size: int = 8192,
+        seed: int = 7,
+        share_timeout: float | None = None,
+        **extra: Any,
+    ) -> Series:
         """Start a series on the DAQ and configure the modules (like arm). `drops`: module id -> packets.
         `share_timeout`: how long the DAQ waits for a frame's missing packets (default: the DCU's rule)
         for tests that must act before it runs out, also on a loaded machine."""
@@ -120,18 +133,31 @@ class SimulatedDetector:
         content = content or {"kind": "flood", "flux": 500.0}
         content = {**content, "experiment": {"count_time_s": count_time}}
         per_image = nimages if trigger_mode in ("ints", "exts") else 1
-        self.assembler.start_series(self.series_id, per_image * ntrigger, payload_size, frame_time, nsubframes,
-                                    timeout=share_timeout)
-        per_module = {mid: {"dest_host": host, "dest_port": port} for mid, (host, port) in self.daq.data_addresses().items()}
+        self.assembler.start_series(
+            self.series_id, per_image * ntrigger, payload_size, frame_time, nsubframes, timeout=share_timeout
+        )
+        per_module = {
+            mid: {"dest_host": host, "dest_port": port} for mid, (host, port) in self.daq.data_addresses().items()
+        }
         for mid, packets in (drops or {}).items():
             per_module[mid]["drop_packets"] = json.dumps(packets)
         if self.link is not None:
             self.link.close()
         self.link = self.links(list(per_module))
         self.link.broadcast(
-            Kind.CONFIGURE, per_module=per_module, count_time=count_time, frame_time=frame_time, nimages=nimages,
-            ntrigger=ntrigger, trigger_mode=TriggerMode[trigger_mode.upper()], payload_size=payload_size,
-            series_id=self.series_id, seed=seed, content=json.dumps(content), nsubframes=nsubframes, **extra,
+            Kind.CONFIGURE,
+            per_module=per_module,
+            count_time=count_time,
+            frame_time=frame_time,
+            nimages=nimages,
+            ntrigger=ntrigger,
+            trigger_mode=TriggerMode[trigger_mode.upper()],
+            payload_size=payload_size,
+            series_id=self.series_id,
+            seed=seed,
+            content=json.dumps(content),
+            nsubframes=nsubframes,
+            **extra,
         )
         return Series(self.model, seed, count_time, nsubframes, content)
 

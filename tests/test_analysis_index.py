@@ -17,8 +17,8 @@ from opendcu.analysis.crystal import (
 )
 from opendcu.analysis.index import IndexingSettings, index_known_cell, reciprocal_vectors, search_cell
 from opendcu.analysis.scoring import in_ice_ring
-from opendcu.testing.simulate import poisson_image
 from opendcu.analysis.spots import SpotFinder
+from opendcu.testing.simulate import poisson_image
 
 CRYSTALS = [
     # (cell, centring, d_min, distance, scene extras)
@@ -45,8 +45,9 @@ def test_known_cell_orientation_within_half_a_degree() -> None:
     rng = np.random.default_rng(3)
     outcomes = []
     for number, (cell, centring, d_min, distance, extras) in enumerate(CRYSTALS):
-        experiment = mx_experiment(seed=100 + number, distance=distance, d_min=d_min, cell=list(cell),
-                                   centring=centring, **extras)
+        experiment = mx_experiment(
+            seed=100 + number, distance=distance, d_min=d_min, cell=list(cell), centring=centring, **extras
+        )
         finder = SpotFinder(experiment.geometry, experiment.mask)
         settings = IndexingSettings(cell=UnitCell(*cell))
         for frame in (1, 251, 702, 1333):
@@ -80,9 +81,11 @@ def test_cell_search_finds_the_reduced_cell() -> None:
     result = search_cell(vectors)
     assert result is not None and result.fraction_indexed > 0.9
     truth_cell = UnitCell.from_basis(reduce_basis(experiment.scene.cell.real_basis))
-    assert result.cell.matches(truth_cell, length_tol=0.01, angle_tol=1.0) or \
-        result.cell.matches(UnitCell(*truth_cell.lengths, *(180 - a if a > 90 else a for a in truth_cell.angles)),
-                            length_tol=0.01, angle_tol=1.0), (result.cell, truth_cell)
+    assert result.cell.matches(truth_cell, length_tol=0.01, angle_tol=1.0) or result.cell.matches(
+        UnitCell(*truth_cell.lengths, *(180 - a if a > 90 else a for a in truth_cell.angles)),
+        length_tol=0.01,
+        angle_tol=1.0,
+    ), (result.cell, truth_cell)
     assert misorientation_deg(result.A, experiment.scene.truth(1).A) < 0.5
 
 
@@ -111,7 +114,9 @@ def test_unit_cell_b_matrix_and_errors() -> None:
     cell = UnitCell(40.0, 50.0, 60.0, 80.0, 95.0, 105.0)
     assert np.allclose(cell.real_basis @ cell.B, np.eye(3))
     assert UnitCell.from_basis(cell.real_basis).matches(cell, 1e-9, 1e-9)
-    assert cell.d_spacing(np.array([1, 0, 0])) == pytest.approx(cell.volume / (cell.b * cell.c * math.sin(math.radians(80))))
+    assert cell.d_spacing(np.array([1, 0, 0])) == pytest.approx(
+        cell.volume / (cell.b * cell.c * math.sin(math.radians(80)))
+    )
     for bad in ((0, 1, 1), (10, 10, 10, 90, 90, 190), (10, 10, 10, 10, 10, 150)):
         with pytest.raises(ValueError):
             UnitCell.from_sequence(list(bad) + [90.0] * (6 - len(bad)))

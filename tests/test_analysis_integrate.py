@@ -6,15 +6,13 @@ import warnings
 
 import numpy as np
 import pytest
+from pyFAI.detectors import Detector
+from pyFAI.integrator.azimuthal import AzimuthalIntegrator
 
 from opendcu.analysis.geometry import Geometry
 from opendcu.analysis.integrate import IntegrationSettings, RadialIntegrator
 from opendcu.geometry import DetectorLayout, get_model
 from opendcu.simulator.scenes import make_scene
-
-import pyFAI  # a test dependency (pyproject `test` extra): its absence is an error, never a skip
-from pyFAI.detectors import Detector
-from pyFAI.integrator.azimuthal import AzimuthalIntegrator
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
@@ -35,8 +33,16 @@ def assert_relative(ours: np.ndarray, ref: np.ndarray, tolerance: float = 1e-6) 
 
 
 def pyfai_integrator(g: Geometry) -> AzimuthalIntegrator:
-    return AzimuthalIntegrator(dist=g.dist, poni1=g.poni1, poni2=g.poni2, rot1=g.rot1, rot2=g.rot2, rot3=g.rot3,
-                               detector=Detector(g.pixel1, g.pixel2, max_shape=g.shape), wavelength=g.wavelength)
+    return AzimuthalIntegrator(
+        dist=g.dist,
+        poni1=g.poni1,
+        poni2=g.poni2,
+        rot1=g.rot1,
+        rot2=g.rot2,
+        rot3=g.rot3,
+        detector=Detector(g.pixel1, g.pixel2, max_shape=g.shape),
+        wavelength=g.wavelength,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +66,9 @@ def test_pixel_geometry_equals_pyfai(params: dict) -> None:
     assert np.allclose(arrays["solid_angle"], ai.solidAngleArray(), rtol=1e-6, atol=0)
     from opendcu.analysis.geometry import polarization
 
-    assert np.allclose(polarization(arrays["2th"], arrays["chi"], 0.95, 0.3),
-                       ai.polarization(factor=0.95, axis_offset=0.3), rtol=1e-6)
+    assert np.allclose(
+        polarization(arrays["2th"], arrays["chi"], 0.95, 0.3), ai.polarization(factor=0.95, axis_offset=0.3), rtol=1e-6
+    )
 
 
 @pytest.mark.parametrize("params", GEOMETRIES)
@@ -73,12 +80,22 @@ def test_project_inverts_lab_vectors(params: dict) -> None:
 
 
 def test_poni_round_trip_and_versions() -> None:
-    g = Geometry(shape=(2162, 2068), dist=0.2, poni1=0.0825225, poni2=0.0773025, rot1=0.01, rot2=-0.02, rot3=0.3,
-                 wavelength=1e-10)
+    g = Geometry(
+        shape=(2162, 2068),
+        dist=0.2,
+        poni1=0.0825225,
+        poni2=0.0773025,
+        rot1=0.01,
+        rot2=-0.02,
+        rot3=0.3,
+        wavelength=1e-10,
+    )
     assert Geometry.from_poni(g.to_poni()) == g
-    v21 = ("# Nota: C-Order\nponi_version: 2.1\nDetector: Eiger2_4M\n"
-           'Detector_config: {"pixel1": 7.5e-05, "pixel2": 7.5e-05, "orientation": 3}\n'
-           "Distance: 0.2\nPoni1: 0.08252249999999998\nPoni2: 0.0773025\nRot1: 0\nRot2: 0\nRot3: 0\nWavelength: 1e-10\n")
+    v21 = (
+        "# Nota: C-Order\nponi_version: 2.1\nDetector: Eiger2_4M\n"
+        'Detector_config: {"pixel1": 7.5e-05, "pixel2": 7.5e-05, "orientation": 3}\n'
+        "Distance: 0.2\nPoni1: 0.08252249999999998\nPoni2: 0.0773025\nRot1: 0\nRot2: 0\nRot3: 0\nWavelength: 1e-10\n"
+    )
     parsed = Geometry.from_poni(v21, shape=(2162, 2068))
     assert parsed.beam_center_px == pytest.approx((1030.7, 1100.3))
     v1 = "PixelSize1: 0.000172\nPixelSize2: 0.000172\nDistance: 0.3\nPoni1: 0.01\nPoni2: 0.02\nWavelength: 1.2e-10\n"
@@ -100,9 +117,18 @@ def test_profile_equals_pyfai_no_split(frame_1m, params: dict, unit: str) -> Non
         ours = RadialIntegrator(g, settings, mask=mask).integrate(image, invalid_value=0xFFFFFFFF)
         assert ours.count.sum() == (image != 0xFFFFFFFF).sum()
         for method in (("no", "csr", "cython"), ("no", "histogram", "cython")):
-            ref = ai.integrate1d(image.astype(np.float64), 700, unit=unit, method=method, mask=mask,
-                                 dummy=float(0xFFFFFFFF), delta_dummy=0.5, polarization_factor=polarization_factor,
-                                 correctSolidAngle=True, error_model="poisson")
+            ref = ai.integrate1d(
+                image.astype(np.float64),
+                700,
+                unit=unit,
+                method=method,
+                mask=mask,
+                dummy=float(0xFFFFFFFF),
+                delta_dummy=0.5,
+                polarization_factor=polarization_factor,
+                correctSolidAngle=True,
+                error_model="poisson",
+            )
             filled = ref.count > 0
             assert np.array_equal(ours.count, ref.count)
             assert np.allclose(ours.radial, ref.radial, rtol=1e-12, atol=0)
@@ -121,9 +147,17 @@ def test_profile_with_radial_range_equals_pyfai(frame_1m, params: dict) -> None:
     settings = IntegrationSettings(npt=500, unit="q_A^-1", radial_range=(lo, hi), polarization_factor=0.99)
     integrator = RadialIntegrator(g, settings, mask=mask)
     ours = integrator.integrate(image, invalid_value=0xFFFFFFFF)
-    ref = pyfai_integrator(g).integrate1d(image.astype(np.float64), 500, unit="q_A^-1", method=("no", "csr", "cython"),
-                                          mask=mask, dummy=float(0xFFFFFFFF), delta_dummy=0.5, radial_range=(lo, hi),
-                                          polarization_factor=0.99)
+    ref = pyfai_integrator(g).integrate1d(
+        image.astype(np.float64),
+        500,
+        unit="q_A^-1",
+        method=("no", "csr", "cython"),
+        mask=mask,
+        dummy=float(0xFFFFFFFF),
+        delta_dummy=0.5,
+        radial_range=(lo, hi),
+        polarization_factor=0.99,
+    )
     assert np.array_equal(ours.count[1:], ref.count[1:])
     assert_relative(ours.intensity[1:], ref.intensity[1:])
     width = (hi * (1 + np.finfo(np.float32).eps) - lo) / 500
@@ -132,16 +166,27 @@ def test_profile_with_radial_range_equals_pyfai(frame_1m, params: dict) -> None:
     assert ref.count[0] == ours.count[0] + below
 
 
-@pytest.mark.parametrize("params, azimuth_range", [(GEOMETRIES[0], None), (GEOMETRIES[0], (-170.0, -100.0)),
-                                                   (GEOMETRIES[1], None), (GEOMETRIES[1], (-90.0, 45.0))])
+@pytest.mark.parametrize(
+    "params, azimuth_range",
+    [(GEOMETRIES[0], None), (GEOMETRIES[0], (-170.0, -100.0)), (GEOMETRIES[1], None), (GEOMETRIES[1], (-90.0, 45.0))],
+)
 def test_cake_equals_pyfai(frame_1m, params: dict, azimuth_range) -> None:
     image, mask = frame_1m
     g = Geometry(shape=image.shape, **params)
     settings = IntegrationSettings(npt=200, npt_azim=36, azimuth_range=azimuth_range, polarization_factor=0.9)
     ours = RadialIntegrator(g, settings, mask=mask).integrate(image, invalid_value=0xFFFFFFFF)
-    ref = pyfai_integrator(g).integrate2d(image.astype(np.float64), 200, 36, unit="q_A^-1",
-                                          method=("no", "csr", "cython"), mask=mask, dummy=float(0xFFFFFFFF),
-                                          delta_dummy=0.5, azimuth_range=azimuth_range, polarization_factor=0.9)
+    ref = pyfai_integrator(g).integrate2d(
+        image.astype(np.float64),
+        200,
+        36,
+        unit="q_A^-1",
+        method=("no", "csr", "cython"),
+        mask=mask,
+        dummy=float(0xFFFFFFFF),
+        delta_dummy=0.5,
+        azimuth_range=azimuth_range,
+        polarization_factor=0.9,
+    )
     assert ours.intensity.shape == ref.intensity.shape == (36, 200)
     assert np.allclose(ours.azimuthal, ref.azimuthal, rtol=0, atol=1e-4)  # pyFAI reports chi centres in float32
     rows = slice(1, None) if azimuth_range else slice(None)  # explicit range: pyFAI's first chi bin, see above
@@ -179,14 +224,23 @@ def test_powder_scene_rings_sit_at_lab6_d_spacings() -> None:
 
     model = get_model("eiger2-1m")
     h, w = model.shape
-    spec = {"kind": "powder", "calibrant": "LaB6", "experiment": {
-        "wavelength_a": 1.0, "distance_m": 0.1, "beam_center_x_px": w / 2, "beam_center_y_px": h / 2,
-        "count_time_s": 1.0}}
+    spec = {
+        "kind": "powder",
+        "calibrant": "LaB6",
+        "experiment": {
+            "wavelength_a": 1.0,
+            "distance_m": 0.1,
+            "beam_center_x_px": w / 2,
+            "beam_center_y_px": h / 2,
+            "count_time_s": 1.0,
+        },
+    }
     scene = make_scene(model, 1, spec)
     image = np.random.default_rng(2).poisson(scene.expected(1, slice(0, h), slice(0, w))).astype(np.uint32)
     g = Geometry.from_beam_center(model.shape, w / 2, h / 2, 0.1, 1.0)
-    profile = RadialIntegrator(g, IntegrationSettings(npt=3000, unit="2th_deg"), mask=DetectorLayout(model).gap_mask)\
-        .integrate(image)
+    profile = RadialIntegrator(
+        g, IntegrationSettings(npt=3000, unit="2th_deg"), mask=DetectorLayout(model).gap_mask
+    ).integrate(image)
     intensity = np.nan_to_num(profile.intensity)
     expected_d = sorted(get_calibrant("LaB6").dSpacing, reverse=True)[:6]
     reach = g.radial_from_2th(np.radians(profile.radial[profile.count > 0].max()), "d_A")

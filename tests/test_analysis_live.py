@@ -19,13 +19,13 @@ from analysis_support import LYSOZYME, mx_experiment
 from conftest import start_dcu
 
 from opendcu.analysis.crystal import UnitCell, misorientation_deg, reduce_basis
-from opendcu.testing.simulate import poisson_image
 from opendcu.app_detector.imagemux.mux import CompressedImage
 from opendcu.app_detector.interfaces.analysis import ANNOTATION_KEY, SUMMARY_KEY, AnalysisInterface
 from opendcu.app_detector.interfaces.stream.decoder import decode_v2
 from opendcu.app_detector.series import Series, SeriesSettings
 from opendcu.codecs import get_codec
 from opendcu.simulator.scenes import make_scene
+from opendcu.testing.simulate import poisson_image
 
 API = "/analysis/api/1.8.0"
 #: how long a worker may take (started, kernels loaded, maps built, image analysed) on a loaded 2-core machine;
@@ -35,13 +35,34 @@ WORKER_BUDGET_S = 300
 
 def make_series(experiment, series_id: int, nimages: int, **config) -> Series:
     bx, by = experiment.geometry.beam_center_px
-    settings = SeriesSettings(series_id=series_id, detector=experiment.model.name, nimages_total=nimages,
-                              bit_depth_image=32, compression="bslz4", pixel_mask_applied=True, mask_to_zero=False)
-    cfg = {"beam_center_x": bx, "beam_center_y": by, "detector_distance": experiment.geometry.dist,
-           "wavelength": experiment.geometry.wavelength_a, "x_pixel_size": 75e-6, "omega_start": 0.0,
-           "omega_increment": 0.1, **config}
-    return Series(settings=settings, nimages=nimages, ntrigger=1, trigger_mode="ints", count_time=0.1, frame_time=0.1,
-                  detector_config=cfg)
+    settings = SeriesSettings(
+        series_id=series_id,
+        detector=experiment.model.name,
+        nimages_total=nimages,
+        bit_depth_image=32,
+        compression="bslz4",
+        pixel_mask_applied=True,
+        mask_to_zero=False,
+    )
+    cfg = {
+        "beam_center_x": bx,
+        "beam_center_y": by,
+        "detector_distance": experiment.geometry.dist,
+        "wavelength": experiment.geometry.wavelength_a,
+        "x_pixel_size": 75e-6,
+        "omega_start": 0.0,
+        "omega_increment": 0.1,
+        **config,
+    }
+    return Series(
+        settings=settings,
+        nimages=nimages,
+        ntrigger=1,
+        trigger_mode="ints",
+        count_time=0.1,
+        frame_time=0.1,
+        detector_config=cfg,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +77,17 @@ def compressed_frames():
 
 
 def offer(interface, experiment, series_id, image_id, chunk, released: list) -> CompressedImage:
-    image = CompressedImage(series_id=series_id, image_id=image_id, data=chunk, dtype=np.dtype(np.uint32),
-                            shape=experiment.model.shape, compression="bslz4", packets_expected=1, packets_received=1,
-                            _on_free=lambda: released.append(image_id))
+    image = CompressedImage(
+        series_id=series_id,
+        image_id=image_id,
+        data=chunk,
+        dtype=np.dtype(np.uint32),
+        shape=experiment.model.shape,
+        compression="bslz4",
+        packets_expected=1,
+        packets_received=1,
+        _on_free=lambda: released.append(image_id),
+    )
     image.annotations = {}  # issue #6 adds this field to CompressedImage; the stream sends its entries
     interface.offer(image)
     return image
@@ -152,19 +181,37 @@ def test_binned_8_bit_float_images_are_analysed_in_image_pixels(compressed_frame
     mask = experiment.layout.default_pixel_mask().reshape(h, 2, w, 2)
     mask = np.bitwise_or.reduce(np.bitwise_or.reduce(mask, axis=3), axis=1)
     bx, by = experiment.geometry.beam_center_px
-    series = make_series(experiment, 1, 1, beam_center_x=bx / 2, beam_center_y=by / 2, x_pixel_size=150e-6,
-                         y_pixel_size=150e-6)
-    series.settings = SeriesSettings(series_id=1, detector=experiment.model.name, nimages_total=1, bit_depth_image=8,
-                                     compression="bslz4", pixel_mask_applied=True, mask_to_zero=False,
-                                     binning_2x2_applied=True, float8_encoding_applied=True, image_shape=(h, w))
+    series = make_series(
+        experiment, 1, 1, beam_center_x=bx / 2, beam_center_y=by / 2, x_pixel_size=150e-6, y_pixel_size=150e-6
+    )
+    series.settings = SeriesSettings(
+        series_id=1,
+        detector=experiment.model.name,
+        nimages_total=1,
+        bit_depth_image=8,
+        compression="bslz4",
+        pixel_mask_applied=True,
+        mask_to_zero=False,
+        binning_2x2_applied=True,
+        float8_encoding_applied=True,
+        image_shape=(h, w),
+    )
     series.pixel_mask = mask
     interface = AnalysisInterface(experiment.model)
     try:
         interface.subsystem.set("mode", "enabled")
         interface.subsystem.set("unit_cell", list(LYSOZYME))
         interface.start_series(series)
-        image = CompressedImage(series_id=1, image_id=0, data=get_codec("bslz4").encode(codes), dtype=np.dtype(np.uint8),
-                                shape=(h, w), compression="bslz4", packets_expected=1, packets_received=1)
+        image = CompressedImage(
+            series_id=1,
+            image_id=0,
+            data=get_codec("bslz4").encode(codes),
+            dtype=np.dtype(np.uint8),
+            shape=(h, w),
+            compression="bslz4",
+            packets_expected=1,
+            packets_received=1,
+        )
         interface.offer(image)
         assert interface.wait_idle(1, timeout=WORKER_BUDGET_S)
         interface.end_series(series, aborted=False)
@@ -215,9 +262,9 @@ def test_decimates_when_images_come_faster_than_analysis(compressed_frames) -> N
         interface.close()
 
 
-def test_annotations_are_ignored_safely_by_a_dectris_stream_v2_decoder(compressed_frames, golden_dir: Path,
-                                                                        shared_dir: Path, clients_python: Path,
-                                                                        tmp_path: Path) -> None:
+def test_annotations_are_ignored_safely_by_a_dectris_stream_v2_decoder(
+    compressed_frames, golden_dir: Path, shared_dir: Path, clients_python: Path, tmp_path: Path
+) -> None:
     """A real DECTRIS image message with our annotation appended as an extra key still decodes with the
     team's DECTRIS-style consumer (clients/s2decode.py, in the external clients venv) to the same images."""
     from opendcu.analysis.frame import AnalysisSettings, FrameAnalyzer
@@ -226,8 +273,13 @@ def test_annotations_are_ignored_safely_by_a_dectris_stream_v2_decoder(compresse
     experiment, chunks = compressed_frames
     frame = get_codec("bslz4").decode(chunks[0], np.dtype(np.uint32), experiment.model.shape)
     result = FrameAnalyzer(experiment.geometry, experiment.mask, AnalysisSettings()).analyse(frame, 0xFFFFFFFF)
-    record = {**result_record(result, 1, 0, 0.05, 256), "latency_ms": 12.5, "images_received": 1,
-              "images_analysed": 1, "decimated": False}
+    record = {
+        **result_record(result, 1, 0, 0.05, 256),
+        "latency_ms": 12.5,
+        "images_received": 1,
+        "images_analysed": 1,
+        "decimated": False,
+    }
     annotation = [AnalysisInterface._compact(record)]
     original = golden_dir / "stream_v2" / "r500k_bm_bslz4_16bit" / "000002.cbor"
     raw = original.read_bytes()
@@ -245,8 +297,12 @@ def test_annotations_are_ignored_safely_by_a_dectris_stream_v2_decoder(compresse
     annotated = tmp_path / "annotated.cbor"
     annotated.write_bytes(cbor2.dumps(cbor2.CBORTag(55799, {**plain(message), ANNOTATION_KEY: annotation})))
     decoder = shared_dir / "clients" / "s2decode.py"
-    outputs = [subprocess.run([str(clients_python), str(decoder), str(path)], capture_output=True, text=True,
-                              timeout=120, check=True).stdout.splitlines()[1:] for path in (original, annotated)]
+    outputs = [
+        subprocess.run(
+            [str(clients_python), str(decoder), str(path)], capture_output=True, text=True, timeout=120, check=True
+        ).stdout.splitlines()[1:]
+        for path in (original, annotated)
+    ]
     assert outputs[0] == outputs[1] and len(outputs[0]) >= 2  # header + per-channel sums, identical
     back = cbor2.loads(annotated.read_bytes())
     back = (back.value if isinstance(back, cbor2.CBORTag) else back)[ANNOTATION_KEY][0]
@@ -255,8 +311,9 @@ def test_annotations_are_ignored_safely_by_a_dectris_stream_v2_decoder(compresse
 
 def test_cell_search_then_indexing_without_a_configured_cell() -> None:
     """No unit cell: the worker finds the cell from the first images of the rotation, then indexes with it."""
-    experiment = mx_experiment(seed=12, distance=0.08, d_min=2.4, omega_increment=0.5,
-                               cell=[52.3, 61.7, 97.4, 90.0, 105.2, 90.0])
+    experiment = mx_experiment(
+        seed=12, distance=0.08, d_min=2.4, omega_increment=0.5, cell=[52.3, 61.7, 97.4, 90.0, 105.2, 90.0]
+    )
     codec = get_codec("bslz4")
     rng = np.random.default_rng(2)
     interface = AnalysisInterface(experiment.model)
@@ -359,7 +416,7 @@ def test_bad_geometry_is_reported_and_images_still_flow(compressed_frames) -> No
         interface.close()
 
 
-# -- end to end ---------------------------------------------------------------------------------------------------------
+# -- end to end --------------------------------------------------------------------------------------------------------
 SCENE = {"kind": "mx", "d_min": 2.4, "cell": list(LYSOZYME)}
 
 
@@ -372,8 +429,16 @@ def test_live_analysis_through_dcu_serve(tmp_path: Path, request: pytest.Fixture
     try:
         with server.client() as http:
             assert http.put("/detector/api/1.8.0/command/initialize").status_code == 200
-            detector = {"nimages": 10, "frame_time": 0.2, "count_time": 0.1999, "omega_increment": 0.1,
-                        "detector_distance": 0.08, "wavelength": 1.0, "beam_center_x": 514.37, "beam_center_y": 530.79}
+            detector = {
+                "nimages": 10,
+                "frame_time": 0.2,
+                "count_time": 0.1999,
+                "omega_increment": 0.1,
+                "detector_distance": 0.08,
+                "wavelength": 1.0,
+                "beam_center_x": 514.37,
+                "beam_center_y": 530.79,
+            }
             for key, value in detector.items():
                 assert http.put(f"/detector/api/1.8.0/config/{key}", json={"value": value}).status_code == 200
             assert http.put("/filewriter/api/1.8.0/config/mode", json={"value": "enabled"}).status_code == 200
@@ -433,9 +498,21 @@ def test_live_analysis_through_dcu_serve(tmp_path: Path, request: pytest.Fixture
             assert summary["images_received"] == 10 and summary["images_analysed"] >= 2
             assert summary["images_analysed"] + summary["images_skipped"] == 10
             # the scene the simulated modules rendered (the DCU seeds it with the series id)
-            scene = make_scene("eiger2-1m", series_id, {**SCENE, "experiment": {
-                "wavelength_a": 1.0, "distance_m": 0.08, "beam_center_x_px": 514.37, "beam_center_y_px": 530.79,
-                "count_time_s": 0.1999, "omega_increment_deg": 0.1}})
+            scene = make_scene(
+                "eiger2-1m",
+                series_id,
+                {
+                    **SCENE,
+                    "experiment": {
+                        "wavelength_a": 1.0,
+                        "distance_m": 0.08,
+                        "beam_center_x_px": 514.37,
+                        "beam_center_y_px": 530.79,
+                        "count_time_s": 0.1999,
+                        "omega_increment_deg": 0.1,
+                    },
+                },
+            )
             for r in results:
                 truth = scene.truth(r["image_number"])
                 assert r["is_hit"] and abs(r["d_min"] / 2.4 - 1) < 0.1
@@ -476,13 +553,22 @@ def test_live_analysis_through_dcu_serve(tmp_path: Path, request: pytest.Fixture
             rest_summary = http.get(f"{API}/summary?series={series_id}").json()
             assert end_summary == rest_summary and rest_summary["images_analysed"] == len(results)
             assert rest_summary["hits"] == len(results) and rest_summary["max_n_spots"] == max(
-                r["n_spots"] for r in results)
+                r["n_spots"] for r in results
+            )
             assert rest_summary["best_d_min"] == min(r["d_min"] for r in results)
             clients_python = request.getfixturevalue("clients_python")  # the DECTRIS-recipe decoder takes it
             (tmp_path / "end.cbor").write_bytes(raw)
-            decoded = subprocess.run([str(clients_python), str(request.getfixturevalue("shared_dir") / "clients" /
-                                      "s2decode.py"), str(tmp_path / "end.cbor")], capture_output=True, text=True,
-                                     timeout=120, check=True).stdout
+            decoded = subprocess.run(
+                [
+                    str(clients_python),
+                    str(request.getfixturevalue("shared_dir") / "clients" / "s2decode.py"),
+                    str(tmp_path / "end.cbor"),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=True,
+            ).stdout
             assert f"type=end series_id={series_id}" in decoded
             # the NXmx master: one row per image, the analysed ones filled in
             with h5py.File(server.data_dir / f"series_{series_id}_master.h5", "r") as master:

@@ -10,8 +10,8 @@ from opendcu.analysis.crystal import UnitCell, misorientation_deg
 from opendcu.analysis.frame import AnalysisSettings, FrameAnalyzer
 from opendcu.analysis.index import IndexingSettings
 from opendcu.analysis.scoring import ICE_RING_D, ShellCoverage, estimate_d_min, in_ice_ring, score_image
-from opendcu.testing.simulate import poisson_image
 from opendcu.analysis.spots import SpotFinder
+from opendcu.testing.simulate import poisson_image
 
 # (detector, simulated limit d_min (A), distance (m), Wilson B): limits from well inside the detector to its
 # corners (where the coverage correction matters), weak and strong fall-off
@@ -75,7 +75,8 @@ def test_blank_frame_is_not_a_hit() -> None:
     result = FrameAnalyzer(experiment.geometry, experiment.mask, AnalysisSettings()).analyse(image, ERROR32)
     assert not result.score.is_hit and result.score.n_spots_no_ice < 3 and result.score.d_min is None
     assert result.score.background == pytest.approx(
-        experiment.scene.background_image(slice(0, 1062), slice(0, 1028))[~experiment.mask].mean(), rel=0.5)
+        experiment.scene.background_image(slice(0, 1062), slice(0, 1028))[~experiment.mask].mean(), rel=0.5
+    )
 
 
 def test_frame_analyzer_runs_the_whole_chain() -> None:
@@ -84,8 +85,9 @@ def test_frame_analyzer_runs_the_whole_chain() -> None:
     analyzer = FrameAnalyzer(experiment.geometry, experiment.mask, settings)
     frame = 123
     phi = float(np.degrees(np.mean(experiment.scene.phi_range(frame))))
-    result = analyzer.analyse(poisson_image(experiment.scene, experiment.model, frame, np.random.default_rng(1)),
-                              ERROR32, phi_deg=phi)
+    result = analyzer.analyse(
+        poisson_image(experiment.scene, experiment.model, frame, np.random.default_rng(1)), ERROR32, phi_deg=phi
+    )
     assert result.profile is not None and np.isfinite(result.profile.intensity).sum() > 900
     assert result.score.n_spots > 100 and result.score.is_hit
     assert abs(result.score.d_min / 2.4 - 1) < 0.1

@@ -7,9 +7,9 @@ import pytest
 from analysis_support import ERROR32, match, mx_experiment
 from scipy import ndimage
 
+from opendcu.analysis.spots import SpotFinder, SpotFinderSettings, _label_sparse
 from opendcu.testing.reference import dense_dispersion_spots
 from opendcu.testing.simulate import detector_image, poisson_image
-from opendcu.analysis.spots import SpotFinder, SpotFinderSettings, _label_sparse
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +21,9 @@ def rotation():
 def test_strong_pixels_and_spots_equal_dense_oracle(rotation) -> None:
     """With the prefilter off the sparse finder is exact; with the default prefilter it loses almost nothing."""
     image = detector_image(rotation.scene, rotation.model, 3, seed=11)  # through module physics + pipeline
-    exact = SpotFinder(rotation.geometry, rotation.mask, SpotFinderSettings(prefilter_sigma=0.0,
-                                                                            max_candidate_fraction=1.0))
+    exact = SpotFinder(
+        rotation.geometry, rotation.mask, SpotFinderSettings(prefilter_sigma=0.0, max_candidate_fraction=1.0)
+    )
     finder = SpotFinder(rotation.geometry, rotation.mask, rings=exact.rings)
     ring_mean = exact.rings.integrate(image, ERROR32).mean_counts
     background = np.nan_to_num(ring_mean)[np.maximum(exact.rings.pixel_radial, 0)]
@@ -110,8 +111,13 @@ def test_sparse_labels_equal_ndimage_label() -> None:
 
 
 def test_bad_settings_and_shapes(rotation) -> None:
-    for bad in (dict(kernel_size=0), dict(prefilter_sigma=3.5), dict(min_spot_size=5, max_spot_size=2),
-                dict(d_min=5.0, d_max=3.0), dict(gain=0.0)):
+    for bad in (
+        dict(kernel_size=0),
+        dict(prefilter_sigma=3.5),
+        dict(min_spot_size=5, max_spot_size=2),
+        dict(d_min=5.0, d_max=3.0),
+        dict(gain=0.0),
+    ):
         with pytest.raises(ValueError):
             SpotFinder(rotation.geometry, rotation.mask, SpotFinderSettings(**bad))
     with pytest.raises(ValueError):

@@ -11,8 +11,8 @@ import h5py
 import hdf5plugin  # noqa: F401
 import numpy as np
 import pytest
-
 from conftest import start_dcu
+
 from opendcu.geometry import DetectorLayout, get_model
 from opendcu.hardware.counters import SATURATED
 from opendcu.hardware.udp_packet import DEFAULT_PAYLOAD, PacketLayout
@@ -41,18 +41,27 @@ def get(http, key: str, task: str = "config"):
     return http.get(f"{V}/{task}/{key}").json()["value"]
 
 
-def summed_reference(series_id: int, frame_number: int, count_time: float, nsub: int, cutoff: int,
-                     error: int = ERROR32, scene_count_time: float = COUNT_TIME) -> np.ndarray:
+def summed_reference(
+    series_id: int,
+    frame_number: int,
+    count_time: float,
+    nsub: int,
+    cutoff: int,
+    error: int = ERROR32,
+    scene_count_time: float = COUNT_TIME,
+) -> np.ndarray:
     """The image the DCU must produce: the sum of the module's `nsub` rendered sub-frames, each placed into
     virtual pixels (the pipeline's order: placement, then summation); a pixel that is saturated in any sub-frame
     (or sums beyond the cutoff) is the error value (32-bit images; 16-bit without summation)."""
     model = get_model("eiger2-500k")
     layout = DetectorLayout(model)
     scene = make_scene(model, series_id, {**SCENE, "experiment": {"count_time_s": scene_count_time}})
-    renderer = ModuleRenderer(scene, model, 0, series_id, scene_count_time, nsub, photon_energy=8047.78,
-                              threshold_energy=4023.89)
-    placed = np.stack([layout.place_module_reference(renderer.render(frame_number, s, count_time), SATURATED)
-                       for s in range(nsub)])
+    renderer = ModuleRenderer(
+        scene, model, 0, series_id, scene_count_time, nsub, photon_energy=8047.78, threshold_energy=4023.89
+    )
+    placed = np.stack(
+        [layout.place_module_reference(renderer.render(frame_number, s, count_time), SATURATED) for s in range(nsub)]
+    )
     total = placed.sum(axis=0)
     total[(placed == SATURATED).any(axis=0) | (total > cutoff)] = error
     image = np.full(model.shape, error, dtype=np.int64)

@@ -129,8 +129,10 @@ def test_the_measured_flatfield_matches_the_true_response_to_the_requested_preci
         truth = true_calibration(DETECTOR, ff.photon_energy, ff.threshold_energy)
         limit = 1.0 / np.sqrt(ff.info["counts_median"])  # Poisson limit of the floods it took
         spread = residual_spread(ff.factors, truth, measured.pixel_mask)
-        print(f"flatfield {ff.photon_energy:.0f} eV: residual {100 * spread:.3f} %, Poisson limit "
-              f"{100 * limit:.3f} %, ratio {spread / limit:.3f}, {ff.info['images']} images")
+        print(
+            f"flatfield {ff.photon_energy:.0f} eV: residual {100 * spread:.3f} %, Poisson limit "
+            f"{100 * limit:.3f} %, ratio {spread / limit:.3f}, {ff.info['images']} images"
+        )
         assert ff.info["precision"] <= PRECISION
         assert spread <= 1.2 * limit
         assert spread > 0.5 * limit  # it is a measurement, not the truth copied
@@ -166,9 +168,14 @@ def test_the_dead_time_and_the_threshold_relation(measured) -> None:
 def flood_image(http, flux: float, count_time: float) -> np.ndarray:
     """One flood image as app-detector delivers it (monitor), with the scene set through the simulator module."""
     scene = json.dumps({"kind": "flood", "flux": flux})
-    for module, key, value in (("simulator", "scene", scene), ("monitor", "mode", "enabled"),
-                               ("detector", "nimages", 1), ("detector", "trigger_mode", "ints"),
-                               ("detector", "frame_time", count_time + 0.001), ("detector", "count_time", count_time)):
+    for module, key, value in (
+        ("simulator", "scene", scene),
+        ("monitor", "mode", "enabled"),
+        ("detector", "nimages", 1),
+        ("detector", "trigger_mode", "ints"),
+        ("detector", "frame_time", count_time + 0.001),
+        ("detector", "count_time", count_time),
+    ):
         assert http.put(f"/{module}/api/1.8.0/config/{key}", json={"value": value}).status_code == 200
     assert http.put("/monitor/api/1.8.0/command/clear").status_code == 200
     assert http.put(f"{D}/command/arm").status_code == 200
@@ -186,9 +193,9 @@ def block_chi2(image: np.ndarray, ok: np.ndarray) -> float:
     h, w = image.shape
     for r in range(0, h - BLOCK + 1, BLOCK):
         for c in range(0, w - BLOCK + 1, BLOCK):
-            good = ok[r:r + BLOCK, c:c + BLOCK]
+            good = ok[r : r + BLOCK, c : c + BLOCK]
             if good.sum() > BLOCK * BLOCK // 2:
-                block = image[r:r + BLOCK, c:c + BLOCK][good]
+                block = image[r : r + BLOCK, c : c + BLOCK][good]
                 chi.append((block.mean() - mean) ** 2 / (mean / good.sum()))
     return float(np.sum(chi) / (len(chi) - 1))
 
@@ -196,8 +203,12 @@ def block_chi2(image: np.ndarray, ok: np.ndarray) -> float:
 def test_a_flood_after_the_calibration_is_flat_and_with_the_wrong_energy_it_is_not(server, measured) -> None:
     layout = DetectorLayout(MODEL)
     with server.client() as http:
-        for key, value in (("photon_energy", 8000.0), ("flatfield_correction_applied", True),
-                           ("pixel_mask_applied", True), ("countrate_correction_applied", True)):
+        for key, value in (
+            ("photon_energy", 8000.0),
+            ("flatfield_correction_applied", True),
+            ("pixel_mask_applied", True),
+            ("countrate_correction_applied", True),
+        ):
             assert http.put(f"{D}/config/{key}", json={"value": value}).status_code == 200
         served = darray_to_array(http.get(f"{D}/config/flatfield").json()["value"])
         mask = darray_to_array(http.get(f"{D}/config/pixel_mask").json()["value"])
@@ -215,8 +226,10 @@ def test_a_flood_after_the_calibration_is_flat_and_with_the_wrong_energy_it_is_n
     spread = pixels.std() / np.sqrt(pixels.mean())  # pixel spread over the Poisson one
     raw = (corrected / ff8)[ok]
     raw_spread = raw.std() / np.sqrt(raw.mean())
-    print(f"block chi2/dof: calibrated {flat:.2f}, with the 20 keV set {wrong:.1f}; pixel spread / Poisson: "
-          f"calibrated {spread:.3f}, uncorrected {raw_spread:.3f}")
+    print(
+        f"block chi2/dof: calibrated {flat:.2f}, with the 20 keV set {wrong:.1f}; pixel spread / Poisson: "
+        f"calibrated {spread:.3f}, uncorrected {raw_spread:.3f}"
+    )
     assert flat == pytest.approx(1.0, abs=0.35)
     assert wrong > 5.0  # the 20 keV set leaves the sensor's thickness pattern
     assert spread < 1.1 and raw_spread > 1.2  # and pixel by pixel only photon noise is left
@@ -280,8 +293,12 @@ def test_dcu_calibrate_on_the_terminal(server) -> None:
     import sys
 
     def dcu(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "opendcu", "calibrate", *args, "--url", server.url],
-                              capture_output=True, text=True, timeout=600)
+        return subprocess.run(
+            [sys.executable, "-m", "opendcu", "calibrate", *args, "--url", server.url],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
 
     bad = dcu("flatfield", "--precision", "-0.01")
     assert bad.returncode == 1 and "error 400" in bad.stderr and "precision" in bad.stderr

@@ -31,13 +31,24 @@ def a_set(set_id: str, energies=(8000.0, 12000.0), scale: float = 1.0) -> Calibr
     base = nominal_set(DETECTOR)
     rng = np.random.default_rng(1)
     noise = [0.01 * rng.standard_normal(base.pixel_mask.shape) for _ in energies]
-    fields = [Flatfield(e, e / 2, (scale * e / 8000.0 + n).astype(np.float32), {"precision": 0.01})
-              for e, n in zip(energies, noise, strict=True)]
+    fields = [
+        Flatfield(e, e / 2, (scale * e / 8000.0 + n).astype(np.float32), {"precision": 0.01})
+        for e, n in zip(energies, noise, strict=True)
+    ]
     mask = base.pixel_mask.copy()
     mask[10, 20] |= 2
-    return CalibrationSet(set_id=set_id, detector=DETECTOR, kind="measured", created=utc_now(), pixel_mask=mask,
-                          flatfields=fields, dead_time=np.array([1.02e-7]), threshold_gain=np.array([1.01]),
-                          threshold_offset=np.array([-12.0]), provenance={"flatfield": [{"series": 3}]})
+    return CalibrationSet(
+        set_id=set_id,
+        detector=DETECTOR,
+        kind="measured",
+        created=utc_now(),
+        pixel_mask=mask,
+        flatfields=fields,
+        dead_time=np.array([1.02e-7]),
+        threshold_gain=np.array([1.01]),
+        threshold_offset=np.array([-12.0]),
+        provenance={"flatfield": [{"series": 3}]},
+    )
 
 
 def test_sets_round_trip_through_hdf5_with_provenance(tmp_path) -> None:
@@ -136,6 +147,8 @@ def test_s_curve_and_dead_time_fits_recover_known_values() -> None:
 
 
 def test_app_calibration_imports_nothing_of_the_simulator() -> None:
-    code = ("import sys, opendcu.app_calibration.__main__, opendcu.cli.calibrate; "
-            "bad = [m for m in sys.modules if m.startswith('opendcu.simulator')]; assert not bad, bad")
+    code = (
+        "import sys, opendcu.app_calibration.__main__, opendcu.cli.calibrate; "
+        "bad = [m for m in sys.modules if m.startswith('opendcu.simulator')]; assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

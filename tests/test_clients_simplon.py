@@ -12,7 +12,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, DcuServer, find_shared, start_dcu
 
 pytestmark = pytest.mark.integration
@@ -29,8 +28,9 @@ def server(tmp_path_factory):
 
 
 def run_client(clients_python: Path, script: Path, *args: object, timeout: float = 240) -> dict:
-    done = subprocess.run([str(clients_python), str(script), *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
+    done = subprocess.run(
+        [str(clients_python), str(script), *map(str, args)], capture_output=True, text=True, timeout=timeout
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -42,8 +42,16 @@ def failed(report: dict, steps: list[str]) -> dict:
 # -- fastcs-eiger ------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def fastcs_report(server: DcuServer, clients_python: Path) -> dict:
-    return run_client(clients_python, SCRIPTS / "fastcs_introspect.py", "127.0.0.1", server.port,
-                      "detector", "stream", "monitor", "controller")
+    return run_client(
+        clients_python,
+        SCRIPTS / "fastcs_introspect.py",
+        "127.0.0.1",
+        server.port,
+        "detector",
+        "stream",
+        "monitor",
+        "controller",
+    )
 
 
 def test_fastcs_eiger_introspects_the_detector(fastcs_report):
@@ -68,24 +76,51 @@ def test_fastcs_eiger_introspects_stream_monitor_and_whole_ioc(fastcs_report, su
 def test_fastcs_eiger_smoke_script(server: DcuServer, clients_python: Path):
     """The shared acceptance script as it stands (needs stream and monitor, issue #6)."""
     shared = find_shared()
-    done = subprocess.run([str(clients_python), str(shared / "clients" / "fastcs_eiger_smoke.py"), "127.0.0.1",
-                           str(server.port)], capture_output=True, text=True, timeout=240)
+    done = subprocess.run(
+        [str(clients_python), str(shared / "clients" / "fastcs_eiger_smoke.py"), "127.0.0.1", str(server.port)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert done.returncode == 0, done.stdout[-1000:] + done.stderr[-2000:]
     assert "state -> idle" in done.stdout
 
 
 # -- DEigerClient ------------------------------------------------------------------------------------------------------
-DETECTOR_STEPS = ["version", "filewriter version", "initialize", "state", "config keys", "commands", "full config",
-                  "set multiple", "read back", "pixel_mask tiff", "fw clear", "fw mode", "fw name_pattern", "arm",
-                  "state armed", "trigger", "disarm", "state after", "fw status files", "fw download", "fw file bytes",
-                  "fw delete", "system restart", "state after restart"]
+DETECTOR_STEPS = [
+    "version",
+    "filewriter version",
+    "initialize",
+    "state",
+    "config keys",
+    "commands",
+    "full config",
+    "set multiple",
+    "read back",
+    "pixel_mask tiff",
+    "fw clear",
+    "fw mode",
+    "fw name_pattern",
+    "arm",
+    "state armed",
+    "trigger",
+    "disarm",
+    "state after",
+    "fw status files",
+    "fw download",
+    "fw file bytes",
+    "fw delete",
+    "system restart",
+    "state after restart",
+]
 INTERFACE_STEPS = ["stream mode", "monitor mode", "fw files", "stream state", "monitor images", "monitor image"]
 
 
 @pytest.fixture(scope="module")
 def deiger_report(server: DcuServer, clients_python: Path, tmp_path_factory) -> dict:
-    return run_client(clients_python, SCRIPTS / "deiger_workflow.py", "127.0.0.1", server.port,
-                      tmp_path_factory.mktemp("downloads"))
+    return run_client(
+        clients_python, SCRIPTS / "deiger_workflow.py", "127.0.0.1", server.port, tmp_path_factory.mktemp("downloads")
+    )
 
 
 def test_deigerclient_workflow(deiger_report):
@@ -117,8 +152,21 @@ def eigersim_report(server: DcuServer, clients_python: Path) -> dict:
 
 def test_eigersim_client_sets_values_and_runs_commands(eigersim_report):
     r = eigersim_report
-    steps = ["version", "state before", "initialize", "state", "set values", "read only", "status", "arm", "trigger",
-             "disarm", "cancel", "abort", "filewriter"]
+    steps = [
+        "version",
+        "state before",
+        "initialize",
+        "state",
+        "set values",
+        "read only",
+        "status",
+        "arm",
+        "trigger",
+        "disarm",
+        "cancel",
+        "abort",
+        "filewriter",
+    ]
     assert failed(r, steps) == {}
     assert r["version"]["result"] == "1.8.0" and r["state"]["result"] == "idle"
     assert r["set values"]["result"][:5] == [2, 0.02, 0.03, "ints", 9000.0]

@@ -18,8 +18,13 @@ from opendcu.codecs import Bslz4Codec, Lz4Codec, NoneCodec, get_codec
 
 H5_DIR = Path("h5-testfiles") / "datasets_eiger2"
 H5_VARIANTS = ["bslz4", "bslz4_uint8", "bslz4_uint32", "lz4"]
-STREAM_DIRS = ["r500k_bm_bslz4_8bit", "r500k_bm_bslz4_16bit", "r500k_bm_bslz4_32bit", "r500k_bm_lz4_8bit",
-               "r500k_bm_lz4_16bit"]
+STREAM_DIRS = [
+    "r500k_bm_bslz4_8bit",
+    "r500k_bm_bslz4_16bit",
+    "r500k_bm_bslz4_32bit",
+    "r500k_bm_lz4_8bit",
+    "r500k_bm_lz4_16bit",
+]
 TYPED_ARRAY_DTYPES = {64: np.uint8, 69: np.dtype("<u2"), 70: np.dtype("<u4")}
 
 
@@ -129,8 +134,13 @@ def test_our_chunks_decode_with_dectris_compression(tmp_path, clients_python):
             path.write_bytes(codec.encode(image).tobytes())
             jobs.append(f"{name} {image.dtype.itemsize} {path}")
             want.append(hashlib.sha256(image.tobytes()).hexdigest())
-    out = subprocess.run([str(clients_python), "-c", DECTRIS_DECODE], input="\n".join(jobs) + "\n",
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [str(clients_python), "-c", DECTRIS_DECODE],
+        input="\n".join(jobs) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == want
 

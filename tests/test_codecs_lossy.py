@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from pipeline_reference import e3m5
+
 from opendcu.codecs import Bin2x2, Bslz4Codec, CodecChain, Float8E3M5
 
 

@@ -11,10 +11,22 @@ from opendcu.hardware.udp_packet import HEADER_SIZE, pack_header, unpack_headers
 
 
 def test_configure_roundtrip_and_ack():
-    packet = ConfigPacket(Kind.CONFIGURE, seq=7, module_id=3, fields={
-        "count_time": 0.01, "frame_time": 0.02, "nimages": 100, "ntrigger": 2, "trigger_mode": 0,
-        "dest_host": "127.0.0.1", "dest_port": 40000, "series_id": 5, "content": '{"kind": "flood"}',
-    })
+    packet = ConfigPacket(
+        Kind.CONFIGURE,
+        seq=7,
+        module_id=3,
+        fields={
+            "count_time": 0.01,
+            "frame_time": 0.02,
+            "nimages": 100,
+            "ntrigger": 2,
+            "trigger_mode": 0,
+            "dest_host": "127.0.0.1",
+            "dest_port": 40000,
+            "series_id": 5,
+            "content": '{"kind": "flood"}',
+        },
+    )
     decoded = ConfigPacket.decode(packet.encode())
     assert decoded == packet
     ack = ConfigPacket.decode(decoded.ack(Status.ERROR, message="no").encode())
@@ -29,10 +41,15 @@ def test_unknown_tags_are_skipped():
     assert ConfigPacket.decode(bytes(data)).fields == {"nimages": 3}
 
 
-@pytest.mark.parametrize("data,reason", [
-    (b"", "short"), (b"XXXX" + bytes(12), "magic"), (b"ODCF\x09" + bytes(11), "version"),
-    (b"ODCF\x01\x63" + bytes(10), "kind"),
-])
+@pytest.mark.parametrize(
+    "data,reason",
+    [
+        (b"", "short"),
+        (b"XXXX" + bytes(12), "magic"),
+        (b"ODCF\x09" + bytes(11), "version"),
+        (b"ODCF\x01\x63" + bytes(10), "kind"),
+    ],
+)
 def test_malformed_packets_are_refused(data, reason):
     with pytest.raises(ConfigPacketError, match=reason):
         ConfigPacket.decode(data)

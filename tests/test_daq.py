@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from simulated_detector import SimulatedDetector
 
 from opendcu.geometry import MODELS
 from opendcu.hardware.config_packet import Kind
 from opendcu.hardware.module_driver import ModuleError
 from opendcu.hardware.udp_packet import HEADER_DTYPE, PacketLayout
-from simulated_detector import SimulatedDetector
 
 PATTERN = {"kind": "pattern", "period": 4093}
 
@@ -65,8 +65,16 @@ def test_roi_4m_of_a_9m_reads_only_the_central_modules(detector):
     outside = det.links([0])
     with pytest.raises(ModuleError, match="not read out in roi_mode 4M"):
         outside.broadcast(
-            Kind.CONFIGURE, count_time=0.009, frame_time=0.01, nimages=1, ntrigger=1, trigger_mode=0,
-            dest_host="127.0.0.1", dest_port=9, series_id=99, roi_mode="4M",
+            Kind.CONFIGURE,
+            count_time=0.009,
+            frame_time=0.01,
+            nimages=1,
+            ntrigger=1,
+            trigger_mode=0,
+            dest_host="127.0.0.1",
+            dest_port=9,
+            series_id=99,
+            roi_mode="4M",
         )
     outside.close()
 
@@ -148,8 +156,18 @@ def test_frames_without_a_single_packet_are_handed_on_fully_flagged(detector):
     assert counters.packets_lost == 256 and counters.frames_incomplete == 2
 
 
-def raw_packet(series_id: int, frame: int, packet: int, payload: bytes, *, module_id: int = 0, det_type: int = 0x20,
-               subframe: int = 0, nsubframes: int = 1, version: int = 2) -> bytes:
+def raw_packet(
+    series_id: int,
+    frame: int,
+    packet: int,
+    payload: bytes,
+    *,
+    module_id: int = 0,
+    det_type: int = 0x20,
+    subframe: int = 0,
+    nsubframes: int = 1,
+    version: int = 2,
+) -> bytes:
     h = np.zeros((), dtype=HEADER_DTYPE)
     h["frame_number"], h["packet_number"], h["series_id"], h["module_id"] = frame, packet, series_id, module_id
     h["subframe"], h["nsubframes"], h["det_type"], h["version"] = subframe, nsubframes, det_type, version
@@ -167,7 +185,7 @@ def test_late_duplicate_foreign_and_malformed_packets_are_counted_and_dropped(de
     assert det.wait(lambda: asm.table.frame[e3] == 3 and asm.table.count[e3, 0] == 127)
     sid = det.series_id
     wire = series.expected(3)[0].reshape(-1).view(np.uint8)
-    chunk = lambda p: wire[p * 8192:(p + 1) * 8192].tobytes()  # noqa: E731
+    chunk = lambda p: wire[p * 8192 : (p + 1) * 8192].tobytes()  # noqa: E731
     injected = {
         "duplicate": [raw_packet(sid, 3, 0, chunk(0)), raw_packet(sid, 3, 1, chunk(1))],
         "foreign": [
@@ -228,19 +246,35 @@ def test_garbage_between_series_does_not_disturb_the_next_series(detector):
 
 
 # -- fuzzing ---------------------------------------------------------------------------------------------------------
-def _header_like(data: bytes, frame: int, packet: int, module_id: int, det_type: int, subframe: int, version: int,
-                 length: int) -> bytes:
+def _header_like(
+    data: bytes, frame: int, packet: int, module_id: int, det_type: int, subframe: int, version: int, length: int
+) -> bytes:
     """A datagram shaped like a data packet but of another series (its payload can never be mistaken for data)."""
-    return raw_packet(10_000 + frame % 7, frame, packet, (data * (length // max(1, len(data)) + 1))[:length],
-                      module_id=module_id, det_type=det_type, subframe=subframe, version=version)
+    return raw_packet(
+        10_000 + frame % 7,
+        frame,
+        packet,
+        (data * (length // max(1, len(data)) + 1))[:length],
+        module_id=module_id,
+        det_type=det_type,
+        subframe=subframe,
+        version=version,
+    )
 
 
 garbage = st.one_of(
     st.binary(max_size=200),
     st.binary(min_size=8000, max_size=9200),
     st.builds(
-        _header_like, st.binary(min_size=1, max_size=64), st.integers(0, 2**63 - 1), st.integers(0, 2**32 - 1),
-        st.integers(0, 65535), st.integers(0, 255), st.integers(0, 65535), st.integers(0, 255), st.integers(0, 9000),
+        _header_like,
+        st.binary(min_size=1, max_size=64),
+        st.integers(0, 2**63 - 1),
+        st.integers(0, 2**32 - 1),
+        st.integers(0, 65535),
+        st.integers(0, 255),
+        st.integers(0, 65535),
+        st.integers(0, 255),
+        st.integers(0, 9000),
     ),
 )
 

@@ -7,9 +7,9 @@ import h5py
 import hdf5plugin  # noqa: F401
 import numpy as np
 import pytest
-
 from conftest import start_dcu
 from detector_config import default_energies
+
 from opendcu.app_calibration.store import nominal_set
 from opendcu.geometry import DetectorLayout, get_model
 from opendcu.simulator.physics import ModuleRenderer
@@ -40,8 +40,9 @@ def test_series_of_other_detectors_reach_the_file_exactly(tmp_path, detector):
         assert images.shape == (2, *model.shape)
         np.testing.assert_array_equal(mask, nominal_set(detector).pixel_mask)  # a fresh calibration dir: nominal
         scene = make_scene(model, series_id, {"kind": "flood", "flux": 2.0, "experiment": {"count_time_s": 0.009}})
-        renderers = [ModuleRenderer(scene, model, m, series_id, 0.009, **default_energies(model))
-                     for m in range(model.n_modules)]
+        renderers = [
+            ModuleRenderer(scene, model, m, series_id, 0.009, **default_energies(model)) for m in range(model.n_modules)
+        ]
         valid = mask == 0
         for i in range(2):
             want = np.full(model.shape, 0xFFFF, dtype=np.int64)

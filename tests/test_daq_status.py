@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import DcuServer
 
 pytestmark = pytest.mark.integration
@@ -28,7 +27,15 @@ def test_daq_counters_are_detector_status_keys(dcu: DcuServer):
         assert status("series_id")["value"] == series_id
         assert status("packets_expected")["value"] == status("packets_received")["value"] == 3 * 128
         assert status("packets_expected")["value_type"] == "uint"
-        for key in ("packets_lost", "packets_late", "packets_duplicate", "packets_foreign", "packets_malformed",
-                    "packets_overflow", "frames_incomplete", "frames_lost"):
+        for key in (
+            "packets_lost",
+            "packets_late",
+            "packets_duplicate",
+            "packets_foreign",
+            "packets_malformed",
+            "packets_overflow",
+            "frames_incomplete",
+            "frames_lost",
+        ):
             assert status(key)["value"] == 0, key
         assert status("frames_complete")["value"] == 3

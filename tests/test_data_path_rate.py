@@ -17,8 +17,8 @@ import hdf5plugin  # noqa: F401
 import numpy as np
 import pytest
 import zmq
-
 from conftest import DcuServer, child_pids, start_dcu
+
 from opendcu.app_detector.interfaces.stream.decoder import decode_v2
 from opendcu.hardware.udp_packet import HEADER_DTYPE
 
@@ -88,8 +88,13 @@ def set_up(http, nimages: int, frame_time: float) -> None:
     put(http, "stream", "config", "mode", "enabled")
     put(http, "stream", "config", "format", "cbor")
     readout = get(http, "detector", "config", "detector_readout_time")
-    for key, value in {"nimages": nimages, "ntrigger": 1, "trigger_mode": "ints", "frame_time": frame_time,
-                       "count_time": frame_time - readout}.items():
+    for key, value in {
+        "nimages": nimages,
+        "ntrigger": 1,
+        "trigger_mode": "ints",
+        "frame_time": frame_time,
+        "count_time": frame_time - readout,
+    }.items():
         put(http, "detector", "config", key, value)
 
 
@@ -159,8 +164,11 @@ def test_a_killed_pipeline_worker_is_replaced_and_no_image_goes_missing_unsaid(s
     with server.client(timeout=600) as http:
         set_up(http, nimages, 0.005)
         series_id = put(http, "detector", "command", "arm")["sequence id"]
-        app = [p for p in child_pids(server.process.pid)
-               if b"opendcu.app_detector" in Path(f"/proc/{p}/cmdline").read_bytes()][0]
+        app = [
+            p
+            for p in child_pids(server.process.pid)
+            if b"opendcu.app_detector" in Path(f"/proc/{p}/cmdline").read_bytes()
+        ][0]
         workers = [p for p in child_pids(app) if Path(f"/proc/{p}/comm").read_text().startswith("pipeline-w")]
         assert len(workers) == 2
         trigger = threading.Thread(target=lambda: put(http, "detector", "command", "trigger"))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from detector_sizes import REAL_EIGER2_SIZES, REAL_PILATUS4_SIZES
 
 from opendcu.geometry import MODELS, DetectorLayout, get_model
-from detector_sizes import REAL_EIGER2_SIZES, REAL_PILATUS4_SIZES
 
 
 @pytest.mark.parametrize("name", sorted(n for n in MODELS if n.startswith("pilatus4")))
@@ -20,10 +20,13 @@ def test_pilatus4_4m_matches_pyfai():
     assert get_model("pilatus4-4m").shape == (2180, 2073) and get_model("pilatus4-1m").shape == (1080, 1033)
 
 
-@pytest.mark.parametrize("parent,modules", [
-    ("eiger2-9m", [3, 4, 6, 7, 9, 10, 12, 13]),
-    ("eiger2-16m", [9, 10, 13, 14, 17, 18, 21, 22]),
-])
+@pytest.mark.parametrize(
+    "parent,modules",
+    [
+        ("eiger2-9m", [3, 4, 6, 7, 9, 10, 12, 13]),
+        ("eiger2-16m", [9, 10, 13, 14, 17, 18, 21, 22]),
+    ],
+)
 def test_roi_4m_of_9m_and_16m(parent, modules):
     full = get_model(parent)
     roi = full.roi("4M")
@@ -38,12 +41,15 @@ def test_roi_4m_of_9m_and_16m(parent, modules):
         get_model("eiger2-4m").roi("4M")
 
 
-@pytest.mark.parametrize("name,shape,pixel,bits,counter", [
-    ("fastasic", (192, 192), 100e-6, 12, "uint12"),
-    ("fastasic-8bit", (192, 192), 100e-6, 8, "float8"),
-    ("fastasic-bin2", (96, 96), 200e-6, 12, "uint12"),
-    ("fastasic-bin2-8bit", (96, 96), 200e-6, 8, "float8"),
-])
+@pytest.mark.parametrize(
+    "name,shape,pixel,bits,counter",
+    [
+        ("fastasic", (192, 192), 100e-6, 12, "uint12"),
+        ("fastasic-8bit", (192, 192), 100e-6, 8, "float8"),
+        ("fastasic-bin2", (96, 96), 200e-6, 12, "uint12"),
+        ("fastasic-bin2-8bit", (96, 96), 200e-6, 8, "float8"),
+    ],
+)
 def test_fast_asic_readout_modes(name, shape, pixel, bits, counter):
     model = get_model(name)
     assert model.shape == shape and model.module.pixel_size_m == pixel

@@ -35,8 +35,9 @@ def dials_env() -> dict[str, str]:
     """The environment DIALS' commands run in (Debian's Python, the bitshuffle filter found by HDF5)."""
     if shutil.which("dials.import", path="/usr/bin") is None or not Path(HDF5_PLUGINS, "libh5bshuf.so").exists():
         if os.geteuid() != 0:
-            pytest.fail("DIALS is not installed and the tests do not run as root: "
-                        "apt-get install -y python3-dials bitshuffle")
+            pytest.fail(
+                "DIALS is not installed and the tests do not run as root: apt-get install -y python3-dials bitshuffle"
+            )
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         install = ["apt-get", "install", "-y", "--no-install-recommends", "python3-dials", "bitshuffle"]
         done = subprocess.run(install, env=env, capture_output=True, text=True, timeout=1800)
@@ -50,8 +51,9 @@ def dials_env() -> dict[str, str]:
 
 
 def run_dials(env: dict[str, str], workdir: Path, program: str, *args: str, timeout: float = 900) -> str:
-    done = subprocess.run([f"/usr/bin/{program}", *args], cwd=workdir, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    done = subprocess.run(
+        [f"/usr/bin/{program}", *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout
+    )
     assert done.returncode == 0, f"{program} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
     return done.stdout
 
@@ -62,10 +64,20 @@ def record_series(tmp_path: Path) -> Path:
     try:
         with server.client(timeout=300) as http:
             assert http.put(f"{D}/command/initialize").status_code == 200
-            detector = {"nimages": NIMAGES, "ntrigger": 1, "trigger_mode": "ints", "frame_time": 0.25,
-                        "count_time": 0.2499, "auto_summation": False, "omega_start": 0.0,
-                        "omega_increment": OSCILLATION, "detector_distance": 0.1, "wavelength": 1.0,
-                        "beam_center_x": 514.37, "beam_center_y": 530.79}
+            detector = {
+                "nimages": NIMAGES,
+                "ntrigger": 1,
+                "trigger_mode": "ints",
+                "frame_time": 0.25,
+                "count_time": 0.2499,
+                "auto_summation": False,
+                "omega_start": 0.0,
+                "omega_increment": OSCILLATION,
+                "detector_distance": 0.1,
+                "wavelength": 1.0,
+                "beam_center_x": 514.37,
+                "beam_center_y": 530.79,
+            }
             for key, value in detector.items():
                 r = http.put(f"{D}/config/{key}", json={"value": value})
                 assert r.status_code == 200, (key, r.text)
@@ -73,8 +85,11 @@ def record_series(tmp_path: Path) -> Path:
                 assert http.put(f"/filewriter/api/1.8.0/config/{key}", json={"value": value}).status_code == 200
             series_id = http.put(f"{D}/command/arm").json()["sequence id"]
             assert http.put(f"{D}/command/trigger").status_code == 200
-            names = {f"series_{series_id}_master.h5", f"series_{series_id}_data_000001.h5",
-                     f"series_{series_id}_data_000002.h5"}
+            names = {
+                f"series_{series_id}_master.h5",
+                f"series_{series_id}_data_000001.h5",
+                f"series_{series_id}_data_000002.h5",
+            }
             deadline = time.monotonic() + 600
             while time.monotonic() < deadline:
                 files = set(http.get("/filewriter/api/1.8.0/files/").json())
@@ -98,12 +113,25 @@ def test_dials_processes_a_rotation_series(tmp_path: Path, dials_env: dict[str, 
     run_dials(dials_env, work, "dials.find_spots", "imported.expt", "nproc=2")
     run_dials(dials_env, work, "dials.index", "imported.expt", "strong.refl")
     run_dials(dials_env, work, "dials.refine", "indexed.expt", "indexed.refl")
-    run_dials(dials_env, work, "dials.integrate", "refined.expt", "refined.refl", "nproc=2",
-              "debug.output=True", "debug.separate_files=False")  # keep the shoeboxes: which pixels it used
+    run_dials(
+        dials_env,
+        work,
+        "dials.integrate",
+        "refined.expt",
+        "refined.refl",
+        "nproc=2",
+        "debug.output=True",
+        "debug.separate_files=False",
+    )  # keep the shoeboxes: which pixels it used
     run_dials(dials_env, work, "dials.symmetry", "integrated.expt", "integrated.refl")
     scale_log = run_dials(dials_env, work, "dials.scale", "symmetrized.expt", "symmetrized.refl")
-    done = subprocess.run([DEBIAN_PYTHON, str(HERE / "dials_metrics.py"), str(work), str(master)], env=dials_env,
-                          capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [DEBIAN_PYTHON, str(HERE / "dials_metrics.py"), str(work), str(master)],
+        env=dials_env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     m = json.loads(done.stdout.strip().splitlines()[-1])
     cc_half = re.findall(r"CC half\s+([0-9.]+)", scale_log)

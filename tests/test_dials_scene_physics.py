@@ -16,8 +16,12 @@ from test_dials_mx import dials_env  # noqa: F401  (the fixture: Debian's DIALS,
 from opendcu.analysis.crystal import UnitCell, miller_indices
 from opendcu.simulator.scenes.symmetry import SPACE_GROUPS, space_group
 
-CELLS = {"triclinic": (50.0, 60.0, 70.0, 80.0, 85.0, 95.0), "monoclinic": (50.0, 60.0, 70.0, 90.0, 105.0, 90.0),
-         "orthorhombic": (50.0, 60.0, 70.0, 90.0, 90.0, 90.0), "tetragonal": LYSOZYME}
+CELLS = {
+    "triclinic": (50.0, 60.0, 70.0, 80.0, 85.0, 95.0),
+    "monoclinic": (50.0, 60.0, 70.0, 90.0, 105.0, 90.0),
+    "orthorhombic": (50.0, 60.0, 70.0, 90.0, 90.0, 90.0),
+    "tetragonal": LYSOZYME,
+}
 
 CCTBX_SCRIPT = r"""
 import json, sys
@@ -35,9 +39,19 @@ for name, item in job.items():
                  "laue": symmetry.space_group().build_derived_laue_group().type().lookup_symbol()}
 print(json.dumps(out))
 """
-CCTBX_SYMBOLS = {"P1": "P 1", "P2": "P 1 2 1", "P21": "P 1 21 1", "C2": "C 1 2 1", "P222": "P 2 2 2",
-                 "P212121": "P 21 21 21", "P4": "P 4", "P422": "P 4 2 2", "P41212": "P 41 21 2",
-                 "P43212": "P 43 21 2", "I422": "I 4 2 2"}
+CCTBX_SYMBOLS = {
+    "P1": "P 1",
+    "P2": "P 1 2 1",
+    "P21": "P 1 21 1",
+    "C2": "C 1 2 1",
+    "P222": "P 2 2 2",
+    "P212121": "P 21 21 21",
+    "P4": "P 4",
+    "P422": "P 4 2 2",
+    "P41212": "P 41 21 2",
+    "P43212": "P 43 21 2",
+    "I422": "I 4 2 2",
+}
 CCTBX_LAUE = {"-1": "P -1", "2/m": "P 1 2/m 1", "mmm": "P m m m", "4/m": "P 4/m", "4/mmm": "P 4/m m m"}
 
 
@@ -48,12 +62,20 @@ def test_space_groups_agree_with_cctbx(tmp_path: Path, dials_env: dict[str, str]
         cell = UnitCell.from_sequence(CELLS[group.system])
         hkl = miller_indices(cell, 4.0, group.centring)
         np.save(tmp_path / f"{name}.npy", hkl)
-        job[name] = {"hkl": str(tmp_path / f"{name}.npy"), "cell": list(CELLS[group.system]),
-                     "symbol": CCTBX_SYMBOLS[name]}
+        job[name] = {
+            "hkl": str(tmp_path / f"{name}.npy"),
+            "cell": list(CELLS[group.system]),
+            "symbol": CCTBX_SYMBOLS[name],
+        }
     (tmp_path / "job.json").write_text(json.dumps(job))
     (tmp_path / "oracle.py").write_text(CCTBX_SCRIPT)
-    done = subprocess.run(["/usr/bin/python3", str(tmp_path / "oracle.py"), str(tmp_path / "job.json")],
-                          env=dials_env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        ["/usr/bin/python3", str(tmp_path / "oracle.py"), str(tmp_path / "job.json")],
+        env=dials_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     oracle = json.loads(done.stdout.strip().splitlines()[-1])
     for name, group in SPACE_GROUPS.items():
@@ -131,10 +153,25 @@ o = 1.0 / mu - (t0 / cos_t + 1.0 / mu) * np.exp(-mu * t0 / cos_t)  # dxtbx's par
 print(json.dumps({"shift_px": list(o * np.sqrt(1 - cos_t**2) / 0.075), "mu": mu}))
 """)
     bx, by = plain.geometry.beam_center_px
-    (tmp_path / "t.json").write_text(json.dumps({"x": t.x_ideal.tolist(), "y": t.y_ideal.tolist(), "bx": bx, "by": by,
-                                                 "distance": 100.0, "wavelength": t.wavelength_a}))
-    done = subprocess.run(["/usr/bin/python3", str(script), str(tmp_path / "t.json")], env=dials_env,
-                          capture_output=True, text=True, timeout=300)
+    (tmp_path / "t.json").write_text(
+        json.dumps(
+            {
+                "x": t.x_ideal.tolist(),
+                "y": t.y_ideal.tolist(),
+                "bx": bx,
+                "by": by,
+                "distance": 100.0,
+                "wavelength": t.wavelength_a,
+            }
+        )
+    )
+    done = subprocess.run(
+        ["/usr/bin/python3", str(script), str(tmp_path / "t.json")],
+        env=dials_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     oracle = json.loads(done.stdout.strip().splitlines()[-1])
     dxtbx_shift = np.array(oracle["shift_px"])

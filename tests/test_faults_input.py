@@ -69,8 +69,11 @@ def test_bad_input_is_refused_with_4xx(server: DcuServer):
         # strings: a 5000-character value, a 200 MB body (413 before it is read)
         r = put(http, "name_pattern", "a" * 5000, module="filewriter")
         assert r.status_code == 400 and "at most 4096" in r.text, r.text
-        answer = raw_request(server, b"PUT /filewriter/api/1.8.0/config/name_pattern HTTP/1.1\r\nHost: x\r\n"
-                                     b"Content-Type: application/json\r\nContent-Length: 200000000\r\n\r\n{")
+        answer = raw_request(
+            server,
+            b"PUT /filewriter/api/1.8.0/config/name_pattern HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 200000000\r\n\r\n{",
+        )
         assert status_of(answer) == 413 and b"larger than" in answer
         # stream appendices take any JSON value (they answered 500 on every value before), bounded in size
         for key in ("header_appendix", "image_appendix"):
@@ -121,10 +124,20 @@ def test_bad_input_is_refused_with_4xx(server: DcuServer):
         (server.data_dir / "visible.txt").write_text("v")
         assert http.get("/webdav/visible.txt").text == "v"
         assert http.request("PROPFIND", "/webdav/", headers={"Depth": "1"}).status_code == 207
-        lock = (b'<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope>'
-                b"<D:locktype><D:write/></D:locktype></D:lockinfo>")
-        for method, body in [("LOCK", lock), ("UNLOCK", b""), ("PUT", b"x"), ("DELETE", b""), ("MKCOL", b""),
-                             ("PROPPATCH", b""), ("MOVE", b""), ("COPY", b"")]:
+        lock = (
+            b'<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope>'
+            b"<D:locktype><D:write/></D:locktype></D:lockinfo>"
+        )
+        for method, body in [
+            ("LOCK", lock),
+            ("UNLOCK", b""),
+            ("PUT", b"x"),
+            ("DELETE", b""),
+            ("MKCOL", b""),
+            ("PROPPATCH", b""),
+            ("MOVE", b""),
+            ("COPY", b""),
+        ]:
             r = http.request(method, "/webdav/visible.txt", content=body)
             assert r.status_code == 405 and "read-only" in r.text, (method, r.status_code)
         assert (server.data_dir / "visible.txt").read_text() == "v"
@@ -137,16 +150,25 @@ def test_bad_input_is_refused_with_4xx(server: DcuServer):
 #: restart app-detector (their refusals are tested elsewhere)
 SLOW_COMMANDS = {("detector", "trigger"), ("detector", "wait"), ("system", "restart")}
 #: keys served but not listed in `keys` (fastcs-eiger rejects unknown value types on listed keys)
-UNLISTED = {("detector", "status"): ["series", "error"], ("detector", "config"): ["pixel_mask", "flatfield"],
-            ("stream", "status"): ["error"]}
+UNLISTED = {
+    ("detector", "status"): ["series", "error"],
+    ("detector", "config"): ["pixel_mask", "flatfield"],
+    ("stream", "status"): ["error"],
+}
 
 
 def value_schema_of(http: httpx.Client, module: str, key: str) -> dict:
     """A JSON schema of the key's values from its GET object (type, range, allowed values), so that the fuzzer
     also sends values the DCU accepts."""
     d = http.get(f"/{module}/api/1.8.0/config/{key}").json()
-    kind = {"bool": "boolean", "uint": "integer", "int": "integer", "float": "number", "string": "string",
-            "string[]": "array"}.get(d["value_type"])
+    kind = {
+        "bool": "boolean",
+        "uint": "integer",
+        "int": "integer",
+        "float": "number",
+        "string": "string",
+        "string[]": "array",
+    }.get(d["value_type"])
     if kind is None:
         return {}
     out: dict = {"type": kind}
@@ -166,8 +188,10 @@ def every_key_schema(http: httpx.Client) -> dict:
     """The served OpenAPI with each SIMPLON route template expanded into one path per real module, task and key
     (version 1.8.0), so that the fuzzer reaches every key instead of guessing names."""
     schema = http.get("/openapi.json").json()
-    templates = {task: schema["paths"].pop(f"/{{module}}/api/{{version}}/{task}/{{key}}") for task in
-                 ("config", "status", "command")}
+    templates = {
+        task: schema["paths"].pop(f"/{{module}}/api/{{version}}/{task}/{{key}}")
+        for task in ("config", "status", "command")
+    }
     for module in ("detector", "stream", "filewriter", "monitor", "system", "simulator", "analysis"):
         for task, operations in templates.items():
             r = http.get(f"/{module}/api/1.8.0/{task}/keys")
@@ -182,8 +206,9 @@ def every_key_schema(http: httpx.Client) -> dict:
                     if method == "put" and task == "config":
                         body = operation["requestBody"]["content"]["application/json"]["schema"]
                         body["properties"]["value"] = value_schema
-                    operation["parameters"] = [p for p in operation.get("parameters", [])
-                                               if p["name"] not in ("module", "version", "key")]
+                    operation["parameters"] = [
+                        p for p in operation.get("parameters", []) if p["name"] not in ("module", "version", "key")
+                    ]
                     operation["operationId"] = f"{method}_{module}_{task}_{key}".replace("/", "_")
                     concrete[method] = operation
                 schema["paths"][f"/{module}/api/1.8.0/{task}/{key}"] = concrete
@@ -209,11 +234,35 @@ def test_schemathesis_finds_no_server_error(server: DcuServer, tmp_path: Path):
     st = Path(sys.executable).with_name("st")
     assert st.exists(), "schemathesis is a test dependency (pyproject [test])"
     result = subprocess.run(
-        [str(st), "run", str(tmp_path / "openapi.json"), "--url", server.url,
-         "--checks", "not_a_server_error,status_code_conformance", "--max-examples", str(FUZZ_EXAMPLES),
-         "--phases", "coverage,fuzzing", "--seed", "16", "--workers", "2", "--request-timeout", "60",
-         "--generation-database", "none", "--no-color", "--suppress-health-check", "all"],
-        capture_output=True, text=True, timeout=900, cwd=tmp_path)
+        [
+            str(st),
+            "run",
+            str(tmp_path / "openapi.json"),
+            "--url",
+            server.url,
+            "--checks",
+            "not_a_server_error,status_code_conformance",
+            "--max-examples",
+            str(FUZZ_EXAMPLES),
+            "--phases",
+            "coverage,fuzzing",
+            "--seed",
+            "16",
+            "--workers",
+            "2",
+            "--request-timeout",
+            "60",
+            "--generation-database",
+            "none",
+            "--no-color",
+            "--suppress-health-check",
+            "all",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
+    )
     tail = result.stdout[-5000:]
     print(tail)
     assert result.returncode == 0, tail

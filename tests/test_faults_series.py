@@ -32,8 +32,11 @@ DETAIL = "/entry/instrument/detector/detectorSpecific"
 
 
 def checksums(data_dir: Path) -> dict[str, str]:
-    return {str(p.relative_to(data_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(data_dir.rglob("*.h5")) if p.is_file()}
+    return {
+        str(p.relative_to(data_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(data_dir.rglob("*.h5"))
+        if p.is_file()
+    }
 
 
 def images_in_series(data_dir: Path, prefix: str) -> int:
@@ -61,8 +64,9 @@ def run_series(http: httpx.Client, expect_id: int) -> dict:
 
 
 def dcu_cli(server: DcuServer, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "opendcu", *args, "--url", server.url], capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "opendcu", *args, "--url", server.url], capture_output=True, text=True, timeout=120
+    )
 
 
 def trigger_on_a_terminal(server: DcuServer) -> tuple[str, str, int]:
@@ -72,8 +76,9 @@ def trigger_on_a_terminal(server: DcuServer) -> tuple[str, str, int]:
 
     master, slave = pty.openpty()
     env = {**os.environ, "COLUMNS": "200", "TERM": "xterm"}
-    process = subprocess.Popen([sys.executable, "-m", "opendcu", "trigger", "--url", server.url], stdout=slave,
-                               stderr=slave, env=env)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "opendcu", "trigger", "--url", server.url], stdout=slave, stderr=slave, env=env
+    )
     os.close(slave)
     chunks = []
     while True:
@@ -88,17 +93,24 @@ def trigger_on_a_terminal(server: DcuServer) -> tuple[str, str, int]:
     code = process.wait(60)
     text = b"".join(chunks).decode(errors="replace")
     line = next(line for line in text.splitlines() if '{"series_id"' in line)
-    summary = line[line.index('{"series_id"'):]
+    summary = line[line.index('{"series_id"') :]
     return text, summary, code
 
 
 def assert_success(summary: dict, series_id: int, nimages: int = NIMAGES) -> None:
     assert summary["series_id"] == series_id
     assert summary["outcome"] == "success", summary
-    assert (summary["images_expected"], summary["images_complete"], summary["images_incomplete"],
-            summary["images_lost"]) == (nimages, nimages, 0, 0)
+    assert (
+        summary["images_expected"],
+        summary["images_complete"],
+        summary["images_incomplete"],
+        summary["images_lost"],
+    ) == (nimages, nimages, 0, 0)
     assert (summary["packets_expected"], summary["packets_received"], summary["packets_lost"]) == (
-        nimages * PACKETS_PER_IMAGE, nimages * PACKETS_PER_IMAGE, 0)
+        nimages * PACKETS_PER_IMAGE,
+        nimages * PACKETS_PER_IMAGE,
+        0,
+    )
     assert summary["interfaces"]["filewriter"] == {"written": nimages, "missing": 0}
 
 
@@ -204,21 +216,34 @@ def test_injected_loss_is_reported_everywhere_with_exact_counts(server: DcuServe
         assert s == summary  # the trigger of the last images returns after the automatic disarm
         assert (s["series_id"], s["state"], s["outcome"]) == (1, "done", "incomplete")
         assert (s["images_expected"], s["images_complete"], s["images_incomplete"], s["images_lost"]) == (
-            NIMAGES, NIMAGES - 2, 2, 0)
+            NIMAGES,
+            NIMAGES - 2,
+            2,
+            0,
+        )
         assert (s["packets_expected"], s["packets_received"], s["packets_lost"]) == (
-            NIMAGES * PACKETS_PER_IMAGE, NIMAGES * PACKETS_PER_IMAGE - 3, 3)
+            NIMAGES * PACKETS_PER_IMAGE,
+            NIMAGES * PACKETS_PER_IMAGE - 3,
+            3,
+        )
         assert s["efficiency"] == round((NIMAGES * PACKETS_PER_IMAGE - 3) / (NIMAGES * PACKETS_PER_IMAGE), 6)
-        assert s["interfaces"] == {"filewriter": {"written": NIMAGES, "missing": 0},
-                                   "stream": {"sent": 0, "dropped": NIMAGES}}
+        assert s["interfaces"] == {
+            "filewriter": {"written": NIMAGES, "missing": 0},
+            "stream": {"sent": 0, "dropped": NIMAGES},
+        }
 
         # status keys say it in their GET object's state; the detector state stays SIMPLON's
         def status(key: str, module: str = "detector") -> dict:
             return http.get(f"/{module}/api/1.8.0/status/{key}").json()
 
-        assert {k: (status(k)["value"], status(k)["state"]) for k in
-                ("daq/packets_lost", "daq/frames_incomplete", "daq/frames_lost")} == {
-            "daq/packets_lost": (3, "warning"), "daq/frames_incomplete": (2, "warning"),
-            "daq/frames_lost": (0, "normal")}
+        assert {
+            k: (status(k)["value"], status(k)["state"])
+            for k in ("daq/packets_lost", "daq/frames_incomplete", "daq/frames_lost")
+        } == {
+            "daq/packets_lost": (3, "warning"),
+            "daq/frames_incomplete": (2, "warning"),
+            "daq/frames_lost": (0, "normal"),
+        }
         assert status("daq/efficiency")["state"] == "warning"
         assert (status("dropped", "stream")["value"], status("dropped", "stream")["state"]) == (NIMAGES, "warning")
         assert (status("state")["value"], status("state")["state"]) == ("idle", "normal")
@@ -231,8 +256,14 @@ def test_injected_loss_is_reported_everywhere_with_exact_counts(server: DcuServe
         assert expected.tolist() == [PACKETS_PER_IMAGE] * NIMAGES
         assert received.tolist() == [128, 126, 128, 128, 127, 128]
         assert outcome["outcome"] == b"incomplete"
-        assert (outcome["images_expected"], outcome["images_complete"], outcome["images_incomplete"],
-                outcome["images_lost"], outcome["packets_lost"], outcome["images_written"]) == (6, 4, 2, 0, 3, 6)
+        assert (
+            outcome["images_expected"],
+            outcome["images_complete"],
+            outcome["images_incomplete"],
+            outcome["images_lost"],
+            outcome["packets_lost"],
+            outcome["images_written"],
+        ) == (6, 4, 2, 0, 3, 6)
         assert b"Stream dropped 6 images" in outcome["problems"]
 
         # dcu wait / watch report the last series and exit non-zero; the log says it once, as a WARNING
@@ -247,8 +278,12 @@ def test_injected_loss_is_reported_everywhere_with_exact_counts(server: DcuServe
         assert put(http, "drop_packets", "", module="simulator").status_code == 200
         assert put(http, "mode", "disabled", module="stream").status_code == 200
         # someone else's terminal follows the series live (`dcu watch`), ours triggers it on a terminal
-        watch = subprocess.Popen([sys.executable, "-m", "opendcu", "watch", "--url", server.url],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        watch = subprocess.Popen(
+            [sys.executable, "-m", "opendcu", "watch", "--url", server.url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         assert command(http, "arm").json() == {"sequence id": 2}
         progress, summary_text, code = trigger_on_a_terminal(server)
         assert code == 0, progress[-3000:]
@@ -330,9 +365,28 @@ def test_sigterm_to_the_process_group_stops_in_time_and_keeps_the_open_file(tmp_
     port, v1, v2 = free_port(), free_port(), free_port()
     data = tmp_path / "data"
     process = subprocess.Popen(
-        [sys.executable, "-m", "opendcu", "serve", "--detector", "eiger2-500k", "--port", str(port), "--data-dir",
-         str(data), "--stream-v1-port", str(v1), "--stream-v2-port", str(v2)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "opendcu",
+            "serve",
+            "--detector",
+            "eiger2-500k",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data),
+            "--stream-v1-port",
+            str(v1),
+            "--stream-v2-port",
+            str(v2),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+        start_new_session=True,
+    )
     output: list[str] = []
     ready = threading.Event()
 
@@ -363,8 +417,11 @@ def test_sigterm_to_the_process_group_stops_in_time_and_keeps_the_open_file(tmp_
         process.wait(60)
         took = time.monotonic() - started
         time.sleep(0.5)
-        alive = [pid for pid in group if Path(f"/proc/{pid}").exists()
-                 and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"]
+        alive = [
+            pid
+            for pid in group
+            if Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+        ]
         assert alive == [], alive
         assert took < 20, (took, "".join(output[-25:]))
         log = "".join(output)
@@ -405,8 +462,9 @@ def test_dead_pipeline_workers_never_leave_a_series_reporting_success_with_fewer
         assert command(http, "arm").json() == {"sequence id": 1}
         detector = app_detector_pid(server)
         # the pipeline workers are the first processes app-detector spawns (DataPath.start)
-        workers = sorted(pid for pid in child_pids(detector)
-                         if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes())
+        workers = sorted(
+            pid for pid in child_pids(detector) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        )
         assert len(workers) >= 2, workers
         threading.Thread(target=lambda: httpx.put(f"{server.url}{V}/command/trigger", timeout=300), daemon=True).start()
         deadline = time.monotonic() + 30
@@ -419,8 +477,11 @@ def test_dead_pipeline_workers_never_leave_a_series_reporting_success_with_fewer
         v = s["value"]
         assert v["images_settled"] + v["images_lost"] == nimages, v
         assert v["images_settled"] >= 10
-        assert images_in_series(server.data_dir, "series_1") == v["images_settled"] == \
-            v["interfaces"]["filewriter"]["written"]
+        assert (
+            images_in_series(server.data_dir, "series_1")
+            == v["images_settled"]
+            == v["interfaces"]["filewriter"]["written"]
+        )
         wait = dcu_cli(server, "wait")
         if v["images_lost"]:
             assert (s["state"], v["outcome"]) == ("error", "failure"), v

@@ -30,8 +30,9 @@ from opendcu.proto.values import from_proto, to_proto
 
 
 # -- file names ------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("pattern", ["x\n", "a" * 300, "../x", "/abs", "a//b", "a/./b", "sp ace", "x" * 1025,
-                                     ".hidden_$id", "a/.h/b"])
+@pytest.mark.parametrize(
+    "pattern", ["x\n", "a" * 300, "../x", "/abs", "a//b", "a/./b", "sp ace", "x" * 1025, ".hidden_$id", "a/.h/b"]
+)
 def test_unsafe_name_patterns_are_refused(pattern: str):
     with pytest.raises(paths.UnsafePath):
         paths.check_name_pattern(pattern)
@@ -48,8 +49,12 @@ def test_series_files_check_refuses_symlinks_existing_files_and_too_many_files(t
         paths.check_series_files(tmp_path, "file/series_1", 1)
     with pytest.raises(paths.UnsafePath, match="100001 data files"):
         paths.check_series_files(tmp_path, "series_1", paths.MAX_DATA_FILES + 1)
-    for name in ("series_1_master.h5", ".series_1_master.h5.part", "series_1_data_000002.h5",
-                 ".series_1_data_000001.h5.part"):
+    for name in (
+        "series_1_master.h5",
+        ".series_1_master.h5.part",
+        "series_1_data_000002.h5",
+        ".series_1_data_000001.h5.part",
+    ):
         path = tmp_path / "real" / name
         path.write_text("x")
         with pytest.raises(paths.SeriesFilesExist, match=name.replace(".", r"\.")):
@@ -65,7 +70,10 @@ def test_partial_files_are_removed_and_nothing_else(tmp_path: Path):
         (tmp_path / name).write_text("x")
     assert remove_partial_files(tmp_path) == [".a_data_000001.h5.part", "sub/.b_master.h5.part"]
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()) == [
-        STATE_FILE, "keep.h5", "sub/keep.part"]
+        STATE_FILE,
+        "keep.h5",
+        "sub/keep.part",
+    ]
 
 
 # -- sequence ids --------------------------------------------------------------------------------------------------
@@ -87,8 +95,14 @@ def test_sequence_ids_persist_atomically(tmp_path: Path, caplog):
 # -- series summary --------------------------------------------------------------------------------------------------
 def _image(image_id: int, received: int, expected: int = 10) -> SimpleNamespace:
     released = []
-    return SimpleNamespace(series_id=3, image_id=image_id, packets_received=received, packets_expected=expected,
-                           release=lambda: released.append(1), released=released)
+    return SimpleNamespace(
+        series_id=3,
+        image_id=image_id,
+        packets_received=received,
+        packets_expected=expected,
+        release=lambda: released.append(1),
+        released=released,
+    )
 
 
 def test_ledger_and_summary_count_every_image():
@@ -99,17 +113,27 @@ def test_ledger_and_summary_count_every_image():
     for image in images:
         ledger.offer(image)
     assert [len(i.released) for i in images] == [1, 1, 1, 1]
-    ledger.offer(SimpleNamespace(series_id=2, image_id=0, packets_received=0, packets_expected=10,
-                                 release=lambda: None))  # a stale series: not counted
+    ledger.offer(
+        SimpleNamespace(series_id=2, image_id=0, packets_received=0, packets_expected=10, release=lambda: None)
+    )  # a stale series: not counted
     counters = DaqCounters(packets_expected=50, packets_received=47, frames_complete=4, frames_incomplete=1)
     s = summarize(series, ledger, counters, 6, InterfaceCounts(filewriter_written=3, stream_dropped=1), "done", 2.0)
-    assert (s["images_expected"], s["images_settled"], s["images_complete"], s["images_incomplete"],
-            s["images_lost"]) == (6, 4, 3, 1, 2)
+    assert (
+        s["images_expected"],
+        s["images_settled"],
+        s["images_complete"],
+        s["images_incomplete"],
+        s["images_lost"],
+    ) == (6, 4, 3, 1, 2)
     assert (s["packets_lost"], s["efficiency"], s["rate_hz"]) == (3, 0.94, 2.0)
     assert s["interfaces"] == {"filewriter": {"written": 3, "missing": 1}, "stream": {"sent": 3, "dropped": 1}}
     assert s["outcome"] == "failure"
-    assert s["problems"] == ["2 of 6 images lost (never delivered)", "1 images incomplete (3 packets lost)",
-                             "FileWriter wrote 3 of 4 images", "Stream dropped 1 images"]
+    assert s["problems"] == [
+        "2 of 6 images lost (never delivered)",
+        "1 images incomplete (3 packets lost)",
+        "FileWriter wrote 3 of 4 images",
+        "Stream dropped 1 images",
+    ]
     received, expected = ledger.per_image(6)
     assert received.tolist() == [10, 7, 10, 0, 10, 0] and expected.tolist() == [10] * 6
     running = summarize(series, ledger, counters, 6, InterfaceCounts(), "running", 1.0)
@@ -162,8 +186,9 @@ def test_token_or_basic_auth_guards_every_route(tmp_path: Path):
 def test_loopback_hosts_need_no_warning():
     from opendcu.base.rest.auth import is_loopback
 
-    assert [is_loopback(h) for h in ("127.0.0.1", "localhost", "::1", "127.1.2.3", "0.0.0.0", "10.0.0.5", "dcu.lan")] \
-        == [True, True, True, True, False, False, False]
+    assert [
+        is_loopback(h) for h in ("127.0.0.1", "localhost", "::1", "127.1.2.3", "0.0.0.0", "10.0.0.5", "dcu.lan")
+    ] == [True, True, True, True, False, False, False]
 
 
 # -- junk on a config socket -------------------------------------------------------------------------------------------

@@ -17,19 +17,20 @@ import h5py
 import hdf5plugin  # noqa: F401
 import numpy as np
 import pytest
+from series_factory import ImageSource, make_pixels, make_series
 
 from opendcu.app_detector.control.errors import InvalidValue
 from opendcu.app_detector.imagemux import ImageMux
 from opendcu.app_detector.interfaces.filewriter.paths import UnsafePath
 from opendcu.app_detector.interfaces.filewriter.sinks import ParallelSink, SerialSink
 from opendcu.app_detector.interfaces.filewriter.writer import FileWriter
-from series_factory import ImageSource, make_pixels, make_series
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def write_series(data_dir: Path, nimages: int = 10, stop_after: int | None = None, series_id: int = 1,
-                 contributor=None, **config) -> FileWriter:
+def write_series(
+    data_dir: Path, nimages: int = 10, stop_after: int | None = None, series_id: int = 1, contributor=None, **config
+) -> FileWriter:
     fw = FileWriter(data_dir)
     fw.subsystem.values.update(mode="enabled", **config)
     if contributor is not None:
@@ -52,8 +53,12 @@ def write_series(data_dir: Path, nimages: int = 10, stop_after: int | None = Non
 
 def test_data_files_look_like_eiger2_files(tmp_path: Path, golden_dir: Path):
     fw = write_series(tmp_path, nimages=5, nimages_per_file=2, image_nr_start=1)
-    assert fw.list_files() == ["series_1_data_000001.h5", "series_1_data_000002.h5", "series_1_data_000003.h5",
-                               "series_1_master.h5"]
+    assert fw.list_files() == [
+        "series_1_data_000001.h5",
+        "series_1_data_000002.h5",
+        "series_1_data_000003.h5",
+        "series_1_master.h5",
+    ]
     golden = golden_dir / "h5-testfiles/datasets_eiger2/eiger2_simread7_2datafiles_4images_bslz4_data_000002.h5"
     with h5py.File(golden) as g, h5py.File(tmp_path / "series_1_data_000002.h5") as f:
         ours, theirs = f["/entry/data/data"], g["/entry/data/data"]
@@ -65,7 +70,10 @@ def test_data_files_look_like_eiger2_files(tmp_path: Path, golden_dir: Path):
             assert ours.attrs[attr].dtype == theirs.attrs[attr].dtype == np.uint64
         assert (ours.attrs["image_nr_low"], ours.attrs["image_nr_high"]) == (3, 4)
         for path in ("/entry", "/entry/data"):
-            assert f[path].attrs.get_id("NX_class").get_type().get_size() == g[path].attrs.get_id("NX_class").get_type().get_size()
+            assert (
+                f[path].attrs.get_id("NX_class").get_type().get_size()
+                == g[path].attrs.get_id("NX_class").get_type().get_size()
+            )
         series = make_series(nimages=5)
         for i in range(2):
             np.testing.assert_array_equal(ours[i], make_pixels(series, i + 2))
@@ -88,14 +96,26 @@ def test_master_reads_in_nxmx_fabio_silx(tmp_path: Path, clients_python: Path, s
         assert spec["detectorModule_000/countrate_correction_table"].shape[0] == 2
         np.testing.assert_allclose(f["/entry/sample/goniometer/omega"][()], [10.0, 10.5, 11.0, 11.5])
         assert f["/entry/sample/depends_on"][()] == b"/entry/sample/transformations/omega"
-    out = subprocess.run([str(clients_python), str(shared_dir / "clients" / "read_clients.py"),
-                          str(tmp_path / "series_1_master.h5")], capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [str(clients_python), str(shared_dir / "clients" / "read_clients.py"), str(tmp_path / "series_1_master.h5")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0 and "OK" in out.stdout, out.stdout + out.stderr
     series = make_series(nimages=4)
     want = sum(int(make_pixels(series, i).sum()) for i in range(4))
     assert f"'h5py': {want}" in out.stdout and f"'fabio': {want}" in out.stdout and f"'silx': {want}" in out.stdout
-    out = subprocess.run([str(clients_python), str(shared_dir / "clients" / "chunk_check.py"),
-                          str(tmp_path / "series_1_data_000001.h5")], capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            str(clients_python),
+            str(shared_dir / "clients" / "chunk_check.py"),
+            str(tmp_path / "series_1_data_000001.h5"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0 and out.stdout.count(" OK") == 4, out.stdout + out.stderr
 
 
@@ -133,16 +153,24 @@ def test_all_images_in_master_and_contributor_hook(tmp_path: Path, clients_pytho
             np.testing.assert_array_equal(data[i], make_pixels(series, i))
         assert list(f["/entry/analysis/spot_count"][()]) == [0, 3, 6]
     script = "import fabio,sys; img=fabio.open(sys.argv[1]); print(img.nframes, int(img.getframe(2).data.sum()))"
-    out = subprocess.run([str(clients_python), "-c", script, str(tmp_path / "series_1_master.h5")],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [str(clients_python), "-c", script, str(tmp_path / "series_1_master.h5")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.stdout.split() == ["3", str(int(make_pixels(series, 2).sum()))], out.stderr
 
 
 def test_early_end_keeps_valid_files_and_drops_dangling_links(tmp_path: Path):
-    write_series(tmp_path, nimages=10, stop_after=5, nimages_per_file=4,
-                 contributor=lambda s: {"/entry/analysis/x": np.zeros(3)})
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["series_1_data_000001.h5", "series_1_data_000002.h5",
-                                                          "series_1_master.h5"]
+    write_series(
+        tmp_path, nimages=10, stop_after=5, nimages_per_file=4, contributor=lambda s: {"/entry/analysis/x": np.zeros(3)}
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "series_1_data_000001.h5",
+        "series_1_data_000002.h5",
+        "series_1_master.h5",
+    ]
     with h5py.File(tmp_path / "series_1_master.h5") as f:
         assert sorted(f["/entry/data"]) == ["data", "data_000001", "data_000002"]
         assert f["/entry/data/data_000002"].shape[0] == 1 and f["/entry/analysis/x"].shape == (3,)
@@ -207,15 +235,21 @@ def test_full_disk_is_an_error_and_written_files_stay_valid(tmp_path: Path, mode
     small.mkdir()
     child = tmp_path / "child.py"
     child.write_text(DISK_FULL_CHILD)
-    shell = (f"mount -t tmpfs -o size={size} tmpfs {small} && "
-             f"{sys.executable} {child} {small} {REPO / 'tests'} {REPO / 'src'} {mode}")
-    out = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", shell],
-                         capture_output=True, text=True, timeout=240)
+    shell = (
+        f"mount -t tmpfs -o size={size} tmpfs {small} && "
+        f"{sys.executable} {child} {small} {REPO / 'tests'} {REPO / 'src'} {mode}"
+    )
+    out = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", shell],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
     if not lines and "mount" in out.stderr and "permission" in out.stderr.lower():
         pytest.skip(f"cannot mount a small tmpfs here: {out.stderr.strip()}")
     assert lines, out.stdout + out.stderr
-    result = json.loads(lines[0][len("RESULT "):])
+    result = json.loads(lines[0][len("RESULT ") :])
     assert result["state"] == "error"
     assert any("No space left on device" in e or "ENOSPC" in e for e in result["errors"]), result["errors"]
     assert "s_1_data_000001.h5" in result["files"] and "s_1_master.h5" in result["files"]

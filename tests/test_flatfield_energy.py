@@ -41,8 +41,9 @@ def floods():
     out = {}
     for energy in ENERGIES:
         scene = make_scene(EIGER, 3, {"kind": "flood", "flux": FLUX, "experiment": {"count_time_s": 1.0}})
-        renderer = ModuleRenderer(scene, EIGER, 0, 3, 1.0, bank_frames=FRAMES, photon_energy=energy,
-                                  threshold_energy=energy / 2)
+        renderer = ModuleRenderer(
+            scene, EIGER, 0, 3, 1.0, bank_frames=FRAMES, photon_energy=energy, threshold_energy=energy / 2
+        )
         total = np.stack([renderer.render(f) for f in range(1, FRAMES + 1)]).astype(np.uint32).sum(axis=0)
         out[energy] = layout.place_module_reference(total, 0xFFFFFFFF).astype(np.float64)
     return out
@@ -63,9 +64,9 @@ def flatness(corrected: np.ndarray, ok: np.ndarray) -> tuple[float, float]:
     means, counts = [], []
     for r in range(0, h - BLOCK + 1, BLOCK):
         for c in range(0, w - BLOCK + 1, BLOCK):
-            good = ok[r:r + BLOCK, c:c + BLOCK]
+            good = ok[r : r + BLOCK, c : c + BLOCK]
             if good.sum() > BLOCK * BLOCK // 2:
-                means.append(corrected[r:r + BLOCK, c:c + BLOCK][good].mean())
+                means.append(corrected[r : r + BLOCK, c : c + BLOCK][good].mean())
                 counts.append(good.sum())
     chi2 = np.mean((np.array(means) - mean) ** 2 / (mean / np.array(counts)))
     return float(pixel_ratio), float(chi2)
@@ -114,8 +115,9 @@ def test_energy_writes_reload_the_flatfield_all_or_nothing(tmp_path: Path) -> No
     source = FlakyCalibration()
     # no series, so no modules and only the parts of a data path the controller attaches to (the data dir of its
     # sequence ids, the ImageMux and the FileWriter), all real
-    no_datapath = SimpleNamespace(config=SimpleNamespace(data_dir=tmp_path), mux=ImageMux(),
-                                  filewriter=FileWriter(tmp_path, EIGER))
+    no_datapath = SimpleNamespace(
+        config=SimpleNamespace(data_dir=tmp_path), mux=ImageMux(), filewriter=FileWriter(tmp_path, EIGER)
+    )
     controller = AcquisitionController(EIGER, no_datapath, None, calibration=source)
     det = build_detector_subsystem(EIGER, controller)
     controller.bind(det)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from detector_sizes import REAL_EIGER2_SIZES
 
 from opendcu.geometry import MODELS, DetectorLayout, get_model
-from detector_sizes import REAL_EIGER2_SIZES
 
 
 @pytest.mark.parametrize("name", sorted(n for n in MODELS if n.startswith("eiger")))

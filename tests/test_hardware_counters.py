@@ -10,7 +10,13 @@ from hypothesis import strategies as st
 from opendcu.geometry import get_model
 from opendcu.hardware.config_packet import ConfigPacket, Kind
 from opendcu.hardware.counters import (
-    FLOAT8_DECODE, FLOAT8_MAX, SATURATED, decode_counts, encode_counts, float8_encode, float8_quantize,
+    FLOAT8_DECODE,
+    FLOAT8_MAX,
+    SATURATED,
+    decode_counts,
+    encode_counts,
+    float8_encode,
+    float8_quantize,
 )
 from opendcu.hardware.udp_packet import PacketLayout
 
@@ -25,7 +31,14 @@ def test_float8_is_e3m5_with_top_value_4032():
     # steps 2, 4, ..., 64 on the octaves from 64 on; the module truncates, the DAQ decodes to the middle
     assert float8_encode(np.array([64, 65, 66, 2047, 2048, 4031]))[:3].tolist() == [64, 64, 65]
     assert float8_quantize(np.array([64, 65, 2048, 2111, 4031, 4032, 70000])).tolist() == [
-        65, 65, 2080, 2080, 4000, SATURATED, SATURATED]
+        65,
+        65,
+        2080,
+        2080,
+        4000,
+        SATURATED,
+        SATURATED,
+    ]
 
 
 @settings(max_examples=200, deadline=None)
@@ -57,16 +70,23 @@ def test_uint12_saturates_at_its_top_value():
     assert decode_counts(wire, "uint12", 4).tolist() == [SATURATED, SATURATED, 0xFFE, 1]
 
 
-@pytest.mark.parametrize("model,payload,per_packet,npackets,last", [
-    ("eiger2-500k", 8192, 4096, 128, 8192),
-    ("eiger2-500k", 4096, 2048, 256, 4096),
-    ("pilatus4-1m", 8192, 4096, 32, 7168),  # 255 x 512 = 130560 pixels = 31.9 packets
-    ("fastasic", 8192, 5460, 7, 6156),  # 12 bit: 2 pixels in 3 bytes, 36864 pixels
-    ("fastasic-bin2-8bit", 8192, 8192, 2, 1024),  # 96 x 96 pixels of one byte
-])
+@pytest.mark.parametrize(
+    "model,payload,per_packet,npackets,last",
+    [
+        ("eiger2-500k", 8192, 4096, 128, 8192),
+        ("eiger2-500k", 4096, 2048, 256, 4096),
+        ("pilatus4-1m", 8192, 4096, 32, 7168),  # 255 x 512 = 130560 pixels = 31.9 packets
+        ("fastasic", 8192, 5460, 7, 6156),  # 12 bit: 2 pixels in 3 bytes, 36864 pixels
+        ("fastasic-bin2-8bit", 8192, 8192, 2, 1024),  # 96 x 96 pixels of one byte
+    ],
+)
 def test_packet_layouts(model, payload, per_packet, npackets, last):
     layout = PacketLayout.for_module(get_model(model).module, payload)
-    assert (layout.pixels_per_packet, layout.npackets, layout.packet_bytes(npackets - 1)) == (per_packet, npackets, last)
+    assert (layout.pixels_per_packet, layout.npackets, layout.packet_bytes(npackets - 1)) == (
+        per_packet,
+        npackets,
+        last,
+    )
     assert sum(layout.packet_bytes(p) for p in range(npackets)) == layout.frame_bytes
     if model == "pilatus4-1m":
         assert layout.packet_bytes(31) == (130560 - 31 * 4096) * 2
@@ -79,6 +99,15 @@ def test_payload_sizes_outside_the_jumbo_frame_are_refused(payload):
 
 
 def test_new_config_fields_round_trip():
-    packet = ConfigPacket(Kind.CONFIGURE, 3, fields={"roi_mode": "4M", "drop_packets": "[[1, 2]]", "nsubframes": 4,
-                                                     "trigger_count_time": 0.25, "test_pattern": 1})
+    packet = ConfigPacket(
+        Kind.CONFIGURE,
+        3,
+        fields={
+            "roi_mode": "4M",
+            "drop_packets": "[[1, 2]]",
+            "nsubframes": 4,
+            "trigger_count_time": 0.25,
+            "test_pattern": 1,
+        },
+    )
     assert ConfigPacket.decode(packet.encode()) == packet

@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 
 import pytest
+from series_factory import ImageSource, make_series
 
 from opendcu.app_detector.imagemux import BufferedInterface, ImageBuffer, ImageMux, Policy
-from series_factory import ImageSource, make_series
 
 
 class Released:

@@ -14,8 +14,8 @@ import hdf5plugin  # noqa: F401
 import numpy as np
 import pytest
 import zmq
-
 from conftest import DcuServer, start_dcu
+
 from opendcu.app_detector.interfaces.stream.decoder import decode_v2
 
 pytestmark = pytest.mark.integration
@@ -32,8 +32,12 @@ def server(tmp_path_factory) -> DcuServer:
 
 
 def client_script(clients_python: Path, shared_dir: Path, name: str, *args, timeout: float = 180):
-    return subprocess.run([str(clients_python), str(shared_dir / "clients" / name), *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [str(clients_python), str(shared_dir / "clients" / name), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def configure(http, module: str, **values) -> None:
@@ -45,22 +49,38 @@ def configure(http, module: str, **values) -> None:
 def acquire(http, nimages: int, frame_time: float = 0.02) -> int:
     # one sub-frame per image (auto_summation false): 16-bit images, which every TIFF reader reads alike (Pillow
     # reads 32-bit TIFFs as signed)
-    configure(http, "detector", nimages=nimages, ntrigger=1, trigger_mode="ints", frame_time=frame_time,
-              count_time=frame_time * 0.9, auto_summation=False)
+    configure(
+        http,
+        "detector",
+        nimages=nimages,
+        ntrigger=1,
+        trigger_mode="ints",
+        frame_time=frame_time,
+        count_time=frame_time * 0.9,
+        auto_summation=False,
+    )
     series_id = http.put(f"{D}/command/arm").json()["sequence id"]
     assert http.put(f"{D}/command/trigger").status_code == 200
     return series_id
 
 
 def test_stream_v2_dectris_recipe_consumer(server: DcuServer, clients_python: Path, shared_dir: Path):
-    out = client_script(clients_python, shared_dir, "stream2_consume.py", "127.0.0.1", server.port, 3,
-                        server.stream_v2_port)
+    out = client_script(
+        clients_python, shared_dir, "stream2_consume.py", "127.0.0.1", server.port, 3, server.stream_v2_port
+    )
     assert out.returncode == 0 and "OK 3 images" in out.stdout, out.stdout + out.stderr
 
 
 def test_stream_v1_libertem_dectris_active_mode(server: DcuServer, clients_python: Path, shared_dir: Path):
-    out = client_script(clients_python, shared_dir, "libertem_stream1_smoke.py", "127.0.0.1", server.port,
-                        server.stream_v1_port, timeout=150)
+    out = client_script(
+        clients_python,
+        shared_dir,
+        "libertem_stream1_smoke.py",
+        "127.0.0.1",
+        server.port,
+        server.stream_v1_port,
+        timeout=150,
+    )
     assert out.returncode == 0 and "OK 4 frames" in out.stdout, out.stdout + out.stderr
 
 
@@ -73,7 +93,9 @@ def test_fastcs_eiger_introspects_stream_and_monitor(server: DcuServer, clients_
     out = client_script(clients_python, shared_dir, "fastcs_eiger_smoke.py", "127.0.0.1", server.port)
     assert out.returncode == 0, out.stdout + out.stderr
     counts = {line.split()[0]: int(line.split()[1]) for line in out.stdout.splitlines() if line.endswith(" attributes")}
-    assert counts.get("STREAM", counts.get("stream", 0)) >= 7 and counts.get("MONITOR", counts.get("monitor", 0)) >= 7, out.stdout
+    assert (
+        counts.get("STREAM", counts.get("stream", 0)) >= 7 and counts.get("MONITOR", counts.get("monitor", 0)) >= 7
+    ), out.stdout
 
 
 def test_files_readers_data_and_webdav(server: DcuServer, clients_python: Path, shared_dir: Path):
@@ -86,7 +108,10 @@ def test_files_readers_data_and_webdav(server: DcuServer, clients_python: Path, 
         assert {f"{prefix}_master.h5", f"{prefix}_data_000001.h5", f"{prefix}_data_000002.h5"} <= set(names)
         assert http.get("/filewriter/api/1.8.0/status/files").json()["value"] == names
         r = http.head(f"/data/{prefix}_data_000002.h5")
-        assert r.status_code == 200 and int(r.headers["content-length"]) == (server.data_dir / f"{prefix}_data_000002.h5").stat().st_size
+        assert (
+            r.status_code == 200
+            and int(r.headers["content-length"]) == (server.data_dir / f"{prefix}_data_000002.h5").stat().st_size
+        )
         body = http.get(f"/data/{prefix}_master.h5").content
         assert body[:8] == b"\x89HDF\r\n\x1a\n"
         assert http.head("/data/scan/nothing.h5").status_code == 404
@@ -107,8 +132,17 @@ def test_files_readers_data_and_webdav(server: DcuServer, clients_python: Path, 
     with server.client() as http:  # the file readers on a single-data-file series downloaded over HTTP
         configure(http, "filewriter", name_pattern="series_$id", nimages_per_file=100)
         series_id = acquire(http, nimages=3)
-    out = client_script(clients_python, shared_dir, "read_clients.py", "--host", "127.0.0.1", "--port", server.port,
-                        "--pattern", f"series_{series_id}")
+    out = client_script(
+        clients_python,
+        shared_dir,
+        "read_clients.py",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        server.port,
+        "--pattern",
+        f"series_{series_id}",
+    )
     assert out.returncode == 0 and "OK" in out.stdout, out.stdout + out.stderr
 
     with server.client() as http:
@@ -137,8 +171,9 @@ def test_monitor_endpoints(server: DcuServer, clients_python: Path, shared_dir: 
         assert http.get("/monitor/api/1.8.0/images/next?timeout=100").status_code == 408
         assert http.get("/monitor/api/1.8.0/images/next?timeout=soon").status_code == 400
         assert http.get("/monitor/api/1.8.0/images/monitor").status_code == 200  # the newest stays available
-    out = client_script(clients_python, shared_dir, "tiff_check.py", "--host", "127.0.0.1", "--port", server.port,
-                        "--which", "monitor")
+    out = client_script(
+        clients_python, shared_dir, "tiff_check.py", "--host", "127.0.0.1", "--port", server.port, "--which", "monitor"
+    )
     assert out.returncode == 0 and "tag 51192 present True" in out.stdout, out.stdout + out.stderr
     with server.client() as http:
         configure(http, "monitor", mode="disabled")

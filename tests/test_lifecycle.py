@@ -85,8 +85,13 @@ MIDDLE = (
 
 @pytest.mark.parametrize("exit_on_term", [True, False], ids=["blocking-worker", "stop-flag-process"])
 def test_an_orphan_ends_itself(exit_on_term: bool):
-    out = subprocess.run([sys.executable, "-c", MIDDLE, CHILD, "1" if exit_on_term else "0"], capture_output=True,
-                         text=True, timeout=BUDGET_S, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", MIDDLE, CHILD, "1" if exit_on_term else "0"],
+        capture_output=True,
+        text=True,
+        timeout=BUDGET_S,
+        check=True,
+    )
     pid = int(out.stdout.split()[0])
     try:
         # the watcher notices the re-parenting within 0.5 s and sends SIGTERM; a process that only sets its stop

@@ -37,8 +37,18 @@ def test_the_udp_driver_is_a_module_backend_that_drives_simulated_modules():
         assert [status[i] for i in ids] == [None, None] and "did not acknowledge STATUS" in status[99]
 
         # one module armed and triggered: exactly its packets of two images arrive, nothing of the other
-        driver.configure([ids[1]], {ids[1]: data.getsockname()}, count_time=0.004, frame_time=0.005, nimages=2,
-                         ntrigger=1, trigger_mode=TriggerMode.INTS, series_id=4, seed=1, test_pattern=1)
+        driver.configure(
+            [ids[1]],
+            {ids[1]: data.getsockname()},
+            count_time=0.004,
+            frame_time=0.005,
+            nimages=2,
+            ntrigger=1,
+            trigger_mode=TriggerMode.INTS,
+            series_id=4,
+            seed=1,
+            test_pattern=1,
+        )
         driver.trigger([ids[1]])
         npackets = PacketLayout.for_module(model.module, 8192).npackets
         headers = unpack_headers(b"".join(data.recv(65536)[:HEADER_SIZE] for _ in range(2 * npackets)), 2 * npackets)

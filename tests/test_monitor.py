@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from series_factory import ImageSource, make_pixels, make_series
 
 from opendcu.app_detector.control.errors import ParameterNotFound, Timeout
 from opendcu.app_detector.interfaces.monitor.monitor import Monitor
 from opendcu.app_detector.interfaces.monitor.tiff import DECTRIS_PRIVATE_TAG, MonitorMetadata, encode_tiff
-from series_factory import ImageSource, make_pixels, make_series
 
 
 def feed(monitor: Monitor, series, n: int) -> ImageSource:
@@ -60,15 +60,29 @@ def test_buffer_size_and_discard_new(discard_new: bool, kept: list[int], monkeyp
 
 def test_tiff_layout_and_private_tag():
     pixels = (np.arange(514 * 1030) % 5000).astype(np.uint32).reshape(514, 1030)
-    meta = MonitorMetadata("01ABCDEFGHJKMNPQRSTVWXYZ01", 9, 4, "2026-01-02T03:04:05.123456789+00:00", 1, 4000.0,
-                           0.1, 8000.0, 1.5498, 7, (500.5, 250.25), 0.15)
+    meta = MonitorMetadata(
+        "01ABCDEFGHJKMNPQRSTVWXYZ01",
+        9,
+        4,
+        "2026-01-02T03:04:05.123456789+00:00",
+        1,
+        4000.0,
+        0.1,
+        8000.0,
+        1.5498,
+        7,
+        (500.5, 250.25),
+        0.15,
+    )
     blob = encode_tiff(pixels, meta)
     assert blob[:4] == b"II*\0"
     assert blob[8 : 8 + pixels.nbytes] == pixels.tobytes()  # the single strip right after the header
     ifd = struct.unpack_from("<I", blob, 4)[0]
     n = struct.unpack_from("<H", blob, ifd)[0]
-    entries = {tag: (typ, count, value) for tag, typ, count, value in
-               (struct.unpack_from("<HHII", blob, ifd + 2 + 12 * i) for i in range(n))}
+    entries = {
+        tag: (typ, count, value)
+        for tag, typ, count, value in (struct.unpack_from("<HHII", blob, ifd + 2 + 12 * i) for i in range(n))
+    }
     # naive parsers (ADEiger) read these from the value field: inline, count 1
     assert entries[256][1:] == (1, 1030) and entries[257][1:] == (1, 514) and entries[258][1:] == (1, 32)
     assert entries[273][1:] == (1, 8) and entries[278][1:] == (1, 514) and entries[279][1:] == (1, pixels.nbytes)
@@ -88,7 +102,11 @@ def test_three_tiff_readers_agree(dtype, tmp_path: Path, clients_python: Path, s
     pixels = (np.arange(512 * 1028) * 7 % np.iinfo(dtype).max).astype(dtype).reshape(512, 1028)
     path = tmp_path / "m.tif"
     path.write_bytes(encode_tiff(pixels, MonitorMetadata("U", 1, 0, "", 1, 1.0, 1.0, 1.0, 1.0, 0, (0.0, 0.0), 0.0)))
-    out = subprocess.run([str(clients_python), str(shared_dir / "clients" / "tiff_check.py"), str(path)],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [str(clients_python), str(shared_dir / "clients" / "tiff_check.py"), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "tag 51192 present True" in out.stdout and f"dtype {np.dtype(dtype).name}" in out.stdout

@@ -63,14 +63,17 @@ print(json.dumps({p: {"h5py": h5py_answers(p), "fabio": fabio_answers(p), "silx"
                   for p in sys.argv[1:]}))
 """
 
-GOLDEN = {8: "eiger2_simread7_2datafiles_4images_bslz4_uint8_data_00000{}.h5",
-          16: "eiger2_simread7_2datafiles_4images_bslz4_data_00000{}.h5",
-          32: "eiger2_simread7_2datafiles_4images_bslz4_uint32_data_00000{}.h5"}
+GOLDEN = {
+    8: "eiger2_simread7_2datafiles_4images_bslz4_uint8_data_00000{}.h5",
+    16: "eiger2_simread7_2datafiles_4images_bslz4_data_00000{}.h5",
+    32: "eiger2_simread7_2datafiles_4images_bslz4_uint32_data_00000{}.h5",
+}
 
 
 @pytest.mark.parametrize("bits", [8, 16, 32])
-def test_golden_and_our_data_files_read_alike(tmp_path: Path, bits: int, golden_dir: Path,
-                                              clients_python: Path) -> None:
+def test_golden_and_our_data_files_read_alike(
+    tmp_path: Path, bits: int, golden_dir: Path, clients_python: Path
+) -> None:
     write_kind(tmp_path, {8: "serial-8bit", 16: "serial-16bit", 32: "serial-32bit"}[bits])
     folder = golden_dir / "h5-testfiles" / "datasets_eiger2"
     pairs = [(folder / GOLDEN[bits].format(i), tmp_path / f"series_1_data_00000{i}.h5") for i in (1, 2)]

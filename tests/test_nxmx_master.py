@@ -51,14 +51,24 @@ KINDS = {
 
 def kind_series(nimages: int, bit_depth: int, float8: bool = False, binning: bool = False) -> Series:
     series = make_series(nimages=nimages, bit_depth=bit_depth, countrate_correction_count_cutoff=(1 << bit_depth) - 2)
-    settings = dataclasses.replace(series.settings, float8_encoding_applied=float8, binning_2x2_applied=binning,
-                                   count_cutoff=(1 << bit_depth) - 2 if bit_depth < 32 else 1_000_000)
+    settings = dataclasses.replace(
+        series.settings,
+        float8_encoding_applied=float8,
+        binning_2x2_applied=binning,
+        count_cutoff=(1 << bit_depth) - 2 if bit_depth < 32 else 1_000_000,
+    )
     series.settings = settings
     if binning:
         cfg = series.detector_config
         h, w = cfg["y_pixels_in_detector"] // 2, cfg["x_pixels_in_detector"] // 2
-        cfg.update(y_pixels_in_detector=h, x_pixels_in_detector=w, x_pixel_size=150e-6, y_pixel_size=150e-6,
-                   beam_center_x=w / 2, beam_center_y=h / 2)
+        cfg.update(
+            y_pixels_in_detector=h,
+            x_pixels_in_detector=w,
+            x_pixel_size=150e-6,
+            y_pixel_size=150e-6,
+            beam_center_x=w / 2,
+            beam_center_y=h / 2,
+        )
         mask = series.pixel_mask
         series.pixel_mask = mask.reshape(h, 2, w, 2).max(axis=(1, 3))
     return series
@@ -96,8 +106,11 @@ def nxvalidate(clients_python: Path, master: Path) -> tuple[int, list[str]]:
     lines = [line.strip() for line in text.splitlines()]
     messages = []
     for i, line in enumerate(lines):  # "Field: PATH" / "Group: NAME" followed by its message
-        if line.startswith(("Field: ", "Group: ")) and i + 1 < len(lines) and not lines[i + 1].startswith(
-                ("Field: ", "Group: ", "Values for", "Total")):
+        if (
+            line.startswith(("Field: ", "Group: "))
+            and i + 1 < len(lines)
+            and not lines[i + 1].startswith(("Field: ", "Group: ", "Values for", "Total"))
+        ):
             messages.append(f"{line.split(': ', 1)[1]}: {lines[i + 1]}")
         elif line.startswith("Values for"):
             messages.append(line)
@@ -167,9 +180,16 @@ def test_every_kind_of_master(tmp_path: Path, kind: str, clients_python: Path) -
 
 
 def test_goniometer_chain_follows_transformation_order(tmp_path: Path) -> None:
-    series = make_series(nimages=3, transformation_order=["omega", "kappa", "phi"], omega_axis=[0.0, 1.0, 0.0],
-                         kappa_axis=[-0.9135, 0.0, -0.4067], phi_axis=[-1.0, 0.0, 0.0], kappa_start=30.0,
-                         phi_start=5.0, phi_increment=0.0)
+    series = make_series(
+        nimages=3,
+        transformation_order=["omega", "kappa", "phi"],
+        omega_axis=[0.0, 1.0, 0.0],
+        kappa_axis=[-0.9135, 0.0, -0.4067],
+        phi_axis=[-1.0, 0.0, 0.0],
+        kappa_start=30.0,
+        phi_start=5.0,
+        phi_increment=0.0,
+    )
     fw = FileWriter(tmp_path)
     fw.subsystem.values.update(mode="enabled", nimages_per_file=3)
     mux = ImageMux()
@@ -219,14 +239,22 @@ def test_debian_dxtbx_reads_what_we_wrote(tmp_path: Path, kind: str, dials_env: 
     script = tmp_path / "read.py"
     script.write_text(DXTBX_READ)
     raw, mask = tmp_path / "raw.npy", tmp_path / "mask.npy"
-    out = subprocess.run(["/usr/bin/python3", str(script), str(master), str(raw), str(mask)], env=dials_env,
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        ["/usr/bin/python3", str(script), str(master), str(raw), str(mask)],
+        env=dials_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     info = json.loads(out.stdout.strip().splitlines()[-1])
     h, w = series.detector_config["y_pixels_in_detector"], series.detector_config["x_pixels_in_detector"]
     assert info["n"] == 4 and info["size"] == [w, h]
     # Debian's dxtbx 3.12 takes [underload - 1, saturation] as its trusted range
-    assert info["trusted"] == [-1.0, float(min(series.settings.count_cutoff, (1 << series.settings.bit_depth_image) - 2))]
+    assert info["trusted"] == [
+        -1.0,
+        float(min(series.settings.count_cutoff, (1 << series.settings.bit_depth_image) - 2)),
+    ]
     assert info["axis"] == pytest.approx([1.0, 0.0, 0.0])  # mcstas -x = imgCIF +x
     assert info["wavelength"] == pytest.approx(1.5406, rel=1e-6) and info["distance"] == pytest.approx(120.0)
     assert info["material"] == "Si" and info["thickness"] == pytest.approx(0.45)

@@ -10,10 +10,10 @@ import h5py
 import hdf5plugin  # noqa: F401
 import numpy as np
 import pytest
-
 from conftest import start_dcu
 from detector_config import default_energies, offline_detector
 from pipeline_reference import reference_image
+
 from opendcu.app_detector.pipeline.params import apply_calibration, series_settings
 from opendcu.codecs import get_codec
 from opendcu.geometry import DetectorLayout, get_model
@@ -31,9 +31,16 @@ CASES = [
     {"binning_2x2_applied": True, "countrate_correction_applied": False},
     {"flatfield_correction_applied": False, "pixel_mask_applied": False, "compression": "bslz4"},
 ]
-DEFAULTS = {"virtual_pixel_correction_applied": False, "mask_to_zero": False, "compression": "bslz4",
-            "float8_encoding_applied": False, "binning_2x2_applied": False, "countrate_correction_applied": True,
-            "flatfield_correction_applied": True, "pixel_mask_applied": True}
+DEFAULTS = {
+    "virtual_pixel_correction_applied": False,
+    "mask_to_zero": False,
+    "compression": "bslz4",
+    "float8_encoding_applied": False,
+    "binning_2x2_applied": False,
+    "countrate_correction_applied": True,
+    "flatfield_correction_applied": True,
+    "pixel_mask_applied": True,
+}
 
 
 def from_darray(value: dict) -> np.ndarray:
@@ -46,12 +53,19 @@ def raw_frames(series_id: int, frame_number: int, nsub: int) -> np.ndarray:
     layout = DetectorLayout(model)
     scene = make_scene(model, series_id, SCENE)
     energies = default_energies(model)
-    return np.stack([
-        np.stack([render_module_frame(scene, layout, m, frame_number, seed=series_id, subframe=s, nsubframes=nsub,
-                                      **energies)
-                  for m in range(model.n_modules)])
-        for s in range(nsub)
-    ])
+    return np.stack(
+        [
+            np.stack(
+                [
+                    render_module_frame(
+                        scene, layout, m, frame_number, seed=series_id, subframe=s, nsubframes=nsub, **energies
+                    )
+                    for m in range(model.n_modules)
+                ]
+            )
+            for s in range(nsub)
+        ]
+    )
 
 
 def test_switches_end_to_end(tmp_path):
@@ -92,8 +106,9 @@ def check_files(data_dir, settings, mask: np.ndarray, flatfield: np.ndarray) -> 
         if filt is not None:
             assert data.id.get_create_plist().get_filter(0)[0] == filt.filter_id
         for i in range(2):
-            want = reference_image(raw_frames(settings.series_id, i + 1, settings.nframes_sum), settings, mask,
-                                  flatfield)
+            want = reference_image(
+                raw_frames(settings.series_id, i + 1, settings.nframes_sum), settings, mask, flatfield
+            )
             np.testing.assert_array_equal(data[i], want)
             _, chunk = data.id.read_direct_chunk((i, 0, 0))
             assert chunk == codec.encode(want).tobytes()  # compressed once: the file holds the pipeline's bytes

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
 from detector_config import offline_detector
+
 from opendcu.app_detector.control.errors import InvalidValue
 from opendcu.app_detector.pipeline.countrate import CountRateCorrection, counter_model
 from opendcu.app_detector.pipeline.params import apply_calibration, saturation_value, series_arrays, series_settings
@@ -23,9 +23,16 @@ def detector(name: str = "eiger2-1m"):
 def test_switch_defaults_and_listing():
     det, _ = detector()
     assert det["compression"] == "bslz4" and det.config["compression"].allowed_values == ["lz4", "bslz4", "none"]
-    expected = {"auto_summation": True, "countrate_correction_applied": True, "flatfield_correction_applied": True,
-                "pixel_mask_applied": True, "mask_to_zero": False, "virtual_pixel_correction_applied": False,
-                "binning_2x2_applied": False, "float8_encoding_applied": False}
+    expected = {
+        "auto_summation": True,
+        "countrate_correction_applied": True,
+        "flatfield_correction_applied": True,
+        "pixel_mask_applied": True,
+        "mask_to_zero": False,
+        "virtual_pixel_correction_applied": False,
+        "binning_2x2_applied": False,
+        "float8_encoding_applied": False,
+    }
     assert {k: det[k] for k in expected} == expected
     keys = det.keys("config")
     assert {"countrate_correction_count_cutoff", "bit_depth_image", *expected} <= set(keys)
@@ -56,7 +63,9 @@ def test_switches_change_bit_depth_and_image_size():
     assert "bit_depth_image" in det.set("countrate_correction_applied", False)
     assert det["countrate_correction_count_cutoff"] == 65534
     changed = det.set("binning_2x2_applied", True)
-    assert {"bit_depth_image", "countrate_correction_count_cutoff", "x_pixels_in_detector", "x_pixel_size"} <= set(changed)
+    assert {"bit_depth_image", "countrate_correction_count_cutoff", "x_pixels_in_detector", "x_pixel_size"} <= set(
+        changed
+    )
     assert det["bit_depth_image"] == 32 and det["countrate_correction_count_cutoff"] == 4 * 65534
     assert (det["y_pixels_in_detector"], det["x_pixels_in_detector"]) == (h // 2, w // 2)
     assert det["x_pixel_size"] == 2 * model.module.pixel_size_m

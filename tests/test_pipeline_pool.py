@@ -8,8 +8,8 @@ import threading
 from dataclasses import replace
 
 import numpy as np
-
 from pipeline_reference import reference_image
+
 from opendcu.app_detector.daq.assembler import AssembledFrame
 from opendcu.app_detector.pipeline.arrays import PipelineArrays, image_shape
 from opendcu.app_detector.pipeline.pool import PipelinePool
@@ -50,10 +50,33 @@ def test_pool_keeps_order_and_compresses_once():
     pool = PipelinePool(DETECTOR, raw_ring, out_ring, raw_free, out_free, on_image, n_workers=2)
     pool.start()
     series = [
-        SeriesSettings(1, DETECTOR, 12, 32, "bslz4", True, False, countrate_correction_applied=True,
-                       frame_count_time=0.01, nframes_sum=nsub, count_cutoff=10**6, flatfield_correction_applied=True),
-        SeriesSettings(2, DETECTOR, 8, 8, "lz4", True, True, float8_encoding_applied=True, binning_2x2_applied=True,
-                       nframes_sum=nsub, count_cutoff=2 * 65534),
+        SeriesSettings(
+            1,
+            DETECTOR,
+            12,
+            32,
+            "bslz4",
+            True,
+            False,
+            countrate_correction_applied=True,
+            frame_count_time=0.01,
+            nframes_sum=nsub,
+            count_cutoff=10**6,
+            flatfield_correction_applied=True,
+        ),
+        SeriesSettings(
+            2,
+            DETECTOR,
+            8,
+            8,
+            "lz4",
+            True,
+            True,
+            float8_encoding_applied=True,
+            binning_2x2_applied=True,
+            nframes_sum=nsub,
+            count_cutoff=2 * 65534,
+        ),
         SeriesSettings(1, DETECTOR, 5, 32, "none", False, False, nframes_sum=nsub, count_cutoff=2 * 65534),
     ]
     calibration_blocks = []

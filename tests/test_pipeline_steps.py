@@ -8,8 +8,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-
 from pipeline_reference import reference_image
+
 from opendcu.app_detector.pipeline.arrays import PipelineArrays, image_shape
 from opendcu.app_detector.pipeline.countrate import (
     SATURATED,
@@ -90,10 +90,12 @@ def simulated_frames(nsub: int) -> np.ndarray:
     model = get_model(DETECTOR)
     layout = DetectorLayout(model)
     scene = make_scene(model, 5, {"kind": "flood", "flux": 40.0})
-    return np.stack([
-        np.stack([render_module_frame(scene, layout, m, sub + 1, seed=5) for m in range(model.n_modules)])
-        for sub in range(nsub)
-    ])
+    return np.stack(
+        [
+            np.stack([render_module_frame(scene, layout, m, sub + 1, seed=5) for m in range(model.n_modules)])
+            for sub in range(nsub)
+        ]
+    )
 
 
 def calibration(seed: int = 2) -> tuple[np.ndarray, np.ndarray]:
@@ -111,9 +113,18 @@ def calibration(seed: int = 2) -> tuple[np.ndarray, np.ndarray]:
 
 def settings_for(**changes) -> SeriesSettings:
     base = SeriesSettings(
-        series_id=1, detector=DETECTOR, nimages_total=1, bit_depth_image=16, compression="bslz4",
-        pixel_mask_applied=True, mask_to_zero=False, countrate_correction_applied=True, frame_count_time=0.001,
-        nframes_sum=1, count_cutoff=CountRateCorrection(EIGER2, 0.001).cutoff, flatfield_correction_applied=True,
+        series_id=1,
+        detector=DETECTOR,
+        nimages_total=1,
+        bit_depth_image=16,
+        compression="bslz4",
+        pixel_mask_applied=True,
+        mask_to_zero=False,
+        countrate_correction_applied=True,
+        frame_count_time=0.001,
+        nframes_sum=1,
+        count_cutoff=CountRateCorrection(EIGER2, 0.001).cutoff,
+        flatfield_correction_applied=True,
     )
     settings = replace(base, **changes)
     return replace(settings, image_shape=image_shape(settings))
@@ -132,17 +143,35 @@ CASES = {
     "mask off": {"pixel_mask_applied": False},
     "mask to zero": {"mask_to_zero": True},
     "virtual pixels interpolated": {"virtual_pixel_correction_applied": True},
-    "3 sub-frames summed, 32 bit": {"nframes_sum": 3, "bit_depth_image": 32, "frame_count_time": 0.1,
-                                    "count_cutoff": 3 * LONG.cutoff, "virtual_pixel_correction_applied": True},
-    "summed without correction": {"nframes_sum": 3, "bit_depth_image": 32, "countrate_correction_applied": False,
-                                  "count_cutoff": 3 * 65534, "flatfield_correction_applied": False},
+    "3 sub-frames summed, 32 bit": {
+        "nframes_sum": 3,
+        "bit_depth_image": 32,
+        "frame_count_time": 0.1,
+        "count_cutoff": 3 * LONG.cutoff,
+        "virtual_pixel_correction_applied": True,
+    },
+    "summed without correction": {
+        "nframes_sum": 3,
+        "bit_depth_image": 32,
+        "countrate_correction_applied": False,
+        "count_cutoff": 3 * 65534,
+        "flatfield_correction_applied": False,
+    },
     "2x2 binning": {"binning_2x2_applied": True, "bit_depth_image": 32},
     "2x2 binning, mask to zero": {"binning_2x2_applied": True, "bit_depth_image": 32, "mask_to_zero": True},
     "8-bit float": {"float8_encoding_applied": True, "bit_depth_image": 8},
-    "8-bit float, 2x2, mask to zero": {"float8_encoding_applied": True, "bit_depth_image": 8,
-                                       "binning_2x2_applied": True, "mask_to_zero": True},
-    "everything off": {"countrate_correction_applied": False, "count_cutoff": 65534,
-                       "flatfield_correction_applied": False, "pixel_mask_applied": False},
+    "8-bit float, 2x2, mask to zero": {
+        "float8_encoding_applied": True,
+        "bit_depth_image": 8,
+        "binning_2x2_applied": True,
+        "mask_to_zero": True,
+    },
+    "everything off": {
+        "countrate_correction_applied": False,
+        "count_cutoff": 65534,
+        "flatfield_correction_applied": False,
+        "pixel_mask_applied": False,
+    },
 }
 
 
@@ -205,8 +234,12 @@ def test_split_and_interpolation_of_double_pixels_by_hand():
     values = {254: 10, 255: 20, 256: 20, 257: 30}  # raw 255 and 256 are double width: virtual 255..258
     plain = one_module_row(values, countrate_correction_applied=False, flatfield_correction_applied=False)
     assert plain[254:260].tolist() == [10, 10, 10, 10, 10, 30]  # ceil/floor halves
-    interpolated = one_module_row(values, countrate_correction_applied=False, flatfield_correction_applied=False,
-                                  virtual_pixel_correction_applied=True)
+    interpolated = one_module_row(
+        values,
+        countrate_correction_applied=False,
+        flatfield_correction_applied=False,
+        virtual_pixel_correction_applied=True,
+    )
     # shape 10 -> 30 across the four virtual pixels: weights 14, 18 | 22, 26 -> 20 * 14/32 = 8.75 -> 9
     assert interpolated[254:260].tolist() == [10, 9, 11, 9, 11, 30]
     odd = one_module_row({255: 7}, countrate_correction_applied=False, flatfield_correction_applied=False)
@@ -214,8 +247,13 @@ def test_split_and_interpolation_of_double_pixels_by_hand():
 
 
 def test_summation_beyond_16_bit_and_saturation_carried():
-    kw = {"nframes_sum": 3, "bit_depth_image": 32, "countrate_correction_applied": False, "count_cutoff": 3 * 65534,
-          "flatfield_correction_applied": False}
+    kw = {
+        "nframes_sum": 3,
+        "bit_depth_image": 32,
+        "countrate_correction_applied": False,
+        "count_cutoff": 3 * 65534,
+        "flatfield_correction_applied": False,
+    }
     row = one_module_row({0: 65534, 1: 0xFFFF, 2: 1, 3: 0}, **kw)
     assert row[:4].tolist() == [196602, 2**32 - 1, 3, 0]
 

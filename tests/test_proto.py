@@ -24,10 +24,22 @@ def test_value_conversion_roundtrip():
 
     from opendcu.proto.values import from_proto, to_proto
 
-    for value, vt in [(None, None), (True, "bool"), (5, "uint"), (-5, "int"), (2, "float"), (0.5, "float"),
-                      ("x", "string"), (["a", "b"], "string[]"), ([1.5, 2.0], "float[]"), ({"a": [1, None]}, None)]:
+    for value, vt in [
+        (None, None),
+        (True, "bool"),
+        (5, "uint"),
+        (-5, "int"),
+        (2, "float"),
+        (0.5, "float"),
+        ("x", "string"),
+        (["a", "b"], "string[]"),
+        ([1.5, 2.0], "float[]"),
+        ({"a": [1, None]}, None),
+    ]:
         back = from_proto(to_proto(value, vt))
-        assert back == (float(value) if vt == "float" else value) and type(back) is type(float(value) if vt == "float" else value)
+        assert back == (float(value) if vt == "float" else value) and type(back) is type(
+            float(value) if vt == "float" else value
+        )
     arr = np.arange(12, dtype="<u4").reshape(3, 4)
     np.testing.assert_array_equal(from_proto(to_proto(arr)), arr)
     assert importlib.util.find_spec("opendcu.proto.control_pb2_grpc") is not None

@@ -13,7 +13,6 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from simplon_helpers import V, initialized, server, wait_state  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -23,17 +22,19 @@ LONG_COMMANDS = {"arm", "trigger", "external_trigger", "restart", "check_connect
 EXPECTED_CODES = {200, 204, 400, 404, 405, 408}
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text(max_size=20),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=12,
 )
-darrays = st.fixed_dictionaries({
-    "__darray__": st.just([1, 0, 0]),
-    "type": st.sampled_from(["<u4", "<f4", "<u2", "|u1", "<f8", ">u4", "O", "<U4", "x"]),
-    "shape": st.lists(st.integers(-2, 1100), max_size=3),
-    "filters": st.sampled_from([["base64"], [], ["lz4"], "base64"]),
-    "data": st.sampled_from(["", "AAAA", "!!", "AAAAAAAAAAA="]),
-})
+darrays = st.fixed_dictionaries(
+    {
+        "__darray__": st.just([1, 0, 0]),
+        "type": st.sampled_from(["<u4", "<f4", "<u2", "|u1", "<f8", ">u4", "O", "<U4", "x"]),
+        "shape": st.lists(st.integers(-2, 1100), max_size=3),
+        "filters": st.sampled_from([["base64"], [], ["lz4"], "base64"]),
+        "data": st.sampled_from(["", "AAAA", "!!", "AAAAAAAAAAA="]),
+    }
+)
 bodies = st.one_of(
     st.none(),
     json_values.map(lambda v: json.dumps({"value": v}).encode()),
@@ -43,11 +44,22 @@ bodies = st.one_of(
     st.binary(max_size=64).map(lambda b: b"II*\x00" + b),
     st.just(b"{}"),
 )
-content_types = st.sampled_from([None, "application/json", "application/json; charset=utf-8", "text/html",
-                                 "application/tiff", "image/tiff", "application/hdf5", "text/plain"])
+content_types = st.sampled_from(
+    [
+        None,
+        "application/json",
+        "application/json; charset=utf-8",
+        "text/html",
+        "application/tiff",
+        "image/tiff",
+        "application/hdf5",
+        "text/plain",
+    ]
+)
 accepts = st.sampled_from([None, "application/json", "image/tiff", "application/tiff", "*/*"])
-odd_text = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7e, exclude_characters="?#%"),
-                   min_size=1, max_size=12).map(lambda t: quote(t.lstrip("/") or "x", safe="/:@"))
+odd_text = st.text(
+    alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E, exclude_characters="?#%"), min_size=1, max_size=12
+).map(lambda t: quote(t.lstrip("/") or "x", safe="/:@"))
 
 
 MODULES = ["detector", "filewriter", "stream", "monitor", "system", "simulator"]
@@ -93,9 +105,12 @@ def test_fuzz_the_rest_api(server):
             key_strategy = mostly(valid_keys, odd_text.filter(lambda k: k not in LONG_COMMANDS))
         else:
             key_strategy = mostly(valid_keys, odd_text | st.sampled_from(valid_keys).map(lambda k: k + "/"))
-        fill = {"module": module, "version": draw(mostly(["1.8.0", "1.6.0"], st.sampled_from(["1.7.0", "version"])
-                                                         | odd_text)),
-                "key": draw(key_strategy), "name": draw(odd_text)}
+        fill = {
+            "module": module,
+            "version": draw(mostly(["1.8.0", "1.6.0"], st.sampled_from(["1.7.0", "version"]) | odd_text)),
+            "key": draw(key_strategy),
+            "name": draw(odd_text),
+        }
         url = path
         for name in re.findall(r"{(\w+)(?::path)?}", path):
             url = url.replace("{" + name + "}", fill.get(name, "x"), 1)
@@ -110,8 +125,12 @@ def test_fuzz_the_rest_api(server):
     client = server.client(timeout=TIMEOUT)
     seen: Counter = Counter()
 
-    @settings(max_examples=800, deadline=None, derandomize=True,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @settings(
+        max_examples=800,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
     @given(requests())
     def one_request(req):
         method, url, headers, body = req
@@ -174,9 +193,21 @@ class DetectorModelMachine:
 
 
 @settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.sampled_from(["ints", "inte", "exts", "exte"]), st.integers(1, 3), st.lists(
-    st.sampled_from(["arm", "trigger", "external_trigger", "disarm", "abort", "cancel", "initialize"]),
-    min_size=1, max_size=8)), min_size=1, max_size=3))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["ints", "inte", "exts", "exte"]),
+            st.integers(1, 3),
+            st.lists(
+                st.sampled_from(["arm", "trigger", "external_trigger", "disarm", "abort", "cancel", "initialize"]),
+                min_size=1,
+                max_size=8,
+            ),
+        ),
+        min_size=1,
+        max_size=3,
+    )
+)
 def test_random_command_sequences_follow_the_state_machine(server, scenario):
     model = DetectorModelMachine()
     with server.client(timeout=60) as http:

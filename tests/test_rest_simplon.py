@@ -9,7 +9,6 @@ import io
 import numpy as np
 import pytest
 import tifffile
-
 from simplon_helpers import V, command, http, initialized, put, server, state, value  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -80,21 +79,52 @@ def test_descriptor_shapes_match_real_detectors(http):
     assert mask["filters"] == ["base64"]
 
 
-@pytest.mark.parametrize("key, wanted", [
-    ("count_time", ["bit_depth_image", "bit_depth_readout", "count_time", "countrate_correction_count_cutoff",
-                    "frame_count_time", "frame_period", "frame_time", "nframes_sum"]),
-    ("photon_energy", ["element", "incident_energy", "photon_energy", "threshold/1/energy", "threshold/2/energy",
-                       "threshold_energy", "wavelength"]),
-    ("threshold/1/energy", ["threshold/1/energy", "threshold_energy"]),
-    ("threshold/difference/mode", ["difference_mode"]),
-    ("threshold/1/mode", ["threshold/1/mode", "threshold/difference/mode"]),
-    ("beam_center_x", ["beam_center_x"]),
-    ("nimages", ["nimages"]),
-])
+@pytest.mark.parametrize(
+    "key, wanted",
+    [
+        (
+            "count_time",
+            [
+                "bit_depth_image",
+                "bit_depth_readout",
+                "count_time",
+                "countrate_correction_count_cutoff",
+                "frame_count_time",
+                "frame_period",
+                "frame_time",
+                "nframes_sum",
+            ],
+        ),
+        (
+            "photon_energy",
+            [
+                "element",
+                "incident_energy",
+                "photon_energy",
+                "threshold/1/energy",
+                "threshold/2/energy",
+                "threshold_energy",
+                "wavelength",
+            ],
+        ),
+        ("threshold/1/energy", ["threshold/1/energy", "threshold_energy"]),
+        ("threshold/difference/mode", ["difference_mode"]),
+        ("threshold/1/mode", ["threshold/1/mode", "threshold/difference/mode"]),
+        ("beam_center_x", ["beam_center_x"]),
+        ("nimages", ["nimages"]),
+    ],
+)
 def test_put_answers_the_change_list(http, key, wanted):
     initialized(http)
-    new = {"count_time": 0.5, "photon_energy": 12000.0, "threshold/1/energy": 6000.0, "threshold/difference/mode":
-           "disabled", "threshold/1/mode": "enabled", "beam_center_x": 100.5, "nimages": 3}[key]
+    new = {
+        "count_time": 0.5,
+        "photon_energy": 12000.0,
+        "threshold/1/energy": 6000.0,
+        "threshold/difference/mode": "disabled",
+        "threshold/1/mode": "enabled",
+        "beam_center_x": 100.5,
+        "nimages": 3,
+    }[key]
     r = put(http, key, new)
     assert r.status_code == 200 and r.headers["content-type"] == "application/json"
     changed = r.json()
@@ -137,21 +167,24 @@ def test_dependencies_energy_and_time(http):
     assert value(http, "detector_orientation") == pytest.approx([0, 1, 0, -1, 0, 0], abs=1e-12)
 
 
-@pytest.mark.parametrize("key, bad, code, text", [
-    ("nimages", "ten", 400, "expected a uint"),
-    ("nimages", 0, 400, "below the minimum"),
-    ("nimages", 2.5, 400, "expected a uint"),
-    ("count_time", "0.1", 400, "expected a float"),
-    ("count_time", 1e9, 400, "above the maximum"),
-    ("trigger_mode", "sometimes", 400, "not one of"),
-    ("element", "Xx", 400, "not one of"),
-    ("photon_energy", 100.0, 400, "below the minimum"),
-    ("pixel_mask_applied", 1, 400, "expected a bool"),
-    ("description", "mine", 400, "read-only"),
-    ("detector_orientation", [1, 0, 0, 1, 0, 0], 400, "orthonormal"),
-    ("transformation_order", ["omega", "nope"], 400, "axes"),
-    ("no_such_key", 1, 404, "does not exist"),
-])
+@pytest.mark.parametrize(
+    "key, bad, code, text",
+    [
+        ("nimages", "ten", 400, "expected a uint"),
+        ("nimages", 0, 400, "below the minimum"),
+        ("nimages", 2.5, 400, "expected a uint"),
+        ("count_time", "0.1", 400, "expected a float"),
+        ("count_time", 1e9, 400, "above the maximum"),
+        ("trigger_mode", "sometimes", 400, "not one of"),
+        ("element", "Xx", 400, "not one of"),
+        ("photon_energy", 100.0, 400, "below the minimum"),
+        ("pixel_mask_applied", 1, 400, "expected a bool"),
+        ("description", "mine", 400, "read-only"),
+        ("detector_orientation", [1, 0, 0, 1, 0, 0], 400, "orthonormal"),
+        ("transformation_order", ["omega", "nope"], 400, "axes"),
+        ("no_such_key", 1, 404, "does not exist"),
+    ],
+)
 def test_bad_values_get_clear_errors_and_change_nothing(http, key, bad, code, text):
     initialized(http)
     before = http.get(f"{V}/config/").json()
@@ -165,7 +198,9 @@ def test_bodies_real_clients_send(http):
     initialized(http)
     # eiger-simulator: JSON without Content-Type; DEigerClient: charset suffix
     assert http.put(f"{V}/config/nimages", content=b'{"value": 4}').json() == ["nimages"]
-    r = http.put(f"{V}/config/nimages", content=b'{"value": 5}', headers={"content-type": "application/json; charset=utf-8"})
+    r = http.put(
+        f"{V}/config/nimages", content=b'{"value": 5}', headers={"content-type": "application/json; charset=utf-8"}
+    )
     assert r.json() == ["nimages"] and value(http, "nimages") == 5
     assert http.put(f"{V}/config/nimages", content=b"{not json").status_code == 400
     assert http.put(f"{V}/config/nimages", json={"val": 3}).status_code == 400
@@ -189,7 +224,9 @@ def test_multi_key_put_on_the_task_root_is_all_or_nothing(http):
     r = http.put(f"{V}/config/", json={"nimages": {"value": 9}, "trigger_mode": {"value": "bad"}})
     assert r.status_code == 400 and "no key of this request was changed" in r.text
     assert value(http, "nimages") == 7
-    fw = http.put("/filewriter/api/1.8.0/config", json={"mode": {"value": "enabled"}, "name_pattern": {"value": "x_$id"}})
+    fw = http.put(
+        "/filewriter/api/1.8.0/config", json={"mode": {"value": "enabled"}, "name_pattern": {"value": "x_$id"}}
+    )
     assert fw.status_code == 200 and set(fw.json()) == {"mode", "name_pattern"}
     assert http.put(f"{V}/config", json={"nimages": 3}).status_code == 400
 
@@ -199,10 +236,17 @@ def test_pixel_mask_as_darray_and_tiff_and_delete_restores_it(http):
     factory = http.get(f"{V}/config/pixel_mask").json()["value"]
     mask = np.zeros((512, 1028), np.uint32)
     mask[10, 20] = 2  # a dead pixel
-    darray = {"__darray__": [1, 0, 0], "type": "<u4", "shape": [512, 1028], "filters": ["base64"],
-              "data": base64.b64encode(mask.tobytes()).decode()}
+    darray = {
+        "__darray__": [1, 0, 0],
+        "type": "<u4",
+        "shape": [512, 1028],
+        "filters": ["base64"],
+        "data": base64.b64encode(mask.tobytes()).decode(),
+    }
     r = put(http, "pixel_mask", darray)
-    assert r.status_code == 200 and {"pixel_mask", "threshold/1/pixel_mask", "number_of_excluded_pixels"} <= set(r.json())
+    assert r.status_code == 200 and {"pixel_mask", "threshold/1/pixel_mask", "number_of_excluded_pixels"} <= set(
+        r.json()
+    )
     assert value(http, "number_of_excluded_pixels") == 1
     for accept in ("image/tiff", "application/tiff"):
         r = http.get(f"{V}/config/threshold/1/pixel_mask", headers={"accept": accept})
@@ -217,7 +261,10 @@ def test_pixel_mask_as_darray_and_tiff_and_delete_restores_it(http):
     # wrong shape, broken TIFF, bad darray: 400
     small = io.BytesIO()
     tifffile.imwrite(small, np.zeros((4, 4), np.uint32))
-    assert http.put(f"{V}/config/pixel_mask", content=small.getvalue(), headers={"content-type": "image/tiff"}).status_code == 400
+    assert (
+        http.put(f"{V}/config/pixel_mask", content=small.getvalue(), headers={"content-type": "image/tiff"}).status_code
+        == 400
+    )
     assert http.put(f"{V}/config/pixel_mask", content=b"II*\x00garbage").status_code == 400
     assert put(http, "pixel_mask", {**darray, "data": "!!"}).status_code == 400
     assert put(http, "pixel_mask", {**darray, "shape": [2, 2]}).status_code == 400
@@ -230,9 +277,12 @@ def test_pixel_mask_as_darray_and_tiff_and_delete_restores_it(http):
 
 def test_unknown_resources_and_methods_are_text_errors(http):
     for method, path, code in [
-        ("GET", "/detector/api/1.8.0/bogus/x", 404), ("GET", "/nosuch/api/1.8.0/config/x", 404),
+        ("GET", "/detector/api/1.8.0/bogus/x", 404),
+        ("GET", "/nosuch/api/1.8.0/config/x", 404),
         ("GET", "/nosuch", 404),  # `/` itself redirects to the Web-UI (tests/test_webui.py)
-        ("PATCH", f"{V}/config/nimages", 405), ("GET", f"{V}/command/arm", 404), ("GET", "/system/api/1.8.0/config/x", 404),
+        ("PATCH", f"{V}/config/nimages", 405),
+        ("GET", f"{V}/command/arm", 404),
+        ("GET", "/system/api/1.8.0/config/x", 404),
     ]:
         r = http.request(method, path)
         assert r.status_code == code, (method, path, r.status_code)

@@ -12,8 +12,8 @@ import h5py
 import hdf5plugin  # noqa: F401
 import numpy as np
 import pytest
-
 from conftest import start_dcu
+
 from opendcu.geometry import DetectorLayout, get_model
 from opendcu.hardware.udp_packet import DEFAULT_PAYLOAD, PacketLayout
 from opendcu.simulator.physics import ModuleRenderer
@@ -81,8 +81,10 @@ def test_roi_4m_of_a_9m_reads_out_only_its_modules(tmp_path):
         # the modules render as modules of the ROI (their physical ids: 9M modules 3..10)
         assert [roi.physical_module(i) for i in range(roi.n_modules)] == list(DetectorLayout(detector, "4M").modules)
         scene = make_scene(roi, series_id, {**SCENE, "experiment": {"count_time_s": COUNT_TIME}})
-        renderers = [ModuleRenderer(scene, roi, m, series_id, COUNT_TIME, photon_energy=8047.78,
-                                    threshold_energy=4023.89) for m in range(roi.n_modules)]
+        renderers = [
+            ModuleRenderer(scene, roi, m, series_id, COUNT_TIME, photon_energy=8047.78, threshold_energy=4023.89)
+            for m in range(roi.n_modules)
+        ]
         valid = mask == 0
         for i in range(NIMAGES):
             want = np.full(roi.shape, 0xFFFF, dtype=np.int64)

@@ -43,15 +43,21 @@ def test_partialities_of_a_reflection_add_up_over_frames(mx) -> None:
     per_hkl: dict[tuple[int, int, int, float], list[float]] = {}
     for frame in range(80, 151):
         t = scene.truth(frame)
-        for hkl, phi, p, photons, width in zip(map(tuple, t.hkl), t.phi_deg, t.partiality, t.photons,
-                                               t.rocking_width_deg, strict=True):
+        for hkl, phi, p, photons, width in zip(
+            map(tuple, t.hkl), t.phi_deg, t.partiality, t.photons, t.rocking_width_deg, strict=True
+        ):
             total = per_hkl.setdefault((*hkl, round(phi, 6)), [0.0, 0.0, width])
             total[0] += p
             total[1] += photons
     # crossing well inside frames 80..150 (7.9..15.0 deg), rocking within them (+-5 sigma), and bright enough
     # that the 0.05-photon cut of the faintest tails does not matter
-    inside = np.array([p for (h, k, l, phi), (p, photons, width) in per_hkl.items()
-                       if 10.5 < phi < 12.5 and photons > 100 and width < 0.5])
+    inside = np.array(
+        [
+            p
+            for (h, k, l, phi), (p, photons, width) in per_hkl.items()
+            if 10.5 < phi < 12.5 and photons > 100 and width < 0.5
+        ]
+    )
     assert len(inside) > 50
     assert np.allclose(inside, 1.0, atol=3e-3)
 
@@ -102,9 +108,15 @@ def test_stills_and_crystal_seed() -> None:
 def test_registered_and_bad_parameters_are_value_errors() -> None:
     assert {"mx", "powder"} <= set(SCENES)
     model = get_model("eiger2-500k")
-    for spec in ({"kind": "mx", "d_min": -1}, {"kind": "mx", "cell": [1, 2]}, {"kind": "mx", "bogus": 1},
-                 {"kind": "mx", "rotation_axis": [0, 0, 0]}, {"kind": "mx", "centring": "Q"},
-                 {"kind": "powder", "calibrant": "unobtainium"}, {"kind": "powder", "ring_flux": -1}):
+    for spec in (
+        {"kind": "mx", "d_min": -1},
+        {"kind": "mx", "cell": [1, 2]},
+        {"kind": "mx", "bogus": 1},
+        {"kind": "mx", "rotation_axis": [0, 0, 0]},
+        {"kind": "mx", "centring": "Q"},
+        {"kind": "powder", "calibrant": "unobtainium"},
+        {"kind": "powder", "ring_flux": -1},
+    ):
         with pytest.raises(ValueError):
             make_scene(model, 1, spec)
 
@@ -116,8 +128,15 @@ def test_calibrant_rings() -> None:
     agbh = calibrant_rings("AgBh")
     assert agbh[0].d == pytest.approx(58.38) and agbh[1].d == pytest.approx(29.19)
     model = get_model("eiger2-500k")
-    scene = make_scene(model, 1, {"kind": "powder", "calibrant": "AgBh", "experiment": {
-        "wavelength_a": 1.0, "distance_m": 2.0, "beam_center_x_px": 514, "beam_center_y_px": 256}})
+    scene = make_scene(
+        model,
+        1,
+        {
+            "kind": "powder",
+            "calibrant": "AgBh",
+            "experiment": {"wavelength_a": 1.0, "distance_m": 2.0, "beam_center_x_px": 514, "beam_center_y_px": 256},
+        },
+    )
     tth = scene.ring_two_theta_deg()
     assert tth[0] == pytest.approx(math.degrees(2 * math.asin(1.0 / (2 * 58.38))))
     image = scene.expected(1, slice(0, 512), slice(0, 1028))

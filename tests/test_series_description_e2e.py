@@ -34,8 +34,9 @@ SPECIFIC = "/entry/instrument/detector/detectorSpecific"
 def server(tmp_path_factory) -> DcuServer:
     root = tmp_path_factory.mktemp("dcu")
     install_truth_set(root / "calibration", DETECTOR, (8000.0, 20000.0))  # a calibration set to follow the energies
-    dcu = start_dcu(root, detector=DETECTOR, extra=["--scene", json.dumps(SCENE), "--calibration-dir",
-                                                    str(root / "calibration")])
+    dcu = start_dcu(
+        root, detector=DETECTOR, extra=["--scene", json.dumps(SCENE), "--calibration-dir", str(root / "calibration")]
+    )
     with dcu.client() as http:
         assert http.put(f"{D}/command/initialize").status_code == 200
         configure(http, "filewriter", mode="enabled", name_pattern="series_$id")
@@ -129,8 +130,15 @@ def ring_centre(image: np.ndarray, valid_below: int, centre: tuple[float, float]
 def test_binning_gives_the_beam_centre_in_image_pixels_at_the_same_physical_point(server: DcuServer) -> None:
     bx, by, distance, wavelength = 600.3, 290.7, 0.09, 1.0
     with server.client() as http:
-        configure(http, "detector", binning_2x2_applied=False, beam_center_x=bx, beam_center_y=by,
-                  detector_distance=distance, wavelength=wavelength)
+        configure(
+            http,
+            "detector",
+            binning_2x2_applied=False,
+            beam_center_x=bx,
+            beam_center_y=by,
+            detector_distance=distance,
+            wavelength=wavelength,
+        )
         translation = http.get(f"{D}/config/detector_translation").json()["value"]
         unbinned, plain_messages = acquire_v2(server, http, 1)
         configure(http, "detector", binning_2x2_applied=True)
@@ -182,11 +190,23 @@ def test_float8_series_carry_their_decode_table(server: DcuServer, clients_pytho
                 v1.close()
                 configure(http, "stream", format="cbor")
             # the third-party consumers take such a series as any other
-            for script, port in (("stream2_consume.py", server.stream_v2_port),
-                                 ("libertem_stream1_smoke.py", server.stream_v1_port)):
-                out = subprocess.run([str(clients_python), str(shared_dir / "clients" / script), "127.0.0.1",
-                                      str(server.port), *(["2"] if script.startswith("stream2") else []), str(port)],
-                                     capture_output=True, text=True, timeout=120)
+            for script, port in (
+                ("stream2_consume.py", server.stream_v2_port),
+                ("libertem_stream1_smoke.py", server.stream_v1_port),
+            ):
+                out = subprocess.run(
+                    [
+                        str(clients_python),
+                        str(shared_dir / "clients" / script),
+                        "127.0.0.1",
+                        str(server.port),
+                        *(["2"] if script.startswith("stream2") else []),
+                        str(port),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                )
                 assert out.returncode == 0, script + out.stdout + out.stderr
         finally:
             configure(http, "detector", float8_encoding_applied=False)

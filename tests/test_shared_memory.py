@@ -42,8 +42,8 @@ def test_partition_views_aligned_slots_of_the_same_segment():
         ring.array(3, np.uint16, (5000,))[:] = np.arange(5000, dtype=np.uint16)
         assert ring.partition(4096, max_slots=1024) == 256 and ring.stride == 4096
         flat = ring.buffer.reshape(-1)
-        assert np.array_equal(flat[3 * 12_288: 3 * 12_288 + 10_000].view(np.uint16), np.arange(5000))
-        assert not flat[: 3 * 12_288].any() and not flat[3 * 12_288 + 10_000:].any()
+        assert np.array_equal(flat[3 * 12_288 : 3 * 12_288 + 10_000].view(np.uint16), np.arange(5000))
+        assert not flat[: 3 * 12_288].any() and not flat[3 * 12_288 + 10_000 :].any()
         assert np.array_equal(ring.array(9, np.uint16, (2048,)), np.arange(0, 2048))  # page 9 = slot 3's start
         assert np.array_equal(ring.array(10, np.uint16, (2048,)), np.arange(2048, 4096))
 
@@ -61,8 +61,9 @@ def test_another_process_partitioned_identically_writes_where_the_owner_reads():
         spec = ring.spec()  # what the workers get at start: the partition before any series
         n = ring.partition(3 * 4096 + 100, max_slots=1024)  # 4 pages per slot
         assert n == 64
-        child = mp.get_context("spawn").Process(target=_write_through_attached,
-                                                args=(spec, ring.slot_bytes, n, 5, 0xABCD))
+        child = mp.get_context("spawn").Process(
+            target=_write_through_attached, args=(spec, ring.slot_bytes, n, 5, 0xABCD)
+        )
         child.start()
         child.join(60)
         assert child.exitcode == 0

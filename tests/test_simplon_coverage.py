@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from conftest import REPO
 from simplon_helpers import http, initialized, server  # noqa: F401
 from spec_keys import spec_table_keys
@@ -17,8 +16,12 @@ pytestmark = pytest.mark.integration
 def readme_unsupported() -> set[str]:
     text = REPO.joinpath("README.md").read_text()
     table = re.split(r"\n#+ SIMPLON keys opendcu does not serve\n", text, maxsplit=1)[1].split("\n## ", 1)[0]
-    return {key for line in table.splitlines() if line.startswith("| `")
-            for key in re.findall(r"`([^`]+)`", line.split("|")[1])}
+    return {
+        key
+        for line in table.splitlines()
+        if line.startswith("| `")
+        for key in re.findall(r"`([^`]+)`", line.split("|")[1])
+    }
 
 
 def served(http, module: str, task: str, key: str) -> bool:

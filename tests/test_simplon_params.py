@@ -17,26 +17,49 @@ from opendcu.geometry import get_model
 
 @pytest.fixture
 def det():
-    controller = SimpleNamespace(state=DetectorState.IDLE, errors=[], series_unique_id="", high_voltage_state=str,
-                                 buffer_free_percent=float)
+    controller = SimpleNamespace(
+        state=DetectorState.IDLE, errors=[], series_unique_id="", high_voltage_state=str, buffer_free_percent=float
+    )
     return build_detector_subsystem(get_model("eiger2-16m"), controller)
 
 
-@pytest.mark.parametrize("value_type, value, expected", [
-    ("uint", 5, 5), ("uint", 5.0, 5), ("int", -3, -3), ("float", 1, 1.0), ("bool", True, True),
-    ("string[]", ["a"], ["a"]), ("float[]", [1, 2.5], [1.0, 2.5]),
-])
+@pytest.mark.parametrize(
+    "value_type, value, expected",
+    [
+        ("uint", 5, 5),
+        ("uint", 5.0, 5),
+        ("int", -3, -3),
+        ("float", 1, 1.0),
+        ("bool", True, True),
+        ("string[]", ["a"], ["a"]),
+        ("float[]", [1, 2.5], [1.0, 2.5]),
+    ],
+)
 def test_check_type_accepts(value_type, value, expected):
     got = check_type("k", value_type, value)
     assert got == expected and type(got) is type(expected)
 
 
-@pytest.mark.parametrize("value_type, value", [
-    ("uint", -1), ("uint", True), ("uint", 2.5), ("uint", "3"), ("float", float("inf")), ("float", "1.0"),
-    ("float", None), ("bool", 1), ("string", 3), ("string[]", ["a", 1]), ("float[]", [1, float("nan")]),
-    ("uint[][]", np.array([[-1]])), ("uint[][]", np.zeros(3, np.uint32)), ("float[][]", np.array([[np.nan]])),
-    ("uint[][]", np.array([[2**40]])),
-])
+@pytest.mark.parametrize(
+    "value_type, value",
+    [
+        ("uint", -1),
+        ("uint", True),
+        ("uint", 2.5),
+        ("uint", "3"),
+        ("float", float("inf")),
+        ("float", "1.0"),
+        ("float", None),
+        ("bool", 1),
+        ("string", 3),
+        ("string[]", ["a", 1]),
+        ("float[]", [1, float("nan")]),
+        ("uint[][]", np.array([[-1]])),
+        ("uint[][]", np.zeros(3, np.uint32)),
+        ("float[][]", np.array([[np.nan]])),
+        ("uint[][]", np.array([[2**40]])),
+    ],
+)
 def test_check_type_rejects(value_type, value):
     with pytest.raises(InvalidValue):
         check_type("k", value_type, value)

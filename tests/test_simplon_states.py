@@ -10,7 +10,6 @@ import threading
 import h5py
 import hdf5plugin  # noqa: F401
 import pytest
-
 from simplon_helpers import V, command, http, initialized, put, server, state, wait_state  # noqa: F401
 
 pytestmark = pytest.mark.integration

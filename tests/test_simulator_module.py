@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from simulated_detector import SimulatedDetector
 
 from opendcu.geometry import get_model
 from opendcu.hardware.config_packet import ConfigPacket, Kind, Status, TriggerMode
@@ -19,7 +20,6 @@ from opendcu.hardware.udp_packet import HEADER_SIZE, PacketLayout, unpack_header
 from opendcu.simulator.module import SimulatedModule
 from opendcu.simulator.physics import ModuleRenderer
 from opendcu.simulator.scenes import make_scene
-from simulated_detector import SimulatedDetector
 
 
 class Wire:
@@ -46,8 +46,17 @@ class Wire:
         return ConfigPacket.decode(self.control.recvfrom(65536)[0])
 
     def configure(self, **fields) -> ConfigPacket:
-        base = dict(count_time=0.004, frame_time=0.005, nimages=1, ntrigger=1, trigger_mode=TriggerMode.INTS,
-                    dest_host="127.0.0.1", dest_port=self.data.getsockname()[1], series_id=3, seed=11)
+        base = dict(
+            count_time=0.004,
+            frame_time=0.005,
+            nimages=1,
+            ntrigger=1,
+            trigger_mode=TriggerMode.INTS,
+            dest_host="127.0.0.1",
+            dest_port=self.data.getsockname()[1],
+            series_id=3,
+            seed=11,
+        )
         return self.request(Kind.CONFIGURE, **{**base, **fields})
 
     def packets(self, n: int) -> list[bytes]:
@@ -73,19 +82,22 @@ def wire():
         w.close()
 
 
-@pytest.mark.parametrize("fields,message", [
-    ({"count_time": 0.01, "frame_time": 0.005}, "count_time <= frame_time"),
-    ({"nimages": 0}, "nimages and ntrigger"),
-    ({"trigger_mode": 9}, "unknown trigger mode"),
-    ({"payload_size": 1001}, "multiple of 8"),
-    ({"payload_size": 9600}, "multiple of 8 in"),
-    ({"nsubframes": 0}, "nsubframes"),
-    ({"content": '{"kind": "hologram"}'}, "unknown scene kind"),
-    ({"content": '{"kind": "flood", "flux": -1}'}, "flux"),
-    ({"content": '{"kind": "flood", "colour": 3}'}, "bad parameters"),
-    ({"drop_packets": "[[1]]"}, "drop_packets"),
-    ({"roi_mode": "4M"}, "no roi_mode"),
-])
+@pytest.mark.parametrize(
+    "fields,message",
+    [
+        ({"count_time": 0.01, "frame_time": 0.005}, "count_time <= frame_time"),
+        ({"nimages": 0}, "nimages and ntrigger"),
+        ({"trigger_mode": 9}, "unknown trigger mode"),
+        ({"payload_size": 1001}, "multiple of 8"),
+        ({"payload_size": 9600}, "multiple of 8 in"),
+        ({"nsubframes": 0}, "nsubframes"),
+        ({"content": '{"kind": "hologram"}'}, "unknown scene kind"),
+        ({"content": '{"kind": "flood", "flux": -1}'}, "flux"),
+        ({"content": '{"kind": "flood", "colour": 3}'}, "bad parameters"),
+        ({"drop_packets": "[[1]]"}, "drop_packets"),
+        ({"roi_mode": "4M"}, "no roi_mode"),
+    ],
+)
 def test_bad_configurations_are_refused_with_a_reason(wire, fields, message):
     w = wire("eiger2-500k")
     ack = w.configure(**fields)
@@ -134,7 +146,7 @@ def test_packets_carry_the_sls_style_header_and_the_frame(wire):
     scene = make_scene(w.model, 11, None)
     renderer = ModuleRenderer(scene, w.model, 1, 11, 0.003, 2)
     for i, (f, s) in enumerate([(1, 0), (1, 1), (2, 0), (2, 1)]):
-        payload = b"".join(d[HEADER_SIZE:] for d in datagrams[i * 128:(i + 1) * 128])
+        payload = b"".join(d[HEADER_SIZE:] for d in datagrams[i * 128 : (i + 1) * 128])
         assert payload == encode_counts(renderer.render(f, s), "uint16").tobytes()
 
 
@@ -146,7 +158,7 @@ def test_fast_module_packs_two_12_bit_pixels_in_three_bytes(wire):
     datagrams = w.packets(layout.npackets)
     assert [len(d) - HEADER_SIZE for d in datagrams] == [layout.packet_bytes(p) for p in range(layout.npackets)]
     assert layout.pixels_per_packet == 5460 and layout.npackets == 7  # 8192 // 3 * 2 pixels per packet
-    first = np.frombuffer(datagrams[0][HEADER_SIZE:HEADER_SIZE + 3], dtype=np.uint8)
+    first = np.frombuffer(datagrams[0][HEADER_SIZE : HEADER_SIZE + 3], dtype=np.uint8)
     a, b = 13, 14  # pattern: (r + c + 13 f) for frame 1 at pixels (0, 0) and (0, 1)
     assert list(first) == [a & 0xFF, (a >> 8) | ((b & 0xF) << 4), b >> 4]
 
@@ -188,8 +200,14 @@ def test_ints_takes_nimages_per_software_trigger(detector):
 
 
 def test_inte_takes_one_image_per_trigger_with_its_count_time(detector):
-    series = detector.arm(1, trigger_mode="inte", ntrigger=3, frame_time=0.01, count_time=0.004,
-                          content={"kind": "flood", "flux": 20000.0})
+    series = detector.arm(
+        1,
+        trigger_mode="inte",
+        ntrigger=3,
+        frame_time=0.01,
+        count_time=0.004,
+        content={"kind": "flood", "flux": 20000.0},
+    )
     times = [0.002, 0.004, 0.02]
     for t in times:
         detector.trigger(trigger_count_time=t)
@@ -223,22 +241,27 @@ def test_exte_takes_one_image_per_gate_of_the_gate_length(detector):
     frames_exact(detector, series, gates)
 
 
-config_values = st.fixed_dictionaries({}, optional={
-    "count_time": st.floats(allow_nan=True, allow_infinity=True),
-    "frame_time": st.floats(allow_nan=True, allow_infinity=True),
-    "nimages": st.integers(0, 2**32 - 1),
-    "ntrigger": st.integers(0, 2**32 - 1),
-    "trigger_mode": st.integers(0, 255),
-    "dest_host": st.sampled_from(["127.0.0.1", "", "localhost", "no-such-host.invalid", "999.1.1.1", "::1", "\x00"]),
-    "dest_port": st.sampled_from([0, 9]),  # port 0 is refused; 9 (discard) has no listener on loopback
-    "payload_size": st.integers(0, 65535),
-    "series_id": st.integers(0, 2**64 - 1),
-    "nsubframes": st.integers(0, 65535),
-    "content": st.text(max_size=60),
-    "drop_packets": st.text(max_size=30),
-    "roi_mode": st.text(max_size=8),
-    "test_pattern": st.integers(0, 255),
-})
+config_values = st.fixed_dictionaries(
+    {},
+    optional={
+        "count_time": st.floats(allow_nan=True, allow_infinity=True),
+        "frame_time": st.floats(allow_nan=True, allow_infinity=True),
+        "nimages": st.integers(0, 2**32 - 1),
+        "ntrigger": st.integers(0, 2**32 - 1),
+        "trigger_mode": st.integers(0, 255),
+        "dest_host": st.sampled_from(
+            ["127.0.0.1", "", "localhost", "no-such-host.invalid", "999.1.1.1", "::1", "\x00"]
+        ),
+        "dest_port": st.sampled_from([0, 9]),  # port 0 is refused; 9 (discard) has no listener on loopback
+        "payload_size": st.integers(0, 65535),
+        "series_id": st.integers(0, 2**64 - 1),
+        "nsubframes": st.integers(0, 65535),
+        "content": st.text(max_size=60),
+        "drop_packets": st.text(max_size=30),
+        "roi_mode": st.text(max_size=8),
+        "test_pattern": st.integers(0, 255),
+    },
+)
 
 
 def test_fuzzed_configurations_always_get_an_answer(wire):
@@ -281,8 +304,12 @@ def test_the_scene_is_the_simulators_own_and_the_dcu_sends_only_the_experiment()
         spec = module._scene_spec({"experiment": json.dumps(experiment)})
         assert spec == {"kind": "flood", "flux": 5.0, "experiment": experiment}
         # a test harness may still send a scene of its own; the experiment fields still apply
-        spec = module._scene_spec({"content": json.dumps({"kind": "flood", "flux": 1.0, "experiment": {"seed": 3}}),
-                                   "experiment": json.dumps(experiment)})
+        spec = module._scene_spec(
+            {
+                "content": json.dumps({"kind": "flood", "flux": 1.0, "experiment": {"seed": 3}}),
+                "experiment": json.dumps(experiment),
+            }
+        )
         assert spec == {"kind": "flood", "flux": 1.0, "experiment": {"seed": 3, **experiment}}
         assert module._scene_spec({"test_pattern": 1, "experiment": json.dumps(experiment)}) == {"kind": "pattern"}
         with pytest.raises(ValueError, match="experiment is not JSON"):

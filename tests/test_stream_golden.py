@@ -67,9 +67,17 @@ def test_encoder_reproduces_every_message_byte_for_byte(golden_dir: Path):
             dims, typed = tagged.value
             algorithm, _elem_size, payload = typed.value.value
             channels[name] = v2.Channel(tuple(dims), typed_array_dtype(typed.tag), algorithm, payload)
-        out = v2.image_message(msg["series_id"], msg["series_unique_id"], msg["image_id"], tuple(msg["real_time"]),
-                               series_date_text(raw), tuple(msg["start_time"]), tuple(msg["stop_time"]), channels,
-                               msg["user_data"])
+        out = v2.image_message(
+            msg["series_id"],
+            msg["series_unique_id"],
+            msg["image_id"],
+            tuple(msg["real_time"]),
+            series_date_text(raw),
+            tuple(msg["start_time"]),
+            tuple(msg["stop_time"]),
+            channels,
+            msg["user_data"],
+        )
         assert out == raw, path
 
 
@@ -81,10 +89,20 @@ def test_bslz4_messages_from_pixels_are_identical(golden_dir: Path):
     for path in paths:
         raw = path.read_bytes()
         msg = decode_v2(raw)
-        channels = {name: v2.Channel(arr.shape, arr.dtype, "bslz4", codec.encode(arr)) for name, arr in msg["data"].items()}
-        out = v2.image_message(msg["series_id"], msg["series_unique_id"], msg["image_id"], tuple(msg["real_time"]),
-                               series_date_text(raw), tuple(msg["start_time"]), tuple(msg["stop_time"]), channels,
-                               msg["user_data"])
+        channels = {
+            name: v2.Channel(arr.shape, arr.dtype, "bslz4", codec.encode(arr)) for name, arr in msg["data"].items()
+        }
+        out = v2.image_message(
+            msg["series_id"],
+            msg["series_unique_id"],
+            msg["image_id"],
+            tuple(msg["real_time"]),
+            series_date_text(raw),
+            tuple(msg["start_time"]),
+            tuple(msg["stop_time"]),
+            channels,
+            msg["user_data"],
+        )
         assert out == raw, path
 
 
@@ -102,8 +120,9 @@ def test_decoder_rejects_what_the_dectris_parser_rejects():
 @pytest.mark.parametrize("appendix", ["", [1, "💙"], {"k": 1.5}])
 def test_fast_series_encoder_equals_the_generic_one(appendix):
     """The per-series encoder the Stream uses gives exactly the bytes of the generic image_message."""
-    from opendcu.app_detector.interfaces.stream.timing import image_times
     from series_factory import make_pixels, make_series
+
+    from opendcu.app_detector.interfaces.stream.timing import image_times
 
     series = make_series(series_id=12, nimages=3)
     codec = get_codec("bslz4")
@@ -111,9 +130,18 @@ def test_fast_series_encoder_equals_the_generic_one(appendix):
     for image_id, extra in ((0, {}), (2, {"spots": {"n": 3}, "roi_sums": [1, 2]})):
         chunk = codec.encode(make_pixels(series, image_id))
         real, start, stop = image_times(series, image_id)
-        generic = v2.image_message(series.series_id, series.unique_id, image_id, real, v2.series_date(series), start,
-                                   stop, {"threshold_1": v2.Channel((512, 1028), np.dtype(np.uint16), "bslz4", chunk)},
-                                   v2._UNSET if appendix == "" else appendix, extra)
+        generic = v2.image_message(
+            series.series_id,
+            series.unique_id,
+            image_id,
+            real,
+            v2.series_date(series),
+            start,
+            stop,
+            {"threshold_1": v2.Channel((512, 1028), np.dtype(np.uint16), "bslz4", chunk)},
+            v2._UNSET if appendix == "" else appendix,
+            extra,
+        )
         assert encoder.encode(image_id, chunk, extra) == generic
     with pytest.raises(ValueError, match="standard image key"):
         encoder.encode(0, chunk, {"data": 1})

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
+from series_factory import ImageSource, make_pixels, make_series
 
 from opendcu.app_detector.imagemux import ImageMux
 from opendcu.app_detector.interfaces.stream.decoder import decode_v1, decode_v2
 from opendcu.app_detector.interfaces.stream.stream import Stream
-from series_factory import ImageSource, make_pixels, make_series
 
 
 @pytest.fixture
@@ -55,8 +55,9 @@ def run_series(stream: Stream, series, n: int, annotate: bool = False) -> None:
 
 
 def test_v2_series_start_images_end(stream: Stream, tmp_path: Path):
-    stream.subsystem.values.update(format="cbor", header_detail="all", header_appendix={"acq": "x1"},
-                                   image_appendix=[1, "💙"])
+    stream.subsystem.values.update(
+        format="cbor", header_detail="all", header_appendix={"acq": "x1"}, image_appendix=[1, "💙"]
+    )
     sock = pull(stream.endpoints["cbor"])
     series = make_series(series_id=7, nimages=3)
     run_series(stream, series, 3, annotate=True)
@@ -76,8 +77,18 @@ def test_v2_series_start_images_end(stream: Stream, tmp_path: Path):
     assert start["flatfield"]["threshold_1"].dtype == np.float32
     for i, m in enumerate(messages[1:4]):
         keys = list(m)
-        assert keys[:10] == ["type", "series_id", "series_unique_id", "image_id", "real_time", "series_date",
-                             "start_time", "stop_time", "user_data", "data"]
+        assert keys[:10] == [
+            "type",
+            "series_id",
+            "series_unique_id",
+            "image_id",
+            "real_time",
+            "series_date",
+            "start_time",
+            "stop_time",
+            "user_data",
+            "data",
+        ]
         assert keys[10:] == ["spots"] and m["spots"] == {"count": i, "xy": [[1.5, 2.5]]}  # the annotations hook
         assert m["image_id"] == i and m["user_data"] == [1, "💙"]
         assert m["start_time"] == [round(i * 0.01 * 50e6), 50_000_000] and m["real_time"] == [450_000, 50_000_000]
@@ -88,8 +99,9 @@ def test_v2_series_start_images_end(stream: Stream, tmp_path: Path):
     sock.close()
 
 
-def test_dectris_recipe_decoder_reads_our_messages(stream: Stream, tmp_path: Path, clients_python: Path,
-                                                   shared_dir: Path):
+def test_dectris_recipe_decoder_reads_our_messages(
+    stream: Stream, tmp_path: Path, clients_python: Path, shared_dir: Path
+):
     """clients/s2decode.py (cbor2 + dectris-compression, the DECTRIS recipe) on a whole series of ours."""
     stream.subsystem.values.update(format="cbor", header_detail="all")
     sock = pull(stream.endpoints["cbor"])
@@ -99,8 +111,12 @@ def test_dectris_recipe_decoder_reads_our_messages(stream: Stream, tmp_path: Pat
     for i in range(4):
         files.append(tmp_path / f"{i:06d}.cbor")
         files[-1].write_bytes(sock.recv())
-    out = subprocess.run([str(clients_python), str(shared_dir / "clients" / "s2decode.py"), *map(str, files)],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [str(clients_python), str(shared_dir / "clients" / "s2decode.py"), *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     sums = [int(line.split("sum=")[1].split()[0]) for line in out.stdout.splitlines() if "sum=" in line]
     assert sums == [int(make_pixels(series, i).sum(dtype=np.uint64)) for i in range(2)]
@@ -117,7 +133,14 @@ def test_v1_series_parts_hash_and_pixels(stream: Stream):
     assert len(header) == 9  # dheader, config, flatfield x2, pixel mask x2, countrate table x2, appendix
     h = decode_v1(header)
     assert h["htype"] == "dheader-1.0" and h["series"] == 4 and h["header_detail"] == "all"
-    for key in ("ntrigger", "nimages", "trigger_mode", "x_pixels_in_detector", "y_pixels_in_detector", "bit_depth_image"):
+    for key in (
+        "ntrigger",
+        "nimages",
+        "trigger_mode",
+        "x_pixels_in_detector",
+        "y_pixels_in_detector",
+        "bit_depth_image",
+    ):
         assert key in h["config"]
     assert h["config"]["pixel_mask_applied"] is True
     assert np.array_equal(h["pixel_mask"], series.pixel_mask) and h["appendix"] == b"hdr"
@@ -130,8 +153,12 @@ def test_v1_series_parts_hash_and_pixels(stream: Stream):
         assert m["hash"] == hashlib.md5(parts[1]).hexdigest()
         assert m["image_desc"]["encoding"] == "bs16-lz4<" and m["image_desc"]["shape"] == [1028, 512]
         assert parts[2][:12] == (512 * 1028 * 2).to_bytes(8, "big") + (8192).to_bytes(4, "big")
-        assert m["dconfig"] == {"htype": "dconfig-1.0", "start_time": i * 10_000_000,
-                                "stop_time": i * 10_000_000 + 9_000_000, "real_time": 9_000_000}
+        assert m["dconfig"] == {
+            "htype": "dconfig-1.0",
+            "start_time": i * 10_000_000,
+            "stop_time": i * 10_000_000 + 9_000_000,
+            "real_time": 9_000_000,
+        }
         np.testing.assert_array_equal(m["data"], make_pixels(series, i))
         assert m["appendix"] == b"img"
     assert json.loads(sock.recv_multipart()[0]) == {"htype": "dseries_end-1.0", "series": 4}

@@ -57,9 +57,19 @@ def test_subframes_never_overflow_at_the_fastest_rate(name):
     assert counts.max() <= top
 
 
-@pytest.mark.parametrize("name, nsub, slots", [
-    ("eiger2-500k", 1, 1024), ("eiger2-500k", 58, 17), ("eiger2-4m", 1, 128), ("eiger2-4m", 58, 2),
-    ("eiger2-16m", 1, 32), ("eiger2-16m", 58, 0), ("fastasic", 1, 1024), ("fastasic", 7, 1024)])
+@pytest.mark.parametrize(
+    "name, nsub, slots",
+    [
+        ("eiger2-500k", 1, 1024),
+        ("eiger2-500k", 58, 17),
+        ("eiger2-4m", 1, 128),
+        ("eiger2-4m", 58, 2),
+        ("eiger2-16m", 1, 32),
+        ("eiger2-16m", 58, 0),
+        ("fastasic", 1, 1024),
+        ("fastasic", 7, 1024),
+    ],
+)
 def test_raw_slots_per_series(name, nsub, slots):
     """The 1 GiB raw buffer is cut per series into slots of one image's sub-frames (at most 1024 slots): a 4M
     holds two 1 s images (58 sub-frames of 1 MiB per module) or 128 single frames; a 16M needs more memory."""

@@ -69,8 +69,13 @@ def alive(pids: list[int], wait: float) -> dict[int, str]:
 
 def run_series(http, nimages: int, frame_time: float = 0.05, ntrigger: int = 1) -> int:
     # one sub-frame per image (auto_summation false): the images are the modules' frames as rendered
-    for key, value in [("nimages", nimages), ("ntrigger", ntrigger), ("frame_time", frame_time), ("count_time", frame_time * 0.9),
-                       ("auto_summation", False)]:
+    for key, value in [
+        ("nimages", nimages),
+        ("ntrigger", ntrigger),
+        ("frame_time", frame_time),
+        ("count_time", frame_time * 0.9),
+        ("auto_summation", False),
+    ]:
         r = http.put(f"{V}/config/{key}", json={"value": value})
         assert r.status_code == 200, r.text
         assert key in r.json()
@@ -85,6 +90,7 @@ def run_series(http, nimages: int, frame_time: float = 0.05, ntrigger: int = 1) 
 
 def test_full_path_pixels_and_states(dcu: DcuServer):
     with dcu.client() as http:
+
         def state() -> str:
             answer = http.get(f"{V}/status/state").json()
             assert answer["value_type"] == "string" and answer["access_mode"] == "r"
@@ -152,7 +158,9 @@ def test_multi_module_detector_and_data_files(tmp_path: Path):
             names = http.get("/filewriter/api/1.8.0/status/files").json()["value"]
             assert names == ["series_1_data_000001.h5", "series_1_data_000002.h5", "series_1_master.h5"]
             r = http.head("/data/series_1_data_000002.h5")
-            assert r.status_code == 200 and int(r.headers["content-length"]) == (server.data_dir / names[1]).stat().st_size
+            assert (
+                r.status_code == 200 and int(r.headers["content-length"]) == (server.data_dir / names[1]).stat().st_size
+            )
             body = http.get("/data/series_1_data_000001.h5").content
             assert body[:8] == b"\x89HDF\r\n\x1a\n"
         with h5py.File(server.data_dir / "series_1_master.h5") as f:

@@ -43,19 +43,31 @@ def _ensure_chromium() -> tuple[str, str]:
         if os.geteuid() != 0:
             pytest.fail("chromium/chromedriver are missing: apt-get install chromium chromium-driver (needs root)")
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        subprocess.run(["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "chromium", "chromium-driver"],
-                       check=False, env=env, capture_output=True)
+        subprocess.run(
+            ["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "chromium", "chromium-driver"],
+            check=False,
+            env=env,
+            capture_output=True,
+        )
         if not (shutil.which("chromium") and shutil.which("chromedriver")):
             subprocess.run(["apt-get", "update"], check=True, env=env, capture_output=True)
-            subprocess.run(["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "chromium", "chromium-driver"],
-                           check=True, env=env, capture_output=True)
+            subprocess.run(
+                ["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "chromium", "chromium-driver"],
+                check=True,
+                env=env,
+                capture_output=True,
+            )
     return shutil.which("chromium"), shutil.which("chromedriver")
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> DcuServer:
-    dcu = start_dcu(tmp_path_factory.mktemp("webui"), detector="eiger2-1m",
-                    extra=["--scene", json.dumps({"kind": "mx"})], timeout=600)
+    dcu = start_dcu(
+        tmp_path_factory.mktemp("webui"),
+        detector="eiger2-1m",
+        extra=["--scene", json.dumps({"kind": "mx"})],
+        timeout=600,
+    )
     try:
         yield dcu
     finally:
@@ -76,11 +88,18 @@ def browser(server: DcuServer, downloads: Path):
     chromium, driver_path = _ensure_chromium()
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,860",
-                "--disable-gpu", "--hide-scrollbars"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,860",
+        "--disable-gpu",
+        "--hide-scrollbars",
+    ):
         options.add_argument(arg)
-    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
-                                              "download.prompt_for_download": False})
+    options.add_experimental_option(
+        "prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False}
+    )
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
     driver.set_script_timeout(120)
     try:
@@ -111,8 +130,9 @@ def wait_for(predicate, what: str, timeout: float = 120.0, interval: float = 0.1
 
 
 def text_of(driver, element_id: str) -> str:
-    return driver.execute_script("const e = document.getElementById(arguments[0]); return e ? e.textContent : null;",
-                                 element_id)
+    return driver.execute_script(
+        "const e = document.getElementById(arguments[0]); return e ? e.textContent : null;", element_id
+    )
 
 
 def open_page(driver, server: DcuServer, page: str) -> None:
@@ -120,8 +140,12 @@ def open_page(driver, server: DcuServer, page: str) -> None:
         driver.get(f"{server.url}/ui/{page}")
     else:
         driver.execute_script("window.opendcu.show(arguments[0])", page)
-    wait_for(lambda: driver.execute_script(
-        "return document.getElementById(arguments[0]).classList.contains('active')", f"page-{page}"), f"page {page}")
+    wait_for(
+        lambda: driver.execute_script(
+            "return document.getElementById(arguments[0]).classList.contains('active')", f"page-{page}"
+        ),
+        f"page {page}",
+    )
 
 
 def header_state(driver) -> str:
@@ -134,14 +158,19 @@ def set_field(driver, field_id: str, text: str) -> str:
 
     element = wait_for(lambda: driver.find_element(By.ID, field_id), field_id)
     if element.tag_name == "select":
-        driver.execute_script("""const s = arguments[0]; s.value = JSON.stringify(arguments[1]);
-            s.dispatchEvent(new Event('change'));""", element, text)
+        driver.execute_script(
+            """const s = arguments[0]; s.value = JSON.stringify(arguments[1]);
+            s.dispatchEvent(new Event('change'));""",
+            element,
+            text,
+        )
     else:
         element.clear()
         element.send_keys(text)
         driver.find_element(By.ID, f"{field_id}-set").click()
-    return wait_for(lambda: (t := text_of(driver, f"{field_id}-error")) not in (None, "", "…") and t,
-                    f"{field_id} answer")
+    return wait_for(
+        lambda: (t := text_of(driver, f"{field_id}-error")) not in (None, "", "…") and t, f"{field_id} answer"
+    )
 
 
 def click(driver, element_id: str) -> None:
@@ -155,12 +184,15 @@ def rest(http: httpx.Client, module: str, task: str, key: str):
 
 
 def canvas_rgba(driver, canvas_id: str) -> np.ndarray:
-    b64, w, h = driver.execute_script("""
+    b64, w, h = driver.execute_script(
+        """
         const c = document.getElementById(arguments[0]);
         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
         let s = ''; const step = 0x8000;
         for (let i = 0; i < d.length; i += step) s += String.fromCharCode.apply(null, d.subarray(i, i + step));
-        return [btoa(s), c.width, c.height];""", canvas_id)
+        return [btoa(s), c.width, c.height];""",
+        canvas_id,
+    )
     return np.frombuffer(base64.b64decode(b64), dtype=np.uint8).reshape(h, w, 4)
 
 
@@ -176,8 +208,11 @@ def reference_codes(pixels: np.ndarray, gaps: np.ndarray, b: int, lo: float, hi:
     blocks = padded.reshape(H, b, W, b).max(axis=(1, 3))
     gap_pad = np.ones((H * b, W * b), dtype=bool)
     gap_pad[:h, :w] = gaps | (pixels != invalid)  # True where a pixel is a gap (or not invalid at all)
-    all_gap = (gap_pad & np.pad(pixels == invalid, ((0, H * b - h), (0, W * b - w)), constant_values=True)) \
-        .reshape(H, b, W, b).all(axis=(1, 3))
+    all_gap = (
+        (gap_pad & np.pad(pixels == invalid, ((0, H * b - h), (0, W * b - w)), constant_values=True))
+        .reshape(H, b, W, b)
+        .all(axis=(1, 3))
+    )
     span = hi - lo if hi > lo else 1.0
     d = np.clip(blocks - lo, 0, None).astype(np.float64)
     t = np.log1p(d) / math.log1p(span) if log else d / span
@@ -196,8 +231,9 @@ def gap_mask(http: httpx.Client, shape) -> np.ndarray:
 
 # -- tests ---------------------------------------------------------------------------------------------------------
 def test_vendored_files_match_their_pins():
-    proc = subprocess.run([os.sys.executable, str(REPO / "scripts" / "vendor_webui.py"), "--check"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [os.sys.executable, str(REPO / "scripts" / "vendor_webui.py"), "--check"], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -266,11 +302,14 @@ def test_run_a_series_from_the_buttons(server: DcuServer, browser, http: httpx.C
     assert outcome.startswith(
         f"last series 1 {summary['state']}: {summary['outcome']}; {summary['images_complete']} complete, "
         f"{summary['images_incomplete']} incomplete, {summary['images_lost']} lost of {NIMAGES} images; packets "
-        f"{summary['packets_received']}/{summary['packets_expected']}"), outcome
+        f"{summary['packets_received']}/{summary['packets_expected']}"
+    ), outcome
     expected_class = "good" if summary["outcome"] == "success" else "bad"
     assert expected_class in browser.find_element("id", "ov-outcome").get_attribute("class")
-    interfaces = wait_for(lambda: (t := text_of(browser, "ov-interfaces")) and "FileWriterenabled · ready" in t and t,
-                          "the FileWriter ready again")
+    interfaces = wait_for(
+        lambda: (t := text_of(browser, "ov-interfaces")) and "FileWriterenabled · ready" in t and t,
+        "the FileWriter ready again",
+    )
     dropped = rest(http, "stream", "status", "dropped")
     assert f"Streamdisabled · {rest(http, 'stream', 'status', 'state')} · dropped {dropped}" in interfaces
     assert f"Monitorenabled · {rest(http, 'monitor', 'status', 'state')}" in interfaces
@@ -283,11 +322,18 @@ def test_live_image_canvas_is_the_servers_rendering(server: DcuServer, browser, 
     assert latest.status_code == 200
     series_images = dict((s, ids) for s, ids in latest.json())
     assert 1 in series_images and series_images[1], series_images
-    shown = wait_for(lambda: (s := browser.execute_script("return window.opendcuLive.shown")) and s["series"] == 1
-                     and s, "a live image of series 1")
+    shown = wait_for(
+        lambda: (s := browser.execute_script("return window.opendcuLive.shown")) and s["series"] == 1 and s,
+        "a live image of series 1",
+    )
     # the canvas must show the image the server rendered for exactly that frame, region, binning and contrast
-    wait_for(lambda: browser.execute_script("const s = window.opendcuLive.shown; return s && s.bin === "
-                                            "Math.max(1, Math.floor(1 / window.opendcuLive.view.s))"), "fitted view")
+    wait_for(
+        lambda: browser.execute_script(
+            "const s = window.opendcuLive.shown; return s && s.bin === "
+            "Math.max(1, Math.floor(1 / window.opendcuLive.view.s))"
+        ),
+        "fitted view",
+    )
     browser.find_element("id", "live-pause").click()
     time.sleep(1.0)  # a request already in flight when pausing may still land
     shown = browser.execute_script("return window.opendcuLive.shown")
@@ -296,8 +342,9 @@ def test_live_image_canvas_is_the_servers_rendering(server: DcuServer, browser, 
     query = {k: shown[k] for k in ("series", "image", "bin", "x0", "y0", "w", "h", "scale")}
     r = http.get("/ui/api/monitor/view", params=query)
     assert r.status_code == 200, r.text
-    codes = np.frombuffer(r.content, dtype=np.uint8).reshape(int(r.headers["x-opendcu-rows"]),
-                                                             int(r.headers["x-opendcu-cols"]))
+    codes = np.frombuffer(r.content, dtype=np.uint8).reshape(
+        int(r.headers["x-opendcu-rows"]), int(r.headers["x-opendcu-cols"])
+    )
     assert raw.shape[:2] == codes.shape
     expected = lut[codes].view(np.uint8).reshape(*codes.shape, 4)
     np.testing.assert_array_equal(raw, expected)
@@ -311,8 +358,8 @@ def test_live_image_canvas_is_the_servers_rendering(server: DcuServer, browser, 
     pixels = tifffile.imread(io.BytesIO(tiff.content))
     gaps = gap_mask(http, pixels.shape)
     lo, hi = float(r.headers["x-opendcu-lo"]), float(r.headers["x-opendcu-hi"])
-    region = pixels[shown["y0"]:shown["y0"] + shown["h"], shown["x0"]:shown["x0"] + shown["w"]]
-    gregion = gaps[shown["y0"]:shown["y0"] + shown["h"], shown["x0"]:shown["x0"] + shown["w"]]
+    region = pixels[shown["y0"] : shown["y0"] + shown["h"], shown["x0"] : shown["x0"] + shown["w"]]
+    gregion = gaps[shown["y0"] : shown["y0"] + shown["h"], shown["x0"] : shown["x0"] + shown["w"]]
     reference = reference_codes(region, gregion, shown["bin"], lo, hi, shown["scale"] == "log")
     np.testing.assert_array_equal(codes, reference)
     assert (codes == GAP).any(), "the 1M has a module gap: they must show in the gap colour"
@@ -323,16 +370,25 @@ def test_live_image_canvas_is_the_servers_rendering(server: DcuServer, browser, 
     ys, xs = np.nonzero((pixels > 2) & (pixels < np.iinfo(pixels.dtype).max))
     x, y = int(xs[len(xs) // 2]), int(ys[len(ys) // 2])
     # zoom in at that pixel (wheel; still paused on the same image) until it covers several screen pixels
-    browser.execute_script("""const [sx, sy] = window.opendcuLive.screenOf(arguments[0], arguments[1]);
+    browser.execute_script(
+        """const [sx, sy] = window.opendcuLive.screenOf(arguments[0], arguments[1]);
         const c = document.getElementById('live-view'), r = c.getBoundingClientRect();
-        c.dispatchEvent(new WheelEvent('wheel', {deltaY: -1200, clientX: r.left + sx, clientY: r.top + sy}));""", x, y)
-    wait_for(lambda: browser.execute_script("const s = window.opendcuLive.shown; return s && s.bin === 1 && "
-                                            "s.w < s.W && window.opendcuLive.view.s > 2"), "the zoomed view")
+        c.dispatchEvent(new WheelEvent('wheel', {deltaY: -1200, clientX: r.left + sx, clientY: r.top + sy}));""",
+        x,
+        y,
+    )
+    wait_for(
+        lambda: browser.execute_script(
+            "const s = window.opendcuLive.shown; return s && s.bin === 1 && s.w < s.W && window.opendcuLive.view.s > 2"
+        ),
+        "the zoomed view",
+    )
     sx, sy = browser.execute_script("return window.opendcuLive.screenOf(arguments[0], arguments[1])", x, y)
     canvas = browser.find_element("id", "live-view")
     size = canvas.size
-    ActionChains(browser).move_to_element_with_offset(canvas, int(sx - size["width"] / 2),
-                                                      int(sy - size["height"] / 2)).perform()
+    ActionChains(browser).move_to_element_with_offset(
+        canvas, int(sx - size["width"] / 2), int(sy - size["height"] / 2)
+    ).perform()
     cursor = "return Object.assign({}, document.getElementById('live-cursor').dataset)"
     box = wait_for(lambda: (d := browser.execute_script(cursor)) and "counts" in d and d, "cursor readout")
     cx, cy = int(box["x"]), int(box["y"])
@@ -349,20 +405,34 @@ def test_view_endpoint_bins_and_scales_like_numpy(http: httpx.Client):
     image = images[1][len(images[1]) // 2]
     pixels = tifffile.imread(io.BytesIO(http.get(f"/monitor/api/{V}/images/1/{image}").content))
     gaps = gap_mask(http, pixels.shape)
-    for params in ({"bin": 1, "scale": "linear", "lo": 0, "hi": 20}, {"bin": 3, "scale": "log", "lo": 1, "hi": 500},
-                   {"bin": 2, "scale": "linear", "x0": 100, "y0": 250, "w": 301, "h": 200, "lo": 0, "hi": 9}):
+    for params in (
+        {"bin": 1, "scale": "linear", "lo": 0, "hi": 20},
+        {"bin": 3, "scale": "log", "lo": 1, "hi": 500},
+        {"bin": 2, "scale": "linear", "x0": 100, "y0": 250, "w": 301, "h": 200, "lo": 0, "hi": 9},
+    ):
         r = http.get("/ui/api/monitor/view", params={"series": 1, "image": image, **params})
         assert r.status_code == 200, r.text
         x0, y0 = params.get("x0", 0), params.get("y0", 0)
         w, h = params.get("w", pixels.shape[1]), params.get("h", pixels.shape[0])
-        ref = reference_codes(pixels[y0:y0 + h, x0:x0 + w], gaps[y0:y0 + h, x0:x0 + w], params["bin"],
-                              params["lo"], params["hi"], params["scale"] == "log")
+        ref = reference_codes(
+            pixels[y0 : y0 + h, x0 : x0 + w],
+            gaps[y0 : y0 + h, x0 : x0 + w],
+            params["bin"],
+            params["lo"],
+            params["hi"],
+            params["scale"] == "log",
+        )
         codes = np.frombuffer(r.content, dtype=np.uint8).reshape(ref.shape)
         np.testing.assert_array_equal(codes, ref)
     r = http.get("/ui/api/monitor/pixel", params={"series": 1, "image": image, "x": 5, "y": 7})
-    assert r.json() == {"series": 1, "image": image, "x": 5, "y": 7, "counts": int(pixels[7, 5]),
-                        "kind": "counts" if pixels[7, 5] != np.iinfo(pixels.dtype).max else
-                        ("gap" if gaps[7, 5] else "masked")}
+    assert r.json() == {
+        "series": 1,
+        "image": image,
+        "x": 5,
+        "y": 7,
+        "counts": int(pixels[7, 5]),
+        "kind": "counts" if pixels[7, 5] != np.iinfo(pixels.dtype).max else ("gap" if gaps[7, 5] else "masked"),
+    }
 
 
 def test_master_summary_reads_the_file(http: httpx.Client, server: DcuServer):
@@ -380,14 +450,17 @@ def test_master_summary_reads_the_file(http: httpx.Client, server: DcuServer):
         assert summary["hdf5_filters"] and summary["dtype"] == data[sorted(data)[0]].dtype.str
 
 
-@pytest.mark.parametrize("query, text", [
-    ({"bin": 0}, "query parameter bin must be >= 1, got 0"),
-    ({"bin": "x"}, "query parameter bin must be an integer, got 'x'"),
-    ({"scale": "cubic"}, "scale must be one of auto, linear, log, got 'cubic'"),
-    ({"series": 1}, "give both series and image, or neither (the newest image)"),
-    ({"lo": "nan"}, "query parameter lo must be finite, got 'nan'"),
-    ({"x0": 100000}, "region start (100000, 0) is outside the"),
-])
+@pytest.mark.parametrize(
+    "query, text",
+    [
+        ({"bin": 0}, "query parameter bin must be >= 1, got 0"),
+        ({"bin": "x"}, "query parameter bin must be an integer, got 'x'"),
+        ({"scale": "cubic"}, "scale must be one of auto, linear, log, got 'cubic'"),
+        ({"series": 1}, "give both series and image, or neither (the newest image)"),
+        ({"lo": "nan"}, "query parameter lo must be finite, got 'nan'"),
+        ({"x0": 100000}, "region start (100000, 0) is outside the"),
+    ],
+)
 def test_view_refuses_bad_input_with_a_clear_400(http: httpx.Client, query, text):
     r = http.get("/ui/api/monitor/view", params=query)
     assert r.status_code == 400 and r.text.startswith(text), r.text
@@ -423,8 +496,13 @@ def test_refused_value_shows_the_rest_text_next_to_its_field(server: DcuServer, 
     assert "float" in row and "rw" in row and " s" in row
     note = set_field(browser, "cfg-detector-frame_time", "0.2")
     assert note.startswith("changed: ") and "frame_time" in note and "count_time" in note
-    wait_for(lambda: "changed" in browser.find_element("css selector", 'tr[data-key="detector/config/count_time"]')
-             .get_attribute("class"), "count_time marked as changed")
+    wait_for(
+        lambda: (
+            "changed"
+            in browser.find_element("css selector", 'tr[data-key="detector/config/count_time"]').get_attribute("class")
+        ),
+        "count_time marked as changed",
+    )
 
 
 def test_files_download_summary_delete(server: DcuServer, browser, http: httpx.Client, downloads: Path):
@@ -435,8 +513,11 @@ def test_files_download_summary_delete(server: DcuServer, browser, http: httpx.C
     wait_for(lambda: browser.find_elements("css selector", f'tr[data-name="{data_name}"] a.download'), "files table")
     browser.find_element("css selector", f'tr[data-name="{data_name}"] a.download').click()
     target = downloads / data_name
-    wait_for(lambda: target.is_file() and target.stat().st_size == (server.data_dir / data_name).stat().st_size,
-             "the download", timeout=120)
+    wait_for(
+        lambda: target.is_file() and target.stat().st_size == (server.data_dir / data_name).stat().st_size,
+        "the download",
+        timeout=120,
+    )
     assert target.read_bytes() == (server.data_dir / data_name).read_bytes()
 
     browser.find_element("css selector", 'tr[data-name="series_1_master.h5"] button.summary').click()
@@ -472,15 +553,23 @@ def test_screenshots_of_a_real_mx_series(server: DcuServer, browser, http: httpx
     wait_for(lambda: browser.find_element("id", "cmd-trigger").get_attribute("disabled") is None, "trigger enabled")
     click(browser, "cmd-trigger")
     open_page(browser, server, "overview")
-    wait_for(lambda: re.search(r"images settled / expected([4-9]|1[0-4]) / 16", text_of(browser, "ov-series") or ""),
-             "series 2 half way", timeout=300, interval=0.05)
+    wait_for(
+        lambda: re.search(r"images settled / expected([4-9]|1[0-4]) / 16", text_of(browser, "ov-series") or ""),
+        "series 2 half way",
+        timeout=300,
+        interval=0.05,
+    )
     assert "running series 2" in text_of(browser, "ov-outcome")
     sizes["overview"] = _screenshot(browser, "overview")
     wait_for(lambda: header_state(browser) == "idle", "series 2 done", timeout=300)
 
     open_page(browser, server, "analysis")
-    summary = wait_for(lambda: (s := http.get(f"/analysis/api/{V}/summary").json()) and s["series_id"] == 2
-                       and s["finished"] and s, "analysis of series 2 finished", timeout=300, interval=0.5)
+    summary = wait_for(
+        lambda: (s := http.get(f"/analysis/api/{V}/summary").json()) and s["series_id"] == 2 and s["finished"] and s,
+        "analysis of series 2 finished",
+        timeout=300,
+        interval=0.5,
+    )
     results = http.get(f"/analysis/api/{V}/results", params={"series": 2, "spots": "true"}).json()["results"]
     assert results and len(results) == summary["images_analysed"]
     wait_for(lambda: f"{len(results)} images with results" in (text_of(browser, "an-summary") or ""), "plots updated")
@@ -493,8 +582,14 @@ def test_screenshots_of_a_real_mx_series(server: DcuServer, browser, http: httpx
     goto = browser.find_element("id", "live-goto")
     goto.send_keys(str(best["image_id"]))
     browser.execute_script("arguments[0].dispatchEvent(new Event('change'))", goto)
-    wait_for(lambda: (s := browser.execute_script("return window.opendcuLive.shown")) and s["series"] == 2
-             and s["image"] == best["image_id"], "the analysed image shown")
+    wait_for(
+        lambda: (
+            (s := browser.execute_script("return window.opendcuLive.shown"))
+            and s["series"] == 2
+            and s["image"] == best["image_id"]
+        ),
+        "the analysed image shown",
+    )
     wait_for(lambda: text_of(browser, "live-spots-note") == f"{best['n_spots']} spots", "its spot count")
     browser.find_element("id", "live-fit").click()  # the previous test left the view zoomed in
     browser.execute_script("""const c = document.getElementById('live-view'), r = c.getBoundingClientRect();
@@ -502,17 +597,25 @@ def test_screenshots_of_a_real_mx_series(server: DcuServer, browser, http: httpx
                                                  clientY: r.top + r.height / 2, bubbles: true}));""")
     assert len(best["spots"]["x"]) == best["n_spots"]
     x, y = (int(best["spots"]["x"][0]), int(best["spots"]["y"][0])) if best["n_spots"] else (300, 300)
-    wait_for(lambda: browser.execute_script("const s = window.opendcuLive.shown; return s && s.bin === 1 && s.w < s.W"),
-             "the zoomed region rendered")
+    wait_for(
+        lambda: browser.execute_script("const s = window.opendcuLive.shown; return s && s.bin === 1 && s.w < s.W"),
+        "the zoomed region rendered",
+    )
     from selenium.webdriver.common.action_chains import ActionChains
 
     sx, sy = browser.execute_script("return window.opendcuLive.screenOf(arguments[0], arguments[1])", x, y)
     canvas = browser.find_element("id", "live-view")
     if 0 < sx < canvas.size["width"] and 0 < sy < canvas.size["height"]:
-        ActionChains(browser).move_to_element_with_offset(canvas, int(sx - canvas.size["width"] / 2),
-                                                          int(sy - canvas.size["height"] / 2)).perform()
-        wait_for(lambda: "counts" in browser.execute_script(
-            "return Object.assign({}, document.getElementById('live-cursor').dataset)"), "cursor readout")
+        ActionChains(browser).move_to_element_with_offset(
+            canvas, int(sx - canvas.size["width"] / 2), int(sy - canvas.size["height"] / 2)
+        ).perform()
+        wait_for(
+            lambda: (
+                "counts"
+                in browser.execute_script("return Object.assign({}, document.getElementById('live-cursor').dataset)")
+            ),
+            "cursor readout",
+        )
     time.sleep(0.5)
     sizes["live"] = _screenshot(browser, "live")
     # what the screenshot shows is the monitor image: the canvas against the TIFF's numpy rendering
@@ -524,8 +627,9 @@ def test_screenshots_of_a_real_mx_series(server: DcuServer, browser, http: httpx
     pixels = tifffile.imread(io.BytesIO(tiff.content))
     gaps = gap_mask(http, pixels.shape)
     rows, cols = slice(shown["y0"], shown["y0"] + shown["h"]), slice(shown["x0"], shown["x0"] + shown["w"])
-    reference = reference_codes(pixels[rows, cols], gaps[rows, cols], shown["bin"], shown["lo"], shown["hi"],
-                                shown["scale"] == "log")
+    reference = reference_codes(
+        pixels[rows, cols], gaps[rows, cols], shown["bin"], shown["lo"], shown["hi"], shown["scale"] == "log"
+    )
     np.testing.assert_array_equal(raw, lut[reference].view(np.uint8).reshape(*reference.shape, 4))
     goto.clear()
     browser.execute_script("arguments[0].dispatchEvent(new Event('change'))", goto)

@@ -26,8 +26,9 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 READY_PREFIX = "OPENDCU-READY "
 _PR_SET_PDEATHSIG = 1

@@ -35,8 +35,12 @@ def main(host: str, port: int, workdir: Path) -> None:
     def step(name, call):
         try:
             result = call()
-            report[name] = {"ok": True, "result": result if isinstance(result, (int, float, str, list, dict, type(None)))
-                            else repr(result)[:100]}
+            report[name] = {
+                "ok": True,
+                "result": result
+                if isinstance(result, (int, float, str, list, dict, type(None)))
+                else repr(result)[:100],
+            }
         except Exception as exc:
             report[name] = {"ok": False, "error": repr(exc)[:300]}
 
@@ -47,8 +51,14 @@ def main(host: str, port: int, workdir: Path) -> None:
     step("config keys", lambda: len(client.listDetectorConfigParams()))
     step("commands", client.listDetectorCommands)
     step("full config", lambda: len(client.detectorConfig()))
-    step("set multiple", lambda: sorted(client.setDetectorConfigMultiple(
-        "nimages", 3, "count_time", 0.02, "frame_time", 0.02, "trigger_mode", "ints")))
+    step(
+        "set multiple",
+        lambda: sorted(
+            client.setDetectorConfigMultiple(
+                "nimages", 3, "count_time", 0.02, "frame_time", 0.02, "trigger_mode", "ints"
+            )
+        ),
+    )
     step("read back", lambda: [client.detectorConfig(k)["value"] for k in ("nimages", "trigger_mode")])
 
     def mask_roundtrip():

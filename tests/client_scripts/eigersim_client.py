@@ -1,6 +1,6 @@
 """ALBA's eiger-simulator client (`eigersim.client.Eiger`): requests without Content-Type; one JSON report.
 
-    python eigersim_client.py HOST PORT
+python eigersim_client.py HOST PORT
 """
 
 from __future__ import annotations

@@ -26,9 +26,19 @@ from fastcs_eiger.controllers.eiger_stream_controller import EigerStreamControll
 from fastcs_eiger.http_connection import HTTPConnection
 
 CONTROLLERS = {"detector": EigerDetectorController, "stream": EigerStreamController, "monitor": EigerMonitorController}
-WRITES = {"detector": [("count_time", 0.01), ("photon_energy", 12000.0), ("nimages", 3), ("threshold_energy", 6500.0),
-                       ("trigger_mode", "exts"), ("beam_center_x", 12.5), ("threshold_difference_mode", "disabled")],
-          "stream": [("mode", "enabled")], "monitor": [("mode", "enabled")]}
+WRITES = {
+    "detector": [
+        ("count_time", 0.01),
+        ("photon_energy", 12000.0),
+        ("nimages", 3),
+        ("threshold_energy", 6500.0),
+        ("trigger_mode", "exts"),
+        ("beam_center_x", 12.5),
+        ("threshold_difference_mode", "disabled"),
+    ],
+    "stream": [("mode", "enabled")],
+    "monitor": [("mode", "enabled")],
+}
 
 
 async def subsystem(host: str, port: int, name: str) -> dict:

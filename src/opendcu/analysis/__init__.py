@@ -19,9 +19,16 @@ from typing import Any
 
 # names re-exported lazily: importing a light submodule (geometry, crystal) must not pull in numba
 _EXPORTS = {
-    "AnalysisSettings": "frame", "FrameAnalyzer": "frame", "FrameResult": "frame", "Geometry": "geometry",
-    "IntegrationSettings": "integrate", "Profile": "integrate", "RadialIntegrator": "integrate",
-    "SpotFinder": "spots", "SpotFinderSettings": "spots", "Spots": "spots",
+    "AnalysisSettings": "frame",
+    "FrameAnalyzer": "frame",
+    "FrameResult": "frame",
+    "Geometry": "geometry",
+    "IntegrationSettings": "integrate",
+    "Profile": "integrate",
+    "RadialIntegrator": "integrate",
+    "SpotFinder": "spots",
+    "SpotFinderSettings": "spots",
+    "Spots": "spots",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -33,22 +33,28 @@ class UnitCell:
             raise ValueError(f"cell angles {self.angles} do not form a cell")
 
     @classmethod
-    def from_sequence(cls, values) -> "UnitCell":
+    def from_sequence(cls, values) -> UnitCell:
         values = [float(v) for v in values]
         if len(values) != 6:
             raise ValueError(f"a unit cell needs 6 numbers (a, b, c, alpha, beta, gamma), got {len(values)}")
         return cls(*values)
 
     @classmethod
-    def from_basis(cls, real_basis: np.ndarray) -> "UnitCell":
+    def from_basis(cls, real_basis: np.ndarray) -> UnitCell:
         """The cell of three real-space vectors (rows)."""
         a, b, c = (np.asarray(v, float) for v in real_basis)
 
         def angle(u: np.ndarray, v: np.ndarray) -> float:
             return math.degrees(math.acos(np.clip(u @ v / (np.linalg.norm(u) * np.linalg.norm(v)), -1, 1)))
 
-        return cls(float(np.linalg.norm(a)), float(np.linalg.norm(b)), float(np.linalg.norm(c)),
-                   angle(b, c), angle(a, c), angle(a, b))
+        return cls(
+            float(np.linalg.norm(a)),
+            float(np.linalg.norm(b)),
+            float(np.linalg.norm(c)),
+            angle(b, c),
+            angle(a, c),
+            angle(a, b),
+        )
 
     @property
     def lengths(self) -> tuple[float, float, float]:
@@ -84,27 +90,30 @@ class UnitCell:
         cos_ga_s = (math.cos(al) * math.cos(be) - math.cos(ga)) / (math.sin(al) * math.sin(be))
         sin_be_s = math.sqrt(1 - cos_be_s**2)
         sin_ga_s = math.sqrt(1 - cos_ga_s**2)
-        return np.array([
-            [a_s, b_s * cos_ga_s, c_s * cos_be_s],
-            [0.0, b_s * sin_ga_s, -c_s * sin_be_s * math.cos(al)],
-            [0.0, 0.0, 1.0 / self.c],
-        ])
+        return np.array(
+            [
+                [a_s, b_s * cos_ga_s, c_s * cos_be_s],
+                [0.0, b_s * sin_ga_s, -c_s * sin_be_s * math.cos(al)],
+                [0.0, 0.0, 1.0 / self.c],
+            ]
+        )
 
     def d_spacing(self, hkl: np.ndarray) -> np.ndarray:
         """d (A) of Miller indices (..., 3)."""
         return 1.0 / np.linalg.norm(np.asarray(hkl, float) @ self.B.T, axis=-1)
 
-    def matches(self, other: "UnitCell", length_tol: float = 0.03, angle_tol: float = 3.0) -> bool:
+    def matches(self, other: UnitCell, length_tol: float = 0.03, angle_tol: float = 3.0) -> bool:
         """Same cell within a relative length and an absolute angle tolerance (same axis order)."""
         return all(abs(x - y) <= length_tol * y for x, y in zip(self.lengths, other.lengths, strict=True)) and all(
-            abs(x - y) <= angle_tol for x, y in zip(self.angles, other.angles, strict=True))
+            abs(x - y) <= angle_tol for x, y in zip(self.angles, other.angles, strict=True)
+        )
 
     def __str__(self) -> str:
         return "{:.2f} {:.2f} {:.2f} {:.2f} {:.2f} {:.2f}".format(*self.as_tuple())
 
 
 def rotation_about(axis: np.ndarray, angle: float | np.ndarray) -> np.ndarray:
-    """Right-handed rotation matrices (Rodrigues) about a unit `axis` by `angle` rad (scalar or array -> (..., 3, 3))."""
+    """Right-handed rotation matrices (Rodrigues) about a unit `axis` by `angle` rad (scalar or array: (..., 3, 3))."""
     e = np.asarray(axis, float)
     e = e / np.linalg.norm(e)
     angle = np.asarray(angle, float)

@@ -72,12 +72,20 @@ class FrameAnalyzer:
         self.analyse(image, invalid_value)
         indexing = self.settings.indexing
         if indexing is not None and indexing.cell is not None:
-            hkl = np.array([(h, k, l) for h in range(-2, 3) for k in range(-2, 3) for l in range(-2, 3)
-                            if (h, k, l) != (0, 0, 0)], float)
+            hkl = np.array(
+                [(h, k, l) for h in range(-2, 3) for k in range(-2, 3) for l in range(-2, 3) if (h, k, l) != (0, 0, 0)],
+                float,
+            )
             index_known_cell(hkl @ indexing.cell.B.T, indexing)
 
-    def analyse(self, image: np.ndarray, invalid_value: int | None = None, phi_deg: float = 0.0,
-                index: bool = True, cell: UnitCell | None = None) -> FrameResult:
+    def analyse(
+        self,
+        image: np.ndarray,
+        invalid_value: int | None = None,
+        phi_deg: float = 0.0,
+        index: bool = True,
+        cell: UnitCell | None = None,
+    ) -> FrameResult:
         """Analyse one image recorded at rotation angle phi_deg (the frame's centre); index=False skips indexing
         (the costliest step) when the caller is behind; `cell` (e.g. found by a cell search) replaces the
         configured one."""

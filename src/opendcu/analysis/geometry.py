@@ -56,23 +56,40 @@ class Geometry:
 
     # -- construction ---------------------------------------------------------------------------------------------
     @classmethod
-    def from_beam_center(cls, shape: tuple[int, int], beam_x_px: float, beam_y_px: float, distance_m: float,
-                         wavelength_a: float, pixel_m: float = 75e-6) -> "Geometry":
+    def from_beam_center(
+        cls,
+        shape: tuple[int, int],
+        beam_x_px: float,
+        beam_y_px: float,
+        distance_m: float,
+        wavelength_a: float,
+        pixel_m: float = 75e-6,
+    ) -> Geometry:
         """An untilted detector: the beam centre (edge-based pixels, as SIMPLON) is the PONI."""
-        return cls(shape=tuple(shape), dist=distance_m, poni1=beam_y_px * pixel_m, poni2=beam_x_px * pixel_m,
-                   pixel1=pixel_m, pixel2=pixel_m, wavelength=wavelength_a * 1e-10)
+        return cls(
+            shape=tuple(shape),
+            dist=distance_m,
+            poni1=beam_y_px * pixel_m,
+            poni2=beam_x_px * pixel_m,
+            pixel1=pixel_m,
+            pixel2=pixel_m,
+            wavelength=wavelength_a * 1e-10,
+        )
 
     @classmethod
-    def from_detector_config(cls, config: dict[str, Any], shape: tuple[int, int]) -> "Geometry":
+    def from_detector_config(cls, config: dict[str, Any], shape: tuple[int, int]) -> Geometry:
         """From the SIMPLON detector config snapshot taken at arm (beam centre, distance, wavelength)."""
         return cls.from_beam_center(
-            shape, float(config["beam_center_x"]), float(config["beam_center_y"]),
-            float(config["detector_distance"]), float(config["wavelength"]),
+            shape,
+            float(config["beam_center_x"]),
+            float(config["beam_center_y"]),
+            float(config["detector_distance"]),
+            float(config["wavelength"]),
             float(config.get("x_pixel_size", 75e-6)),
         )
 
     @classmethod
-    def from_poni(cls, text: str, shape: tuple[int, int] | None = None) -> "Geometry":
+    def from_poni(cls, text: str, shape: tuple[int, int] | None = None) -> Geometry:
         """Parse a PONI file (versions 1, 2 and 2.1; unknown keys are ignored). Raises ValueError."""
         values: dict[str, str] = {}
         for number, line in enumerate(text.splitlines(), 1):
@@ -108,20 +125,38 @@ class Geometry:
             except ValueError:
                 raise ValueError(f"PONI {key}: {values[key]!r} is not a number") from None
 
-        geometry = cls(shape=tuple(shape), dist=number("distance"), poni1=number("poni1"), poni2=number("poni2"),
-                       rot1=number("rot1", 0.0), rot2=number("rot2", 0.0), rot3=number("rot3", 0.0),
-                       pixel1=pixel1, pixel2=pixel2, wavelength=number("wavelength"))
+        geometry = cls(
+            shape=tuple(shape),
+            dist=number("distance"),
+            poni1=number("poni1"),
+            poni2=number("poni2"),
+            rot1=number("rot1", 0.0),
+            rot2=number("rot2", 0.0),
+            rot3=number("rot3", 0.0),
+            pixel1=pixel1,
+            pixel2=pixel2,
+            wavelength=number("wavelength"),
+        )
         geometry.check()
         return geometry
 
     def to_poni(self) -> str:
         """The geometry as a PONI 2.1 file."""
         config = {"pixel1": self.pixel1, "pixel2": self.pixel2, "max_shape": list(self.shape), "orientation": 3}
-        lines = ["# Nota: C-Order, 1 refers to the Y axis, 2 to the X axis", "# written by opendcu",
-                 "poni_version: 2.1", "Detector: Detector", f"Detector_config: {json.dumps(config)}",
-                 f"Distance: {self.dist!r}", f"Poni1: {self.poni1!r}", f"Poni2: {self.poni2!r}",
-                 f"Rot1: {self.rot1!r}", f"Rot2: {self.rot2!r}", f"Rot3: {self.rot3!r}",
-                 f"Wavelength: {self.wavelength!r}"]
+        lines = [
+            "# Nota: C-Order, 1 refers to the Y axis, 2 to the X axis",
+            "# written by opendcu",
+            "poni_version: 2.1",
+            "Detector: Detector",
+            f"Detector_config: {json.dumps(config)}",
+            f"Distance: {self.dist!r}",
+            f"Poni1: {self.poni1!r}",
+            f"Poni2: {self.poni2!r}",
+            f"Rot1: {self.rot1!r}",
+            f"Rot2: {self.rot2!r}",
+            f"Rot3: {self.rot3!r}",
+            f"Wavelength: {self.wavelength!r}",
+        ]
         return "\n".join(lines) + "\n"
 
     def check(self) -> None:
@@ -133,7 +168,7 @@ class Geometry:
         if not all(math.isfinite(v) for v in (self.poni1, self.poni2, self.rot1, self.rot2, self.rot3)):
             raise ValueError("PONI and rotations must be finite")
 
-    def with_changes(self, **changes: Any) -> "Geometry":
+    def with_changes(self, **changes: Any) -> Geometry:
         return replace(self, **changes)
 
     def as_dict(self) -> dict[str, Any]:
@@ -158,8 +193,9 @@ class Geometry:
     def lab_vectors(self, x_px: np.ndarray, y_px: np.ndarray) -> np.ndarray:
         """Lab-frame positions (m, shape (..., 3) as x, y, z) of image points (x, y) in edge-based pixels."""
         x_px, y_px = np.broadcast_arrays(np.asarray(x_px, float), np.asarray(y_px, float))
-        detector = np.stack([y_px * self.pixel1 - self.poni1, x_px * self.pixel2 - self.poni2,
-                             np.full(x_px.shape, self.dist)], axis=-1)
+        detector = np.stack(
+            [y_px * self.pixel1 - self.poni1, x_px * self.pixel2 - self.poni2, np.full(x_px.shape, self.dist)], axis=-1
+        )
         t = detector @ self.rotation.T  # (..., [y, x, z])
         return np.stack([t[..., 1], t[..., 0], t[..., 2]], axis=-1)
 

@@ -78,8 +78,13 @@ class _Candidate:
     extra: dict = field(default_factory=dict)
 
 
-def reciprocal_vectors(geometry: Geometry, x: np.ndarray, y: np.ndarray, phi_deg: np.ndarray | float = 0.0,
-                       rotation_axis: tuple[float, float, float] = (1.0, 0.0, 0.0)) -> np.ndarray:
+def reciprocal_vectors(
+    geometry: Geometry,
+    x: np.ndarray,
+    y: np.ndarray,
+    phi_deg: np.ndarray | float = 0.0,
+    rotation_axis: tuple[float, float, float] = (1.0, 0.0, 0.0),
+) -> np.ndarray:
     """Reciprocal-lattice vectors (n, 3) of spots at image points (x, y), recorded at rotation phi (deg),
     expressed at phi = 0: x = R(axis, -phi).(s1 - s0)."""
     lam = geometry.wavelength_a
@@ -110,8 +115,14 @@ def _cos_cycles(p):
     """cos(2 pi p) to ~5e-6: reduce to one period, then an even polynomial (vectorises, unlike libm's cos)."""
     f = p - math.floor(p + 0.5)
     x = f * f * (4.0 * math.pi * math.pi)
-    return 1.0 + x * (-1 / 2 + x * (1 / 24 + x * (-1 / 720 + x * (1 / 40320 + x * (
-        -1 / 3628800 + x * (1 / 479001600 + x * (-1 / 87178291200)))))))
+    return 1.0 + x * (
+        -1 / 2
+        + x
+        * (
+            1 / 24
+            + x * (-1 / 720 + x * (1 / 40320 + x * (-1 / 3628800 + x * (1 / 479001600 + x * (-1 / 87178291200)))))
+        )
+    )
 
 
 @numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
@@ -167,8 +178,9 @@ def assign_indices(A: np.ndarray, vectors: np.ndarray, tolerance: float) -> tupl
     return hkl.astype(np.int64), ok
 
 
-def refine_orientation(A: np.ndarray, vectors: np.ndarray, cell: UnitCell | None, tolerance: float,
-                       iterations: int = 6) -> _Candidate:
+def refine_orientation(
+    A: np.ndarray, vectors: np.ndarray, cell: UnitCell | None, tolerance: float, iterations: int = 6
+) -> _Candidate:
     """Least-squares refinement of A against the spots it indexes (orientation only when `cell` is given),
     re-assigning indices with a tolerance shrinking from `tolerance` to 0.6 x tolerance."""
     best = _Candidate(A)
@@ -308,8 +320,9 @@ def search_cell(vectors: np.ndarray, settings: CellSearchSettings | None = None)
     return IndexingResult(A=A, cell=cell, hkl=hkl, indexed=ok, rmsd=rmsd, n_spots=n)
 
 
-def _dps_vectors(directions: np.ndarray, vectors: np.ndarray, bins: int, width: float,
-                 s: CellSearchSettings) -> list[np.ndarray]:
+def _dps_vectors(
+    directions: np.ndarray, vectors: np.ndarray, bins: int, width: float, s: CellSearchSettings
+) -> list[np.ndarray]:
     """Real-space vectors L.u whose periodicity shows strongest in the projections (batched FFTs)."""
     d_star_max = bins * width / 2
     periods = np.fft.rfftfreq(bins, d=width)  # cycles per (1/A) = A
@@ -317,12 +330,12 @@ def _dps_vectors(directions: np.ndarray, vectors: np.ndarray, bins: int, width: 
     best_len = np.zeros(len(directions))
     best_amp = np.zeros(len(directions))
     for start in range(0, len(directions), 4096):
-        block = directions[start:start + 4096]
+        block = directions[start : start + 4096]
         hist = _projection_histograms(block, vectors, bins, width, d_star_max)
         amp = np.abs(np.fft.rfft(hist, axis=1))[:, usable]
         k = np.argmax(amp, axis=1)
-        best_amp[start:start + len(block)] = amp[np.arange(len(block)), k]
-        best_len[start:start + len(block)] = periods[usable][k]
+        best_amp[start : start + len(block)] = amp[np.arange(len(block)), k]
+        best_len[start : start + len(block)] = periods[usable][k]
     chosen: list[np.ndarray] = []
     cos_sep = math.cos(math.radians(3))
     for d in np.argsort(best_amp)[::-1]:

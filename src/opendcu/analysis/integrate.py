@@ -115,8 +115,13 @@ class Profile:
 class RadialIntegrator:
     """A pixel -> bin map for one geometry, mask and settings; integrate() is then cheap per frame."""
 
-    def __init__(self, geometry: Geometry, settings: IntegrationSettings | None = None,
-                 mask: np.ndarray | None = None, flat: np.ndarray | None = None):
+    def __init__(
+        self,
+        geometry: Geometry,
+        settings: IntegrationSettings | None = None,
+        mask: np.ndarray | None = None,
+        flat: np.ndarray | None = None,
+    ):
         """mask: non-zero = invalid pixel (pyFAI's convention), shape = geometry.shape; flat: per-pixel efficiency."""
         settings = settings or IntegrationSettings()
         settings.check()
@@ -163,8 +168,9 @@ class RadialIntegrator:
         self.norm = np.where(inside, norm, 0).astype(np.float32).reshape(-1)
         flat_bins = self.bin_index[self.bin_index >= 0]
         # per-bin constants summed in float64 from the float64 per-pixel values (pyFAI accumulates in float64)
-        self.sum_norm = np.bincount(flat_bins, np.where(inside, norm, 0).reshape(-1)[self.bin_index >= 0],
-                                    minlength=self.nbins)
+        self.sum_norm = np.bincount(
+            flat_bins, np.where(inside, norm, 0).reshape(-1)[self.bin_index >= 0], minlength=self.nbins
+        )
         self.count = np.bincount(flat_bins, minlength=self.nbins).astype(np.int64)
         self.radial = (self._edges[0] + (np.arange(settings.npt) + 0.5) * delta) * scale
         self.azimuthal = None
@@ -200,8 +206,13 @@ class RadialIntegrator:
             return self.bin_index.reshape(self.shape)
         return np.where(self.bin_index >= 0, self.bin_index % self.settings.npt, -1).reshape(self.shape)
 
-    def sums(self, image: np.ndarray, invalid_value: int | float | None = None, threads: int | None = None,
-             variance: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def sums(
+        self,
+        image: np.ndarray,
+        invalid_value: int | float | None = None,
+        threads: int | None = None,
+        variance: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(sum signal, sum norm, count, sum variance) per bin for one frame; `invalid_value` pixels are left out.
 
         variance=False skips counting zero pixels (then sum variance = sum signal, a little faster)."""
@@ -211,9 +222,18 @@ class RadialIntegrator:
         nthreads = max(1, min(threads or numba.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
         has_invalid = invalid_value is not None
         invalid = _invalid_scalar(flat_image.dtype, invalid_value)
-        signal, lost_norm, lost_count, zeros = _scatter_sums(flat_image, self._bins, self.norm, self.runs,
-                                                             self._gaps, self._split(nthreads), self.nbins,
-                                                             has_invalid, invalid, variance)
+        signal, lost_norm, lost_count, zeros = _scatter_sums(
+            flat_image,
+            self._bins,
+            self.norm,
+            self.runs,
+            self._gaps,
+            self._split(nthreads),
+            self.nbins,
+            has_invalid,
+            invalid,
+            variance,
+        )
         return signal, self.sum_norm - lost_norm, self.count - lost_count, signal + zeros
 
     def _split(self, nthreads: int) -> np.ndarray:
@@ -224,8 +244,13 @@ class RadialIntegrator:
         targets = lengths[-1] * np.arange(1, nthreads) / nthreads
         return np.concatenate([[0], np.searchsorted(lengths, targets) + 1, [len(self.runs)]]).astype(np.int64)
 
-    def integrate(self, image: np.ndarray, invalid_value: int | float | None = None,
-                  threads: int | None = None, variance: bool = True) -> Profile:
+    def integrate(
+        self,
+        image: np.ndarray,
+        invalid_value: int | float | None = None,
+        threads: int | None = None,
+        variance: bool = True,
+    ) -> Profile:
         """Integrate one frame. For cakes the arrays are [npt_azim, npt]."""
         sums = self.sums(image, invalid_value, threads, variance)
         if self.settings.npt_azim > 1:

@@ -95,20 +95,22 @@ class ShellCoverage:
         return float(self.fine[sel].mean()) if sel.any() else 0.0
 
 
-def estimate_d_min(d: np.ndarray, coverage: ShellCoverage | None = None, fraction: float = 0.05,
-                   min_spots: int = 10) -> float | None:
+def estimate_d_min(
+    d: np.ndarray, coverage: ShellCoverage | None = None, fraction: float = 0.05, min_spots: int = 10
+) -> float | None:
     """Resolution limit (A) from spot resolutions (ice-ring spots should be removed first); None if too few."""
     d = np.asarray(d, float)
     d = d[np.isfinite(d) & (d > 0)]
     if d.size <= min_spots:
         return None
-    d_star3 = d ** -3.0
+    d_star3 = d**-3.0
     top = coverage.d_star3_max if coverage is not None else float(d_star3.max())
     n_shells = int(np.clip(d.size // 8, 8, 40))
     edges = np.linspace(0.0, top * (1 + 1e-9), n_shells + 1)
     counts = np.histogram(d_star3, edges)[0].astype(float)
-    cover = np.array([coverage.coverage(edges[i], edges[i + 1]) if coverage is not None else 1.0
-                      for i in range(n_shells)])
+    cover = np.array(
+        [coverage.coverage(edges[i], edges[i + 1]) if coverage is not None else 1.0 for i in range(n_shells)]
+    )
     seen = cover >= 0.05  # shells the detector hardly sees say nothing either way
     with np.errstate(invalid="ignore", divide="ignore"):
         density = np.where(seen, counts / np.maximum(cover, 1e-9), np.nan)
@@ -131,8 +133,13 @@ def estimate_d_min(d: np.ndarray, coverage: ShellCoverage | None = None, fractio
     return float(d[inside].min()) if inside.any() else float(d.max())
 
 
-def score_image(spot_d: np.ndarray, spot_intensity: np.ndarray, settings: ScoringSettings | None = None,
-                coverage: ShellCoverage | None = None, profile: Profile | None = None) -> ImageScore:
+def score_image(
+    spot_d: np.ndarray,
+    spot_intensity: np.ndarray,
+    settings: ScoringSettings | None = None,
+    coverage: ShellCoverage | None = None,
+    profile: Profile | None = None,
+) -> ImageScore:
     """Score one image from its spots' resolutions/intensities (and optionally its radial profile)."""
     s = settings or ScoringSettings()
     spot_d = np.asarray(spot_d, float)

@@ -88,12 +88,14 @@ class Spots:
         """Poisson error of the intensity (raw counts as variance)."""
         return np.sqrt(np.maximum(self.raw_sum, 1.0))
 
-    def select(self, keep: np.ndarray) -> "Spots":
-        arrays = {f.name: getattr(self, f.name)[keep] for f in fields(self) if isinstance(getattr(self, f.name), np.ndarray)}
+    def select(self, keep: np.ndarray) -> Spots:
+        arrays = {
+            f.name: getattr(self, f.name)[keep] for f in fields(self) if isinstance(getattr(self, f.name), np.ndarray)
+        }
         return Spots(**arrays, n_strong_pixels=self.n_strong_pixels, overloaded=self.overloaded)
 
     @classmethod
-    def empty(cls, n_strong_pixels: int = 0, overloaded: bool = False) -> "Spots":
+    def empty(cls, n_strong_pixels: int = 0, overloaded: bool = False) -> Spots:
         z = np.zeros(0)
         return cls(z, z, z, z, z, np.zeros(0, np.int64), z, z, n_strong_pixels, overloaded)
 
@@ -101,8 +103,13 @@ class Spots:
 class SpotFinder:
     """Finds spots on images of one geometry and mask."""
 
-    def __init__(self, geometry: Geometry, mask: np.ndarray | None = None,
-                 settings: SpotFinderSettings | None = None, rings: RadialIntegrator | None = None):
+    def __init__(
+        self,
+        geometry: Geometry,
+        mask: np.ndarray | None = None,
+        settings: SpotFinderSettings | None = None,
+        rings: RadialIntegrator | None = None,
+    ):
         """mask: non-zero = invalid pixel. `rings` may share an integrator's radial bins for the prefilter."""
         self.settings = settings or SpotFinderSettings()
         self.settings.check()
@@ -112,7 +119,8 @@ class SpotFinder:
         if self.valid.shape != self.shape:
             raise ValueError(f"mask shape {self.valid.shape} != detector shape {self.shape}")
         self.rings = rings or RadialIntegrator(
-            geometry, IntegrationSettings(npt=self.settings.n_rings, unit="q_A^-1", solid_angle=False), mask)
+            geometry, IntegrationSettings(npt=self.settings.n_rings, unit="q_A^-1", solid_angle=False), mask
+        )
         self.ring_of_pixel = np.ascontiguousarray(self.rings.pixel_radial).reshape(-1)
         if self.rings.settings.npt >= 65535:
             raise ValueError("at most 65534 rings")
@@ -137,16 +145,20 @@ class SpotFinder:
         mean = np.nan_to_num(ring_mean, nan=np.inf)  # rings without valid pixels never pass
         return np.maximum(mean + s.prefilter_sigma * np.sqrt(s.gain * np.maximum(mean, 0)), s.global_threshold)
 
-    def find(self, image: np.ndarray, invalid_value: int | float | None = None,
-             threads: int | None = None) -> Spots:
+    def find(self, image: np.ndarray, invalid_value: int | float | None = None, threads: int | None = None) -> Spots:
         """Spots of one image; pixels equal to `invalid_value` (the detector's error value) are not used."""
         if tuple(image.shape) != self.shape:
             raise ValueError(f"image shape {image.shape} != spot finder shape {self.shape}")
         profile = self.rings.integrate(image, invalid_value, threads=threads, variance=False)
         return self.find_with_ring_means(image, profile.mean_counts, invalid_value, threads)
 
-    def find_with_ring_means(self, image: np.ndarray, ring_mean: np.ndarray,
-                             invalid_value: int | float | None = None, threads: int | None = None) -> Spots:
+    def find_with_ring_means(
+        self,
+        image: np.ndarray,
+        ring_mean: np.ndarray,
+        invalid_value: int | float | None = None,
+        threads: int | None = None,
+    ) -> Spots:
         """Spots, given the mean counts per ring of this image (e.g. from an integration pass over the same bins)."""
         s = self.settings
         image = np.ascontiguousarray(image)
@@ -161,8 +173,19 @@ class SpotFinder:
         if candidates.size > max(1024, s.max_candidate_fraction * n_valid):
             return Spots.empty(overloaded=True)
         strong, _ = _dispersion_test(
-            image, self.valid, candidates, invalid_value is not None, invalid, s.kernel_size, s.min_local,
-            s.gain, s.sigma_background, s.sigma_strong, s.global_threshold, nthreads)
+            image,
+            self.valid,
+            candidates,
+            invalid_value is not None,
+            invalid,
+            s.kernel_size,
+            s.min_local,
+            s.gain,
+            s.sigma_background,
+            s.sigma_strong,
+            s.global_threshold,
+            nthreads,
+        )
         strong_index = candidates[strong]
         if strong_index.size > s.max_strong_pixel_fraction * n_valid:
             return Spots.empty(int(strong_index.size), overloaded=True)
@@ -201,12 +224,13 @@ def _candidates(image, ring1, thresholds1, invalid, nthreads):
     counts = np.zeros(nthreads, np.int64)
     chunk = (image.size + nthreads - 1) // nthreads
     for t in numba.prange(nthreads):
-        counts[t] = _candidates_range(image, ring1, thresholds1, invalid, t * chunk, min(image.size, (t + 1) * chunk),
-                                      keep)
+        counts[t] = _candidates_range(
+            image, ring1, thresholds1, invalid, t * chunk, min(image.size, (t + 1) * chunk), keep
+        )
     out = np.empty(counts.sum(), np.int64)
     n = 0
     for t in range(nthreads):
-        out[n:n + counts[t]] = keep[t * chunk:t * chunk + counts[t]]
+        out[n : n + counts[t]] = keep[t * chunk : t * chunk + counts[t]]
         n += counts[t]
     return out
 
@@ -231,8 +255,9 @@ def _window(image, valid, width, has_invalid, invalid, rows, cols):
 
 
 @numba.njit(nogil=True, cache=True)
-def _dispersion_range(image, valid, candidates, start, stop, has_invalid, invalid, k, min_local, gain, n_b, n_s,
-                      threshold, strong, mean):
+def _dispersion_range(
+    image, valid, candidates, start, stop, has_invalid, invalid, k, min_local, gain, n_b, n_s, threshold, strong, mean
+):
     h, w = image.shape
     flat, flat_valid = image.reshape(-1), valid.reshape(-1)
     prev = -2
@@ -257,8 +282,7 @@ def _dispersion_range(image, valid, candidates, start, stop, has_invalid, invali
                 sx += dsx
                 sxx += dsxx
         else:
-            m, sx, sxx = _window(flat, flat_valid, w, has_invalid, invalid, rows,
-                                 (max(0, c0 - k), min(w, c0 + k + 1)))
+            m, sx, sxx = _window(flat, flat_valid, w, has_invalid, invalid, rows, (max(0, c0 - k), min(w, c0 + k + 1)))
         prev = i
         value = float(image[r0, c0])
         if m < min_local or m < 2 or sx < 0 or value <= threshold:
@@ -270,8 +294,7 @@ def _dispersion_range(image, valid, candidates, start, stop, has_invalid, invali
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
-def _dispersion_test(image, valid, candidates, has_invalid, invalid, k, min_local, gain, n_b, n_s, threshold,
-                     nthreads):
+def _dispersion_test(image, valid, candidates, has_invalid, invalid, k, min_local, gain, n_b, n_s, threshold, nthreads):
     """DIALS' dispersion + strong tests, exactly, for each candidate pixel; returns (strong, local mean).
 
     Sums are of integers below 2^24, exact in float64, so sliding the window loses nothing."""
@@ -279,8 +302,23 @@ def _dispersion_test(image, valid, candidates, has_invalid, invalid, k, min_loca
     mean = np.zeros(candidates.size, np.float64)
     chunk = (candidates.size + nthreads - 1) // nthreads
     for t in numba.prange(nthreads):
-        _dispersion_range(image, valid, candidates, t * chunk, min(candidates.size, (t + 1) * chunk), has_invalid,
-                          invalid, k, min_local, gain, n_b, n_s, threshold, strong, mean)
+        _dispersion_range(
+            image,
+            valid,
+            candidates,
+            t * chunk,
+            min(candidates.size, (t + 1) * chunk),
+            has_invalid,
+            invalid,
+            k,
+            min_local,
+            gain,
+            n_b,
+            n_s,
+            threshold,
+            strong,
+            mean,
+        )
     return strong, mean
 
 

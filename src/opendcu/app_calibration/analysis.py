@@ -103,8 +103,9 @@ def flood_mask_bits(flood: FloodResult, noisy: np.ndarray | None = None) -> np.n
     return bits
 
 
-def dark_noisy(darks: np.ndarray, count_time: float, rate_limit: float,
-               dispersion_sigmas: float = 6.0) -> tuple[np.ndarray, dict]:
+def dark_noisy(
+    darks: np.ndarray, count_time: float, rate_limit: float, dispersion_sigmas: float = 6.0
+) -> tuple[np.ndarray, dict]:
     """Hot and noisy pixels from dark images [n, n_modules, raw_h, raw_w]: a dark rate above `rate_limit`
     (counts/s), or a variance in excess of Poisson (dispersion index var/mean above 1 by `dispersion_sigmas`
     standard errors, sqrt(2 / (n - 1)))."""
@@ -116,9 +117,14 @@ def dark_noisy(darks: np.ndarray, count_time: float, rate_limit: float,
         var = darks.var(axis=0, ddof=1)
         limit = 1.0 + dispersion_sigmas * math.sqrt(2.0 / (n - 1))
         noisy = (mean > 0) & (var > limit * np.maximum(mean, 1.0 / n))
-    stats = {"hot": int(hot.sum()), "excess_variance": int((noisy & ~hot).sum()), "images": n,
-             "count_time": count_time, "rate_limit": rate_limit,
-             "median_dark_rate": float(np.median(mean) / count_time)}
+    stats = {
+        "hot": int(hot.sum()),
+        "excess_variance": int((noisy & ~hot).sum()),
+        "images": n,
+        "count_time": count_time,
+        "rate_limit": rate_limit,
+        "median_dark_rate": float(np.median(mean) / count_time),
+    }
     return hot | noisy, stats
 
 
@@ -153,8 +159,10 @@ def fit_s_curve(thresholds: np.ndarray, fraction: np.ndarray) -> tuple[float, fl
     f = np.asarray(fraction, dtype=np.float64)
     use = (f > 0.03) & (f < 0.97)
     if use.sum() < 3:
-        raise ValueError(f"the threshold scan has only {int(use.sum())} points on the S-curve; scan closer to "
-                         "the photon energy or more finely")
+        raise ValueError(
+            f"the threshold scan has only {int(use.sum())} points on the S-curve; scan closer to "
+            "the photon energy or more finely"
+        )
     x = erfc_inverse(2.0 * f[use])
     slope, intercept = np.polyfit(x, t[use], 1)  # T = mid + sqrt(2) width x
     return float(intercept), float(slope / math.sqrt(2.0))

@@ -70,8 +70,11 @@ class DetectorLink:
     def set(self, key: str, value: Any, module: str = "detector") -> list[str]:
         ref = pb.ParameterRef(api_version=API, module=module, task="config", key=key)
         value_type = "float" if isinstance(value, float) else None
-        return list(self._call(self.control.SetParameter,
-                               pb.SetParameterRequest(ref=ref, value=to_proto(value, value_type))).keys)
+        return list(
+            self._call(
+                self.control.SetParameter, pb.SetParameterRequest(ref=ref, value=to_proto(value, value_type))
+            ).keys
+        )
 
     def reset(self, key: str, module: str = "detector") -> None:
         self._call(self.control.ResetParameter, pb.ParameterRef(api_version=API, module=module, task="config", key=key))
@@ -112,8 +115,11 @@ class DetectorLink:
             raise
         images = []
         for _ in range(nimages):
-            reply = self._call(self.monitor.GetImage, interfaces_pb2.MonitorImageRequest(
-                which=interfaces_pb2.MonitorImageRequest.NEXT, timeout_ms=30000), timeout=60)
+            reply = self._call(
+                self.monitor.GetImage,
+                interfaces_pb2.MonitorImageRequest(which=interfaces_pb2.MonitorImageRequest.NEXT, timeout_ms=30000),
+                timeout=60,
+            )
             images.append(tifffile.imread(io.BytesIO(reply.tiff)).astype(np.float64))
         self.wait_idle()
         return np.stack(images)
@@ -127,9 +133,20 @@ class DetectorLink:
 
 
 #: detector keys a procedure changes; they are put back afterwards
-SAVED_DETECTOR_KEYS = ("photon_energy", "threshold_energy", "count_time", "frame_time", "nimages", "ntrigger",
-                       "trigger_mode", "flatfield_correction_applied", "pixel_mask_applied",
-                       "countrate_correction_applied", "virtual_pixel_correction_applied", "auto_summation")
+SAVED_DETECTOR_KEYS = (
+    "photon_energy",
+    "threshold_energy",
+    "count_time",
+    "frame_time",
+    "nimages",
+    "ntrigger",
+    "trigger_mode",
+    "flatfield_correction_applied",
+    "pixel_mask_applied",
+    "countrate_correction_applied",
+    "virtual_pixel_correction_applied",
+    "auto_summation",
+)
 SAVED_MONITOR_KEYS = ("mode", "buffer_size", "discard_new")
 SAVED_OTHER = (("filewriter", "mode"), ("stream", "mode"), ("analysis", "mode"), ("simulator", "scene"))
 

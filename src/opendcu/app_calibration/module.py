@@ -50,8 +50,9 @@ class CalibrationManager:
     # -- commands ---------------------------------------------------------------------------------------------------
     def start(self, argument: Any) -> str:
         if not isinstance(argument, dict) or not isinstance(argument.get("procedure"), str):
-            raise InvalidValue(f"start takes {{\"procedure\": one of {', '.join(PROCEDURES)}, ...parameters}}, "
-                               f"got {argument!r:.120}")
+            raise InvalidValue(
+                f'start takes {{"procedure": one of {", ".join(PROCEDURES)}, ...parameters}}, got {argument!r:.120}'
+            )
         params = dict(argument)
         name = params.pop("procedure")
         try:
@@ -113,8 +114,9 @@ class CalibrationManager:
 
     def compare(self, argument: Any) -> dict:
         if not isinstance(argument, dict) or "a" not in argument or "b" not in argument:
-            raise InvalidValue('compare takes {"a": "<set id>", "b": "<set id>"'
-                               '[, "photon_energy", "threshold_energy"]}')
+            raise InvalidValue(
+                'compare takes {"a": "<set id>", "b": "<set id>"[, "photon_energy", "threshold_energy"]}'
+            )
         try:
             a, b = (self.store.get(self._set_id(argument[k])) for k in ("a", "b"))
         except UnknownSet as exc:
@@ -136,8 +138,9 @@ class CalibrationManager:
         self._check_idle()
         active = self.store.active()
         if value.shape != active.pixel_mask.shape:
-            raise InvalidValue(f"Parameter {key}: shape {list(value.shape)} != "
-                               f"detector {list(active.pixel_mask.shape)}")
+            raise InvalidValue(
+                f"Parameter {key}: shape {list(value.shape)} != detector {list(active.pixel_mask.shape)}"
+            )
         cal = active.derived(self.store.new_id("custom"), "custom")
         if key == "pixel_mask":
             cal.pixel_mask = value.astype(np.uint32)
@@ -148,12 +151,14 @@ class CalibrationManager:
                 e, t = float(link.get("photon_energy")), float(link.get("threshold_energy"))
             finally:
                 link.close()
-            cal.flatfields = [f for f in cal.flatfields
-                              if abs(f.photon_energy - e) >= 1 or abs(f.threshold_energy - t) >= 1]
+            cal.flatfields = [
+                f for f in cal.flatfields if abs(f.photon_energy - e) >= 1 or abs(f.threshold_energy - t) >= 1
+            ]
             cal.flatfields.append(Flatfield(e, t, value.astype(np.float32), {"procedure": "upload", "date": utc_now()}))
             cal.flatfields.sort(key=lambda f: (f.photon_energy, f.threshold_energy))
-            cal.provenance.setdefault("flatfield", []).append({"procedure": "upload", "photon_energy": e,
-                                                                 "threshold_energy": t, "date": utc_now()})
+            cal.provenance.setdefault("flatfield", []).append(
+                {"procedure": "upload", "photon_energy": e, "threshold_energy": t, "date": utc_now()}
+            )
         self.store.add(cal, activate=True)
         self.push_active()
 
@@ -176,21 +181,25 @@ def build_calibration_subsystem(manager: CalibrationManager) -> Subsystem:
         def on_change(_sub: Subsystem, _key: str, value: np.ndarray) -> list[str]:
             manager.upload(key, value)
             return []
+
         return on_change
 
     sub.add(
-        Parameter("pixel_mask", "uint[][]", np.zeros((0, 0), dtype=np.uint32), shape=shape,
-                  on_change=upload("pixel_mask")),
-        Parameter("flatfield", "float[][]", np.zeros((0, 0), dtype=np.float32), shape=shape,
-                  on_change=upload("flatfield")),
+        Parameter(
+            "pixel_mask", "uint[][]", np.zeros((0, 0), dtype=np.uint32), shape=shape, on_change=upload("pixel_mask")
+        ),
+        Parameter(
+            "flatfield", "float[][]", np.zeros((0, 0), dtype=np.float32), shape=shape, on_change=upload("flatfield")
+        ),
     )
     # what GET config/pixel_mask|flatfield answers: the active set's (flatfield at the detector's last energies)
     sub.config["pixel_mask"].compute = lambda _s: manager.store.active().pixel_mask
     sub.config["flatfield"].compute = lambda _s: _active_flatfield(manager)
     p = lambda: manager.progress  # noqa: E731
     sub.add_status(
-        StatusParameter("state", "string", lambda: p().state,
-                        allowed_values=["idle", "running", "done", "failed", "cancelled"]),
+        StatusParameter(
+            "state", "string", lambda: p().state, allowed_values=["idle", "running", "done", "failed", "cancelled"]
+        ),
         StatusParameter("procedure", "string", lambda: p().procedure),
         StatusParameter("progress", "float", lambda: round(p().fraction, 4)),
         StatusParameter("message", "string", lambda: p().message),

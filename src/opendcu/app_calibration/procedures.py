@@ -105,8 +105,21 @@ def validate(procedure: str, params: dict[str, Any]) -> Plan:
         raise ParameterError(f"unknown procedure {procedure!r}; known: {', '.join(PROCEDURES)}")
     if not isinstance(params, dict):
         raise ParameterError(f"procedure parameters must be a JSON object, got {params!r}")
-    known = {"photon_energy", "threshold_energy", "precision", "energies", "images_per_series", "dark_time",
-             "dark_images", "hot_rate", "fluxes", "mask_precision", "scan_points", "scan_range", "threshold_energies"}
+    known = {
+        "photon_energy",
+        "threshold_energy",
+        "precision",
+        "energies",
+        "images_per_series",
+        "dark_time",
+        "dark_images",
+        "hot_rate",
+        "fluxes",
+        "mask_precision",
+        "scan_points",
+        "scan_range",
+        "threshold_energies",
+    }
     unknown = set(params) - known
     if unknown:
         raise ParameterError(f"unknown parameters: {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
@@ -132,14 +145,20 @@ def validate(procedure: str, params: dict[str, Any]) -> Plan:
             raise ParameterError("a threshold calibration needs at least two different photon energies")
         high = [e for e in p["threshold_energies"] if e * (1 + p["scan_range"]) > THRESHOLD_MAX]
         if high:
-            raise ParameterError(f"threshold scans at {high} eV would pass the highest threshold "
-                                 f"{THRESHOLD_MAX:.0f} eV; choose lower photon energies or a smaller scan_range")
+            raise ParameterError(
+                f"threshold scans at {high} eV would pass the highest threshold "
+                f"{THRESHOLD_MAX:.0f} eV; choose lower photon energies or a smaller scan_range"
+            )
     if "fluxes" in params:
         fluxes = params["fluxes"]
-        if not isinstance(fluxes, list) or len(fluxes) < 3 or not all(
-                isinstance(f, (int, float)) and not isinstance(f, bool) and f > 0 for f in fluxes):
-            raise ParameterError(f"fluxes must be a list of >= 3 positive photon rates (per pixel and s), "
-                                 f"got {fluxes!r}")
+        if (
+            not isinstance(fluxes, list)
+            or len(fluxes) < 3
+            or not all(isinstance(f, (int, float)) and not isinstance(f, bool) and f > 0 for f in fluxes)
+        ):
+            raise ParameterError(
+                f"fluxes must be a list of >= 3 positive photon rates (per pixel and s), got {fluxes!r}"
+            )
         p["fluxes"] = [float(f) for f in fluxes]
     return Plan(procedure, p)
 
@@ -148,8 +167,14 @@ def validate(procedure: str, params: dict[str, Any]) -> Plan:
 class ProcedureRun:
     """One procedure on its own thread."""
 
-    def __init__(self, plan: Plan, store: CalibrationStore, link_factory: Callable[[Callable[[], bool]], DetectorLink],
-                 progress: Progress, on_end: Callable[[], None]):
+    def __init__(
+        self,
+        plan: Plan,
+        store: CalibrationStore,
+        link_factory: Callable[[Callable[[], bool]], DetectorLink],
+        progress: Progress,
+        on_end: Callable[[], None],
+    ):
         self.plan = plan
         self.store = store
         self.model = get_model(store.detector)
@@ -176,8 +201,7 @@ class ProcedureRun:
             self._prepare(link)
             cal = self._measure(link)
             self.store.add(cal, activate=True)
-            outcome = {"result": cal.set_id, "state": "done", "fraction": 1.0,
-                       "message": f"set {cal.set_id} is active"}
+            outcome = {"result": cal.set_id, "state": "done", "fraction": 1.0, "message": f"set {cal.set_id} is active"}
         except Cancelled:
             outcome = {"state": "cancelled", "message": "cancelled; the active set is unchanged"}
         except Exception as exc:  # noqa: BLE001 - reported in status, the active set stays
@@ -203,9 +227,13 @@ class ProcedureRun:
     def _prepare(self, link: DetectorLink) -> None:
         if link.state() != "idle":
             raise RuntimeError(f"the detector is {link.state()}, not idle")
-        for key, value in (("flatfield_correction_applied", False), ("pixel_mask_applied", False),
-                           ("countrate_correction_applied", True), ("virtual_pixel_correction_applied", False),
-                           ("auto_summation", True)):
+        for key, value in (
+            ("flatfield_correction_applied", False),
+            ("pixel_mask_applied", False),
+            ("countrate_correction_applied", True),
+            ("virtual_pixel_correction_applied", False),
+            ("auto_summation", True),
+        ):
             link.set(key, value)
         link.set("mode", "enabled", module="monitor")
         link.set("buffer_size", 16, module="monitor")
@@ -264,9 +292,16 @@ class ProcedureRun:
         link.set("photon_energy", float(photon_energy))
         link.set("threshold_energy", float(threshold_energy))
 
-    def _flood_counts(self, link: DetectorLink, photon_energy: float, threshold_energy: float, precision: float,
-                      span: tuple[float, float], exclude: np.ndarray | None,
-                      label: str) -> tuple[analysis.FloodResult, dict]:
+    def _flood_counts(
+        self,
+        link: DetectorLink,
+        photon_energy: float,
+        threshold_energy: float,
+        precision: float,
+        span: tuple[float, float],
+        exclude: np.ndarray | None,
+        label: str,
+    ) -> tuple[analysis.FloodResult, dict]:
         """Floods until the requested precision; summed per physical pixel."""
         self._energies(link, photon_energy, threshold_energy)
         count_time = self._sub_frame_time(link)
@@ -289,17 +324,27 @@ class ProcedureRun:
             flood = analysis.reduce_flood(self.layout, analysis.to_physical(self.layout, total), exclude)
             reached = analysis.flood_precision(flood)
             done = min(1.0, (1.0 / reached**2) / needed)
-            self._step(span[0] + (span[1] - span[0]) * done,
-                       f"{label}: {images} flood images, precision {100 * reached:.2f} % of {100 * precision:.2f} %")
+            self._step(
+                span[0] + (span[1] - span[0]) * done,
+                f"{label}: {images} flood images, precision {100 * reached:.2f} % of {100 * precision:.2f} %",
+            )
             if reached <= precision:
                 break
         else:
             raise RuntimeError(f"{label}: precision {100 * precision:.2f} % not reached in {MAX_FLOOD_SERIES} series")
-        info = {"photon_energy": photon_energy, "threshold_energy": threshold_energy, "requested_precision": precision,
-                "precision": analysis.flood_precision(flood), "images": images, "count_time": count_time,
-                "flux": flux, "counts_median": flood.median_counts,
-                "counts_min": float(flood.counts[flood.ordinary].min()), "series": self.progress.series,
-                "date": utc_now()}
+        info = {
+            "photon_energy": photon_energy,
+            "threshold_energy": threshold_energy,
+            "requested_precision": precision,
+            "precision": analysis.flood_precision(flood),
+            "images": images,
+            "count_time": count_time,
+            "flux": flux,
+            "counts_median": flood.median_counts,
+            "counts_min": float(flood.counts[flood.ordinary].min()),
+            "series": self.progress.series,
+            "date": utc_now(),
+        }
         return flood, info
 
     def _physical_mask(self, cal: CalibrationSet) -> np.ndarray:
@@ -311,22 +356,39 @@ class ProcedureRun:
             np.bitwise_or.at(bits[k], (rows[:, None], cols[None, :]), block)
         return bits & ~np.uint32(MASK_GAP)
 
-    def _flatfield(self, link: DetectorLink, cal: CalibrationSet, photon_energy: float, threshold_energy: float,
-                   precision: float, span: tuple[float, float]) -> None:
+    def _flatfield(
+        self,
+        link: DetectorLink,
+        cal: CalibrationSet,
+        photon_energy: float,
+        threshold_energy: float,
+        precision: float,
+        span: tuple[float, float],
+    ) -> None:
         known_bad = self._physical_mask(cal) > 0
-        flood, info = self._flood_counts(link, photon_energy, threshold_energy, precision, span, known_bad,
-                                         f"flatfield {photon_energy:.0f} eV")
+        flood, info = self._flood_counts(
+            link, photon_energy, threshold_energy, precision, span, known_bad, f"flatfield {photon_energy:.0f} eV"
+        )
         usable = ~known_bad & (flood.response > analysis.DEAD_RESPONSE)
         factors = np.where(usable, 1.0 / np.where(usable, flood.response, 1.0), 1.0).astype(np.float32)
         image = analysis.to_image(self.layout, factors, np.float32(1.0))
-        cal.flatfields = [f for f in cal.flatfields if not (abs(f.photon_energy - photon_energy) < 1.0 and
-                                                             abs(f.threshold_energy - threshold_energy) < 1.0)]
+        cal.flatfields = [
+            f
+            for f in cal.flatfields
+            if not (abs(f.photon_energy - photon_energy) < 1.0 and abs(f.threshold_energy - threshold_energy) < 1.0)
+        ]
         cal.flatfields.append(Flatfield(photon_energy, threshold_energy, image, info))
         cal.flatfields.sort(key=lambda f: (f.photon_energy, f.threshold_energy))
         cal.provenance.setdefault("flatfield", []).append({"procedure": "flatfield", **info})
 
-    def _pixel_mask(self, link: DetectorLink, cal: CalibrationSet, photon_energy: float, threshold_energy: float,
-                    span: tuple[float, float]) -> None:
+    def _pixel_mask(
+        self,
+        link: DetectorLink,
+        cal: CalibrationSet,
+        photon_energy: float,
+        threshold_energy: float,
+        span: tuple[float, float],
+    ) -> None:
         p = self.plan.params
         mid = span[0] + 0.3 * (span[1] - span[0])
         # darks: hot pixels (rate) and noisy ones (excess variance)
@@ -337,18 +399,32 @@ class ProcedureRun:
         link.set_scene({"kind": "dark"})
         darks = self._series(link, p["dark_images"], p["dark_time"])
         noisy, dark_stats = analysis.dark_noisy(analysis.to_physical(self.layout, darks), p["dark_time"], p["hot_rate"])
-        flood, info = self._flood_counts(link, photon_energy, threshold_energy, p["mask_precision"], (mid, span[1]),
-                                         noisy, "pixel mask flood")
+        flood, info = self._flood_counts(
+            link, photon_energy, threshold_energy, p["mask_precision"], (mid, span[1]), noisy, "pixel mask flood"
+        )
         bits = analysis.flood_mask_bits(flood, noisy)
         bits[noisy] |= MASK_NOISY
         image = analysis.to_image(self.layout, bits, np.uint32(0))
         cal.pixel_mask = self.layout.default_pixel_mask() | image
-        stats = {"dead": int(((bits & MASK_DEAD) > 0).sum()), "under": int(((bits & MASK_UNDER) > 0).sum()),
-                 "over": int(((bits & MASK_OVER) > 0).sum()), "noisy": int(noisy.sum())}
-        cal.provenance["pixel_mask"] = {"procedure": "pixel_mask", "date": utc_now(), "flood": info,
-                                        "dark": dark_stats, "physical_pixels_flagged": stats,
-                                        "limits": {"dead": analysis.DEAD_RESPONSE, "under": analysis.UNDER_RESPONSE,
-                                                   "over": analysis.OVER_RESPONSE, "hot_rate": p["hot_rate"]}}
+        stats = {
+            "dead": int(((bits & MASK_DEAD) > 0).sum()),
+            "under": int(((bits & MASK_UNDER) > 0).sum()),
+            "over": int(((bits & MASK_OVER) > 0).sum()),
+            "noisy": int(noisy.sum()),
+        }
+        cal.provenance["pixel_mask"] = {
+            "procedure": "pixel_mask",
+            "date": utc_now(),
+            "flood": info,
+            "dark": dark_stats,
+            "physical_pixels_flagged": stats,
+            "limits": {
+                "dead": analysis.DEAD_RESPONSE,
+                "under": analysis.UNDER_RESPONSE,
+                "over": analysis.OVER_RESPONSE,
+                "hot_rate": p["hot_rate"],
+            },
+        }
 
     def _module_means(self, images: np.ndarray, good: np.ndarray) -> np.ndarray:
         """Mean counts per image of each module's good whole pixels [n_modules]."""
@@ -386,13 +462,21 @@ class ProcedureRun:
             taus.append(tau)
             rms.append(r)
         cal.dead_time = np.array(taus)
-        cal.provenance["countrate"] = {"procedure": "countrate", "date": utc_now(), "fluxes": list(fluxes),
-                                       "count_time": count_time, "mean_counts": means.tolist(),
-                                       "fit_rms_log": rms, "dead_time_s": taus, "model": "paralysable"}
+        cal.provenance["countrate"] = {
+            "procedure": "countrate",
+            "date": utc_now(),
+            "fluxes": list(fluxes),
+            "count_time": count_time,
+            "mean_counts": means.tolist(),
+            "fit_rms_log": rms,
+            "dead_time_s": taus,
+            "model": "paralysable",
+        }
         link.set("countrate_correction_applied", True)
 
-    def _threshold(self, link: DetectorLink, cal: CalibrationSet, energies: list[float],
-                   span: tuple[float, float]) -> None:
+    def _threshold(
+        self, link: DetectorLink, cal: CalibrationSet, energies: list[float], span: tuple[float, float]
+    ) -> None:
         p = self.plan.params
         good = self._good_whole(cal)
         mid_rows: list[list[float]] = []  # [n_energies][n_modules]
@@ -409,8 +493,10 @@ class ProcedureRun:
             thresholds = np.linspace(energy * (1 - p["scan_range"]), energy * (1 + p["scan_range"]), n_points)
             points = []
             for j, t in enumerate(thresholds):
-                self._step(span[0] + (span[1] - span[0]) * (i + j / n_points) / len(energies),
-                           f"threshold scan {energy:.0f} eV: threshold {t:.0f} eV")
+                self._step(
+                    span[0] + (span[1] - span[0]) * (i + j / n_points) / len(energies),
+                    f"threshold scan {energy:.0f} eV: threshold {t:.0f} eV",
+                )
                 link.set("threshold_energy", float(t))
                 points.append(self._module_means(self._series(link, 1, count_time), good) / reference)
             fractions = np.array(points)  # [n_points, n_modules]
@@ -425,7 +511,13 @@ class ProcedureRun:
             offsets.append(float(offset))
         cal.threshold_gain = np.array(gains)
         cal.threshold_offset = np.array(offsets)
-        cal.provenance["threshold"] = {"procedure": "threshold", "date": utc_now(), "energies": energies,
-                                       "midpoints_ev": mids.tolist(), "gain": gains, "offset_ev": offsets,
-                                       "scans": curves,
-                                       "relation": "effective threshold = gain x set threshold + offset"}
+        cal.provenance["threshold"] = {
+            "procedure": "threshold",
+            "date": utc_now(),
+            "energies": energies,
+            "midpoints_ev": mids.tolist(),
+            "gain": gains,
+            "offset_ev": offsets,
+            "scans": curves,
+            "relation": "effective threshold = gain x set threshold + offset",
+        }

@@ -20,8 +20,10 @@ class CalibrationService(calibration_pb2_grpc.CalibrationServicer):
     def GetCalibration(self, request: cpb.CalibrationRequest, context) -> cpb.DetectorCalibration:
         store = self.manager.store
         if request.detector != store.detector:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"this app-calibration holds the calibration of "
-                                                     f"{store.detector}, not {request.detector}")
+            context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"this app-calibration holds the calibration of {store.detector}, not {request.detector}",
+            )
         energies = (request.photon_energy, request.threshold_energy)
         try:
             mask, flatfield, calibration_id = store.calibration(*energies)
@@ -35,6 +37,9 @@ class CalibrationService(calibration_pb2_grpc.CalibrationServicer):
             calibration_id = f"{store.detector}/{cal.set_id}/no flatfield (calibration procedure running)"
         self.manager.last_energies = energies
         dead_time = store.active().dead_time
-        return cpb.DetectorCalibration(pixel_mask=array_to_proto(mask), flatfield=array_to_proto(flatfield),
-                                       calibration_id=calibration_id,
-                                       dead_time_s=[] if dead_time is None else [float(t) for t in dead_time])
+        return cpb.DetectorCalibration(
+            pixel_mask=array_to_proto(mask),
+            flatfield=array_to_proto(flatfield),
+            calibration_id=calibration_id,
+            dead_time_s=[] if dead_time is None else [float(t) for t in dead_time],
+        )

@@ -90,13 +90,20 @@ class CalibrationSet:
         if not self.flatfields:
             return np.ones(self.pixel_mask.shape, dtype=np.float32), "flatfield 1 (none measured)"
         ratio = threshold_energy / photon_energy if photon_energy > 0 else 0.0
-        usable = sorted((f for f in self.flatfields
-                         if abs(f.threshold_energy / f.photon_energy - ratio) <= THRESHOLD_RATIO_TOLERANCE),
-                        key=lambda f: f.photon_energy)
+        usable = sorted(
+            (
+                f
+                for f in self.flatfields
+                if abs(f.threshold_energy / f.photon_energy - ratio) <= THRESHOLD_RATIO_TOLERANCE
+            ),
+            key=lambda f: f.photon_energy,
+        )
         measured = ", ".join(f"{f.photon_energy:.0f}/{f.threshold_energy:.0f} eV" for f in self.flatfields)
         if not usable:
-            raise StoreError(f"set {self.set_id} has no flatfield for threshold {threshold_energy:.0f} eV at "
-                             f"{photon_energy:.0f} eV (measured at photon/threshold {measured})")
+            raise StoreError(
+                f"set {self.set_id} has no flatfield for threshold {threshold_energy:.0f} eV at "
+                f"{photon_energy:.0f} eV (measured at photon/threshold {measured})"
+            )
         low = [f for f in usable if f.photon_energy <= photon_energy]
         high = [f for f in usable if f.photon_energy >= photon_energy]
         if low and high:
@@ -108,14 +115,19 @@ class CalibrationSet:
             return factors, f"interpolated between {a.photon_energy:.0f} and {b.photon_energy:.0f} eV"
         nearest = low[-1] if low else high[0]
         if abs(photon_energy - nearest.photon_energy) > ENERGY_EXTRAPOLATION * nearest.photon_energy:
-            raise StoreError(f"set {self.set_id} has no flatfield near {photon_energy:.0f} eV (measured at "
-                             f"photon/threshold {measured})")
+            raise StoreError(
+                f"set {self.set_id} has no flatfield near {photon_energy:.0f} eV (measured at "
+                f"photon/threshold {measured})"
+            )
         return nearest.factors, f"nearest, measured at {nearest.photon_energy:.0f} eV"
 
     def summary(self) -> dict[str, Any]:
         """What `calibration/status/sets` and the CLI show of a set."""
         return {
-            "id": self.set_id, "kind": self.kind, "created": self.created, "parent": self.parent,
+            "id": self.set_id,
+            "kind": self.kind,
+            "created": self.created,
+            "parent": self.parent,
             "software_version": self.software_version,
             "flatfield_energies": [[f.photon_energy, f.threshold_energy] for f in self.flatfields],
             "masked_pixels": int(np.count_nonzero(self.pixel_mask & ~np.uint32(1))),
@@ -127,18 +139,27 @@ class CalibrationSet:
 
     def derived(self, set_id: str, kind: str) -> CalibrationSet:
         """A copy to measure into: the parts not re-measured stay those of this set."""
-        return CalibrationSet(set_id=set_id, detector=self.detector, kind=kind, created=utc_now(),
-                              pixel_mask=self.pixel_mask.copy(), flatfields=list(self.flatfields),
-                              dead_time=self.dead_time, threshold_gain=self.threshold_gain,
-                              threshold_offset=self.threshold_offset,
-                              provenance=json.loads(json.dumps(self.provenance)), parent=self.set_id)
+        return CalibrationSet(
+            set_id=set_id,
+            detector=self.detector,
+            kind=kind,
+            created=utc_now(),
+            pixel_mask=self.pixel_mask.copy(),
+            flatfields=list(self.flatfields),
+            dead_time=self.dead_time,
+            threshold_gain=self.threshold_gain,
+            threshold_offset=self.threshold_offset,
+            provenance=json.loads(json.dumps(self.provenance)),
+            parent=self.set_id,
+        )
 
 
 def nominal_set(detector: str) -> CalibrationSet:
     """The calibration of a detector nothing was measured on: gaps masked, flatfield 1."""
     layout = DetectorLayout(get_model(detector))
-    return CalibrationSet(set_id=NOMINAL_ID, detector=detector, kind="nominal", created="",
-                          pixel_mask=layout.default_pixel_mask())
+    return CalibrationSet(
+        set_id=NOMINAL_ID, detector=detector, kind="nominal", created="", pixel_mask=layout.default_pixel_mask()
+    )
 
 
 # -- HDF5 -------------------------------------------------------------------------------------------------------------
@@ -169,13 +190,27 @@ def read_set(path: Path) -> CalibrationSet:
         flatfields = []
         for name in sorted(f["flatfield"], key=int):
             d = f["flatfield"][name]
-            flatfields.append(Flatfield(float(d.attrs["photon_energy"]), float(d.attrs["threshold_energy"]), d[()],
-                                        json.loads(d.attrs["info"])))
+            flatfields.append(
+                Flatfield(
+                    float(d.attrs["photon_energy"]),
+                    float(d.attrs["threshold_energy"]),
+                    d[()],
+                    json.loads(d.attrs["info"]),
+                )
+            )
         optional = {k: f[k][()] if k in f else None for k in ("dead_time", "threshold_gain", "threshold_offset")}
-        return CalibrationSet(set_id=str(a["set_id"]), detector=str(a["detector"]), kind=str(a["kind"]),
-                              created=str(a["created"]), pixel_mask=f["pixel_mask"][()], flatfields=flatfields,
-                              provenance=json.loads(a["provenance"]), parent=str(a["parent"]),
-                              software_version=str(a["software_version"]), **optional)
+        return CalibrationSet(
+            set_id=str(a["set_id"]),
+            detector=str(a["detector"]),
+            kind=str(a["kind"]),
+            created=str(a["created"]),
+            pixel_mask=f["pixel_mask"][()],
+            flatfields=flatfields,
+            provenance=json.loads(a["provenance"]),
+            parent=str(a["parent"]),
+            software_version=str(a["software_version"]),
+            **optional,
+        )
 
 
 class CalibrationStore:
@@ -265,8 +300,9 @@ class CalibrationStore:
         return cal.pixel_mask, flatfield, name
 
 
-def compare_sets(a: CalibrationSet, b: CalibrationSet, photon_energy: float | None = None,
-                 threshold_energy: float | None = None) -> dict[str, Any]:
+def compare_sets(
+    a: CalibrationSet, b: CalibrationSet, photon_energy: float | None = None, threshold_energy: float | None = None
+) -> dict[str, Any]:
     """What differs between two sets: mask bits (pixels per bit gained/lost), flatfield ratio spread at an
     energy both have, dead times and threshold relations."""
     out: dict[str, Any] = {"a": a.set_id, "b": b.set_id}
@@ -286,9 +322,13 @@ def compare_sets(a: CalibrationSet, b: CalibrationSet, photon_energy: float | No
             fb, _ = b.flatfield_for(photon_energy, threshold_energy)
             good = (a.pixel_mask == 0) & (b.pixel_mask == 0)
             ratio = fa[good].astype(np.float64) / fb[good]
-            out["flatfield"] = {"photon_energy": photon_energy, "threshold_energy": threshold_energy,
-                                "ratio_mean": float(ratio.mean()), "ratio_std": float(ratio.std()),
-                                "ratio_max_deviation": float(np.abs(ratio - 1).max())}
+            out["flatfield"] = {
+                "photon_energy": photon_energy,
+                "threshold_energy": threshold_energy,
+                "ratio_mean": float(ratio.mean()),
+                "ratio_std": float(ratio.std()),
+                "ratio_max_deviation": float(np.abs(ratio - 1).max()),
+            }
         except StoreError as exc:
             out["flatfield"] = {"error": str(exc)}
     for key in ("dead_time", "threshold_gain", "threshold_offset"):

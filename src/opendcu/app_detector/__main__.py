@@ -73,7 +73,10 @@ def main(argv: list[str] | None = None) -> None:
 
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="grpc"),
-        options=[("grpc.max_send_message_length", GRPC_MAX_MESSAGE), ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE)],
+        options=[
+            ("grpc.max_send_message_length", GRPC_MAX_MESSAGE),
+            ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE),
+        ],
     )
     control_pb2_grpc.add_ControlServicer_to_server(ControlService(subsystems), server)
     interfaces_pb2_grpc.add_MonitorServicer_to_server(MonitorService(datapath.monitor), server)

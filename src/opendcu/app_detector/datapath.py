@@ -90,13 +90,15 @@ class DataPath:
         self.raw_ring = SlotRing(0, raw_slot_bytes(model, 1), size=config.raw_buffer_bytes)
         if self.raw_ring.partition(raw_slot_bytes(model, 1), config.max_slots) < MIN_RAW_SLOTS:
             self.raw_ring.close()
-            raise ValueError(f"a raw buffer of {config.raw_buffer_bytes} bytes holds fewer than {MIN_RAW_SLOTS} "
-                             f"{model.name} frames")
-        self.out_ring = SlotRing(max(config.min_slots, min(config.max_slots, config.image_buffer_bytes // out_bytes)),
-                                 out_bytes)
+            raise ValueError(
+                f"a raw buffer of {config.raw_buffer_bytes} bytes holds fewer than {MIN_RAW_SLOTS} {model.name} frames"
+            )
+        self.out_ring = SlotRing(
+            max(config.min_slots, min(config.max_slots, config.image_buffer_bytes // out_bytes)), out_bytes
+        )
         # free slot numbers: only app-detector's threads take and give them (workers get slots with their frames)
-        self.raw_free: "queue.Queue[int]" = queue.Queue()
-        self.out_free: "queue.Queue[int]" = queue.Queue()
+        self.raw_free: queue.Queue[int] = queue.Queue()
+        self.out_free: queue.Queue[int] = queue.Queue()
         for i in range(self.raw_ring.n_slots):
             self.raw_free.put(i)
         for i in range(self.out_ring.n_slots):
@@ -105,8 +107,12 @@ class DataPath:
         self.filewriter = FileWriter(config.data_dir, model, max_chunk_bytes=out_bytes)
         self.analysis = AnalysisInterface(model)  # issue #7
         image_bytes = h * w * 2  # about the size of a compressed image (sizes the stream's send queue)
-        self.stream = Stream(config.stream_v1, config.stream_v2, sndhwm=send_queue_depth(image_bytes),
-                             buffer_images=max(16, min(256, self.out_ring.n_slots // 4)))
+        self.stream = Stream(
+            config.stream_v1,
+            config.stream_v2,
+            sndhwm=send_queue_depth(image_bytes),
+            buffer_images=max(16, min(256, self.out_ring.n_slots // 4)),
+        )
         self.monitor = Monitor()
         # analysis before the stream: results finished by then ride along in the image's annotations, and
         # analysis ends a series first, so that the stream's end message carries its summary (end_annotations)
@@ -114,11 +120,17 @@ class DataPath:
             self.mux.attach(interface)
         self.filewriter.add_master_contributor(self.analysis.master_datasets)  # per-image arrays in NXmx
         self.pipeline = PipelinePool(
-            model.name, self.raw_ring, self.out_ring, self.raw_free, self.out_free, self._on_processed,
+            model.name,
+            self.raw_ring,
+            self.out_ring,
+            self.raw_free,
+            self.out_free,
+            self._on_processed,
             n_workers=config.pipeline_workers,
         )
-        self.assembler = FrameAssembler(model, self.raw_ring, self.raw_free, emit=self.pipeline.submit,
-                                        emit_many=self.pipeline.submit_many)
+        self.assembler = FrameAssembler(
+            model, self.raw_ring, self.raw_free, emit=self.pipeline.submit, emit_many=self.pipeline.submit_many
+        )
         self.assembler.on_lost = self.pipeline.frame_lost
         self.assembler.lost_in_pipeline = lambda: self.pipeline.images_lost_in_pipeline
         self.daq = Daq(self.assembler, config.host)
@@ -137,8 +149,11 @@ class DataPath:
         mask = series.detector_pixel_mask if series.detector_pixel_mask is not None else series.pixel_mask
         arrays = PipelineArrays.for_detector(series.settings, mask, series.detector_flatfield)
         self._calibration = arrays.publish()
-        series.settings = replace(series.settings, calibration_shm=self._calibration.name,
-                                  raw_slots=(self.raw_ring.slot_bytes, self.raw_ring.n_slots))
+        series.settings = replace(
+            series.settings,
+            calibration_shm=self._calibration.name,
+            raw_slots=(self.raw_ring.slot_bytes, self.raw_ring.n_slots),
+        )
         try:
             self.mux.start_series(series)  # may refuse (the master file): before the workers hear of the series
         except Exception:
@@ -146,8 +161,14 @@ class DataPath:
             raise
         self._series = series
         self.pipeline.start_series(series.settings)
-        self.assembler.start_series(series.series_id, series.nimages_total, payload_size, series.frame_time,
-                                    nsubframes=series.settings.nframes_sum, modules=series.modules)
+        self.assembler.start_series(
+            series.series_id,
+            series.nimages_total,
+            payload_size,
+            series.frame_time,
+            nsubframes=series.settings.nframes_sum,
+            modules=series.modules,
+        )
 
     def expect_sources(self, sources: dict[int, tuple[str, int]]) -> None:
         """Accept data packets of each module (by the id its packets carry) only from the source address its
@@ -186,9 +207,11 @@ class DataPath:
                 if time.monotonic() >= deadline:
                     for slot in home:
                         self.raw_free.put(slot)
-                    raise RawRingBusy(f"only {len(home)} of {ring.n_slots} raw frame slots came back from the "
-                                      f"pipeline within {RAW_RECALL_TIMEOUT:g} s; the raw buffer cannot be "
-                                      "re-partitioned (try again, or initialize)") from None
+                    raise RawRingBusy(
+                        f"only {len(home)} of {ring.n_slots} raw frame slots came back from the "
+                        f"pipeline within {RAW_RECALL_TIMEOUT:g} s; the raw buffer cannot be "
+                        "re-partitioned (try again, or initialize)"
+                    ) from None
         for slot in range(ring.partition(slot_bytes, self.config.max_slots)):
             self.raw_free.put(slot)
         log.info("raw ring: %d slots of %d sub-frame(s)", ring.n_slots, nsubframes)

@@ -60,9 +60,14 @@ def make_receiver_thread_urgent(cpu: int | None) -> bool:
     try:
         os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(RECEIVER_RT_PRIORITY))
     except (PermissionError, OSError) as exc:
-        _say_once("rt", logging.WARNING, "DAQ receivers: real-time scheduling (SCHED_FIFO %d) not permitted (%s); "
-                  "they run at normal priority: grant CAP_SYS_NICE or an RLIMIT_RTPRIO for loss-free high rates",
-                  RECEIVER_RT_PRIORITY, exc)
+        _say_once(
+            "rt",
+            logging.WARNING,
+            "DAQ receivers: real-time scheduling (SCHED_FIFO %d) not permitted (%s); "
+            "they run at normal priority: grant CAP_SYS_NICE or an RLIMIT_RTPRIO for loss-free high rates",
+            RECEIVER_RT_PRIORITY,
+            exc,
+        )
         return False
     _say_once("rt-ok", logging.INFO, "DAQ receivers: real-time scheduling SCHED_FIFO %d", RECEIVER_RT_PRIORITY)
     return True

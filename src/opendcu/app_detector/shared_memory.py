@@ -20,8 +20,7 @@ class SlotRing:
     """`n_slots` slots of `slot_bytes` bytes each, in one POSIX shared-memory segment (of `size` bytes if given:
     room to `partition` it later; pages are only allocated once touched)."""
 
-    def __init__(self, n_slots: int, slot_bytes: int, name: str | None = None, create: bool = True,
-                 size: int = 0):
+    def __init__(self, n_slots: int, slot_bytes: int, name: str | None = None, create: bool = True, size: int = 0):
         self.n_slots = n_slots
         self.slot_bytes = slot_bytes
         self.stride = slot_stride(slot_bytes)
@@ -63,7 +62,7 @@ class SlotRing:
         return (self.name, self.n_slots, self.slot_bytes)
 
     @classmethod
-    def attach(cls, spec: tuple[str, int, int]) -> "SlotRing":
+    def attach(cls, spec: tuple[str, int, int]) -> SlotRing:
         name, n_slots, slot_bytes = spec
         return cls(n_slots, slot_bytes, name=name, create=False)
 

@@ -52,8 +52,9 @@ class ManagedProcess:
     def start(self, timeout: float) -> dict[str, Any]:
         argv = [sys.executable, "-m", self.module, *self.args_for()]
         # stderr (the apps' logging) joins stdout: the manager echoes both and keeps the last lines
-        self.popen = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                      text=True, bufsize=1)
+        self.popen = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, bufsize=1
+        )
         self.started_at = time.time()
         self.starts += 1
         deadline = time.monotonic() + timeout
@@ -89,12 +90,16 @@ class ManagedProcess:
         alive = self.alive()
         with self._lines_lock:
             lines = list(self.last_lines)
-        return {"name": self.name, "state": "running" if alive else ("stopped" if self.popen else "not started"),
-                "pid": self.popen.pid if self.popen is not None else None,
-                "exit_code": None if alive or self.popen is None else self.popen.returncode,
-                "started_at": self.started_at,
-                "uptime_s": time.time() - self.started_at if alive and self.started_at else 0.0,
-                "restarts": max(0, self.starts - 1), "log": lines}
+        return {
+            "name": self.name,
+            "state": "running" if alive else ("stopped" if self.popen else "not started"),
+            "pid": self.popen.pid if self.popen is not None else None,
+            "exit_code": None if alive or self.popen is None else self.popen.returncode,
+            "started_at": self.started_at,
+            "uptime_s": time.time() - self.started_at if alive and self.started_at else 0.0,
+            "restarts": max(0, self.starts - 1),
+            "log": lines,
+        }
 
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
@@ -122,13 +127,33 @@ class AppManager:
         self.calibration_address = f"unix:{self.runtime_dir / 'app-calibration.sock'}"
         self.detector_address = f"unix:{self.runtime_dir / 'app-detector.sock'}"
         self.simulator = ManagedProcess(
-            "simulator", "opendcu.simulator",
-            lambda: ["--detector", config.detector, "--host", "127.0.0.1", *(["--scene", config.scene] if config.scene else [])],
+            "simulator",
+            "opendcu.simulator",
+            lambda: [
+                "--detector",
+                config.detector,
+                "--host",
+                "127.0.0.1",
+                *(["--scene", config.scene] if config.scene else []),
+            ],
         )
-        self.calibration = ManagedProcess("app-calibration", "opendcu.app_calibration", lambda: [
-            "--grpc", self.calibration_address, "--detector", config.detector,
-            "--calibration-dir", str(Path(config.calibration_dir).resolve()), "--detector-grpc", self.detector_address])
-        self.detector = ManagedProcess("app-detector", "opendcu.app_detector", lambda: ["--config", json.dumps(self._detector_config())])
+        self.calibration = ManagedProcess(
+            "app-calibration",
+            "opendcu.app_calibration",
+            lambda: [
+                "--grpc",
+                self.calibration_address,
+                "--detector",
+                config.detector,
+                "--calibration-dir",
+                str(Path(config.calibration_dir).resolve()),
+                "--detector-grpc",
+                self.detector_address,
+            ],
+        )
+        self.detector = ManagedProcess(
+            "app-detector", "opendcu.app_detector", lambda: ["--config", json.dumps(self._detector_config())]
+        )
         self._processes = [self.simulator, self.calibration, self.detector]
         self._stopping = threading.Event()
         self._supervisor = threading.Thread(target=self._supervise, name="app-manager", daemon=True)
@@ -230,5 +255,3 @@ class AppManager:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-

@@ -27,6 +27,7 @@ class AppError(Exception):
         super().__init__(message)
         self.code = code
 
+
 #: how long a call waits for an app that is (re)starting before the gateway answers 503
 UNAVAILABLE_PATIENCE = 30.0
 
@@ -75,8 +76,9 @@ class ControlClient:
         return list(reply.keys)
 
     async def set_many(self, version: str, module: str, items: list[tuple[str, Any]]) -> list[str]:
-        request = pb.SetParametersRequest(api_version=version, module=module, keys=[k for k, _ in items],
-                                          values=[to_proto(v) for _, v in items])
+        request = pb.SetParametersRequest(
+            api_version=version, module=module, keys=[k for k, _ in items], values=[to_proto(v) for _, v in items]
+        )
         return list((await self._call(self.stub.SetParameters, request)).keys)
 
     async def reset(self, version: str, module: str, key: str) -> list[str]:

@@ -46,20 +46,33 @@ def serve(config: ServerConfig) -> int:
         manager.start()
         if stop.is_set():
             return 0
-        app = create_app(manager.detector_address, config.data_dir, restart=manager.restart_detector,
-                         calibration_address=manager.calibration_address, auth_token=config.auth_token,
-                         manager=manager)
+        app = create_app(
+            manager.detector_address,
+            config.data_dir,
+            restart=manager.restart_detector,
+            calibration_address=manager.calibration_address,
+            auth_token=config.auth_token,
+            manager=manager,
+        )
         if not config.auth_token and not is_loopback(config.host):
-            log.warning("REST, /data and WebDAV on %s are open to anyone who can reach this host: no "
-                        "authentication is set (dcu serve --auth-token, or $OPENDCU_AUTH_TOKEN)", config.host)
+            log.warning(
+                "REST, /data and WebDAV on %s are open to anyone who can reach this host: no "
+                "authentication is set (dcu serve --auth-token, or $OPENDCU_AUTH_TOKEN)",
+                config.host,
+            )
         server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning"))
         web = threading.Thread(target=server.run, name="rest", daemon=True)
         web.start()
         while not server.started and web.is_alive() and not stop.wait(0.05):
             pass
         if server.started:
-            log.info("opendcu %s: SIMPLON API on http://%s:%d, data in %s", config.detector, config.host, config.port,
-                     config.data_dir.resolve())
+            log.info(
+                "opendcu %s: SIMPLON API on http://%s:%d, data in %s",
+                config.detector,
+                config.host,
+                config.port,
+                config.data_dir.resolve(),
+            )
             print(f"opendcu ready: http://{config.host}:{config.port}/detector/api/1.8.0/status/state", flush=True)
             log.info("Web-UI on http://%s:%d/", config.host, config.port)
             _write_stamp(stamp)

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 from opendcu import __version__
-from opendcu.simplon.errors import ControlError
-from opendcu.simplon.parameters import Command, Parameter, StatusParameter, Subsystem
 from opendcu.base.apps import AppError
-from opendcu.simplon.descriptors import SUPPORTED_VERSIONS, descriptor_to_proto
 from opendcu.proto import control_pb2 as pb
 from opendcu.proto.values import to_proto
+from opendcu.simplon.descriptors import SUPPORTED_VERSIONS, descriptor_to_proto
+from opendcu.simplon.errors import ControlError
+from opendcu.simplon.parameters import Command, Parameter, StatusParameter, Subsystem
 
 
 def _refused(error: ControlError) -> AppError:
@@ -36,7 +37,9 @@ def build_system_subsystem(restart: Callable[[], None]) -> Subsystem:
         _computed("datetime/timezone", lambda: time.tzname[time.localtime().tm_isdst > 0]),
         Parameter("system_info/service_tag", "string", f"opendcu-{__version__}", access_mode="r"),
     )
-    system.add_status(StatusParameter("time", "string", lambda: datetime.now().astimezone().isoformat(timespec="seconds")))
+    system.add_status(
+        StatusParameter("time", "string", lambda: datetime.now().astimezone().isoformat(timespec="seconds"))
+    )
     system.add_command(Command("restart", lambda _a: restart()))
     return system
 

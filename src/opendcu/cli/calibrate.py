@@ -1,8 +1,8 @@
 """`dcu calibrate …`: run calibration procedures and manage calibration sets over REST (module `calibration`).
 
-    dcu calibrate flatfield --photon-energy 8000 --precision 0.005    (a progress bar until it ends)
-    dcu calibrate pixel-mask | countrate | threshold | factory
-    dcu calibrate sets | activate ID | delete ID | compare A B | show ID | cancel | status
+dcu calibrate flatfield --photon-energy 8000 --precision 0.005    (a progress bar until it ends)
+dcu calibrate pixel-mask | countrate | threshold | factory
+dcu calibrate sets | activate ID | delete ID | compare A B | show ID | cancel | status
 """
 
 from __future__ import annotations
@@ -37,8 +37,13 @@ def run_procedure(url: str, procedure: str, params: dict[str, Any], wait: bool =
     if not wait:
         typer.echo(f"{procedure} started")
         return
-    columns = (TextColumn("[bold]{task.fields[name]}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[message]}"))
+    columns = (
+        TextColumn("[bold]{task.fields[name]}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[message]}"),
+    )
     try:
         with Progress(*columns, transient=False) as bar:
             task = bar.add_task(procedure, total=1.0, name=procedure, message="")
@@ -65,12 +70,20 @@ NoWait = Annotated[bool, typer.Option("--no-wait", help="start it and return")]
 
 
 @app.command()
-def flatfield(photon_energy: PhotonEnergy = 8000.0,
-              threshold_energy: Annotated[float | None, typer.Option(help="threshold (eV), default E/2")] = None,
-              precision: Precision = None, no_wait: NoWait = False, url: UrlOption = DEFAULT_URL) -> None:
+def flatfield(
+    photon_energy: PhotonEnergy = 8000.0,
+    threshold_energy: Annotated[float | None, typer.Option(help="threshold (eV), default E/2")] = None,
+    precision: Precision = None,
+    no_wait: NoWait = False,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
     """Measure the flatfield at one photon / threshold energy from floods."""
-    run_procedure(url, "flatfield", {"photon_energy": photon_energy, "threshold_energy": threshold_energy,
-                                     "precision": precision}, not no_wait)
+    run_procedure(
+        url,
+        "flatfield",
+        {"photon_energy": photon_energy, "threshold_energy": threshold_energy, "precision": precision},
+        not no_wait,
+    )
 
 
 @app.command("pixel-mask")
@@ -86,18 +99,26 @@ def countrate(no_wait: NoWait = False, url: UrlOption = DEFAULT_URL) -> None:
 
 
 @app.command()
-def threshold(energies: Annotated[str, typer.Option(help="photon energies (eV), comma separated")] = "8000,12000",
-              no_wait: NoWait = False, url: UrlOption = DEFAULT_URL) -> None:
+def threshold(
+    energies: Annotated[str, typer.Option(help="photon energies (eV), comma separated")] = "8000,12000",
+    no_wait: NoWait = False,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
     """Threshold scans at two or more photon energies: the threshold-to-energy relation per module."""
     run_procedure(url, "threshold", {"energies": [float(e) for e in energies.split(",")]}, not no_wait)
 
 
 @app.command()
-def factory(energies: Annotated[str, typer.Option(help="flatfield photon energies (eV)")] = "8000,12000,20000",
-            precision: Precision = None, no_wait: NoWait = False, url: UrlOption = DEFAULT_URL) -> None:
+def factory(
+    energies: Annotated[str, typer.Option(help="flatfield photon energies (eV)")] = "8000,12000,20000",
+    precision: Precision = None,
+    no_wait: NoWait = False,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
     """The whole factory calibration (mask, flatfields, dead time, threshold) into one set."""
-    run_procedure(url, "factory", {"energies": [float(e) for e in energies.split(",")], "precision": precision},
-                  not no_wait)
+    run_procedure(
+        url, "factory", {"energies": [float(e) for e in energies.split(",")], "precision": precision}, not no_wait
+    )
 
 
 @app.command()
@@ -140,8 +161,9 @@ def delete(set_id: str, url: UrlOption = DEFAULT_URL) -> None:
 
 
 @app.command()
-def compare(a: str, b: str, photon_energy: Annotated[float | None, typer.Option()] = None,
-            url: UrlOption = DEFAULT_URL) -> None:
+def compare(
+    a: str, b: str, photon_energy: Annotated[float | None, typer.Option()] = None, url: UrlOption = DEFAULT_URL
+) -> None:
     """What differs between two sets."""
     body: dict[str, Any] = {"a": a, "b": b}
     if photon_energy is not None:

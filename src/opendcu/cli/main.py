@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from opendcu.cli import calibrate, client, series
 from opendcu.geometry import MODELS
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="opendcu: Detector Control Unit with simulated modules.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="opendcu: Detector Control Unit with simulated modules."
+)
 
 UrlOption = Annotated[str, typer.Option("--url", envvar="OPENDCU_URL", help="base URL of the DCU")]
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -27,27 +29,46 @@ def serve(
     stream_v2_port: Annotated[int, typer.Option(help="ZeroMQ port of stream V2 (CBOR)")] = 31001,
     pipeline_workers: Annotated[int, typer.Option(help="image pipeline worker processes")] = 2,
     scene: Annotated[str, typer.Option(help='simulated scene as JSON, e.g. \'{"kind": "flood", "mean": 5}\'')] = "",
-    raw_buffer_mib: Annotated[int, typer.Option(
-        min=1,
-        help="shared memory for raw frames, MiB: each series gets as many slots of one image (all its "
-             "auto-summation sub-frames) as fit, at most 1024; arm refuses a count_time of which fewer than 2 "
-             "images fit")] = 1024,
-    auth_token: Annotated[str, typer.Option(
-        envvar="OPENDCU_AUTH_TOKEN", show_default=False,
-        help="a secret every HTTP request (REST, /data, WebDAV) must carry: 'Authorization: Bearer <token>' or as "
-             "the password of basic authentication; the dcu client commands send $OPENDCU_AUTH_TOKEN")] = "",
+    raw_buffer_mib: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="shared memory for raw frames, MiB: each series gets as many slots of one image (all its "
+            "auto-summation sub-frames) as fit, at most 1024; arm refuses a count_time of which fewer than 2 "
+            "images fit",
+        ),
+    ] = 1024,
+    auth_token: Annotated[
+        str,
+        typer.Option(
+            envvar="OPENDCU_AUTH_TOKEN",
+            show_default=False,
+            help="a secret every HTTP request (REST, /data, WebDAV) must carry: 'Authorization: Bearer <token>' or as "
+            "the password of basic authentication; the dcu client commands send $OPENDCU_AUTH_TOKEN",
+        ),
+    ] = "",
 ) -> None:
     """Run the DCU with a simulated detector until Ctrl-C."""
     from opendcu.base.server import serve as run_server
     from opendcu.base.server_config import ServerConfig
 
     if detector not in MODELS:
-        raise typer.BadParameter(f"unknown detector {detector!r}; choose from {', '.join(MODELS)}", param_hint="--detector")
+        raise typer.BadParameter(
+            f"unknown detector {detector!r}; choose from {', '.join(MODELS)}", param_hint="--detector"
+        )
     code = run_server(
         ServerConfig(
-            host=host, port=port, detector=detector, data_dir=data_dir, stream_v1_port=stream_v1_port,
-            stream_v2_port=stream_v2_port, pipeline_workers=pipeline_workers, scene=scene,
-            raw_buffer_mib=raw_buffer_mib, calibration_dir=calibration_dir, auth_token=auth_token,
+            host=host,
+            port=port,
+            detector=detector,
+            data_dir=data_dir,
+            stream_v1_port=stream_v1_port,
+            stream_v2_port=stream_v2_port,
+            pipeline_workers=pipeline_workers,
+            scene=scene,
+            raw_buffer_mib=raw_buffer_mib,
+            calibration_dir=calibration_dir,
+            auth_token=auth_token,
         )
     )
     raise typer.Exit(code)
@@ -67,7 +88,7 @@ def status(
 @app.command()
 def config(
     key: Annotated[str, typer.Argument(help="config key, or 'keys' to list them")],
-    value: Annotated[Optional[str], typer.Argument(help="new value (JSON, or a plain string)")] = None,
+    value: Annotated[str | None, typer.Argument(help="new value (JSON, or a plain string)")] = None,
     module: Annotated[str, typer.Option(help="detector, filewriter, stream, monitor")] = "detector",
     full: Annotated[bool, typer.Option("--full", help="print the whole SIMPLON GET object")] = False,
     url: UrlOption = DEFAULT_URL,
@@ -86,7 +107,7 @@ SERIES_COMMANDS = ("trigger", "wait")
 
 def _command(name: str, doc: str):
     def run(
-        argument: Annotated[Optional[str], typer.Argument(help="optional argument (JSON)")] = None,
+        argument: Annotated[str | None, typer.Argument(help="optional argument (JSON)")] = None,
         module: Annotated[str, typer.Option(help="detector, filewriter, stream, monitor")] = "detector",
         url: UrlOption = DEFAULT_URL,
     ) -> None:
@@ -104,8 +125,11 @@ def _command(name: str, doc: str):
 for _name, _doc in [
     ("initialize", "Initialize the detector (state na -> idle)."),
     ("arm", "Arm the detector; prints the sequence id."),
-    ("trigger", "Software trigger; in ints mode returns when the images are taken. Shows progress on a terminal, "
-                "prints the series summary; exit 3 when images or packets were lost or dropped."),
+    (
+        "trigger",
+        "Software trigger; in ints mode returns when the images are taken. Shows progress on a terminal, "
+        "prints the series summary; exit 3 when images or packets were lost or dropped.",
+    ),
     ("disarm", "Disarm: end the series, close files."),
     ("cancel", "Cancel: stop after the current image."),
     ("abort", "Abort the series immediately."),
@@ -116,7 +140,7 @@ for _name, _doc in [
 
 @app.command("external-trigger")
 def external_trigger(
-    gate: Annotated[Optional[float], typer.Argument(help="exte: gate length in seconds (default: count_time)")] = None,
+    gate: Annotated[float | None, typer.Argument(help="exte: gate length in seconds (default: count_time)")] = None,
     url: UrlOption = DEFAULT_URL,
 ) -> None:
     """Fire the simulated detector's external trigger input: an edge (exts) or a gate (exte)."""

@@ -43,8 +43,10 @@ def lost_anything(summary: dict[str, Any]) -> bool:
 
 def losses_text(s: dict[str, Any]) -> str:
     dropped = s.get("interfaces", {}).get("stream", {}).get("dropped", 0)
-    return (f"incomplete {s.get('images_incomplete', 0)}  lost {s.get('images_lost', 0)}  "
-            f"packets lost {s.get('packets_lost', 0)}  stream dropped {dropped}")
+    return (
+        f"incomplete {s.get('images_incomplete', 0)}  lost {s.get('images_lost', 0)}  "
+        f"packets lost {s.get('packets_lost', 0)}  stream dropped {dropped}"
+    )
 
 
 def follow(url: str, done: Callable[[], bool], series_id: int | None = None) -> dict[str, Any]:
@@ -52,17 +54,28 @@ def follow(url: str, done: Callable[[], bool], series_id: int | None = None) -> 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     summary: dict[str, Any] = {}
-    with Progress(TextColumn("series {task.fields[series]}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[rate]} Hz"), TextColumn("{task.fields[losses]}"), TimeElapsedColumn(),
-                  transient=False) as progress:
+    with Progress(
+        TextColumn("series {task.fields[series]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} Hz"),
+        TextColumn("{task.fields[losses]}"),
+        TimeElapsedColumn(),
+        transient=False,
+    ) as progress:
         task = progress.add_task("series", total=None, series="?", rate="0", losses="")
         while True:
             finished = done()
             summary = fetch_summary(url)
             if summary and (series_id is None or summary.get("series_id") == series_id):
-                progress.update(task, total=summary["images_expected"], completed=summary["images_settled"],
-                                series=summary["series_id"], rate=f"{summary['rate_hz']:.0f}",
-                                losses=losses_text(summary))
+                progress.update(
+                    task,
+                    total=summary["images_expected"],
+                    completed=summary["images_settled"],
+                    series=summary["series_id"],
+                    rate=f"{summary['rate_hz']:.0f}",
+                    losses=losses_text(summary),
+                )
             if finished:
                 return summary
             time.sleep(POLL)

@@ -24,6 +24,15 @@ def get_codec(name: str) -> ImageCodec:
 
 
 __all__ = [
-    "CODECS", "ArrayCodec", "Bin2x2", "Bslz4Codec", "CodecChain", "Float8E3M5", "Hdf5Filter", "ImageCodec",
-    "Lz4Codec", "NoneCodec", "get_codec",
+    "CODECS",
+    "ArrayCodec",
+    "Bin2x2",
+    "Bslz4Codec",
+    "CodecChain",
+    "Float8E3M5",
+    "Hdf5Filter",
+    "ImageCodec",
+    "Lz4Codec",
+    "NoneCodec",
+    "get_codec",
 ]

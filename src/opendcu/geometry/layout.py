@@ -31,6 +31,7 @@ MASK_NOISY = 1 << 4
 
 WHOLE, FIRST_HALF, SECOND_HALF = 0, 1, 2
 
+
 @dataclass(frozen=True)
 class AxisMap:
     """For each virtual index along one axis: the raw index it comes from and which half of it it is."""
@@ -39,7 +40,7 @@ class AxisMap:
     part: np.ndarray  # int8, WHOLE / FIRST_HALF / SECOND_HALF
 
     @classmethod
-    def build(cls, raw_len: int, doubles: tuple[int, ...]) -> "AxisMap":
+    def build(cls, raw_len: int, doubles: tuple[int, ...]) -> AxisMap:
         src: list[int] = []
         part: list[int] = []
         double_set = set(doubles)
@@ -88,7 +89,7 @@ class VirtualPixelPairs:
     t: np.ndarray  # float64 rows (t_first, t_second)
 
     @classmethod
-    def build(cls, axis: AxisMap) -> "VirtualPixelPairs":
+    def build(cls, axis: AxisMap) -> VirtualPixelPairs:
         rows, ts = [], []
         n = axis.size
         split = axis.part != WHOLE

@@ -185,7 +185,7 @@ class DetectorModel:
         return (my + self.parent_offset[0], mx + self.parent_offset[1])
 
     @property
-    def physical_model(self) -> "DetectorModel":
+    def physical_model(self) -> DetectorModel:
         """The whole detector (itself, unless this model is a region of interest)."""
         return get_model(self.parent) if self.parent else self
 
@@ -194,7 +194,7 @@ class DetectorModel:
         row, col = self.module_position(module_id)
         return row * self.physical_model.modules_x + col
 
-    def roi(self, mode: str) -> "DetectorModel":
+    def roi(self, mode: str) -> DetectorModel:
         """The model this detector becomes with SIMPLON `roi_mode` = `mode` ("disabled" gives itself)."""
         if mode in ("", "disabled"):
             return self
@@ -203,7 +203,9 @@ class DetectorModel:
         return get_model(f"{self.name}-roi{mode.lower()}")
 
 
-def _eiger2(name: str, size: str, nx: int, ny: int, serial: str, rate: float, roi: tuple[str, ...] = ()) -> DetectorModel:
+def _eiger2(
+    name: str, size: str, nx: int, ny: int, serial: str, rate: float, roi: tuple[str, ...] = ()
+) -> DetectorModel:
     return DetectorModel(name, f"Dectris EIGER2 Si {size}", EIGER2_MODULE, nx, ny, 38, 12, serial, rate, roi)
 
 
@@ -261,6 +263,7 @@ MODELS: dict[str, DetectorModel] = {
         _fast("float8", 2),
     )
 }
+
 
 def get_model(name: str) -> DetectorModel:
     """Look up a detector model by its `dcu serve --detector` name."""

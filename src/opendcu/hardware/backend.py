@@ -21,8 +21,7 @@ class ModuleBackend(Protocol):
         """Every module of the detector, in id order."""
         ...
 
-    def configure(self, modules: Collection[int], destinations: Mapping[int, tuple[str, int]],
-                  **settings: Any) -> None:
+    def configure(self, modules: Collection[int], destinations: Mapping[int, tuple[str, int]], **settings: Any) -> None:
         """Arm `modules` for a series: `destinations` maps each module id to the DAQ (host, port) its data
         packets go to (the data address); `settings` are the series' fields (config_packet.FIELDS names).
         Raises ModuleError (module_driver.py) if a module refuses or does not answer."""
@@ -40,5 +39,4 @@ class ModuleBackend(Protocol):
         """Ask every module whether it answers: module id -> None when it does, else the reason it does not."""
         ...
 
-    def close(self) -> None:
-        ...
+    def close(self) -> None: ...

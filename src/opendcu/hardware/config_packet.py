@@ -95,7 +95,7 @@ class ConfigPacket:
     def is_ack(self) -> bool:
         return bool(self.kind & ACK_BIT)
 
-    def ack(self, status: Status = Status.OK, **fields: Any) -> "ConfigPacket":
+    def ack(self, status: Status = Status.OK, **fields: Any) -> ConfigPacket:
         """The acknowledgement that answers this request."""
         return ConfigPacket(self.kind | ACK_BIT, self.seq, self.module_id, status, fields)
 
@@ -114,7 +114,7 @@ class ConfigPacket:
         return out
 
     @classmethod
-    def decode(cls, data: bytes) -> "ConfigPacket":
+    def decode(cls, data: bytes) -> ConfigPacket:
         if len(data) < _HEADER.size:
             raise ConfigPacketError(f"short config packet ({len(data)} bytes)")
         magic, version, kind, status, seq, module_id, nfields = _HEADER.unpack_from(data, 0)

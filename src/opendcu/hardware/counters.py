@@ -81,8 +81,9 @@ def encode_counts(values: np.ndarray, counter: str) -> np.ndarray:
 
 
 @numba.njit(nogil=True, cache=True)
-def widen_into(counter_id: int, src: np.ndarray, src_start: int, nbytes: int, dst: np.ndarray, dst_start: int,
-               lut: np.ndarray) -> None:
+def widen_into(
+    counter_id: int, src: np.ndarray, src_start: int, nbytes: int, dst: np.ndarray, dst_start: int, lut: np.ndarray
+) -> None:
     """Widen `nbytes` wire bytes src[src_start:] of one format into uint16 counts at dst[dst_start:] (dst: uint16)."""
     if counter_id == 0:
         for i in range(nbytes // 2):

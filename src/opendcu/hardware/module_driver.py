@@ -7,9 +7,9 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from collections.abc import Collection, Mapping
 from typing import Any
 
 from opendcu.hardware.config_packet import ACK_BIT, ConfigPacket, ConfigPacketError, Kind, Status
@@ -48,8 +48,13 @@ class JunkReport:
         self._since_report += 1
         now = time.monotonic()
         if now - self._last_report >= self.interval:
-            log.warning("module %d: ignored %d malformed answer(s) on the config socket (%d in all), the last: %s",
-                        module_id, self._since_report, self.total, error)
+            log.warning(
+                "module %d: ignored %d malformed answer(s) on the config socket (%d in all), the last: %s",
+                module_id,
+                self._since_report,
+                self.total,
+                error,
+            )
             self._since_report = 0
             self._last_report = now
 
@@ -90,8 +95,9 @@ class ModuleLink:
                     )
                 if kind == Kind.CONFIGURE:
                     port = ack.fields.get("data_source_port")
-                    self.data_source = (str(ack.fields.get("data_source_host", self.address.host)), int(port)) \
-                        if port else None
+                    self.data_source = (
+                        (str(ack.fields.get("data_source_host", self.address.host)), int(port)) if port else None
+                    )
                 return ack
             raise ModuleError(f"module {self.address.module_id} at {target} did not acknowledge {kind.name}")
 
@@ -122,14 +128,20 @@ class ModuleDriver:
         self.links = [ModuleLink(a) for a in sorted(addresses, key=lambda a: a.module_id)]
         self._pool = ThreadPoolExecutor(max_workers=max(1, min(16, len(self.links))), thread_name_prefix="modlink")
 
-    def broadcast(self, kind: Kind, per_module: dict[int, dict[str, Any]] | None = None,
-                  modules: Collection[int] | None = None, **fields: Any) -> list[ConfigPacket]:
+    def broadcast(
+        self,
+        kind: Kind,
+        per_module: dict[int, dict[str, Any]] | None = None,
+        modules: Collection[int] | None = None,
+        **fields: Any,
+    ) -> list[ConfigPacket]:
         """Send the same request (plus optional per-module fields) to every module, or to the modules with the
         ids in `modules`; return their acks."""
         per_module = per_module or {}
         futures = [
             self._pool.submit(link.request, kind, **fields, **per_module.get(link.address.module_id, {}))
-            for link in self.links if modules is None or link.address.module_id in modules
+            for link in self.links
+            if modules is None or link.address.module_id in modules
         ]
         return [f.result() for f in futures]
 
@@ -138,8 +150,7 @@ class ModuleDriver:
     def module_ids(self) -> list[int]:
         return [link.address.module_id for link in self.links]
 
-    def configure(self, modules: Collection[int], destinations: Mapping[int, tuple[str, int]],
-                  **settings: Any) -> None:
+    def configure(self, modules: Collection[int], destinations: Mapping[int, tuple[str, int]], **settings: Any) -> None:
         per_module = {m: {"dest_host": host, "dest_port": port} for m, (host, port) in destinations.items()}
         self.broadcast(Kind.CONFIGURE, per_module=per_module, modules=modules, **settings)
 

@@ -193,5 +193,7 @@ def data_socket(host: str, port: int = 0, rcvbuf: int = 0, sndbuf: int = 0, time
 
 def socket_buffer_sizes(sock: socket.socket) -> tuple[int, int]:
     """(receive, send) buffer bytes the kernel granted."""
-    return (sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2,
-            sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) // 2)
+    return (
+        sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2,
+        sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) // 2,
+    )

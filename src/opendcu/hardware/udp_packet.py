@@ -75,10 +75,12 @@ class PacketLayout:
     npackets: int
 
     @classmethod
-    def for_module(cls, module: ModuleType, payload_size: int) -> "PacketLayout":
+    def for_module(cls, module: ModuleType, payload_size: int) -> PacketLayout:
         """The layout for `module` with packets of at most `payload_size` payload bytes."""
         if not MIN_PAYLOAD <= payload_size <= MAX_PAYLOAD or payload_size % 8:
-            raise ValueError(f"payload_size must be a multiple of 8 in [{MIN_PAYLOAD}, {MAX_PAYLOAD}], got {payload_size}")
+            raise ValueError(
+                f"payload_size must be a multiple of 8 in [{MIN_PAYLOAD}, {MAX_PAYLOAD}], got {payload_size}"
+            )
         group = PIXEL_GROUP[module.counter]
         pixels = payload_size * 8 // module.counter_bits // group * group
         return cls(module.counter, module.raw_pixels, pixels, -(-module.raw_pixels // pixels))

@@ -12,9 +12,28 @@ from opendcu.proto import analysis_pb2 as pb
 
 _OPTIONAL = ("d_min", "background", "ice_score", "fraction_indexed", "rmsd")
 _SUMMARY_OPTIONAL = ("hit_rate", "indexing_rate", "median_d_min", "median_latency_ms", "best_d_min", "median_n_spots")
-_SCALARS = ("series_id", "image_id", "image_number", "phi_deg", "n_spots", "n_spots_no_ice", "n_spots_low_res",
-            "total_intensity", "is_hit", "overloaded", "n_strong_pixels", "indexed", "n_indexed", "latency_ms",
-            "analysis_ms", "images_received", "images_analysed", "images_skipped", "decimated", "indexing_skipped")
+_SCALARS = (
+    "series_id",
+    "image_id",
+    "image_number",
+    "phi_deg",
+    "n_spots",
+    "n_spots_no_ice",
+    "n_spots_low_res",
+    "total_intensity",
+    "is_hit",
+    "overloaded",
+    "n_strong_pixels",
+    "indexed",
+    "n_indexed",
+    "latency_ms",
+    "analysis_ms",
+    "images_received",
+    "images_analysed",
+    "images_skipped",
+    "decimated",
+    "indexing_skipped",
+)
 
 
 def result_to_proto(record: dict[str, Any], spots: bool = True, profile: bool = True) -> pb.ImageResult:
@@ -38,8 +57,15 @@ def result_to_proto(record: dict[str, Any], spots: bool = True, profile: bool = 
     if profile and record.get("profile"):
         p = record["profile"]
         cake = [v for row in p.get("cake", []) for v in row]
-        msg.profile.CopyFrom(pb.RadialProfile(unit=p["unit"], radial=p["radial"], intensity=p["intensity"],
-                                              azimuthal=p.get("azimuthal", []), cake=cake))
+        msg.profile.CopyFrom(
+            pb.RadialProfile(
+                unit=p["unit"],
+                radial=p["radial"],
+                intensity=p["intensity"],
+                azimuthal=p.get("azimuthal", []),
+                cake=cake,
+            )
+        )
     return msg
 
 
@@ -70,8 +96,9 @@ def _clean(value: Any) -> Any:
 
 
 def message_to_json(msg, optional: tuple[str, ...] = ()) -> dict[str, Any]:
-    out = json_format.MessageToDict(msg, always_print_fields_with_no_presence=True, preserving_proto_field_name=True,
-                                    unquote_int64_if_possible=True)
+    out = json_format.MessageToDict(
+        msg, always_print_fields_with_no_presence=True, preserving_proto_field_name=True, unquote_int64_if_possible=True
+    )
     for key in optional:
         out.setdefault(key, None)
     return _clean(out)

@@ -50,11 +50,19 @@ def to_proto(value: Any, value_type: str | None = None) -> pb.Value:
         items = list(value)
         if all(isinstance(i, str) for i in items):
             return pb.Value(string_list=pb.StringList(items=items))
-        if all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) and INT64_MIN <= i <= INT64_MAX
-               for i in items) and value_type != "float":
+        if (
+            all(
+                isinstance(i, (int, np.integer)) and not isinstance(i, bool) and INT64_MIN <= i <= INT64_MAX
+                for i in items
+            )
+            and value_type != "float"
+        ):
             return pb.Value(int_list=pb.IntList(items=[int(i) for i in items]))
-        if all(isinstance(i, (float, np.floating)) or (isinstance(i, (int, np.integer)) and not isinstance(i, bool)
-               and INT64_MIN <= i <= INT64_MAX) for i in items):
+        if all(
+            isinstance(i, (float, np.floating))
+            or (isinstance(i, (int, np.integer)) and not isinstance(i, bool) and INT64_MIN <= i <= INT64_MAX)
+            for i in items
+        ):
             return pb.Value(float_list=pb.FloatList(items=[float(i) for i in items]))
     return pb.Value(json=json.dumps(value))
 

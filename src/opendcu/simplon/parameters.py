@@ -11,9 +11,10 @@ listed key whose value_type it does not know.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -126,9 +127,9 @@ class Parameter:
     #: shape check for arrays: returns the expected shape
     shape: Callable[[], tuple[int, ...]] | None = None
     #: a value derived from other keys on every read (e.g. number_of_excluded_pixels); None = stored value
-    compute: Callable[["Subsystem"], Any] | None = None
+    compute: Callable[[Subsystem], Any] | None = None
     #: limits that depend on other keys (e.g. threshold energy vs photon energy): returns (min, max)
-    limits: Callable[["Subsystem"], tuple[Any, Any]] | None = None
+    limits: Callable[[Subsystem], tuple[Any, Any]] | None = None
 
     def __post_init__(self) -> None:
         if self.listed is None:
@@ -229,7 +230,7 @@ class Subsystem:
     factory: dict[str, Any] = field(default_factory=dict)
     #: called once per write with the config names written, after they are stored and before the write counts:
     #: if it raises, the whole write is undone (app-detector reloads the flatfield of new energies here)
-    after_write: Callable[["Subsystem", set[str]], None] | None = None
+    after_write: Callable[[Subsystem, set[str]], None] | None = None
 
     def add(self, *params: Parameter) -> None:
         for p in params:

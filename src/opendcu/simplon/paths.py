@@ -34,8 +34,12 @@ def check_name_pattern(pattern: str) -> None:
     if len(pattern) > PATTERN_MAX:
         raise UnsafePath(f"name_pattern is {len(pattern)} characters long, at most {PATTERN_MAX} are allowed")
     parts = PurePosixPath(pattern).parts
-    if pattern.startswith("/") or any(p in ("..", ".") for p in pattern.split("/")) or pattern.endswith("/") \
-            or "//" in pattern:
+    if (
+        pattern.startswith("/")
+        or any(p in ("..", ".") for p in pattern.split("/"))
+        or pattern.endswith("/")
+        or "//" in pattern
+    ):
         raise UnsafePath(f"name_pattern {pattern!r:.80} must be a relative path inside the data directory")
     if any(part.startswith(".") for part in parts):
         # hidden names are the FileWriter's own (files being written): /data, the files list and WebDAV never
@@ -45,9 +49,11 @@ def check_name_pattern(pattern: str) -> None:
     for part in parts:
         limit = longest if part is parts[-1] else NAME_MAX
         if len(part) > limit:
-            raise UnsafePath(f"name_pattern: the name {part[:40]!r}... is {len(part)} characters long; a folder "
-                             f"name may have {NAME_MAX}, the file name part {longest} (the FileWriter appends "
-                             "'_data_NNNNNN.h5' and writes under a hidden '.<name>.part' name)")
+            raise UnsafePath(
+                f"name_pattern: the name {part[:40]!r}... is {len(part)} characters long; a folder "
+                f"name may have {NAME_MAX}, the file name part {longest} (the FileWriter appends "
+                "'_data_NNNNNN.h5' and writes under a hidden '.<name>.part' name)"
+            )
 
 
 def check_series_files(data_dir: Path, prefix: str, n_data_files: int) -> Path:
@@ -56,29 +62,36 @@ def check_series_files(data_dir: Path, prefix: str, n_data_files: int) -> Path:
     Returns the folder the files go to. Raises UnsafePath or SeriesFilesExist."""
     check_name_pattern(prefix.replace("$", "_"))
     if n_data_files > MAX_DATA_FILES:
-        raise UnsafePath(f"the series would write {n_data_files} data files, at most {MAX_DATA_FILES} are "
-                         "allowed: raise nimages_per_file or lower nimages / ntrigger")
+        raise UnsafePath(
+            f"the series would write {n_data_files} data files, at most {MAX_DATA_FILES} are "
+            "allowed: raise nimages_per_file or lower nimages / ntrigger"
+        )
     root = Path(data_dir).resolve()
     folder = root
     for part in PurePosixPath(prefix).parts[:-1]:
         folder = folder / part
         if folder.is_symlink():
-            raise UnsafePath(f"name_pattern: {folder.relative_to(root)} is a symbolic link; the FileWriter writes "
-                             "only into real folders of the data directory")
+            raise UnsafePath(
+                f"name_pattern: {folder.relative_to(root)} is a symbolic link; the FileWriter writes "
+                "only into real folders of the data directory"
+            )
         if folder.exists() and not folder.is_dir():
             raise UnsafePath(f"name_pattern: {folder.relative_to(root)} exists and is not a folder")
     stem = PurePosixPath(prefix).name
     if not folder.is_dir():
         return folder
     existing = sorted(
-        entry.name for entry in os.scandir(folder)
+        entry.name
+        for entry in os.scandir(folder)
         if entry.name in (master_name(stem), f".{master_name(stem)}.part")
         or (entry.name.startswith((f"{stem}_data_", f".{stem}_data_")) and entry.name.endswith((".h5", ".h5.part")))
     )
     if existing:
         shown = ", ".join(existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3 else "")
-        raise SeriesFilesExist(f"files of this series exist already ({shown}); the FileWriter never overwrites: "
-                               "change name_pattern, or delete them (filewriter/command/clear)")
+        raise SeriesFilesExist(
+            f"files of this series exist already ({shown}); the FileWriter never overwrites: "
+            "change name_pattern, or delete them (filewriter/command/clear)"
+        )
     return folder
 
 
@@ -110,6 +123,7 @@ def list_data_files(data_dir: Path) -> list[str]:
     if not root.is_dir():
         return []
     return sorted(
-        str(p.relative_to(root)) for p in root.rglob("*")
+        str(p.relative_to(root))
+        for p in root.rglob("*")
         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
     )

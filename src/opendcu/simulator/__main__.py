@@ -17,8 +17,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--detector", required=True)
     parser.add_argument("--modules", default="", help="comma-separated module ids (default: all)")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--scene", default="", help='the scene the modules see, as JSON (default: a flood), e.g. '
-                        '\'{"kind": "mx"}\'; the DCU sends only the experiment geometry of each series')
+    parser.add_argument(
+        "--scene",
+        default="",
+        help="the scene the modules see, as JSON (default: a flood), e.g. "
+        '\'{"kind": "mx"}\'; the DCU sends only the experiment geometry of each series',
+    )
     args = parser.parse_args(argv)
     stop = child_process_setup("simulator")
     model = get_model(args.detector)
@@ -26,10 +30,14 @@ def main(argv: list[str] | None = None) -> None:
     make_scene(model, 0, scene)  # a bad scene fails here, at start, not at the first arm
     ids = [int(x) for x in args.modules.split(",") if x] or list(range(model.n_modules))
     modules = [SimulatedModule(model, i, args.host, scene=scene) for i in ids]
-    threads = [threading.Thread(target=m.serve, args=(stop,), name=f"module{m.module_id}", daemon=True) for m in modules]
+    threads = [
+        threading.Thread(target=m.serve, args=(stop,), name=f"module{m.module_id}", daemon=True) for m in modules
+    ]
     for t in threads:
         t.start()
-    announce_ready({"modules": [{"module_id": m.module_id, "host": args.host, "config_port": m.config_port} for m in modules]})
+    announce_ready(
+        {"modules": [{"module_id": m.module_id, "host": args.host, "config_port": m.config_port} for m in modules]}
+    )
 
     def shutdown() -> None:
         for t in threads:

@@ -41,7 +41,16 @@ from opendcu.simulator.sender import DataSender
 
 log = logging.getLogger(__name__)
 
-REQUIRED_CONFIG = ("count_time", "frame_time", "nimages", "ntrigger", "trigger_mode", "dest_host", "dest_port", "series_id")
+REQUIRED_CONFIG = (
+    "count_time",
+    "frame_time",
+    "nimages",
+    "ntrigger",
+    "trigger_mode",
+    "dest_host",
+    "dest_port",
+    "series_id",
+)
 MAX_TRIGGER_COUNT_TIME = 3600.0
 
 
@@ -65,8 +74,7 @@ def parse_drops(text: str) -> list[tuple[int, int, int]]:
 class SimulatedModule:
     """One module: a config-port server plus an acquisition thread that streams frames."""
 
-    def __init__(self, model: DetectorModel, index: int, host: str = "127.0.0.1",
-                 scene: dict[str, Any] | None = None):
+    def __init__(self, model: DetectorModel, index: int, host: str = "127.0.0.1", scene: dict[str, Any] | None = None):
         self.model = model
         self.scene = dict(scene or DEFAULT_SCENE)  # what this module sees; the DCU sends only the experiment
         self.index = index  # position among the model's modules
@@ -81,7 +89,7 @@ class SimulatedModule:
         self.layout: PacketLayout | None = None
         self.frames_sent = 0
         self.packets_sent = 0
-        self._triggers: "queue.Queue[tuple[int, float] | None]" = queue.Queue()
+        self._triggers: queue.Queue[tuple[int, float] | None] = queue.Queue()
         self._triggers_received = 0
         self._triggers_done = 0
         self._next_frame = 1
@@ -189,13 +197,26 @@ class SimulatedModule:
         content = parse_spec(cfg.get("content"))  # ValueError -> rejected config
         variant = PhysicsVariant.from_json(content.pop("physics", None))  # the simulator side's physics changes
         scene = make_scene(model, cfg["seed"], self._scene_spec(cfg, content))  # ValueError -> rejected config
-        renderer = ModuleRenderer(scene, model, index, cfg["seed"], cfg["count_time"], cfg["nsubframes"],
-                                  photon_energy=cfg.get("photon_energy"), threshold_energy=cfg.get("threshold_energy"),
-                                  variant=variant)
+        renderer = ModuleRenderer(
+            scene,
+            model,
+            index,
+            cfg["seed"],
+            cfg["count_time"],
+            cfg["nsubframes"],
+            photon_energy=cfg.get("photon_energy"),
+            threshold_energy=cfg.get("threshold_energy"),
+            variant=variant,
+        )
         self.sender.configure(
-            (cfg["dest_host"], cfg["dest_port"]), layout, series_id=cfg["series_id"], module_id=self.module_id,
-            position=model.module_position(index), det_type=model.module.udp_detector_type,
-            nsubframes=cfg["nsubframes"], drops=drops,
+            (cfg["dest_host"], cfg["dest_port"]),
+            layout,
+            series_id=cfg["series_id"],
+            module_id=self.module_id,
+            position=model.module_position(index),
+            det_type=model.module.udp_detector_type,
+            nsubframes=cfg["nsubframes"],
+            drops=drops,
         )
         # build the noise bank now, so that every module starts on the trigger (arm waits for this)
         renderer.prepare()
@@ -298,14 +319,33 @@ class SimulatedModule:
         readout = start_ns + int(count_time * 1e9)  # an image leaves the module when its exposure ends
         bank = self._wire_bank
         if bank is not None and count_time == cfg["count_time"]:
-            return self.sender.send(bank, self._next_frame, nimages, cyclic=True, first_due_ns=readout,
-                                    period_ns=period, count_time=count_time, external=external)
+            return self.sender.send(
+                bank,
+                self._next_frame,
+                nimages,
+                cyclic=True,
+                first_due_ns=readout,
+                period_ns=period,
+                count_time=count_time,
+                external=external,
+            )
         for i in range(nimages):
             frame = self._next_frame + i
             subframes = [self.renderer.render(frame, s, count_time) for s in range(cfg["nsubframes"])]
             wire = np.stack([encode_counts(f, self.model.module.counter) for f in subframes])
-            if self.sender.send(wire, frame, 1, cyclic=False, first_due_ns=readout + i * period, period_ns=period,
-                                count_time=count_time, external=external) < 1:
+            if (
+                self.sender.send(
+                    wire,
+                    frame,
+                    1,
+                    cyclic=False,
+                    first_due_ns=readout + i * period,
+                    period_ns=period,
+                    count_time=count_time,
+                    external=external,
+                )
+                < 1
+            ):
                 return i
         return nimages
 

@@ -93,8 +93,9 @@ class ModuleDefects:
 def _module_rng(model: DetectorModel, module_id: int, stream: int) -> np.random.Generator:
     """The random numbers of one property (`stream`) of one physical module of the physical detector."""
     physical = model.physical_model
-    return np.random.default_rng([zlib.crc32(physical.detector_number.encode()), model.physical_module(module_id),
-                                  stream])
+    return np.random.default_rng(
+        [zlib.crc32(physical.detector_number.encode()), model.physical_module(module_id), stream]
+    )
 
 
 @dataclass(frozen=True)
@@ -134,17 +135,27 @@ NO_VARIANT = PhysicsVariant()
 @lru_cache(maxsize=64)
 def module_defects(model: DetectorModel, module_id: int, variant: PhysicsVariant = NO_VARIANT) -> ModuleDefects:
     """The defects of module `module_id` of `model` (keyed by the physical detector and module)."""
-    rng = _module_rng(model, module_id, 7) if not variant.gain_seed else np.random.default_rng(
-        [zlib.crc32(model.physical_model.detector_number.encode()), model.physical_module(module_id), 7,
-         variant.gain_seed])
+    rng = (
+        _module_rng(model, module_id, 7)
+        if not variant.gain_seed
+        else np.random.default_rng(
+            [
+                zlib.crc32(model.physical_model.detector_number.encode()),
+                model.physical_module(module_id),
+                7,
+                variant.gain_seed,
+            ]
+        )
+    )
     shape = model.module.sensor_shape
     n = shape[0] * shape[1]
     gain = np.clip(rng.normal(1.0, GAIN_SIGMA, n), *GAIN_LIMITS).astype(np.float32)
     counts = [max(1, round(f * n)) for f in (DEAD_FRACTION, HOT_FRACTION, UNDER_FRACTION, OVER_FRACTION)]
     picked = rng.choice(n, sum(counts), replace=False)
     dead, hot, under, over = np.split(picked, np.cumsum(counts)[:-1])
-    extra = [r * shape[1] + c for m, r, c in variant.hot_pixels if m == module_id and 0 <= r < shape[0]
-             and 0 <= c < shape[1]]
+    extra = [
+        r * shape[1] + c for m, r, c in variant.hot_pixels if m == module_id and 0 <= r < shape[0] and 0 <= c < shape[1]
+    ]
     if extra:
         hot = np.union1d(hot, extra)
         dead, under, over = (np.setdiff1d(a, hot) for a in (dead, under, over))
@@ -235,8 +246,13 @@ def threshold_efficiency(photon_energy: float | None, threshold_energy: float | 
     return 0.5 * math.erfc((threshold_energy - photon_energy) / (math.sqrt(2) * THRESHOLD_WIDTH * photon_energy))
 
 
-def sensor_response(model: DetectorModel, module_id: int, photon_energy: float | None = None,
-                    threshold_energy: float | None = None, variant: PhysicsVariant = NO_VARIANT) -> np.ndarray:
+def sensor_response(
+    model: DetectorModel,
+    module_id: int,
+    photon_energy: float | None = None,
+    threshold_energy: float | None = None,
+    variant: PhysicsVariant = NO_VARIANT,
+) -> np.ndarray:
     """Counts per photon of each sensor pixel relative to a nominal pixel at these energies (float32; 0 = dead):
     gain x absorption of its thickness x its threshold S-curve / the nominal S-curve (`threshold_efficiency`).
 
@@ -262,9 +278,13 @@ def sensor_response(model: DetectorModel, module_id: int, photon_energy: float |
     return response.astype(np.float32)
 
 
-def readout_response(model: DetectorModel, module_id: int, photon_energy: float | None = None,
-                     threshold_energy: float | None = None,
-                     variant: PhysicsVariant = NO_VARIANT) -> tuple[np.ndarray, np.ndarray]:
+def readout_response(
+    model: DetectorModel,
+    module_id: int,
+    photon_energy: float | None = None,
+    threshold_energy: float | None = None,
+    variant: PhysicsVariant = NO_VARIANT,
+) -> tuple[np.ndarray, np.ndarray]:
     """Per read-out pixel: relative efficiency at these energies (float32, 0 = dead; see `sensor_response`) and
     pixel-mask bits (uint32) of the module: the hidden truth the tests compare the measured calibration with.
 
@@ -278,8 +298,9 @@ def readout_response(model: DetectorModel, module_id: int, photon_energy: float 
     effective = effective_threshold(model, module_id, threshold_energy)
     nominal = max(threshold_efficiency(photon_energy, threshold_energy), 1e-300)
     relative = threshold_efficiency(photon_energy, effective) / nominal
-    efficiency = (bin_sum(sensor_response(model, module_id, photon_energy, effective, variant), module.binning)
-                  / b2 * relative).astype(np.float32)
+    efficiency = (
+        bin_sum(sensor_response(model, module_id, photon_energy, effective, variant), module.binning) / b2 * relative
+    ).astype(np.float32)
     gain = bin_sum(d.gain.astype(np.float64), module.binning) / b2
     hot = np.zeros(d.gain.size, dtype=np.float64)
     hot[d.hot] = 1
@@ -309,9 +330,19 @@ def bank_frames_for(model: DetectorModel) -> int:
 class ModuleRenderer:
     """Renders the frames one module sends during one series."""
 
-    def __init__(self, scene: Scene, model: DetectorModel, module_id: int, seed: int, count_time: float,
-                 nsubframes: int = 1, bank_frames: int | None = None, photon_energy: float | None = None,
-                 threshold_energy: float | None = None, variant: PhysicsVariant = NO_VARIANT):
+    def __init__(
+        self,
+        scene: Scene,
+        model: DetectorModel,
+        module_id: int,
+        seed: int,
+        count_time: float,
+        nsubframes: int = 1,
+        bank_frames: int | None = None,
+        photon_energy: float | None = None,
+        threshold_energy: float | None = None,
+        variant: PhysicsVariant = NO_VARIANT,
+    ):
         if count_time <= 0 or nsubframes < 1:
             raise ValueError("need count_time > 0 and nsubframes >= 1")
         self.scene = scene
@@ -378,7 +409,9 @@ class ModuleRenderer:
             bank = np.stack(frames)
         else:
             self._baseline = np.minimum.reduce([self._measured(f, self.count_time) for f in BASELINE_FRAMES])
-            bank = np.stack([self._bank_rng(k).poisson(self._baseline).astype(np.int32) for k in range(self.bank_frames)])
+            bank = np.stack(
+                [self._bank_rng(k).poisson(self._baseline).astype(np.int32) for k in range(self.bank_frames)]
+            )
         bank.setflags(write=False)
         self._bank = bank
 
@@ -392,7 +425,9 @@ class ModuleRenderer:
 
     def _measured(self, frame_number: int, count_time: float) -> np.ndarray:
         """Mean counts per sensor pixel in one sub-frame: photons x gain, after pile-up."""
-        photons = unplace_module(self.layout, self.scene.expected(frame_number, self.rows, self.cols)).astype(np.float64)
+        photons = unplace_module(self.layout, self.scene.expected(frame_number, self.rows, self.cols)).astype(
+            np.float64
+        )
         b = self.module.binning
         if b > 1:
             photons = np.repeat(np.repeat(photons, b, axis=0), b, axis=1) / (b * b)
@@ -433,13 +468,23 @@ class ModuleRenderer:
         return out
 
 
-_renderers: "weakref.WeakKeyDictionary[object, dict[tuple, ModuleRenderer]]" = weakref.WeakKeyDictionary()
+_renderers: weakref.WeakKeyDictionary[object, dict[tuple, ModuleRenderer]] = weakref.WeakKeyDictionary()
 
 
-def render_module_frame(scene: Scene, layout: DetectorLayout, module_id: int, frame_number: int, seed: int, *,
-                        count_time: float | None = None, subframe: int = 0, nsubframes: int = 1,
-                        trigger_count_time: float | None = None, photon_energy: float | None = None,
-                        threshold_energy: float | None = None) -> np.ndarray:
+def render_module_frame(
+    scene: Scene,
+    layout: DetectorLayout,
+    module_id: int,
+    frame_number: int,
+    seed: int,
+    *,
+    count_time: float | None = None,
+    subframe: int = 0,
+    nsubframes: int = 1,
+    trigger_count_time: float | None = None,
+    photon_energy: float | None = None,
+    threshold_energy: float | None = None,
+) -> np.ndarray:
     """The read-out values (uint16 [raw_h, raw_w]) that module `module_id` sends for `frame_number`.
 
     `count_time` is the series' count time (default: the scene's experiment), `trigger_count_time` that of an
@@ -454,6 +499,14 @@ def render_module_frame(scene: Scene, layout: DetectorLayout, module_id: int, fr
         cache = {}
     renderer = cache.get(key)
     if renderer is None:
-        renderer = cache[key] = ModuleRenderer(scene, layout.model, module_id, seed, count_time, nsubframes,
-                                               photon_energy=photon_energy, threshold_energy=threshold_energy)
+        renderer = cache[key] = ModuleRenderer(
+            scene,
+            layout.model,
+            module_id,
+            seed,
+            count_time,
+            nsubframes,
+            photon_energy=photon_energy,
+            threshold_energy=threshold_energy,
+        )
     return renderer.render(frame_number, subframe, trigger_count_time)

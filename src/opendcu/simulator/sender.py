@@ -19,8 +19,22 @@ SEND_BUFFER = 8 << 20
 MAX_SLEEP_NS = 10_000_000  # sleep in slices so that an abort is noticed within 10 ms
 
 # per-series constants the compiled sender reads, as one int64 array
-(P_SERIES, P_MODULE, P_ROW, P_COLUMN, P_DET_TYPE, P_NSUB, P_NPACKETS, P_PACKET_BYTES, P_LAST_BYTES, P_EXP_LENGTH,
- P_FLAGS, P_FRAME_BYTES, P_T0, NPARAMS) = range(14)
+(
+    P_SERIES,
+    P_MODULE,
+    P_ROW,
+    P_COLUMN,
+    P_DET_TYPE,
+    P_NSUB,
+    P_NPACKETS,
+    P_PACKET_BYTES,
+    P_LAST_BYTES,
+    P_EXP_LENGTH,
+    P_FLAGS,
+    P_FRAME_BYTES,
+    P_T0,
+    NPARAMS,
+) = range(14)
 
 
 SEND_ATTEMPTS = 3  # a message the kernel refuses this often (full buffer for 3 x 50 ms, bad address) is dropped
@@ -46,9 +60,22 @@ def _flush(fd: int, msgs: np.ndarray, count: int, abort: np.ndarray) -> int:
 
 
 @numba.njit(nogil=True, cache=True)
-def send_frames(fd: int, msgs: np.ndarray, iov: np.ndarray, headers: np.ndarray, params: np.ndarray,
-                frames: np.ndarray, cyclic: bool, first_frame: int, nframes: int, first_due_ns: int,
-                period_ns: int, drops: np.ndarray, abort: np.ndarray, scratch: np.ndarray) -> int:
+def send_frames(
+    fd: int,
+    msgs: np.ndarray,
+    iov: np.ndarray,
+    headers: np.ndarray,
+    params: np.ndarray,
+    frames: np.ndarray,
+    cyclic: bool,
+    first_frame: int,
+    nframes: int,
+    first_due_ns: int,
+    period_ns: int,
+    drops: np.ndarray,
+    abort: np.ndarray,
+    scratch: np.ndarray,
+) -> int:
     """Send images first_frame .. first_frame + nframes - 1, image i not before first_due_ns + i * period_ns nor
     sooner than period_ns after the previous one.
 
@@ -82,11 +109,20 @@ def send_frames(fd: int, msgs: np.ndarray, iov: np.ndarray, headers: np.ndarray,
             k = ((frame - 1) * nsub + s) % nbank if cyclic else s
             base = frames[k].ctypes.data
             for p in range(npackets):
-                while drop_at < drops.shape[0] and (drops[drop_at, 0] < frame or (drops[drop_at, 0] == frame and (
-                        drops[drop_at, 1] < s or (drops[drop_at, 1] == s and drops[drop_at, 2] < p)))):
+                while drop_at < drops.shape[0] and (
+                    drops[drop_at, 0] < frame
+                    or (
+                        drops[drop_at, 0] == frame
+                        and (drops[drop_at, 1] < s or (drops[drop_at, 1] == s and drops[drop_at, 2] < p))
+                    )
+                ):
                     drop_at += 1
-                if drop_at < drops.shape[0] and drops[drop_at, 0] == frame and drops[drop_at, 1] == s \
-                        and drops[drop_at, 2] == p:
+                if (
+                    drop_at < drops.shape[0]
+                    and drops[drop_at, 0] == frame
+                    and drops[drop_at, 1] == s
+                    and drops[drop_at, 2] == p
+                ):
                     continue
                 h = headers[queued]
                 h.frame_number = frame
@@ -133,12 +169,35 @@ class DataSender:
     def _warm_up(self) -> None:
         """Compile (or load from numba's cache) the transmitter before the first trigger."""
         msgs = MessageVector(BATCH, 2, dest=("127.0.0.1", 9))
-        send_frames(self.sock.fileno(), msgs.headers, msgs.iov, self.headers, self.params,
-                    np.zeros((1, 8), dtype=np.uint8), True, 1, 0, 0, 0, self.drops, self.abort, self._scratch)
+        send_frames(
+            self.sock.fileno(),
+            msgs.headers,
+            msgs.iov,
+            self.headers,
+            self.params,
+            np.zeros((1, 8), dtype=np.uint8),
+            True,
+            1,
+            0,
+            0,
+            0,
+            self.drops,
+            self.abort,
+            self._scratch,
+        )
 
-    def configure(self, dest: tuple[str, int], layout: PacketLayout, *, series_id: int, module_id: int,
-                  position: tuple[int, int], det_type: int, nsubframes: int,
-                  drops: list[tuple[int, int, int]] | None = None) -> None:
+    def configure(
+        self,
+        dest: tuple[str, int],
+        layout: PacketLayout,
+        *,
+        series_id: int,
+        module_id: int,
+        position: tuple[int, int],
+        det_type: int,
+        nsubframes: int,
+        drops: list[tuple[int, int, int]] | None = None,
+    ) -> None:
         """Fix the destination and the per-series header fields."""
         try:
             address = socket.gethostbyname(dest[0])
@@ -157,15 +216,38 @@ class DataSender:
         """Timestamps in the headers count from `t0_ns` (CLOCK_MONOTONIC)."""
         self.params[P_T0] = t0_ns
 
-    def send(self, frames: np.ndarray, first_frame: int, nframes: int, *, cyclic: bool, first_due_ns: int,
-             period_ns: int, count_time: float, external: bool) -> int:
+    def send(
+        self,
+        frames: np.ndarray,
+        first_frame: int,
+        nframes: int,
+        *,
+        cyclic: bool,
+        first_due_ns: int,
+        period_ns: int,
+        count_time: float,
+        external: bool,
+    ) -> int:
         """Send images (see `send_frames`); returns how many went out before an abort."""
         assert self._msgs is not None, "configure first"
         self.params[P_EXP_LENGTH] = int(round(count_time * 1e7))
         self.params[P_FLAGS] = (1 << 31) if external else 0
-        return send_frames(self.sock.fileno(), self._msgs.headers, self._msgs.iov, self.headers, self.params,
-                           frames, cyclic, first_frame, nframes, first_due_ns, period_ns, self.drops,
-                           self.abort, self._scratch)
+        return send_frames(
+            self.sock.fileno(),
+            self._msgs.headers,
+            self._msgs.iov,
+            self.headers,
+            self.params,
+            frames,
+            cyclic,
+            first_frame,
+            nframes,
+            first_due_ns,
+            period_ns,
+            self.drops,
+            self.abort,
+            self._scratch,
+        )
 
     def close(self) -> None:
         self.sock.close()

@@ -24,8 +24,9 @@ def _window_sums(values: np.ndarray, k: int) -> np.ndarray:
     return sat[r1][:, c1] - sat[r0][:, c1] - sat[r1][:, c0] + sat[r0][:, c0]
 
 
-def dense_strong_pixels(image: np.ndarray, valid: np.ndarray, settings: SpotFinderSettings,
-                        invalid_value: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def dense_strong_pixels(
+    image: np.ndarray, valid: np.ndarray, settings: SpotFinderSettings, invalid_value: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(strong mask, local mean) of DIALS' dispersion threshold on every pixel."""
     s = settings
     ok = valid.astype(bool) & (image < MAX_TRUSTED)
@@ -44,9 +45,13 @@ def dense_strong_pixels(image: np.ndarray, valid: np.ndarray, settings: SpotFind
     return strong, mean
 
 
-def dense_dispersion_spots(image: np.ndarray, valid: np.ndarray, background: np.ndarray,
-                           settings: SpotFinderSettings | None = None,
-                           invalid_value: int | None = None) -> dict[str, np.ndarray]:
+def dense_dispersion_spots(
+    image: np.ndarray,
+    valid: np.ndarray,
+    background: np.ndarray,
+    settings: SpotFinderSettings | None = None,
+    invalid_value: int | None = None,
+) -> dict[str, np.ndarray]:
     """Spots (x, y, npix, raw_sum) from a dense evaluation; `background` is the per-pixel background used for
     the centroid weights (I - background), as the sparse finder uses its ring means."""
     from scipy import ndimage
@@ -61,11 +66,23 @@ def dense_dispersion_spots(image: np.ndarray, valid: np.ndarray, background: np.
     rows, cols = np.indices(image.shape, dtype=np.float64)
     wsum = ndimage.sum_labels(weights, labels, index)
     with np.errstate(invalid="ignore", divide="ignore"):
-        x = np.where(wsum > 0, ndimage.sum_labels(weights * (cols + 0.5), labels, index) / wsum,
-                     ndimage.mean(cols + 0.5, labels, index))
-        y = np.where(wsum > 0, ndimage.sum_labels(weights * (rows + 0.5), labels, index) / wsum,
-                     ndimage.mean(rows + 0.5, labels, index))
+        x = np.where(
+            wsum > 0,
+            ndimage.sum_labels(weights * (cols + 0.5), labels, index) / wsum,
+            ndimage.mean(cols + 0.5, labels, index),
+        )
+        y = np.where(
+            wsum > 0,
+            ndimage.sum_labels(weights * (rows + 0.5), labels, index) / wsum,
+            ndimage.mean(rows + 0.5, labels, index),
+        )
     raw = ndimage.sum_labels(values, labels, index)
     keep = (npix >= s.min_spot_size) & (npix <= s.max_spot_size)
-    return {"x": x[keep], "y": y[keep], "npix": npix[keep].astype(int), "raw_sum": raw[keep],
-            "n_strong_pixels": int(strong.sum()), "strong": strong}
+    return {
+        "x": x[keep],
+        "y": y[keep],
+        "npix": npix[keep].astype(int),
+        "raw_sum": raw[keep],
+        "n_strong_pixels": int(strong.sum()),
+        "strong": strong,
+    }

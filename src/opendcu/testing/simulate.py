@@ -17,20 +17,28 @@ from opendcu.simulator.physics import render_module_frame
 from opendcu.simulator.scenes.base import Scene
 
 
-def detector_image(scene: Scene, model: DetectorModel, frame_number: int, seed: int = 0,
-                   bit_depth: int = 32) -> np.ndarray:
+def detector_image(
+    scene: Scene, model: DetectorModel, frame_number: int, seed: int = 0, bit_depth: int = 32
+) -> np.ndarray:
     """The image a series with this scene publishes for `frame_number` (gaps at 2^bit_depth - 1)."""
     layout = DetectorLayout(model)
     raw = np.stack([render_module_frame(scene, layout, m, frame_number, seed) for m in range(model.n_modules)])
-    settings = SeriesSettings(series_id=seed, detector=model.name, nimages_total=frame_number,
-                              bit_depth_image=bit_depth, compression="bslz4", pixel_mask_applied=True,
-                              mask_to_zero=False)
+    settings = SeriesSettings(
+        series_id=seed,
+        detector=model.name,
+        nimages_total=frame_number,
+        bit_depth_image=bit_depth,
+        compression="bslz4",
+        pixel_mask_applied=True,
+        mask_to_zero=False,
+    )
     processor = ImageProcessor(settings, PipelineArrays.for_detector(settings, layout.default_pixel_mask(), None))
     return processor.process(raw[None]).copy()  # one sub-frame
 
 
-def poisson_image(scene: Scene, model: DetectorModel, frame_number: int, rng: np.random.Generator,
-                  bit_depth: int = 32) -> np.ndarray:
+def poisson_image(
+    scene: Scene, model: DetectorModel, frame_number: int, rng: np.random.Generator, bit_depth: int = 32
+) -> np.ndarray:
     """Poisson noise on the scene's expected image (virtual pixels); gaps at the error value."""
     h, w = model.shape
     expected = scene.expected(frame_number, slice(0, h), slice(0, w))

@@ -29,7 +29,8 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -43,19 +44,18 @@ from opendcu.app_detector.control.state import DetectorState
 from opendcu.app_detector.datapath import MIN_RAW_SLOTS, DataPath, RawRingBusy, raw_slot_bytes
 from opendcu.app_detector.interfaces.filewriter import paths
 from opendcu.app_detector.interfaces.filewriter.outcome import MAX_PER_IMAGE, outcome_datasets
-from opendcu.app_detector.pipeline.params import (apply_calibration, apply_flatfield, series_arrays,
-                                                  series_settings)
+from opendcu.app_detector.pipeline.params import apply_calibration, apply_flatfield, series_arrays, series_settings
 from opendcu.app_detector.series import Series
 from opendcu.geometry import DetectorModel
-from opendcu.hardware.config_packet import Kind, TriggerMode
 from opendcu.hardware.backend import ModuleBackend
+from opendcu.hardware.config_packet import Kind, TriggerMode
 from opendcu.hardware.module_driver import ModuleError
 from opendcu.hardware.udp_packet import DEFAULT_PAYLOAD
 
 log = logging.getLogger(__name__)
 
 #: a fetcher of the detector's calibration: (photon_energy, threshold_energy) -> CalibrationArrays (mask, flatfield)
-CalibrationSource = Callable[[float, float], np.ndarray]
+CalibrationSource = Callable[[float, float], Any]  # -> the calibration arrays (mask, flatfield, dead time)
 
 _ULID_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 #: temperature (degC) and relative humidity (%) inside the simulated detector's regulated enclosure
@@ -116,7 +116,7 @@ class AcquisitionController:
         self._lock = threading.RLock()
         self._interrupt = threading.Event()
         self._series_done = threading.Condition(self._lock)
-        self.detector: Subsystem | None = None  # set by bind()
+        self._detector: Subsystem | None = None  # set by bind()
         # every image that leaves the pipeline is counted (last interface), and the master records the outcome
         #: packets each simulated module leaves out (simulator/config/drop_packets)
         self.injected_drops: Callable[[], list[list[int]]] = list
@@ -126,9 +126,16 @@ class AcquisitionController:
         datapath.mux.attach(self.ledger)
         datapath.filewriter.add_master_contributor(self._master_outcome)
 
+    @property
+    def detector(self) -> Subsystem:
+        """The detector subsystem whose values configure each series (bind() attaches it)."""
+        if self._detector is None:
+            raise RuntimeError("the acquisition controller is not bound to its detector subsystem")
+        return self._detector
+
     def bind(self, detector: Subsystem) -> None:
         """Attach the detector subsystem whose values configure each series, and register the commands."""
-        self.detector = detector
+        self._detector = detector
         detector.add_command(
             Command("initialize", lambda _a: self.initialize()),
             Command("arm", lambda _a: self.arm()),
@@ -190,8 +197,10 @@ class AcquisitionController:
         try:
             calibration = self.calibration(energy, threshold)
         except Exception as exc:
-            raise WrongState(f"the flatfield for {energy:.2f} eV (threshold {threshold:.2f} eV) could not be "
-                             f"loaded, the energies are unchanged: {exc}") from exc
+            raise WrongState(
+                f"the flatfield for {energy:.2f} eV (threshold {threshold:.2f} eV) could not be "
+                f"loaded, the energies are unchanged: {exc}"
+            ) from exc
         apply_flatfield(det, calibration)
 
     def arm(self) -> int:
@@ -255,8 +264,9 @@ class AcquisitionController:
         with self._lock:
             series, fields = self._start_trigger(software=False, argument=gate)
             target, budget = self._fire(series, Kind.EXT_TRIGGER, fields)
-        threading.Thread(target=self._await_trigger, args=(series, target, budget), name="ext-trigger",
-                         daemon=True).start()
+        threading.Thread(
+            target=self._await_trigger, args=(series, target, budget), name="ext-trigger", daemon=True
+        ).start()
 
     def disarm(self) -> int:
         """End the series now; images taken so far are kept (files truncated to them). Harmless when idle."""
@@ -330,8 +340,10 @@ class AcquisitionController:
         nimages = det["nimages"] if det["trigger_mode"] in ("ints", "exts") else 1
         total = nimages * det["ntrigger"]
         if total > MAX_SERIES_IMAGES:
-            raise InvalidValue(f"arm: nimages {nimages} x ntrigger {det['ntrigger']} = {total} images; a series may "
-                               f"have at most {MAX_SERIES_IMAGES}")
+            raise InvalidValue(
+                f"arm: nimages {nimages} x ntrigger {det['ntrigger']} = {total} images; a series may "
+                f"have at most {MAX_SERIES_IMAGES}"
+            )
 
     def _check_files(self, series: Series) -> None:
         """The FileWriter's part of arm that can refuse it, checked before anything is sent anywhere."""
@@ -348,8 +360,9 @@ class AcquisitionController:
         except (paths.UnsafePath, paths.SeriesFilesExist) as exc:
             raise InvalidValue(f"arm: {exc}") from None
         except OSError as exc:
-            raise InvalidValue(f"arm: the data directory cannot be checked for series {series.series_id}: "
-                               f"{exc}") from None
+            raise InvalidValue(
+                f"arm: the data directory cannot be checked for series {series.series_id}: {exc}"
+            ) from None
 
     def _stop_modules_quietly(self, series: Series) -> None:
         try:
@@ -374,11 +387,13 @@ class AcquisitionController:
         series = self._armed_series("trigger" if software else "external trigger")
         mode = series.trigger_mode
         if software and mode not in ("ints", "inte"):
-            raise WrongState(f"trigger: no software trigger in trigger mode {mode} "
-                             "(the series waits for the external trigger input)")
+            raise WrongState(
+                f"trigger: no software trigger in trigger mode {mode} (the series waits for the external trigger input)"
+            )
         if not software and mode not in ("exts", "exte"):
-            raise WrongState(f"external trigger: trigger mode is {mode}, the detector does not listen to its "
-                             "trigger input")
+            raise WrongState(
+                f"external trigger: trigger mode is {mode}, the detector does not listen to its trigger input"
+            )
         fields: dict[str, Any] = {}
         if mode in ("inte", "exte"):  # one image of the count time given with the trigger (or the gate)
             fields["trigger_count_time"] = _count_time_argument(argument, series.count_time)
@@ -394,7 +409,8 @@ class AcquisitionController:
                 f"arm: count_time {series.count_time:g} s needs {needed} sub-frames per image (auto_summation): "
                 f"{MIN_RAW_SLOTS} such images need {MIN_RAW_SLOTS * image / 2**20:.0f} MiB of raw buffer, this DCU "
                 f"has {self.datapath.raw_ring.size / 2**20:.0f} MiB. Shorten count_time, set auto_summation false, "
-                "or restart the DCU with a larger --raw-buffer-mib")
+                "or restart the DCU with a larger --raw-buffer-mib"
+            )
 
     def _read_out(self, series: Series) -> set[int]:
         """Module ids (as the modules know themselves) of the modules the series reads out."""
@@ -431,8 +447,9 @@ class AcquisitionController:
             if self.datapath.trigger_settled(target, time.monotonic() - start, budget - TRIGGER_GRACE):
                 break
             if time.monotonic() > deadline:
-                log.warning("series %d: trigger %d incomplete after %.1f s", series.series_id, self._triggers_done + 1,
-                            budget)
+                log.warning(
+                    "series %d: trigger %d incomplete after %.1f s", series.series_id, self._triggers_done + 1, budget
+                )
                 break
         with self._lock:
             if self.series is not series:  # disarmed or aborted meanwhile

@@ -20,8 +20,9 @@ Physics of the linked keys:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -54,26 +55,64 @@ THRESHOLD_RANGES = {1: (2500.0, 18000.0), 2: (3500.0, 50400.0)}
 THRESHOLD_FACTORS = {1: 0.5, 2: 1.4}
 #: Kalpha1 emission lines, eV (X-ray data booklet, table 1-2): anode and liquid-metal-jet materials
 KALPHA1_EV = {
-    "Cr": 5414.72, "Mn": 5898.75, "Fe": 6403.84, "Co": 6930.32, "Ni": 7478.15, "Cu": 8047.78, "Zn": 8638.86,
-    "Ga": 9251.74, "Ge": 9886.42, "Mo": 17479.34, "Rh": 20216.1, "Ag": 22162.92, "In": 24209.7,
+    "Cr": 5414.72,
+    "Mn": 5898.75,
+    "Fe": 6403.84,
+    "Co": 6930.32,
+    "Ni": 7478.15,
+    "Cu": 8047.78,
+    "Zn": 8638.86,
+    "Ga": 9251.74,
+    "Ge": 9886.42,
+    "Mo": 17479.34,
+    "Rh": 20216.1,
+    "Ag": 22162.92,
+    "In": 24209.7,
 }
 DEFAULT_ELEMENT = "Cu"
 GONIOMETER_AXES = {  # axis -> default rotation vector (NXmx/DECTRIS conventions: omega about -x)
-    "omega": [-1.0, 0.0, 0.0], "chi": [0.0, 0.0, 1.0], "phi": [-1.0, 0.0, 0.0],
-    "kappa": [-0.9135, 0.0, -0.4067], "two_theta": [-1.0, 0.0, 0.0],
+    "omega": [-1.0, 0.0, 0.0],
+    "chi": [0.0, 0.0, 1.0],
+    "phi": [-1.0, 0.0, 0.0],
+    "kappa": [-0.9135, 0.0, -0.4067],
+    "two_theta": [-1.0, 0.0, 0.0],
 }
 DEFAULT_ORIENTATION = [-1.0, 0.0, 0.0, 0.0, -1.0, 0.0]  # 180 deg about the beam: fast = -x, slow = -y
 
 # -- PUT change lists (spec §4, modelled on a real EIGER2 16M) ---------------------------------------------------------
-TIME_CHANGES = ("bit_depth_image", "bit_depth_readout", "count_time", "countrate_correction_count_cutoff",
-                "frame_count_time", "frame_time", "frame_period", "nframes_sum")
-ENERGY_CHANGES = ("element", "flatfield", "incident_energy", "photon_energy", "threshold/1/energy",
-                  "threshold/1/flatfield", "threshold/2/energy", "threshold/2/flatfield", "threshold_energy", "wavelength",
-                  "countrate_correction_count_cutoff")
+TIME_CHANGES = (
+    "bit_depth_image",
+    "bit_depth_readout",
+    "count_time",
+    "countrate_correction_count_cutoff",
+    "frame_count_time",
+    "frame_time",
+    "frame_period",
+    "nframes_sum",
+)
+ENERGY_CHANGES = (
+    "element",
+    "flatfield",
+    "incident_energy",
+    "photon_energy",
+    "threshold/1/energy",
+    "threshold/1/flatfield",
+    "threshold/2/energy",
+    "threshold/2/flatfield",
+    "threshold_energy",
+    "wavelength",
+    "countrate_correction_count_cutoff",
+)
 GEOMETRY_CHANGES = ("beam_center_x", "beam_center_y", "detector_distance", "detector_translation")
 CHANGE_LISTS: dict[str, tuple[str, ...]] = {
-    "auto_summation": ("auto_summation", "bit_depth_image", "countrate_correction_count_cutoff", "frame_count_time",
-                       "frame_period", "nframes_sum"),
+    "auto_summation": (
+        "auto_summation",
+        "bit_depth_image",
+        "countrate_correction_count_cutoff",
+        "frame_count_time",
+        "frame_period",
+        "nframes_sum",
+    ),
     "count_time": TIME_CHANGES,
     "frame_time": TIME_CHANGES,
     "flatfield": ("flatfield", "threshold/1/flatfield"),
@@ -81,11 +120,20 @@ CHANGE_LISTS: dict[str, tuple[str, ...]] = {
     "photon_energy": ENERGY_CHANGES,
     "wavelength": ENERGY_CHANGES,
     "element": ENERGY_CHANGES,
-    "pixel_mask": ("pixel_mask", "threshold/1/pixel_mask", "number_of_excluded_pixels",
-                   "threshold/1/number_of_excluded_pixels"),
+    "pixel_mask": (
+        "pixel_mask",
+        "threshold/1/pixel_mask",
+        "number_of_excluded_pixels",
+        "threshold/1/number_of_excluded_pixels",
+    ),
     "roi_mode": (*TIME_CHANGES, "roi_mode", "x_pixels_in_detector", "y_pixels_in_detector"),
-    "threshold/1/energy": ("flatfield", "threshold/1/energy", "threshold/1/flatfield", "threshold/2/flatfield",
-                         "threshold_energy"),
+    "threshold/1/energy": (
+        "flatfield",
+        "threshold/1/energy",
+        "threshold/1/flatfield",
+        "threshold/2/flatfield",
+        "threshold_energy",
+    ),
     "threshold/2/energy": ("flatfield", "threshold/1/flatfield", "threshold/2/energy", "threshold/2/flatfield"),
     "threshold/1/mode": ("threshold/1/mode", "threshold/difference/mode"),
     "threshold/2/mode": ("threshold/2/mode", "threshold/difference/mode"),
@@ -94,8 +142,12 @@ CHANGE_LISTS: dict[str, tuple[str, ...]] = {
     "beam_center_y": ("beam_center_y", "detector_translation"),
     "detector_distance": ("detector_distance", "detector_translation"),
     "detector_translation": GEOMETRY_CHANGES,
-    "detector_orientation": ("detector_orientation", "detector_orientation_angle", "detector_orientation_axis",
-                             "detector_translation"),
+    "detector_orientation": (
+        "detector_orientation",
+        "detector_orientation_angle",
+        "detector_orientation_axis",
+        "detector_translation",
+    ),
     "detector_orientation_angle": ("detector_orientation", "detector_orientation_angle", "detector_translation"),
     "detector_orientation_axis": ("detector_orientation", "detector_orientation_axis", "detector_translation"),
 }
@@ -157,6 +209,7 @@ def follow_energies(det: Subsystem, reload: Callable[[], None]) -> None:
     """Call `reload` once after every write that sets the energies, a multi-key PUT included (spec §14: the
     flatfield depends on the photon and threshold energies and is recalculated when they change). If it
     raises, the whole write is undone (`Subsystem.after_write`)."""
+
     def after_write(sub: Subsystem, written: set[str]) -> None:
         # element "" (the value a numeric energy write leaves) does not move the energy
         moved = [k for k in written if k in CALIBRATION_ENERGY_KEYS and not (k == "element" and not sub["element"])]
@@ -181,8 +234,11 @@ def _detector_pixel_size(det: Subsystem) -> tuple[float, float]:
 def _translation(det: Subsystem) -> list[float]:
     fast, slow = _axes(det)
     px, py = _detector_pixel_size(det)
-    t = (np.array([0.0, 0.0, det["detector_distance"]]) - det["beam_center_x"] * px * fast
-         - det["beam_center_y"] * py * slow)
+    t = (
+        np.array([0.0, 0.0, det["detector_distance"]])
+        - det["beam_center_x"] * px * fast
+        - det["beam_center_y"] * py * slow
+    )
     return [float(v) + 0.0 for v in t]  # + 0.0 turns -0.0 into 0.0
 
 
@@ -211,8 +267,9 @@ def _check_orientation(value: list[float]) -> None:
     if len(value) != 6:
         raise InvalidValue("detector_orientation: expected 6 numbers (the first two columns of the rotation matrix)")
     fast, slow = np.asarray(value[:3]), np.asarray(value[3:])
-    if not (np.isclose(fast @ fast, 1, atol=1e-6) and np.isclose(slow @ slow, 1, atol=1e-6)
-            and abs(fast @ slow) < 1e-6):
+    if not (
+        np.isclose(fast @ fast, 1, atol=1e-6) and np.isclose(slow @ slow, 1, atol=1e-6) and abs(fast @ slow) < 1e-6
+    ):
         raise InvalidValue("detector_orientation: the two columns must be orthonormal vectors")
 
 
@@ -220,6 +277,7 @@ def _check_unit_vector(key: str) -> Callable[[list[float]], None]:
     def check(value: list[float]) -> None:
         if len(value) != 3 or not np.isclose(np.linalg.norm(value), 1.0, atol=1e-3):
             raise InvalidValue(f"{key}: expected a unit vector [x, y, z]")
+
     return check
 
 
@@ -265,16 +323,37 @@ def _timing_parameters(model: DetectorModel) -> list[Parameter]:
     fast = 1.0 / model.max_frame_rate
     ro = "r"
     return [
-        Parameter("count_time", "float", 1.0 - READOUT_TIME, unit="s", min=fast - READOUT_TIME, max=MAX_TIME,
-                  on_change=_on_count_time, limits=count_limits),
-        Parameter("frame_time", "float", 1.0, unit="s", min=fast, max=MAX_TIME, on_change=_on_frame_time,
-                  limits=frame_limits),
+        Parameter(
+            "count_time",
+            "float",
+            1.0 - READOUT_TIME,
+            unit="s",
+            min=fast - READOUT_TIME,
+            max=MAX_TIME,
+            on_change=_on_count_time,
+            limits=count_limits,
+        ),
+        Parameter(
+            "frame_time", "float", 1.0, unit="s", min=fast, max=MAX_TIME, on_change=_on_frame_time, limits=frame_limits
+        ),
         # auto-summation: the modules take each image as nframes_sum sub-frames (hardware/summation.py)
         Parameter("nframes_sum", "uint", 1, access_mode=ro, compute=lambda det: _summation(det, model).nframes_sum),
-        Parameter("frame_count_time", "float", 0.0, access_mode=ro, unit="s",
-                  compute=lambda det: _summation(det, model).frame_count_time),
-        Parameter("frame_period", "float", 0.0, access_mode=ro, unit="s",
-                  compute=lambda det: _summation(det, model).frame_period),
+        Parameter(
+            "frame_count_time",
+            "float",
+            0.0,
+            access_mode=ro,
+            unit="s",
+            compute=lambda det: _summation(det, model).frame_count_time,
+        ),
+        Parameter(
+            "frame_period",
+            "float",
+            0.0,
+            access_mode=ro,
+            unit="s",
+            compute=lambda det: _summation(det, model).frame_period,
+        ),
         Parameter("detector_readout_time", "float", READOUT_TIME, access_mode=ro, unit="s"),
         Parameter("nimages", "uint", 1, min=1, max=2_000_000_000),
         Parameter("ntrigger", "uint", 1, min=1, max=2_000_000_000),
@@ -282,8 +361,13 @@ def _timing_parameters(model: DetectorModel) -> list[Parameter]:
         Parameter("trigger_start_delay", "float", 0.0, unit="s", min=0.0, max=MAX_TIME),
         Parameter("bit_depth_readout", "uint", model.module.bit_depth_readout, access_mode=ro),
         Parameter("counting_mode", "string", "normal", allowed_values=["normal"]),
-        Parameter("roi_mode", "string", "disabled", allowed_values=["disabled", *model.roi_modes],
-                  on_change=lambda det, _k, _v: _on_roi(det, model)),
+        Parameter(
+            "roi_mode",
+            "string",
+            "disabled",
+            allowed_values=["disabled", *model.roi_modes],
+            on_change=lambda det, _k, _v: _on_roi(det, model),
+        ),
     ]
 
 
@@ -305,8 +389,16 @@ def _energy_parameters() -> list[Parameter]:
     params = [
         Parameter("photon_energy", "float", e0, unit="eV", min=low, max=high, on_change=_on_energy),
         Parameter("incident_energy", "float", e0, unit="eV", min=low, max=high, on_change=_on_energy),
-        Parameter("wavelength", "float", HC_EV_ANGSTROM / e0, unit="angstrom", min=HC_EV_ANGSTROM / high,
-                  max=HC_EV_ANGSTROM / low, listed=False, on_change=_on_energy),  # real DCUs leave it out of keys
+        Parameter(
+            "wavelength",
+            "float",
+            HC_EV_ANGSTROM / e0,
+            unit="angstrom",
+            min=HC_EV_ANGSTROM / high,
+            max=HC_EV_ANGSTROM / low,
+            listed=False,
+            on_change=_on_energy,
+        ),  # real DCUs leave it out of keys
         Parameter("element", "string", DEFAULT_ELEMENT, allowed_values=["", *KALPHA1_EV], on_change=_on_energy),
         Parameter("threshold/difference/mode", "string", "disabled", allowed_values=["disabled"]),
         Parameter("threshold/difference/lower_threshold", "uint", 1, access_mode="r"),
@@ -314,11 +406,21 @@ def _energy_parameters() -> list[Parameter]:
     ]
     for n, factor in THRESHOLD_FACTORS.items():
         params += [
-            Parameter(f"threshold/{n}/energy", "float", _clamp(factor * e0, THRESHOLD_RANGES[n]), unit="eV",
-                      min=THRESHOLD_RANGES[n][0], max=THRESHOLD_RANGES[n][1]),
+            Parameter(
+                f"threshold/{n}/energy",
+                "float",
+                _clamp(factor * e0, THRESHOLD_RANGES[n]),
+                unit="eV",
+                min=THRESHOLD_RANGES[n][0],
+                max=THRESHOLD_RANGES[n][1],
+            ),
             # the simulated modules have one counter: threshold 1 counts, a second threshold is not simulated
-            Parameter(f"threshold/{n}/mode", "string", "enabled" if n == 1 else "disabled",
-                      allowed_values=["enabled"] if n == 1 else ["disabled"]),
+            Parameter(
+                f"threshold/{n}/mode",
+                "string",
+                "enabled" if n == 1 else "disabled",
+                allowed_values=["enabled"] if n == 1 else ["disabled"],
+            ),
         ]
     return params
 
@@ -329,16 +431,35 @@ def _geometry_parameters(model: DetectorModel) -> list[Parameter]:
         Parameter("beam_center_x", "float", w / 2, unit="pixel", min=-1e6, max=1e6),
         Parameter("beam_center_y", "float", h / 2, unit="pixel", min=-1e6, max=1e6),
         Parameter("detector_distance", "float", 0.1, unit="m", min=0.0, max=1e3),
-        Parameter("detector_translation", "float[]", [0.0, 0.0, 0.0], unit="m", compute=_translation,
-                  check=_check_translation, on_change=_on_translation),
-        Parameter("detector_orientation", "float[]", DEFAULT_ORIENTATION, check=_check_orientation,
-                  on_change=_on_orientation),
-        Parameter("detector_orientation_angle", "float", 180.0, unit="degree", min=-360.0, max=360.0,
-                  on_change=_on_orientation_axis_angle),
-        Parameter("detector_orientation_axis", "float[]", [0.0, 0.0, 1.0],
-                  check=_check_unit_vector("detector_orientation_axis"), on_change=_on_orientation_axis_angle),
-        Parameter("transformation_order", "string[]", ["omega"],
-                  check=lambda v: _check_axes_names(v)),
+        Parameter(
+            "detector_translation",
+            "float[]",
+            [0.0, 0.0, 0.0],
+            unit="m",
+            compute=_translation,
+            check=_check_translation,
+            on_change=_on_translation,
+        ),
+        Parameter(
+            "detector_orientation", "float[]", DEFAULT_ORIENTATION, check=_check_orientation, on_change=_on_orientation
+        ),
+        Parameter(
+            "detector_orientation_angle",
+            "float",
+            180.0,
+            unit="degree",
+            min=-360.0,
+            max=360.0,
+            on_change=_on_orientation_axis_angle,
+        ),
+        Parameter(
+            "detector_orientation_axis",
+            "float[]",
+            [0.0, 0.0, 1.0],
+            check=_check_unit_vector("detector_orientation_axis"),
+            on_change=_on_orientation_axis_angle,
+        ),
+        Parameter("transformation_order", "string[]", ["omega"], check=lambda v: _check_axes_names(v)),
     ]
     for axis, vector in GONIOMETER_AXES.items():
         params += [
@@ -361,8 +482,18 @@ def _metadata_parameters(model: DetectorModel) -> list[Parameter]:
         Parameter("instrument_name", "string", ""),
         Parameter("sample_name", "string", ""),
         Parameter("source_name", "string", ""),
-        Parameter("flux_type", "string", "", allowed_values=["", "flux", "flux_area_integrated", "flux_time_integrated",
-                                                              "flux_area_and_time_integrated"]),
+        Parameter(
+            "flux_type",
+            "string",
+            "",
+            allowed_values=[
+                "",
+                "flux",
+                "flux_area_integrated",
+                "flux_time_integrated",
+                "flux_area_and_time_integrated",
+            ],
+        ),
         Parameter("flux_value", "float", 0.0, min=0.0, max=1e30),
         Parameter("total_flux", "float", 0.0, min=0.0, max=1e30),
         Parameter("incident_particle_type", "string", "photons", access_mode="r"),
@@ -392,32 +523,57 @@ def _excluded_pixels(det: Subsystem) -> int:
     return int(np.count_nonzero(mask)) if mask is not None else 0
 
 
-def _status_parameters(model: DetectorModel, controller: "AcquisitionController") -> list[StatusParameter]:
+def _status_parameters(model: DetectorModel, controller: AcquisitionController) -> list[StatusParameter]:
     return [
-        StatusParameter("state", "string", lambda: controller.state.value, allowed_values=STATE_VALUES,
-                        critical_values=["na", "error"]),
+        StatusParameter(
+            "state",
+            "string",
+            lambda: controller.state.value,
+            allowed_values=STATE_VALUES,
+            critical_values=["na", "error"],
+        ),
         StatusParameter("error", "string[]", lambda: list(controller.errors), listed=False),
         StatusParameter("time", "string", lambda: datetime.now().astimezone().isoformat(timespec="seconds")),
         StatusParameter("series_unique_id", "string", lambda: controller.series_unique_id),
-        StatusParameter("high_voltage/state", "string", controller.high_voltage_state,
-                        allowed_values=["NA", "OFF", "RAMPING", "READY"]),
+        StatusParameter(
+            "high_voltage/state",
+            "string",
+            controller.high_voltage_state,
+            allowed_values=["NA", "OFF", "RAMPING", "READY"],
+        ),
         # the simulated modules sit in a regulated enclosure: constant environment readings
-        StatusParameter("temperature", "float", lambda: controller.environment()[0], unit="degC",
-                        critical_limits=[15.0, 37.5]),
-        StatusParameter("humidity", "float", lambda: controller.environment()[1], unit="%",
-                        critical_limits=[0.0, 35.0]),
-        StatusParameter("board_000/th0_temp", "float", lambda: controller.environment()[0], unit="degC",
-                        critical_limits=[15.0, 37.5]),
-        StatusParameter("board_000/th0_humidity", "float", lambda: controller.environment()[1], unit="%",
-                        critical_limits=[0.0, 35.0]),
-        StatusParameter("builder/dcu_buffer_free", "float", controller.buffer_free_percent, unit="%",
-                        critical_limits=[2.0, None]),
-        *[StatusParameter(f"link_{i}", "string", (lambda i=i: controller.link_state(i)), allowed_values=["up", "down"])
-          for i in range(model.n_modules)],
+        StatusParameter(
+            "temperature", "float", lambda: controller.environment()[0], unit="degC", critical_limits=[15.0, 37.5]
+        ),
+        StatusParameter(
+            "humidity", "float", lambda: controller.environment()[1], unit="%", critical_limits=[0.0, 35.0]
+        ),
+        StatusParameter(
+            "board_000/th0_temp",
+            "float",
+            lambda: controller.environment()[0],
+            unit="degC",
+            critical_limits=[15.0, 37.5],
+        ),
+        StatusParameter(
+            "board_000/th0_humidity",
+            "float",
+            lambda: controller.environment()[1],
+            unit="%",
+            critical_limits=[0.0, 35.0],
+        ),
+        StatusParameter(
+            "builder/dcu_buffer_free", "float", controller.buffer_free_percent, unit="%", critical_limits=[2.0, None]
+        ),
+        *[
+            StatusParameter(
+                f"link_{i}", "string", (lambda i=i: controller.link_state(i)), allowed_values=["up", "down"]
+            )
+            for i in range(model.n_modules)
+        ],
         *_with_loss_health(daq_status_parameters(lambda: controller.datapath.assembler)),  # daq/params.py
         # opendcu: what became of the running (or last) series, control/outcome.py; JSON, so not listed
-        StatusParameter("series", "json", lambda: controller.summary(), listed=False,
-                        health=_series_health),
+        StatusParameter("series", "json", lambda: controller.summary(), listed=False, health=_series_health),
     ]
 
 
@@ -441,7 +597,7 @@ def _with_loss_health(params: list[StatusParameter]) -> list[StatusParameter]:
     return params
 
 
-def build_detector_subsystem(model: DetectorModel, controller: "AcquisitionController") -> Subsystem:
+def build_detector_subsystem(model: DetectorModel, controller: AcquisitionController) -> Subsystem:
     """The detector config/status keys and commands for `model`, bound to the acquisition controller."""
     det = Subsystem("detector")
     det.add(

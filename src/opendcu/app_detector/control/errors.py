@@ -3,8 +3,8 @@ the code that still imports it from here."""
 
 from opendcu.simplon.errors import (  # noqa: F401
     ControlError,
-    ParameterNotFound,
     InvalidValue,
-    WrongState,
+    ParameterNotFound,
     Timeout,
+    WrongState,
 )

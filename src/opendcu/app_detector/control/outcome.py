@@ -98,8 +98,15 @@ class InterfaceCounts:
     stream_dropped: int | None = None
 
 
-def summarize(series: Series, ledger: SeriesLedger, counters: DaqCounters, images_expected: int,
-              interfaces: InterfaceCounts, state: str, elapsed: float | None = None) -> dict[str, Any]:
+def summarize(
+    series: Series,
+    ledger: SeriesLedger,
+    counters: DaqCounters,
+    images_expected: int,
+    interfaces: InterfaceCounts,
+    state: str,
+    elapsed: float | None = None,
+) -> dict[str, Any]:
     """The series summary; `state` is running, done or aborted (then only the images sent count as expected)."""
     delivered = ledger.delivered if ledger.series_id == series.series_id else 0
     incomplete = ledger.incomplete if ledger.series_id == series.series_id else 0
@@ -156,9 +163,11 @@ def summarize(series: Series, ledger: SeriesLedger, counters: DaqCounters, image
 def summary_line(summary: dict[str, Any]) -> str:
     """One log line for a series."""
     s = summary
-    line = (f"series {s['series_id']} {s['state']}: {s['outcome']}; images {s['images_complete']} complete + "
-            f"{s['images_incomplete']} incomplete + {s['images_lost']} lost of {s['images_expected']}; packets "
-            f"{s['packets_received']}/{s['packets_expected']} (efficiency {s['efficiency']:.4f})")
+    line = (
+        f"series {s['series_id']} {s['state']}: {s['outcome']}; images {s['images_complete']} complete + "
+        f"{s['images_incomplete']} incomplete + {s['images_lost']} lost of {s['images_expected']}; packets "
+        f"{s['packets_received']}/{s['packets_expected']} (efficiency {s['efficiency']:.4f})"
+    )
     for name, counts in s["interfaces"].items():
         line += f"; {name} " + ", ".join(f"{k} {v}" for k, v in counts.items())
     if s["problems"]:

@@ -2,14 +2,14 @@
 the code that still imports it from here."""
 
 from opendcu.simplon.parameters import (  # noqa: F401
-    OnChange,
-    LISTABLE_TYPES,
     ARRAY_TYPES,
     DIFFERENCE_MODE_QUIRK,
-    check_type,
+    LISTABLE_TYPES,
+    Command,
+    Descriptor,
+    OnChange,
     Parameter,
     StatusParameter,
-    Descriptor,
-    Command,
     Subsystem,
+    check_type,
 )

@@ -56,18 +56,23 @@ def recover_interrupted(data_dir: Path, running: dict[str, Any] | None) -> str |
     present = 0
     while present < planned and paths.resolve_in(Path(data_dir), paths.data_name(prefix, present + 1)).is_file():
         present += 1
-    problem = (f"app-detector stopped during series {series_id}: {present} of {planned} data files were written, "
-               "the master links only those")
+    problem = (
+        f"app-detector stopped during series {series_id}: {present} of {planned} data files were written, "
+        "the master links only those"
+    )
     try:
         with h5py.File(master, "r+") as f:  # (the series itself is gone: not finalize_master's full end)
             data = f["/entry/data"]
             for i in range(present + 1, planned + 1):
                 if f"data_{i:06d}" in data:
                     del data[f"data_{i:06d}"]
-            add_contributions(f, {
-                f"{ROOT}/series_outcome/outcome": np.asarray(np.bytes_(b"failure")),
-                f"{ROOT}/series_outcome/problems": np.asarray(np.bytes_(problem.encode())),
-            })
+            add_contributions(
+                f,
+                {
+                    f"{ROOT}/series_outcome/outcome": np.asarray(np.bytes_(b"failure")),
+                    f"{ROOT}/series_outcome/problems": np.asarray(np.bytes_(problem.encode())),
+                },
+            )
     except (OSError, KeyError, ValueError) as exc:
         problem = f"series {series_id}: the master {master.name} could not be repaired: {exc}"
     log.warning("crash recovery: %s", problem)

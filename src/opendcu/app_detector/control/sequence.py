@@ -43,8 +43,11 @@ class SequenceStore:
         except FileNotFoundError:
             return 0
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning("sequence ids: %s is unreadable (%s); counting from 0, arm still refuses to overwrite files",
-                        self.path, exc)
+            log.warning(
+                "sequence ids: %s is unreadable (%s); counting from 0, arm still refuses to overwrite files",
+                self.path,
+                exc,
+            )
             return 0
 
     def record(self, sequence_id: int, running: dict[str, Any] | None = None) -> None:

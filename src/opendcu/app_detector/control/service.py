@@ -8,14 +8,15 @@ from typing import Any
 
 import grpc
 
-from opendcu.simplon.descriptors import SUPPORTED_VERSIONS, descriptor_to_proto
-from opendcu.simplon.errors import ControlError, InvalidValue, ParameterNotFound
-from opendcu.simplon.parameters import Subsystem
 from opendcu.proto import control_pb2 as pb
 from opendcu.proto import control_pb2_grpc
 from opendcu.proto.values import from_proto, to_proto
+from opendcu.simplon.descriptors import SUPPORTED_VERSIONS, descriptor_to_proto
+from opendcu.simplon.errors import ControlError, InvalidValue, ParameterNotFound
+from opendcu.simplon.parameters import Subsystem
 
 log = logging.getLogger(__name__)
+
 
 class ControlService(control_pb2_grpc.ControlServicer):
     """Routes each call to the subsystem named by its `module`."""

@@ -13,15 +13,24 @@ __all__ = ["AssembledFrame", "Daq", "DaqCounters", "FrameAssembler", "ModuleRece
 class Daq:
     """All module receivers of one detector plus the assembler they feed."""
 
-    def __init__(self, assembler: FrameAssembler, host: str = "127.0.0.1", socket_buffer: int = SOCKET_BUFFER,
-                 realtime: bool = True):
+    def __init__(
+        self,
+        assembler: FrameAssembler,
+        host: str = "127.0.0.1",
+        socket_buffer: int = SOCKET_BUFFER,
+        realtime: bool = True,
+    ):
         self.assembler = assembler
         n = assembler.model.n_modules
         cpus = sorted(os.sched_getaffinity(0))
         # with more CPUs than receivers, each receiver keeps one CPU (the last ones; the first stay for the rest)
         pinned = len(cpus) > n + 1
-        self.receivers = [ModuleReceiver(assembler, m, host, socket_buffer=socket_buffer, realtime=realtime,
-                                         cpu=cpus[-1 - m] if pinned else None) for m in range(n)]
+        self.receivers = [
+            ModuleReceiver(
+                assembler, m, host, socket_buffer=socket_buffer, realtime=realtime, cpu=cpus[-1 - m] if pinned else None
+            )
+            for m in range(n)
+        ]
         assembler.data_ports = [r.address[1] for r in self.receivers]
 
     def data_addresses(self) -> dict[int, tuple[str, int]]:

@@ -18,8 +18,8 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Callable
 
 import numpy as np
 
@@ -117,8 +117,21 @@ class FrameTable:
 
     def kernel_args(self) -> tuple:
         """The table's arrays in the order `kernels.receive` takes them."""
-        return (self.params, self.frame, self.slot, self.state, self.last_ns, self.bitmap, self.count,
-                self.share_done, self.cursor, self.flush_done, self.counters, self.active, self.events)
+        return (
+            self.params,
+            self.frame,
+            self.slot,
+            self.state,
+            self.last_ns,
+            self.bitmap,
+            self.count,
+            self.share_done,
+            self.cursor,
+            self.flush_done,
+            self.counters,
+            self.active,
+            self.events,
+        )
 
 
 MAX_WINDOW = 1024  # frames in flight at once (more raw slots than this serve the pipeline as buffer)
@@ -135,7 +148,7 @@ class FrameAssembler:
         self,
         model: DetectorModel,
         ring: SlotRing,
-        free_slots: "queue.Queue[int] | object",
+        free_slots: queue.Queue[int] | object,
         emit: Callable[[AssembledFrame], None],
         emit_many: Callable[[list[AssembledFrame]], None] | None = None,
     ):
@@ -179,8 +192,19 @@ class FrameAssembler:
         # compile (or load from numba's cache) the bookkeeping now, not under the lock at the first frame
         t = self.table
         self._settle(t, np.zeros(0, dtype=np.int64))
-        k.install(1, np.zeros(0, dtype=np.int64), t.frame, t.slot, t.state, t.last_ns, t.bitmap, t.count,
-                  t.share_done, t.closed, t.active)
+        k.install(
+            1,
+            np.zeros(0, dtype=np.int64),
+            t.frame,
+            t.slot,
+            t.state,
+            t.last_ns,
+            t.bitmap,
+            t.count,
+            t.share_done,
+            t.closed,
+            t.active,
+        )
         k.drain_events(t.events, t.drained)
 
     # -- the assembler thread: polls the receivers' event rings in batches ------------------------------------
@@ -221,7 +245,7 @@ class FrameAssembler:
             self._flush_outbox()
         return n > 0
 
-    def _poll_locked(self, table: "FrameTable") -> int:
+    def _poll_locked(self, table: FrameTable) -> int:
         n = k.drain_events(table.events, table.drained)
         if n:
             self._settle(table, table.drained[:n])
@@ -271,9 +295,16 @@ class FrameAssembler:
             self.table.params[k.P_ACTIVE] = 0  # normally finish() did this already
             self._release_stocked(self.table)
 
-    def start_series(self, series_id: int, nframes: int, payload_size: int, frame_time: float,
-                     nsubframes: int = 1, modules: tuple[int, ...] | None = None,
-                     timeout: float | None = None) -> None:
+    def start_series(
+        self,
+        series_id: int,
+        nframes: int,
+        payload_size: int,
+        frame_time: float,
+        nsubframes: int = 1,
+        modules: tuple[int, ...] | None = None,
+        timeout: float | None = None,
+    ) -> None:
         """Prepare for a series of `nframes` images of `nsubframes` sub-frames each (called at arm), read out
         from `modules` (indices of the model's modules; default all). The raw ring's partition must be the
         series' already (`release_slots` first if it changes). `timeout`: the share timeout (s; default a few
@@ -294,7 +325,12 @@ class FrameAssembler:
             table.active[:] = 0
             table.active[list(modules)] = 1
             p = table.params
-            p[k.P_SERIES], p[k.P_NFRAMES], p[k.P_NPACKETS], p[k.P_NSUB] = series_id, nframes, layout.npackets, nsubframes
+            p[k.P_SERIES], p[k.P_NFRAMES], p[k.P_NPACKETS], p[k.P_NSUB] = (
+                series_id,
+                nframes,
+                layout.npackets,
+                nsubframes,
+            )
             p[k.P_PPP], p[k.P_PACKET_BYTES] = layout.pixels_per_packet, layout.packet_bytes(0)
             p[k.P_LAST_BYTES], p[k.P_NPIX] = layout.packet_bytes(layout.npackets - 1), layout.npixels
             self._share_timeout = share_timeout(frame_time) if timeout is None else timeout
@@ -451,8 +487,20 @@ class FrameAssembler:
     def _settle(self, table: FrameTable, entries: np.ndarray) -> None:
         out = np.empty((entries.size, 4), dtype=np.int64)
         flush = -1 if self._flush_expected is None else self._flush_expected
-        n = k.settle(entries, table.closed, table.frame, table.slot, table.state, table.count, table.bitmap,
-                     table.active, table.params, self.ring.buffer, flush, out)
+        n = k.settle(
+            entries,
+            table.closed,
+            table.frame,
+            table.slot,
+            table.state,
+            table.count,
+            table.bitmap,
+            table.active,
+            table.params,
+            self.ring.buffer,
+            flush,
+            out,
+        )
         for frame_number, slot, received, decision in out[:n].tolist():
             if decision == k.HAND_ON:
                 self._hand_on(frame_number, slot, received)
@@ -465,8 +513,19 @@ class FrameAssembler:
         self._restock()
 
     def _install(self, table: FrameTable, slots: np.ndarray) -> None:
-        k.install(self._next_open, slots, table.frame, table.slot, table.state, table.last_ns, table.bitmap,
-                  table.count, table.share_done, table.closed, table.active)
+        k.install(
+            self._next_open,
+            slots,
+            table.frame,
+            table.slot,
+            table.state,
+            table.last_ns,
+            table.bitmap,
+            table.count,
+            table.share_done,
+            table.closed,
+            table.active,
+        )
         self._next_open += slots.size
 
     def _restock(self) -> None:

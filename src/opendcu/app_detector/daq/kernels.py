@@ -31,8 +31,25 @@ from opendcu.hardware.udp_io import MSG_WAITFORONE, fence, memcpy, monotonic_ns,
 from opendcu.hardware.udp_packet import HEADER_SIZE, HEADER_VERSION
 
 # table.params: per-series constants and the few values the assembler moves while the series runs
-(P_ACTIVE, P_SERIES, P_NFRAMES, P_NPACKETS, P_NSUB, P_PPP, P_PACKET_BYTES, P_LAST_BYTES, P_NPIX, P_WINDOW_BASE,
- P_TIMEOUT_NS, P_FLUSH_REQ, P_DET_TYPE, P_COUNTER, P_NMODULES, P_NREAD, NPARAMS) = range(17)
+(
+    P_ACTIVE,
+    P_SERIES,
+    P_NFRAMES,
+    P_NPACKETS,
+    P_NSUB,
+    P_PPP,
+    P_PACKET_BYTES,
+    P_LAST_BYTES,
+    P_NPIX,
+    P_WINDOW_BASE,
+    P_TIMEOUT_NS,
+    P_FLUSH_REQ,
+    P_DET_TYPE,
+    P_COUNTER,
+    P_NMODULES,
+    P_NREAD,
+    NPARAMS,
+) = range(17)
 # control: [epoch, stop]; receivers compare the epoch with their table's to notice a new series
 CTL_EPOCH, CTL_STOP = 0, 1
 # table.state values of an entry
@@ -90,8 +107,19 @@ def ring_room(events: np.ndarray, m: int) -> int:
 
 
 @numba.njit(nogil=True, cache=True)
-def _newer_frame(m: int, f: int, base: int, now: int, frame: np.ndarray, state: np.ndarray, last_ns: np.ndarray,
-                 share_done: np.ndarray, cursor: np.ndarray, events: np.ndarray, nev: int) -> int:
+def _newer_frame(
+    m: int,
+    f: int,
+    base: int,
+    now: int,
+    frame: np.ndarray,
+    state: np.ndarray,
+    last_ns: np.ndarray,
+    share_done: np.ndarray,
+    cursor: np.ndarray,
+    events: np.ndarray,
+    nev: int,
+) -> int:
     """Module m sent frame f: close its shares of frames <= f - REORDER_FRAMES (their packets will not come),
     and start the timeout of frame f - 1 even if no packet of it ever arrived.
 
@@ -114,8 +142,17 @@ def _newer_frame(m: int, f: int, base: int, now: int, frame: np.ndarray, state: 
 
 
 @numba.njit(nogil=True, cache=True)
-def _scan(m: int, now: int, params: np.ndarray, state: np.ndarray, last_ns: np.ndarray, share_done: np.ndarray,
-          flush_done: np.ndarray, events: np.ndarray, nev: int) -> int:
+def _scan(
+    m: int,
+    now: int,
+    params: np.ndarray,
+    state: np.ndarray,
+    last_ns: np.ndarray,
+    share_done: np.ndarray,
+    flush_done: np.ndarray,
+    events: np.ndarray,
+    nev: int,
+) -> int:
     """Close this module's shares of frames that timed out, or of every frame if a flush was requested."""
     flush = params[P_FLUSH_REQ] > flush_done[m]
     timeout = params[P_TIMEOUT_NS]
@@ -129,8 +166,17 @@ def _scan(m: int, now: int, params: np.ndarray, state: np.ndarray, last_ns: np.n
 
 
 @numba.njit(nogil=True, cache=True)
-def _wait_for(cond_frame: int, e: int, f: int, window: int, frame: np.ndarray, params: np.ndarray,
-              control: np.ndarray, epoch: int, scratch: np.ndarray) -> bool:
+def _wait_for(
+    cond_frame: int,
+    e: int,
+    f: int,
+    window: int,
+    frame: np.ndarray,
+    params: np.ndarray,
+    control: np.ndarray,
+    epoch: int,
+    scratch: np.ndarray,
+) -> bool:
     """Wait (sleeping POLL_NS at a time, at most WAIT_IN_LOOP_NS) until frame f is opened (`cond_frame` 1) or fits
     the window (0); False if it did not happen in time or the series changed."""
     waited = 0
@@ -148,12 +194,35 @@ def _wait_for(cond_frame: int, e: int, f: int, window: int, frame: np.ndarray, p
 
 
 @numba.njit(nogil=True, cache=True)
-def receive(fd: int, m: int, module_id: int, msgs: np.ndarray, lengths: np.ndarray, rbuf: np.ndarray,
-            names: np.ndarray, sources: np.ndarray, batch: np.ndarray, control: np.ndarray, epoch: int,
-            params: np.ndarray, frame: np.ndarray, slot: np.ndarray, state: np.ndarray, last_ns: np.ndarray,
-            bitmap: np.ndarray, count: np.ndarray, share_done: np.ndarray, cursor: np.ndarray,
-            flush_done: np.ndarray, counters: np.ndarray, active: np.ndarray, events: np.ndarray, slots: np.ndarray,
-            lut: np.ndarray, scratch: np.ndarray):
+def receive(
+    fd: int,
+    m: int,
+    module_id: int,
+    msgs: np.ndarray,
+    lengths: np.ndarray,
+    rbuf: np.ndarray,
+    names: np.ndarray,
+    sources: np.ndarray,
+    batch: np.ndarray,
+    control: np.ndarray,
+    epoch: int,
+    params: np.ndarray,
+    frame: np.ndarray,
+    slot: np.ndarray,
+    state: np.ndarray,
+    last_ns: np.ndarray,
+    bitmap: np.ndarray,
+    count: np.ndarray,
+    share_done: np.ndarray,
+    cursor: np.ndarray,
+    flush_done: np.ndarray,
+    counters: np.ndarray,
+    active: np.ndarray,
+    events: np.ndarray,
+    slots: np.ndarray,
+    lut: np.ndarray,
+    scratch: np.ndarray,
+):
     """Receive and place packets of module index `m` (whose packets carry `module_id`) until there is something
     for Python to do (see the module docstring).
 
@@ -205,8 +274,7 @@ def receive(fd: int, m: int, module_id: int, msgs: np.ndarray, lengths: np.ndarr
         if length < HEADER_SIZE or b[47] != HEADER_VERSION:
             counters[m, C_MALFORMED] += 1
             continue
-        if _u16(b, 32) != module_id or b[46] != params[P_DET_TYPE] or _u64(b, 16) != params[P_SERIES] \
-                or active[m] == 0:
+        if _u16(b, 32) != module_id or b[46] != params[P_DET_TYPE] or _u64(b, 16) != params[P_SERIES] or active[m] == 0:
             counters[m, C_FOREIGN] += 1
             continue
         if params[P_ACTIVE] == 0:  # the series' own packet, still in the socket when it ended (abort): late
@@ -270,8 +338,7 @@ def receive(fd: int, m: int, module_id: int, msgs: np.ndarray, lengths: np.ndarr
 
 
 @numba.njit(nogil=True, cache=True)
-def flag_missing(raw: np.ndarray, received: np.ndarray, active: np.ndarray, npackets: int, ppp: int,
-                 npix: int) -> int:
+def flag_missing(raw: np.ndarray, received: np.ndarray, active: np.ndarray, npackets: int, ppp: int, npix: int) -> int:
     """Set the pixels of every packet not received from a module read out to SATURATED (the error value);
     returns their number.
 
@@ -297,9 +364,20 @@ HAND_ON, RELEASE, NO_SLOT = 0, 1, 2
 
 
 @numba.njit(nogil=True, cache=True)
-def settle(entries: np.ndarray, closed: np.ndarray, frame: np.ndarray, slot: np.ndarray, state: np.ndarray,
-           count: np.ndarray, bitmap: np.ndarray, active: np.ndarray, params: np.ndarray, slots: np.ndarray,
-           flush_expected: int, out: np.ndarray) -> int:
+def settle(
+    entries: np.ndarray,
+    closed: np.ndarray,
+    frame: np.ndarray,
+    slot: np.ndarray,
+    state: np.ndarray,
+    count: np.ndarray,
+    bitmap: np.ndarray,
+    active: np.ndarray,
+    params: np.ndarray,
+    slots: np.ndarray,
+    flush_expected: int,
+    out: np.ndarray,
+) -> int:
     """Count closed shares of `entries`; settle every frame whose modules all closed their share.
 
     A frame is handed on (its lost packets' pixels flagged), or released (nothing arrived and, during a flush,
@@ -348,9 +426,19 @@ def advance_base(frame: np.ndarray, state: np.ndarray, params: np.ndarray) -> in
 
 
 @numba.njit(nogil=True, cache=True)
-def install(first_frame: int, new_slots: np.ndarray, frame: np.ndarray, slot: np.ndarray, state: np.ndarray,
-            last_ns: np.ndarray, bitmap: np.ndarray, count: np.ndarray, share_done: np.ndarray,
-            closed: np.ndarray, active: np.ndarray) -> None:
+def install(
+    first_frame: int,
+    new_slots: np.ndarray,
+    frame: np.ndarray,
+    slot: np.ndarray,
+    state: np.ndarray,
+    last_ns: np.ndarray,
+    bitmap: np.ndarray,
+    count: np.ndarray,
+    share_done: np.ndarray,
+    closed: np.ndarray,
+    active: np.ndarray,
+) -> None:
     """Open frames first_frame, first_frame + 1, ... with `new_slots` (-1: no slot, frame DROPPED); the shares
     of modules not read out are closed from the start."""
     window = frame.shape[0]

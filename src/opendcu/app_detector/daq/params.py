@@ -6,7 +6,8 @@ counted and dropped. The efficiency of each single image travels with the image 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from opendcu.app_detector.control.parameters import StatusParameter
 from opendcu.app_detector.daq.assembler import FrameAssembler
@@ -41,7 +42,9 @@ def daq_status_parameters(assembler: Callable[[], FrameAssembler]) -> list[Statu
     # raw frame slots of the running (or last) series: the raw buffer is partitioned per series (nframes_sum)
     params.append(StatusParameter("daq/raw_slots", "uint", lambda: assembler().ring.n_slots))
     # where module 0's data packets must go (the DAQ accepts them only from the module's own source)
-    params.append(StatusParameter("daq/data_port", "uint", lambda: assembler().data_ports[0] if assembler().data_ports else 0))
+    params.append(
+        StatusParameter("daq/data_port", "uint", lambda: assembler().data_ports[0] if assembler().data_ports else 0)
+    )
     # images the DAQ assembled that the pipeline could not produce (each is missing in every interface)
     params.append(StatusParameter("daq/images_lost_in_pipeline", "uint", lambda: assembler().lost_in_pipeline()))
     return params

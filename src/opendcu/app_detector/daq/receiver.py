@@ -26,8 +26,16 @@ DATAGRAM_STRIDE = -(-(HEADER_SIZE + MAX_PAYLOAD + 64) // 64) * 64
 class ModuleReceiver:
     """Receives the data packets of module `index` of the assembler's detector on its own UDP port."""
 
-    def __init__(self, assembler: FrameAssembler, index: int, host: str = "127.0.0.1", port: int = 0,
-                 socket_buffer: int = SOCKET_BUFFER, realtime: bool = True, cpu: int | None = None):
+    def __init__(
+        self,
+        assembler: FrameAssembler,
+        index: int,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        socket_buffer: int = SOCKET_BUFFER,
+        realtime: bool = True,
+        cpu: int | None = None,
+    ):
         self.assembler = assembler
         self.index = index
         self.module_id = assembler.model.physical_module(index)
@@ -86,9 +94,21 @@ class ModuleReceiver:
             # the ring's view after the table: a series' table is published after the ring was partitioned for it
             ring = asm.ring.buffer
             code, _nev, frame = k.receive(
-                fd, self.index, self.module_id, self._msgs.headers, self._msgs.lengths, self.buffer, self._names,
-                table.sources[self.index], self._batch, asm.control, table.epoch, *table.kernel_args(), ring,
-                FLOAT8_DECODE, self._scratch,
+                fd,
+                self.index,
+                self.module_id,
+                self._msgs.headers,
+                self._msgs.lengths,
+                self.buffer,
+                self._names,
+                table.sources[self.index],
+                self._batch,
+                asm.control,
+                table.epoch,
+                *table.kernel_args(),
+                ring,
+                FLOAT8_DECODE,
+                self._scratch,
             )
             self.running.set()
             if code == k.RET_WAIT:  # a window ahead of the oldest frame in flight

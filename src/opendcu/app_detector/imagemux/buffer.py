@@ -14,7 +14,8 @@ import enum
 import threading
 import time
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class Policy(enum.Enum):

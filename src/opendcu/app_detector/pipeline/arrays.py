@@ -48,7 +48,7 @@ class PipelineArrays:
         return ring
 
     @classmethod
-    def attach(cls, name: str, shape: tuple[int, int]) -> "PipelineArrays":
+    def attach(cls, name: str, shape: tuple[int, int]) -> PipelineArrays:
         """Copy the arrays out of a block made by `publish` (in a worker process)."""
         n = shape[0] * shape[1]
         ring = SlotRing.attach((name, 1, n * 8))

@@ -112,8 +112,15 @@ def e3m5_code(count):
     than a gather from the codec's table): exponent e = number of octaves from 32 up, mantissa = the 5 bits below
     the leading one."""
     n = min(np.int64(count), FLOAT8_MAX)
-    e = (np.int64(n >= 32) + np.int64(n >= 64) + np.int64(n >= 128) + np.int64(n >= 256) + np.int64(n >= 512)
-         + np.int64(n >= 1024) + np.int64(n >= 2048))
+    e = (
+        np.int64(n >= 32)
+        + np.int64(n >= 64)
+        + np.int64(n >= 128)
+        + np.int64(n >= 256)
+        + np.int64(n >= 512)
+        + np.int64(n >= 1024)
+        + np.int64(n >= 2048)
+    )
     code = n if e == 0 else e * 32 + (n >> max(e - 1, 0)) - 32
     return 255 if n >= FLOAT8_MAX else code
 
@@ -182,16 +189,42 @@ def _emit_direct(src, gain, flatfield, max_valid, error_value, mode, dst):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _direct_row(raw_row, gain_row, lut, identity_limit, col_runs, col_splits, col_src, interpolate, pairs, pair_t,
-                val, flatfield, max_valid, error_value, mode, out_row):
+def _direct_row(
+    raw_row,
+    gain_row,
+    lut,
+    identity_limit,
+    col_runs,
+    col_splits,
+    col_src,
+    interpolate,
+    pairs,
+    pair_t,
+    val,
+    flatfield,
+    max_valid,
+    error_value,
+    mode,
+    out_row,
+):
     """One sub-frame row without split rows: the contiguous runs go straight from the raw row to the output,
     as if the count-rate table were the identity; the few values at or above its identity limit (large counts,
     the error value 0xFFFF) are then redone through the table. Double pixels always pass through `val`."""
     top = 0
     for k in range(col_runs.shape[0]):
         v0, r0, n = col_runs[k, 0], col_runs[k, 1], col_runs[k, 2]
-        top = max(top, _emit_direct(raw_row[r0 : r0 + n], gain_row[v0 : v0 + n], flatfield, max_valid, error_value,
-                                    mode, out_row[v0 : v0 + n]))
+        top = max(
+            top,
+            _emit_direct(
+                raw_row[r0 : r0 + n],
+                gain_row[v0 : v0 + n],
+                flatfield,
+                max_valid,
+                error_value,
+                mode,
+                out_row[v0 : v0 + n],
+            ),
+        )
     if top >= identity_limit:
         for k in range(col_runs.shape[0]):
             v0, r0, n = col_runs[k, 0], col_runs[k, 1], col_runs[k, 2]
@@ -213,8 +246,22 @@ def _direct_row(raw_row, gain_row, lut, identity_limit, col_runs, col_splits, co
 
 
 @njit(cache=True, nogil=True)
-def correct_frame(raw, geometry, lut, identity_limit, interpolate, gain, flatfield, mask_rows, mask_cols,
-                  masked_value, max_valid, error_value, mode, out):
+def correct_frame(
+    raw,
+    geometry,
+    lut,
+    identity_limit,
+    interpolate,
+    gain,
+    flatfield,
+    mask_rows,
+    mask_cols,
+    masked_value,
+    max_valid,
+    error_value,
+    mode,
+    out,
+):
     """Every correction of one frame, fused. `raw`: uint16 [nsub, n_modules, rows, cols]; `out`: the image
     (uint8/16/32, gaps pre-filled) or, for EMIT_STAGING, the uint32 staging image."""
     modules, origins, col_runs, col_splits, col_src, col_part, row_src, row_part, pairs, pair_t = geometry
@@ -231,8 +278,24 @@ def correct_frame(raw, geometry, lut, identity_limit, interpolate, gain, flatfie
             out_row = out[row, c0 : c0 + width]
             gain_row = gain[row, c0 : c0 + width]
             if nsub == 1 and rp == 0:
-                _direct_row(raw[0, module, rs], gain_row, lut, identity_limit, col_runs, col_splits, col_src,
-                            interpolate, pairs, pair_t, val, flatfield, max_valid, error_value, mode, out_row)
+                _direct_row(
+                    raw[0, module, rs],
+                    gain_row,
+                    lut,
+                    identity_limit,
+                    col_runs,
+                    col_splits,
+                    col_src,
+                    interpolate,
+                    pairs,
+                    pair_t,
+                    val,
+                    flatfield,
+                    max_valid,
+                    error_value,
+                    mode,
+                    out_row,
+                )
             else:
                 for sub in range(nsub):
                     if rp == 0:

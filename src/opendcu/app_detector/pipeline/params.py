@@ -93,15 +93,20 @@ def image_processing_parameters(model: DetectorModel) -> list[Parameter]:
         return bit_depth(det.values, det["nframes_sum"])
 
     def cutoff(det: Subsystem) -> int:
-        return saturation(pixel_cutoff(det, counter(det)), depth(det), det["binning_2x2_applied"],
-                          det["float8_encoding_applied"])
+        return saturation(
+            pixel_cutoff(det, counter(det)), depth(det), det["binning_2x2_applied"], det["float8_encoding_applied"]
+        )
 
     def on_binning(det: Subsystem, _key: str, binning: bool) -> list[str]:
         # the delivered images have half the pixels of twice the size; the ROI (roi_mode) is already applied
         factor = 2 if binning else 1
         roi_h, roi_w = DetectorLayout(model, det["roi_mode"]).shape
-        det.values.update(x_pixels_in_detector=roi_w // factor, y_pixels_in_detector=roi_h // factor,
-                          x_pixel_size=model.module.pixel_size_m * factor, y_pixel_size=model.module.pixel_size_m * factor)
+        det.values.update(
+            x_pixels_in_detector=roi_w // factor,
+            y_pixels_in_detector=roi_h // factor,
+            x_pixel_size=model.module.pixel_size_m * factor,
+            y_pixel_size=model.module.pixel_size_m * factor,
+        )
         return ["x_pixels_in_detector", "y_pixels_in_detector", "x_pixel_size", "y_pixel_size"]
 
     derived = ("bit_depth_image", "countrate_correction_count_cutoff")
@@ -113,12 +118,17 @@ def image_processing_parameters(model: DetectorModel) -> list[Parameter]:
         Parameter("countrate_correction_applied", "bool", True, affects=derived),
         Parameter("countrate_correction_count_cutoff", "uint", 0, access_mode=ro, unit="counts", compute=cutoff),
         # the dead-time model is that of a continuous source (no bunch structure)
-        Parameter("countrate_correction_bunch_mode", "string", "continuous", access_mode=ro,
-                  allowed_values=["continuous"]),
-        Parameter("countrate_correction_table", "float[][]", np.zeros((2, 1), np.float32), access_mode=ro,
-                  compute=lambda det: _correction(counter(det), float(det["frame_count_time"]))[1]),
-        Parameter("countrate_correction_dead_time", "float", nominal.dead_time, access_mode=ro, unit="s",
-                  listed=False),
+        Parameter(
+            "countrate_correction_bunch_mode", "string", "continuous", access_mode=ro, allowed_values=["continuous"]
+        ),
+        Parameter(
+            "countrate_correction_table",
+            "float[][]",
+            np.zeros((2, 1), np.float32),
+            access_mode=ro,
+            compute=lambda det: _correction(counter(det), float(det["frame_count_time"]))[1],
+        ),
+        Parameter("countrate_correction_dead_time", "float", nominal.dead_time, access_mode=ro, unit="s", listed=False),
         Parameter("virtual_pixel_correction_applied", "bool", False),
         Parameter("flatfield_correction_applied", "bool", True),
         Parameter("flatfield", "float[][]", np.ones((h, w), np.float32), shape=lambda: (h, w), check=_check_flatfield),
@@ -170,8 +180,9 @@ def series_arrays(det: Subsystem, settings: SeriesSettings) -> dict[str, np.ndar
 
 def saturation_value(settings: SeriesSettings) -> int:
     """The largest valid count of an image of the series (stream V2 / NXmx `saturation_value`)."""
-    return saturation(settings.count_cutoff, settings.bit_depth_image, settings.binning_2x2_applied,
-                      settings.float8_encoding_applied)
+    return saturation(
+        settings.count_cutoff, settings.bit_depth_image, settings.binning_2x2_applied, settings.float8_encoding_applied
+    )
 
 
 def apply_calibration(det: Subsystem, calibration: Any) -> None:

@@ -20,8 +20,9 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from opendcu.app_detector.daq.assembler import AssembledFrame
 from opendcu.app_detector.os_threads import start_named
@@ -98,8 +99,16 @@ class PipelinePool:
         task_reader, task_writer = self._ctx.Pipe(duplex=False)
         result_reader, result_writer = self._ctx.Pipe(duplex=False)
         settings = self._ctx.Queue()
-        spec = WorkerSpec(index, self._detector, self._raw_ring.spec(), self._out_ring.spec(), task_reader, settings,
-                          result_writer, self._ready)
+        spec = WorkerSpec(
+            index,
+            self._detector,
+            self._raw_ring.spec(),
+            self._out_ring.spec(),
+            task_reader,
+            settings,
+            result_writer,
+            self._ready,
+        )
         process = self._ctx.Process(target=worker_main, args=(spec,), name=f"pipeline-worker{index}", daemon=True)
         worker = _Worker(index, process, task_writer, result_reader, settings)
         worker._ends = (task_reader, result_writer)  # type: ignore[attr-defined]  # closed here once started
@@ -192,7 +201,7 @@ class PipelinePool:
                     break
             with self._work:
                 batch = [(self._pending.popleft(), slot) for slot in slots[: len(self._pending)]]
-            for slot in slots[len(batch):]:
+            for slot in slots[len(batch) :]:
                 self._out_free.put(slot)
             if batch:
                 self._send(batch)
@@ -315,8 +324,13 @@ class PipelinePool:
                     self._pending.extendleft(reversed(resend))
                     self._work.notify()
             return
-        log.error("pipeline worker %d (pid %s) died (exit code %s): replaced; %d frames it held go to the "
-                  "other workers", worker.index, worker.process.pid, code, len(resend))
+        log.error(
+            "pipeline worker %d (pid %s) died (exit code %s): replaced; %d frames it held go to the other workers",
+            worker.index,
+            worker.process.pid,
+            code,
+            len(resend),
+        )
         self._start_process(replacement)
         if settings is not None:
             replacement.settings.put(settings)

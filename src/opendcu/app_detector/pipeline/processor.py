@@ -32,11 +32,16 @@ def placement_tables(layout: DetectorLayout) -> tuple[np.ndarray, ...]:
     origins = np.array([[s.start for s in layout.module_slices(m)] for m in layout.modules], dtype=np.int64)
     pairs = layout.column_pairs
     tables = (
-        np.array(layout.modules, dtype=np.int64), origins.reshape(-1, 2),
-        layout.col_map.whole_runs(), layout.col_map.split_pixels(),
-        layout.col_map.src.astype(np.int64), layout.col_map.part.astype(np.int64),
-        layout.row_map.src.astype(np.int64), layout.row_map.part.astype(np.int64),
-        pairs.table, pairs.t,
+        np.array(layout.modules, dtype=np.int64),
+        origins.reshape(-1, 2),
+        layout.col_map.whole_runs(),
+        layout.col_map.split_pixels(),
+        layout.col_map.src.astype(np.int64),
+        layout.col_map.part.astype(np.int64),
+        layout.row_map.src.astype(np.int64),
+        layout.row_map.part.astype(np.int64),
+        pairs.table,
+        pairs.t,
     )
     return tuple(np.ascontiguousarray(t) for t in tables)
 
@@ -103,15 +108,32 @@ class ImageProcessor:
         if self.staging is None:
             target, mode, error_value, masked_value = self.image, self.mode, self.error_value, self.masked_value
         else:
-            target, mode, error_value, masked_value = self.staging, kernels.EMIT_STAGING, kernels.SATURATED, kernels.MASKED
+            target, mode, error_value, masked_value = (
+                self.staging,
+                kernels.EMIT_STAGING,
+                kernels.SATURATED,
+                kernels.MASKED,
+            )
         kernels.correct_frame(
-            raw, self.geometry, self.lut, self.identity_limit, s.virtual_pixel_correction_applied,
-            self.flatfield, s.flatfield_correction_applied, self.mask_rows, self.mask_cols,
-            int(masked_value), float(self.pixel_max), int(error_value), mode, target,
+            raw,
+            self.geometry,
+            self.lut,
+            self.identity_limit,
+            s.virtual_pixel_correction_applied,
+            self.flatfield,
+            s.flatfield_correction_applied,
+            self.mask_rows,
+            self.mask_cols,
+            int(masked_value),
+            float(self.pixel_max),
+            int(error_value),
+            mode,
+            target,
         )
         if self.staging is not None:
-            kernels.bin_and_emit(self.staging, float(self.image_max), self.error_value, self.masked_value, self.mode,
-                                 self.image)
+            kernels.bin_and_emit(
+                self.staging, float(self.image_max), self.error_value, self.masked_value, self.mode, self.image
+            )
         return self.image
 
 
@@ -126,7 +148,9 @@ def warm_up(detector: str = "eiger2-500k") -> None:
     model = get_model(detector)
     base = SeriesSettings(0, detector, 1, 16, "bslz4", True, False, flatfield_correction_applied=True)
     variants = [
-        {}, {"bit_depth_image": 32, "nframes_sum": 2}, {"bit_depth_image": 8, "float8_encoding_applied": True},
+        {},
+        {"bit_depth_image": 32, "nframes_sum": 2},
+        {"bit_depth_image": 8, "float8_encoding_applied": True},
         {"bit_depth_image": 32, "binning_2x2_applied": True},
         {"bit_depth_image": 8, "binning_2x2_applied": True, "float8_encoding_applied": True},
     ]

@@ -83,8 +83,9 @@ class SeriesWorker:
         self.codec: ImageCodec = get_codec(settings.compression)
 
 
-def series_for(task: AssembledFrame, current: SeriesWorker | None, spec: WorkerSpec,
-               raw_ring: SlotRing) -> SeriesWorker | None:
+def series_for(
+    task: AssembledFrame, current: SeriesWorker | None, spec: WorkerSpec, raw_ring: SlotRing
+) -> SeriesWorker | None:
     """The series the task belongs to: the current one, or the next settings from the pool, which sends them at
     arm, before any frame of their series (series ids restart after initialize, so only equality counts).
     Switching to a series views the raw ring as that series' slots (the DataPath re-partitioned it at arm,
@@ -154,8 +155,9 @@ def serve(spec: WorkerSpec, raw_ring: SlotRing, out_ring: SlotRing, stop) -> Non
         spec.results.send(BatchDone(batch[0][0].series_id, frames, images))
 
 
-def process_one(current: "SeriesWorker", task: AssembledFrame, model, raw_ring: SlotRing, out_ring: SlotRing,
-                out_slot: int) -> ProcessedImage | None:
+def process_one(
+    current: SeriesWorker, task: AssembledFrame, model, raw_ring: SlotRing, out_ring: SlotRing, out_slot: int
+) -> ProcessedImage | None:
     """Correct and compress one raw frame into `out_slot`. None if it failed."""
     raw_shape = (task.nsubframes, model.n_modules, *model.module.raw_shape)
     try:
@@ -165,8 +167,9 @@ def process_one(current: "SeriesWorker", task: AssembledFrame, model, raw_ring: 
         log.exception("frame %d of series %d could not be processed", task.frame_number, task.series_id)
         return None
     out_ring.bytes(out_slot, payload.size)[:] = payload
-    return ProcessedImage(task.series_id, task.frame_number, out_slot, payload.size, task.packets_expected,
-                          task.packets_received)
+    return ProcessedImage(
+        task.series_id, task.frame_number, out_slot, payload.size, task.packets_expected, task.packets_received
+    )
 
 
 def drain(q: Any) -> None:

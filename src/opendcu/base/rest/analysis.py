@@ -83,19 +83,26 @@ async def _answer(version: str, call) -> Response:
 @router.get("/analysis/api/{version}/results", tags=["analysis"], summary="Analysis results of a series")
 async def get_results(version: str, request: Request) -> Response:
     async def call() -> Response:
-        query = pb.ResultsRequest(series_id=_uint(request, "series", 0), start=_uint(request, "start", 0),
-                                  limit=min(_uint(request, "limit", 1000), 100_000),
-                                  spots=_flag(request.query_params.get("spots")),
-                                  profile=_flag(request.query_params.get("profile")))
+        query = pb.ResultsRequest(
+            series_id=_uint(request, "series", 0),
+            start=_uint(request, "start", 0),
+            limit=min(_uint(request, "limit", 1000), 100_000),
+            spots=_flag(request.query_params.get("spots")),
+            profile=_flag(request.query_params.get("profile")),
+        )
         reply = await (await _stub(request)).GetResults(query)
-        return json_response({"summary": summary_to_json(reply.summary),
-                              "results": [result_to_json(r) for r in reply.results]})
+        return json_response(
+            {"summary": summary_to_json(reply.summary), "results": [result_to_json(r) for r in reply.results]}
+        )
 
     return await _answer(version, call)
 
 
-@router.get("/analysis/api/{version}/results/{image_id}", tags=["analysis"],
-            summary="One analysed image: scores, spots, radial profile")
+@router.get(
+    "/analysis/api/{version}/results/{image_id}",
+    tags=["analysis"],
+    summary="One analysed image: scores, spots, radial profile",
+)
 async def get_result(version: str, image_id: str, request: Request) -> Response:
     async def call() -> Response:
         if not image_id.isdigit():
@@ -127,8 +134,11 @@ async def get_events(version: str, request: Request) -> Response:
         stub = await _stub(request)
     except AppUnavailable:
         return _unavailable()
-    call = stub.Watch(pb.WatchRequest(spots=_flag(request.query_params.get("spots")),
-                                      profile=_flag(request.query_params.get("profile"))))
+    call = stub.Watch(
+        pb.WatchRequest(
+            spots=_flag(request.query_params.get("spots")), profile=_flag(request.query_params.get("profile"))
+        )
+    )
 
     async def events():
         reader = call.__aiter__()
@@ -146,7 +156,7 @@ async def get_events(version: str, request: Request) -> Response:
                 try:
                     event = pending.result()
                 except (StopAsyncIteration, grpc.aio.AioRpcError):
-                    yield "event: error\ndata: {\"error\": \"detector application went away\"}\n\n"
+                    yield 'event: error\ndata: {"error": "detector application went away"}\n\n'
                     return
                 pending = None
                 kind = event.WhichOneof("event")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Callable
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -30,8 +30,14 @@ PUT takes `{"value": x}` and answers the list of changed keys; errors are short 
 """
 
 
-def create_app(detector_address: str, data_dir: Path, restart: Callable[[], None] | None = None,
-               calibration_address: str | None = None, auth_token: str = "", manager=None) -> FastAPI:
+def create_app(
+    detector_address: str,
+    data_dir: Path,
+    restart: Callable[[], None] | None = None,
+    calibration_address: str | None = None,
+    auth_token: str = "",
+    manager=None,
+) -> FastAPI:
     """A FastAPI app that forwards SIMPLON calls to app-detector at `detector_address` (a gRPC target) and,
     for the `calibration` module, to app-calibration at `calibration_address`.
 
@@ -48,8 +54,15 @@ def create_app(detector_address: str, data_dir: Path, restart: Callable[[], None
         for c in clients:
             await c.close()
 
-    app = FastAPI(title="opendcu SIMPLON API", version=__version__, description=DESCRIPTION, lifespan=lifespan,
-                  redirect_slashes=False, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="opendcu SIMPLON API",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        redirect_slashes=False,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.openapi_version = "3.0.3"  # the bundled Swagger UI (4.x) renders OpenAPI 3.0
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     if auth_token:
@@ -77,10 +90,13 @@ def _add_docs(app: FastAPI) -> None:
     app.mount("/docs/static", StaticFiles(directory=swagger_ui_path), name="docs-static")
 
     async def docs() -> Response:
-        return get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title} - docs",
-                                   swagger_js_url="/docs/static/swagger-ui-bundle.js",
-                                   swagger_css_url="/docs/static/swagger-ui.css",
-                                   swagger_favicon_url="/docs/static/favicon-32x32.png")
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - docs",
+            swagger_js_url="/docs/static/swagger-ui-bundle.js",
+            swagger_css_url="/docs/static/swagger-ui.css",
+            swagger_favicon_url="/docs/static/favicon-32x32.png",
+        )
 
     for path in ("/docs", "/docs/"):
         app.add_api_route(path, docs, methods=["GET"], include_in_schema=False)
@@ -127,14 +143,27 @@ def _describe_real_answers(app: FastAPI) -> None:
 
 def _put_body(path: str) -> dict:
     if path.endswith("/config"):
-        return {"required": True, "content": {"application/json": {"schema": {
-            "type": "object", "minProperties": 1, "additionalProperties": _VALUE_BODY}}}}
+        return {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object", "minProperties": 1, "additionalProperties": _VALUE_BODY}
+                }
+            },
+        }
     if "/config/" in path:
-        return {"required": True, "content": {"application/json": {"schema": _VALUE_BODY},
-                                              "image/tiff": {"schema": {"type": "string", "format": "binary"}}}}
+        return {
+            "required": True,
+            "content": {
+                "application/json": {"schema": _VALUE_BODY},
+                "image/tiff": {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
     if "/command/" in path:
-        return {"required": False, "content": {"application/json": {"schema": {
-            "type": "object", "properties": {"value": {}}}}}}
+        return {
+            "required": False,
+            "content": {"application/json": {"schema": {"type": "object", "properties": {"value": {}}}}},
+        }
     return {"required": False, "content": {"application/json": {"schema": _VALUE_BODY}}}
 
 

@@ -56,7 +56,15 @@ class TokenAuth:
             await self.app(scope, receive, send)
             return
         body = b"authentication required: send the DCU's token (Authorization: Bearer, or as basic-auth password)"
-        await send({"type": "http.response.start", "status": 401,
-                    "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode()),
-                                (b"www-authenticate", REALM)]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"text/plain"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", REALM),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

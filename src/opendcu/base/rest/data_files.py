@@ -7,8 +7,8 @@ from pathlib import Path
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse
 
-from opendcu.simplon.paths import NAME_MAX, UnsafePath, resolve_in
 from opendcu.base.rest.responses import text_error
+from opendcu.simplon.paths import NAME_MAX, UnsafePath, resolve_in
 
 router = APIRouter()
 

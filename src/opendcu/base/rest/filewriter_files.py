@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from opendcu.simplon.paths import list_data_files
 from opendcu.base.rest.responses import json_response, text_error
 from opendcu.base.rest.simplon import API_VERSIONS
+from opendcu.simplon.paths import list_data_files
 
 router = APIRouter()
 

@@ -63,13 +63,19 @@ class BodyLimit:
                 await _answer(send, 413, self._message(received))
 
     def _message(self, size: int) -> bytes:
-        return (f"the request body ({size} bytes or more) is larger than the {self.limit} bytes this DCU accepts"
-                .encode())
+        return (
+            f"the request body ({size} bytes or more) is larger than the {self.limit} bytes this DCU accepts".encode()
+        )
 
 
 async def _answer(send: Any, status: int, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

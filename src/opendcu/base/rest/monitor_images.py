@@ -92,5 +92,6 @@ async def image_by_id(version: str, series_id: str, image_id: str, request: Requ
         return text_error(404, f"monitor image {series_id}/{image_id}/{threshold} does not exist")
     if min(ids) < 0:
         return text_error(404, f"monitor image {series_id}/{image_id}/{threshold} does not exist")
-    return await _image(request, version, which=pb.MonitorImageRequest.BY_ID, series_id=ids[0], image_id=ids[1],
-                        threshold=ids[2])
+    return await _image(
+        request, version, which=pb.MonitorImageRequest.BY_ID, series_id=ids[0], image_id=ids[1], threshold=ids[2]
+    )

@@ -85,10 +85,16 @@ def tiff_to_array(data: bytes, max_shape: tuple[int, int] | None = None) -> np.n
         with tifffile.TiffFile(io.BytesIO(data)) as tif:
             page = tif.pages[0]
             shape = tuple(int(n) for n in page.shape)
-            if max_shape is not None and (len(shape) < 2 or shape[-2] > max_shape[0] or shape[-1] > max_shape[1]
-                                          or int(np.prod(shape)) > max_shape[0] * max_shape[1]):
-                raise BadRequest(f"the TIFF declares an image of {' x '.join(map(str, shape))} pixels; the detector "
-                                 f"has {max_shape[0]} x {max_shape[1]}")
+            if max_shape is not None and (
+                len(shape) < 2
+                or shape[-2] > max_shape[0]
+                or shape[-1] > max_shape[1]
+                or int(np.prod(shape)) > max_shape[0] * max_shape[1]
+            ):
+                raise BadRequest(
+                    f"the TIFF declares an image of {' x '.join(map(str, shape))} pixels; the detector "
+                    f"has {max_shape[0]} x {max_shape[1]}"
+                )
             array = page.asarray()
     except BadRequest:
         raise

@@ -11,14 +11,14 @@ calls to the app that serves the module.
 from __future__ import annotations
 
 import json
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import grpc
 from fastapi import APIRouter, Request, Response
 
 from opendcu.base.apps import AppDirectory, AppError, ControlApp
 from opendcu.base.rest.limits import MAX_JSON_DEPTH, json_depth_exceeded
-from opendcu.proto.values import from_proto
 from opendcu.base.rest.responses import (
     BadRequest,
     app_error,
@@ -31,6 +31,7 @@ from opendcu.base.rest.responses import (
     tiff_to_array,
     to_json_value,
 )
+from opendcu.proto.values import from_proto
 
 API_VERSIONS = ("1.6.0", "1.8.0")
 #: the largest detector's shape (EIGER2 16M, geometry/models.py): the bound of an uploaded TIFF when the detector
@@ -130,7 +131,7 @@ async def get_module_keys(module: str, version: str, request: Request) -> Respon
     return await _answer(call)
 
 
-# -- config / status / command -------------------------------------------------------------------------------------------
+# -- config / status / command -----------------------------------------------------------------------------------------
 async def _get(request: Request, module: str, version: str, task: str, key: str) -> Response:
     async def call() -> Response:
         app = await _app(request, module, version)
@@ -161,6 +162,7 @@ async def _put(request: Request, module: str, version: str, task: str, key: str)
             raise BadRequest(f"Parameter {name or 'status'} is a status value and read-only")
         if not name:
             return json_response(await app.set_many(version, module, await _multi_key_items(request)))
+
         async def detector_shape() -> tuple[int, int]:
             try:
                 h = from_proto((await app.get(version, "detector", "config", "y_pixels_in_detector")).value)
@@ -231,23 +233,48 @@ def _add_task_routes(task: str) -> None:
     what = {"config": "configuration parameter", "status": "status value", "command": "command"}[task]
     tags = [task]
     if task != "command":
-        router.add_api_route(root, get_root, methods=["GET"], tags=tags, summary=f"Every listed {what} with its GET object")
-        router.add_api_route(tail, get_key, methods=["GET"], tags=tags,
-                             summary=f"Read a {what} (`keys` lists them; Accept: image/tiff for 2-D arrays)")
+        router.add_api_route(
+            root, get_root, methods=["GET"], tags=tags, summary=f"Every listed {what} with its GET object"
+        )
+        router.add_api_route(
+            tail,
+            get_key,
+            methods=["GET"],
+            tags=tags,
+            summary=f"Read a {what} (`keys` lists them; Accept: image/tiff for 2-D arrays)",
+        )
     else:
         router.add_api_route(tail, get_key, methods=["GET"], tags=tags, summary="List the commands (`keys`)")
-    router.add_api_route(root, put_root, methods=["PUT"], tags=tags,
-                         summary='Multi-key write: {"<key>": {"value": v}, ...}, in order, all or nothing')
-    router.add_api_route(tail, put_key, methods=["PUT"], tags=tags,
-                         summary={"config": 'Write {"value": v} (or a TIFF); answers the list of changed keys',
-                                  "status": "Status values are read-only (400)",
-                                  "command": 'Run a command; body empty, {} or {"value": argument}'}[task])
+    router.add_api_route(
+        root,
+        put_root,
+        methods=["PUT"],
+        tags=tags,
+        summary='Multi-key write: {"<key>": {"value": v}, ...}, in order, all or nothing',
+    )
+    router.add_api_route(
+        tail,
+        put_key,
+        methods=["PUT"],
+        tags=tags,
+        summary={
+            "config": 'Write {"value": v} (or a TIFF); answers the list of changed keys',
+            "status": "Status values are read-only (400)",
+            "command": 'Run a command; body empty, {} or {"value": argument}',
+        }[task],
+    )
     if task == "config":
+
         async def delete_key(module: str, version: str, key: str, request: Request) -> Response:
             return await _delete(request, module, version, key)
 
-        router.add_api_route(tail, delete_key, methods=["DELETE"], tags=tags,
-                             summary="Restore the default of a custom pixel_mask / flatfield")
+        router.add_api_route(
+            tail,
+            delete_key,
+            methods=["DELETE"],
+            tags=tags,
+            summary="Restore the default of a custom pixel_mask / flatfield",
+        )
 
 
 for _task in ("config", "status", "command"):

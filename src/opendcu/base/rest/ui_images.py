@@ -134,8 +134,9 @@ def contrast_range(values: np.ndarray, scale: str, lo: float | None, hi: float |
     return low, max(high, low + 1.0)
 
 
-def render(frame: MonitorFrame, x0: int, y0: int, w: int, h: int, b: int, scale: str, lo: float | None,
-           hi: float | None) -> tuple[np.ndarray, float, float, int]:
+def render(
+    frame: MonitorFrame, x0: int, y0: int, w: int, h: int, b: int, scale: str, lo: float | None, hi: float | None
+) -> tuple[np.ndarray, float, float, int]:
     """The codes of one region (uint8, ceil(h/b) x ceil(w/b)), the contrast range used and the region's max."""
     pixels = frame.pixels
     invalid = int(np.iinfo(pixels.dtype).max)
@@ -219,15 +220,17 @@ async def _frame(request: Request, series: int | None, image: int | None, timeou
     if series is None or image is None:
         query = pb.MonitorImageRequest(which=pb.MonitorImageRequest.LATEST, timeout_ms=timeout_ms)
     else:
-        query = pb.MonitorImageRequest(which=pb.MonitorImageRequest.BY_ID, series_id=series, image_id=image,
-                                       threshold=1)
+        query = pb.MonitorImageRequest(
+            which=pb.MonitorImageRequest.BY_ID, series_id=series, image_id=image, threshold=1
+        )
     reply = await stub.GetImage(query)
     key = (reply.series_id, reply.image_id)
     if key in cache.frames:
         return cache.frames[key]
     pixels = await asyncio.to_thread(tifffile.imread, io.BytesIO(reply.tiff), key=0)
-    frame = MonitorFrame(reply.series_id, reply.image_id, pixels,
-                         await _gap_mask(request, reply.series_id, pixels.shape))
+    frame = MonitorFrame(
+        reply.series_id, reply.image_id, pixels, await _gap_mask(request, reply.series_id, pixels.shape)
+    )
     cache.put(frame)
     return frame
 
@@ -278,12 +281,22 @@ async def view(request: Request) -> Response:
             raise BadRequest(f"{w} x {h} pixels at bin {b} exceed {MAX_OUTPUT_PIXELS} output pixels: bin more")
         codes, low, high, peak = await asyncio.to_thread(render, frame, x0, y0, w, h, b, scale, lo, hi)
         headers = {
-            "X-Opendcu-Series": str(frame.series_id), "X-Opendcu-Image": str(frame.image_id),
-            "X-Opendcu-Image-Width": str(width), "X-Opendcu-Image-Height": str(height),
-            "X-Opendcu-X0": str(x0), "X-Opendcu-Y0": str(y0), "X-Opendcu-W": str(w), "X-Opendcu-H": str(h),
-            "X-Opendcu-Bin": str(b), "X-Opendcu-Cols": str(codes.shape[1]), "X-Opendcu-Rows": str(codes.shape[0]),
-            "X-Opendcu-Lo": repr(low), "X-Opendcu-Hi": repr(high), "X-Opendcu-Max": str(peak),
-            "X-Opendcu-Dtype": frame.pixels.dtype.name, "Cache-Control": "no-store",
+            "X-Opendcu-Series": str(frame.series_id),
+            "X-Opendcu-Image": str(frame.image_id),
+            "X-Opendcu-Image-Width": str(width),
+            "X-Opendcu-Image-Height": str(height),
+            "X-Opendcu-X0": str(x0),
+            "X-Opendcu-Y0": str(y0),
+            "X-Opendcu-W": str(w),
+            "X-Opendcu-H": str(h),
+            "X-Opendcu-Bin": str(b),
+            "X-Opendcu-Cols": str(codes.shape[1]),
+            "X-Opendcu-Rows": str(codes.shape[0]),
+            "X-Opendcu-Lo": repr(low),
+            "X-Opendcu-Hi": repr(high),
+            "X-Opendcu-Max": str(peak),
+            "X-Opendcu-Dtype": frame.pixels.dtype.name,
+            "Cache-Control": "no-store",
         }
         return Response(codes.tobytes(), media_type="application/octet-stream", headers=headers)
 
@@ -306,7 +319,8 @@ async def pixel(request: Request) -> Response:
         kind = "counts"
         if invalid:
             kind = "gap" if frame.gaps is not None and frame.gaps[y, x] else "masked"
-        return json_response({"series": frame.series_id, "image": frame.image_id, "x": x, "y": y, "counts": value,
-                              "kind": kind})
+        return json_response(
+            {"series": frame.series_id, "image": frame.image_id, "x": x, "y": y, "counts": value, "kind": kind}
+        )
 
     return await _answer(call)

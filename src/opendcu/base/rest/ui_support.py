@@ -171,12 +171,31 @@ def master_summary(path: Path) -> dict[str, Any]:
                 shape, dtype, filters = list(ds.shape[1:]), ds.dtype.str, filters or _filters(ds)
         out.update(images=images, image_shape=shape, dtype=dtype, data=datasets, hdf5_filters=filters)
         if det is not None:
-            out.update({k: _scalar(det, k) for k in (
-                "description", "beam_center_x", "beam_center_y", "detector_distance", "x_pixel_size", "y_pixel_size",
-                "count_time", "frame_time", "bit_depth_image", "bit_depth_readout", "sensor_thickness")})
+            out.update(
+                {
+                    k: _scalar(det, k)
+                    for k in (
+                        "description",
+                        "beam_center_x",
+                        "beam_center_y",
+                        "detector_distance",
+                        "x_pixel_size",
+                        "y_pixel_size",
+                        "count_time",
+                        "frame_time",
+                        "bit_depth_image",
+                        "bit_depth_readout",
+                        "sensor_thickness",
+                    )
+                }
+            )
         if spec is not None:
-            out.update({k: _scalar(spec, k) for k in ("nimages", "ntrigger", "compression", "x_pixels_in_detector",
-                                                       "y_pixels_in_detector")})
+            out.update(
+                {
+                    k: _scalar(spec, k)
+                    for k in ("nimages", "ntrigger", "compression", "x_pixels_in_detector", "y_pixels_in_detector")
+                }
+            )
         beam = f.get("/entry/instrument/beam")
         out["wavelength"] = _scalar(beam, "incident_wavelength") if beam is not None else None
         return out

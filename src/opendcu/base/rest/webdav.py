@@ -58,17 +58,29 @@ class ReadOnlyGuard:
         if "\x00" in path or ".." in path.split("/"):
             await _text(send, 400, "a WebDAV path may not contain '..' or NUL")
         elif scope["method"] not in READ_METHODS:
-            await _text(send, 405, f"the WebDAV share is read-only: {scope['method']} is not allowed",
-                        [(b"allow", ", ".join(READ_METHODS).encode())])
+            await _text(
+                send,
+                405,
+                f"the WebDAV share is read-only: {scope['method']} is not allowed",
+                [(b"allow", ", ".join(READ_METHODS).encode())],
+            )
         else:
             await self.app(scope, receive, send)
 
 
 async def _text(send: Send, status: int, text: str, headers: list | None = None) -> None:
     body = text.encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode()),
-                            *(headers or [])]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/plain"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

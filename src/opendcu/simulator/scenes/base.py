@@ -13,8 +13,9 @@ same geometry that ends up in the NXmx file.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -40,7 +41,7 @@ class Experiment:
     rotation_axis: tuple[float, float, float] | None = None
 
     @classmethod
-    def from_json(cls, detector: DetectorModel, seed: int, spec: dict[str, Any]) -> "Experiment":
+    def from_json(cls, detector: DetectorModel, seed: int, spec: dict[str, Any]) -> Experiment:
         known = {f.name for f in fields(cls)} - {"detector", "seed"}
         values: dict[str, Any] = {k: float(v) for k, v in spec.items() if k in known and k != "rotation_axis"}
         if spec.get("rotation_axis") is not None:

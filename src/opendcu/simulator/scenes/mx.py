@@ -27,8 +27,8 @@ per second of count time; `background_flux` = photons per pixel per second at th
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -113,13 +113,27 @@ class MxScene:
 
     exact = False
 
-    def __init__(self, experiment: Experiment, cell: Sequence[float] = (79.1, 79.1, 37.9, 90.0, 90.0, 90.0),
-                 centring: str | None = None, d_min: float = 2.0, mosaicity_deg: float = 0.1, wilson_b: float = 25.0,
-                 spot_flux: float = 2e4, spot_sigma_px: float = 0.7, background_flux: float = 10.0,
-                 water_ring: float = 1.0, ice_rings: float = 0.0, air_scatter: float = 0.3,
-                 rotation_axis: Sequence[float] | None = None, polarization_factor: float = DEFAULT_POLARIZATION,
-                 space_group: str | None = None, beam_divergence_deg: float = 0.012, parallax: bool = True,
-                 crystal_seed: int | None = None):
+    def __init__(
+        self,
+        experiment: Experiment,
+        cell: Sequence[float] = (79.1, 79.1, 37.9, 90.0, 90.0, 90.0),
+        centring: str | None = None,
+        d_min: float = 2.0,
+        mosaicity_deg: float = 0.1,
+        wilson_b: float = 25.0,
+        spot_flux: float = 2e4,
+        spot_sigma_px: float = 0.7,
+        background_flux: float = 10.0,
+        water_ring: float = 1.0,
+        ice_rings: float = 0.0,
+        air_scatter: float = 0.3,
+        rotation_axis: Sequence[float] | None = None,
+        polarization_factor: float = DEFAULT_POLARIZATION,
+        space_group: str | None = None,
+        beam_divergence_deg: float = 0.012,
+        parallax: bool = True,
+        crystal_seed: int | None = None,
+    ):
         if not d_min > 0 or mosaicity_deg <= 0 or spot_sigma_px <= 0 or min(spot_flux, background_flux) < 0:
             raise ValueError("need d_min > 0, mosaicity_deg > 0, spot_sigma_px > 0 and non-negative fluxes")
         if not -1 <= polarization_factor <= 1:
@@ -152,8 +166,13 @@ class MxScene:
         model = experiment.detector
         self.layout = DetectorLayout(model)
         self.geometry = Geometry.from_beam_center(
-            model.shape, experiment.beam_center_x_px, experiment.beam_center_y_px, experiment.distance_m,
-            experiment.wavelength_a, model.module.pixel_size_m)
+            model.shape,
+            experiment.beam_center_x_px,
+            experiment.beam_center_y_px,
+            experiment.distance_m,
+            experiment.wavelength_a,
+            model.module.pixel_size_m,
+        )
         seed = experiment.seed if crystal_seed is None else int(crystal_seed)
         rng = np.random.default_rng([0x6D78, seed])
         self.U = random_rotation(rng)
@@ -204,13 +223,20 @@ class MxScene:
         pol = polarization(tth, chi, self.polarization_factor)
         keep = np.flatnonzero(on)
         self._ref = {
-            "index": index[keep], "phi": phi[keep], "x": x[keep], "y": y[keep], "x0": x0[keep], "y0": y0[keep],
-            "zeta": np.maximum(lorentz_zeta[keep], MIN_ZETA), "kabsch_zeta": np.maximum(kabsch_zeta[keep], MIN_ZETA),
+            "index": index[keep],
+            "phi": phi[keep],
+            "x": x[keep],
+            "y": y[keep],
+            "x0": x0[keep],
+            "y0": y0[keep],
+            "zeta": np.maximum(lorentz_zeta[keep], MIN_ZETA),
+            "kabsch_zeta": np.maximum(kabsch_zeta[keep], MIN_ZETA),
             "pol": pol[keep],
         }
 
-    def _recorded_position(self, s1: np.ndarray, x0: np.ndarray, y0: np.ndarray, index: np.ndarray
-                           ) -> tuple[np.ndarray, np.ndarray]:
+    def _recorded_position(
+        self, s1: np.ndarray, x0: np.ndarray, y0: np.ndarray, index: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Where each reflection's photons are centred: the sensor's parallax moves a spot away from the normal
         by the mean absorption depth along the ray times sin(incidence); each reflection (both crossings) gets a
         fixed random angular offset of spread `divergence`."""
@@ -263,13 +289,25 @@ class MxScene:
         w = width[near] * math.sqrt(2)
         partiality = 0.5 * (_erf((half - offset[near]) / w) - _erf((-half - offset[near]) / w))
         index = ref["index"][near]
-        photons = (self.spot_flux * self.experiment.count_time_s * self.intensity[index] * partiality
-                   * ref["pol"][near] / ref["zeta"][near])
+        photons = (
+            self.spot_flux
+            * self.experiment.count_time_s
+            * self.intensity[index]
+            * partiality
+            * ref["pol"][near]
+            / ref["zeta"][near]
+        )
         keep = photons >= 0.05
         spots = {
-            "x": ref["x"][near][keep], "y": ref["y"][near][keep], "photons": photons[keep],
-            "index": index[keep], "phi": ref["phi"][near][keep], "partiality": partiality[keep],
-            "width": width[near][keep], "x0": ref["x0"][near][keep], "y0": ref["y0"][near][keep],
+            "x": ref["x"][near][keep],
+            "y": ref["y"][near][keep],
+            "photons": photons[keep],
+            "index": index[keep],
+            "phi": ref["phi"][near][keep],
+            "partiality": partiality[keep],
+            "width": width[near][keep],
+            "x0": ref["x0"][near][keep],
+            "y0": ref["y0"][near][keep],
         }
         self._frame_cache = (frame_number, spots)
         return spots
@@ -295,17 +333,24 @@ class MxScene:
         arrays = g.pixel_arrays(rows)
         tth = arrays["2th"][:, cols]
         q = g.radial_from_2th(tth, "q_A^-1")
-        shape = (0.6 + 0.4 * np.exp(-((q / 1.2) ** 2)) + self.water_ring * np.exp(-0.5 * ((q - WATER_RING_Q) / 0.12) ** 2)
-                 + self.air_scatter / (1 + (q / 0.25) ** 2))  # air along the beam: strongest at small angles
+        shape = (
+            0.6
+            + 0.4 * np.exp(-((q / 1.2) ** 2))
+            + self.water_ring * np.exp(-0.5 * ((q - WATER_RING_Q) / 0.12) ** 2)
+            + self.air_scatter / (1 + (q / 0.25) ** 2)
+        )  # air along the beam: strongest at small angles
         if self.ice_rings:
             for d in ICE_RING_D:
                 shape = shape + self.ice_rings * np.exp(-0.5 * ((q - 2 * math.pi / d) / 0.008) ** 2)
-        corrections = arrays["solid_angle"][:, cols] * polarization(tth, arrays["chi"][:, cols], self.polarization_factor)
+        corrections = arrays["solid_angle"][:, cols] * polarization(
+            tth, arrays["chi"][:, cols], self.polarization_factor
+        )
         return self.background_flux * self.experiment.count_time_s * shape * corrections
 
     # -- ground truth --------------------------------------------------------------------------------------------------
-    def truth(self, frame_number: int, min_spot_size: int = 3, sigma_strong: float = 3.0,
-              noise_margin: float = 1.0) -> MxTruth:
+    def truth(
+        self, frame_number: int, min_spot_size: int = 3, sigma_strong: float = 3.0, noise_margin: float = 1.0
+    ) -> MxTruth:
         """The spots of a frame and the crystal that made them.
 
         `findable` marks spots a DIALS-like finder should find: centre on a module (>= 2 px from its edges), no
@@ -318,17 +363,33 @@ class MxScene:
         findable = self._on_module(x, y, margin=2.0) & ~_crowded(x, y, 4.0)
         findable &= photons > 0
         if findable.any():
-            findable[findable] = self._clearly_strong(x[findable], y[findable], photons[findable],
-                                                      min_spot_size, sigma_strong, noise_margin)
+            findable[findable] = self._clearly_strong(
+                x[findable], y[findable], photons[findable], min_spot_size, sigma_strong, noise_margin
+            )
         hkl = self.hkl[spots["index"]]
         start, end = self.phi_range(frame_number)
         return MxTruth(
-            frame_number=frame_number, phi_range_deg=(math.degrees(start), math.degrees(end)),
-            x=x, y=y, photons=photons, hkl=hkl, d=self.cell.d_spacing(hkl), phi_deg=np.degrees(spots["phi"]),
-            partiality=spots["partiality"], rocking_width_deg=np.degrees(spots["width"]), findable=findable,
-            cell=self.cell, U=self.U, B=self.B,
-            rotation_axis=self.axis, wavelength_a=self.experiment.wavelength_a, d_min=self.d_limit,
-            geometry=self.geometry, space_group=self.group.name, x_ideal=spots["x0"], y_ideal=spots["y0"],
+            frame_number=frame_number,
+            phi_range_deg=(math.degrees(start), math.degrees(end)),
+            x=x,
+            y=y,
+            photons=photons,
+            hkl=hkl,
+            d=self.cell.d_spacing(hkl),
+            phi_deg=np.degrees(spots["phi"]),
+            partiality=spots["partiality"],
+            rocking_width_deg=np.degrees(spots["width"]),
+            findable=findable,
+            cell=self.cell,
+            U=self.U,
+            B=self.B,
+            rotation_axis=self.axis,
+            wavelength_a=self.experiment.wavelength_a,
+            d_min=self.d_limit,
+            geometry=self.geometry,
+            space_group=self.group.name,
+            x_ideal=spots["x0"],
+            y_ideal=spots["y0"],
         )
 
     def _on_module(self, x: np.ndarray, y: np.ndarray, margin: float) -> np.ndarray:
@@ -340,8 +401,9 @@ class MxScene:
             inside |= (x >= c0 + margin) & (x <= c0 + mw - margin) & (y >= r0 + margin) & (y <= r0 + mh - margin)
         return inside
 
-    def _clearly_strong(self, x: np.ndarray, y: np.ndarray, photons: np.ndarray, min_size: int,
-                        sigma_strong: float, noise_margin: float) -> np.ndarray:
+    def _clearly_strong(
+        self, x: np.ndarray, y: np.ndarray, photons: np.ndarray, min_size: int, sigma_strong: float, noise_margin: float
+    ) -> np.ndarray:
         half = 5
         ci, ri = np.floor(x).astype(int), np.floor(y).astype(int)
         offsets = np.arange(-half, half + 1)
@@ -386,8 +448,9 @@ def _lattice_only(centring: str) -> SpaceGroup:
     return SpaceGroup(f"{centring}1", "-1", centring, "triclinic", ())
 
 
-def _wilson_intensities(hkl: np.ndarray, cell: UnitCell, wilson_b: float, d_min: float, group: SpaceGroup,
-                        rng: np.random.Generator) -> np.ndarray:
+def _wilson_intensities(
+    hkl: np.ndarray, cell: UnitCell, wilson_b: float, d_min: float, group: SpaceGroup, rng: np.random.Generator
+) -> np.ndarray:
     """E^2 ~ Exp(1), one draw per set of equivalents (the Laue group with Friedel's law), times the Wilson fall-off
     exp(-B / 2d^2) and a Gaussian taper in 1/d^2 past d_min."""
     _unique, inverse = np.unique(group.asu_keys(hkl), return_inverse=True)
@@ -419,8 +482,9 @@ def _pixel_fractions(centre: np.ndarray, first: np.ndarray, offsets: np.ndarray,
     return 0.5 * (_erf((edges + 1 - centre[:, None]) * scale) - _erf((edges - centre[:, None]) * scale))
 
 
-def _add_spots(out: np.ndarray, row0: int, col0: int, x: np.ndarray, y: np.ndarray, photons: np.ndarray,
-               sigma: float) -> None:
+def _add_spots(
+    out: np.ndarray, row0: int, col0: int, x: np.ndarray, y: np.ndarray, photons: np.ndarray, sigma: float
+) -> None:
     """Add Gaussian spots (exactly integrated over pixels) to the region whose corner is (row0, col0)."""
     h, w = out.shape
     half = int(math.ceil(4 * sigma))

@@ -18,8 +18,14 @@ from opendcu.simulator.scenes.base import Experiment, register_scene
 
 LAB6_A = 4.156826  # A, NIST SRM 660c
 #: (h, k, l) and relative intensity of the first LaB6 rings (pyFAI LaB6.D)
-LAB6_RINGS = (((1, 0, 0), 64.27), ((1, 1, 0), 100.0), ((1, 1, 1), 41.54), ((2, 0, 0), 20.21),
-              ((2, 1, 0), 43.1), ((2, 1, 1), 21.17))
+LAB6_RINGS = (
+    ((1, 0, 0), 64.27),
+    ((1, 1, 0), 100.0),
+    ((1, 1, 1), 41.54),
+    ((2, 0, 0), 20.21),
+    ((2, 1, 0), 43.1),
+    ((2, 1, 1), 21.17),
+)
 AGBH_D001 = 58.380  # A, lamellar spacing
 AGBH_ORDERS = 12
 
@@ -47,9 +53,15 @@ class PowderScene:
     exact = False
     static = True  # the modules replay noise-bank frames (simulator/physics.py)
 
-    def __init__(self, experiment: Experiment, calibrant: str = "LaB6", ring_flux: float = 200.0,
-                 background_flux: float = 10.0, caglioti: tuple[float, float, float] = (0.0, 0.0, 0.0025),
-                 polarization_factor: float = 0.99):
+    def __init__(
+        self,
+        experiment: Experiment,
+        calibrant: str = "LaB6",
+        ring_flux: float = 200.0,
+        background_flux: float = 10.0,
+        caglioti: tuple[float, float, float] = (0.0, 0.0, 0.0025),
+        polarization_factor: float = 0.99,
+    ):
         """ring_flux: peak photons per pixel per second of count time of the strongest ring (before corrections);
         caglioti: U, V, W in deg^2 (W = 0.0025 -> 0.05 deg FWHM)."""
         if min(ring_flux, background_flux) < 0:
@@ -64,8 +76,13 @@ class PowderScene:
         self.polarization_factor = float(polarization_factor)
         model = experiment.detector
         self.geometry = Geometry.from_beam_center(
-            model.shape, experiment.beam_center_x_px, experiment.beam_center_y_px, experiment.distance_m,
-            experiment.wavelength_a, model.module.pixel_size_m)
+            model.shape,
+            experiment.beam_center_x_px,
+            experiment.beam_center_y_px,
+            experiment.distance_m,
+            experiment.wavelength_a,
+            model.module.pixel_size_m,
+        )
         self._cache: dict[tuple[int, int, int, int], np.ndarray] = {}
 
     def ring_two_theta_deg(self) -> np.ndarray:
@@ -99,5 +116,6 @@ class PowderScene:
                 peak = self.ring_flux * ring.intensity / 100.0
                 signal[near] += peak * np.exp(-0.5 * ((tth[near] - centre) / sigma) ** 2)
         corrections = arrays["solid_angle"][:, cols] * polarization(
-            arrays["2th"][:, cols], arrays["chi"][:, cols], self.polarization_factor)
+            arrays["2th"][:, cols], arrays["chi"][:, cols], self.polarization_factor
+        )
         return signal * corrections * self.experiment.count_time_s

@@ -67,36 +67,43 @@ class SpaceGroup:
         ops = self.operators()
         span = int(np.abs(hkl).max(initial=0)) * 2 + 1
         equivalents = np.einsum("nj,mjk->mnk", hkl.astype(np.int64), ops)
-        keys = ((equivalents[..., 0] + span // 2) * span + equivalents[..., 1] + span // 2) * span \
-            + equivalents[..., 2] + span // 2
+        keys = (
+            ((equivalents[..., 0] + span // 2) * span + equivalents[..., 1] + span // 2) * span
+            + equivalents[..., 2]
+            + span // 2
+        )
         return keys.max(axis=0)
 
     def check_cell(self, lengths: tuple[float, ...], angles: tuple[float, ...]) -> None:
         a, b, c = lengths
         al, be, ga = angles
         right = all(abs(x - 90.0) < 1e-6 for x in (al, be, ga))
-        ok = {"triclinic": True,
-              "monoclinic": abs(al - 90.0) < 1e-6 and abs(ga - 90.0) < 1e-6,
-              "orthorhombic": right,
-              "tetragonal": right and abs(a - b) < 1e-6 * a}[self.system]
+        ok = {
+            "triclinic": True,
+            "monoclinic": abs(al - 90.0) < 1e-6 and abs(ga - 90.0) < 1e-6,
+            "orthorhombic": right,
+            "tetragonal": right and abs(a - b) < 1e-6 * a,
+        }[self.system]
         if not ok:
             raise ValueError(f"the cell {(*lengths, *angles)} does not fit space group {self.name} ({self.system})")
 
 
-SPACE_GROUPS = {sg.name: sg for sg in (
-    SpaceGroup("P1", "-1", "P", "triclinic", ()),
-    SpaceGroup("P2", "2/m", "P", "monoclinic", (_TWO_B,)),
-    SpaceGroup("P21", "2/m", "P", "monoclinic", (_TWO_B,), (_axial(1, 2),)),
-    SpaceGroup("C2", "2/m", "C", "monoclinic", (_TWO_B,)),
-    SpaceGroup("P222", "mmm", "P", "orthorhombic", (_TWO_A, _TWO_B)),
-    SpaceGroup("P212121", "mmm", "P", "orthorhombic", (_TWO_A, _TWO_B),
-               (_axial(0, 2), _axial(1, 2), _axial(2, 2))),
-    SpaceGroup("P4", "4/m", "P", "tetragonal", (_FOUR_C,)),
-    SpaceGroup("P422", "4/mmm", "P", "tetragonal", (_FOUR_C, _TWO_A)),
-    SpaceGroup("P41212", "4/mmm", "P", "tetragonal", (_FOUR_C, _TWO_A), (_axial(2, 4), _axial(0, 2), _axial(1, 2))),
-    SpaceGroup("P43212", "4/mmm", "P", "tetragonal", (_FOUR_C, _TWO_A), (_axial(2, 4), _axial(0, 2), _axial(1, 2))),
-    SpaceGroup("I422", "4/mmm", "I", "tetragonal", (_FOUR_C, _TWO_A)),
-)}
+SPACE_GROUPS = {
+    sg.name: sg
+    for sg in (
+        SpaceGroup("P1", "-1", "P", "triclinic", ()),
+        SpaceGroup("P2", "2/m", "P", "monoclinic", (_TWO_B,)),
+        SpaceGroup("P21", "2/m", "P", "monoclinic", (_TWO_B,), (_axial(1, 2),)),
+        SpaceGroup("C2", "2/m", "C", "monoclinic", (_TWO_B,)),
+        SpaceGroup("P222", "mmm", "P", "orthorhombic", (_TWO_A, _TWO_B)),
+        SpaceGroup("P212121", "mmm", "P", "orthorhombic", (_TWO_A, _TWO_B), (_axial(0, 2), _axial(1, 2), _axial(2, 2))),
+        SpaceGroup("P4", "4/m", "P", "tetragonal", (_FOUR_C,)),
+        SpaceGroup("P422", "4/mmm", "P", "tetragonal", (_FOUR_C, _TWO_A)),
+        SpaceGroup("P41212", "4/mmm", "P", "tetragonal", (_FOUR_C, _TWO_A), (_axial(2, 4), _axial(0, 2), _axial(1, 2))),
+        SpaceGroup("P43212", "4/mmm", "P", "tetragonal", (_FOUR_C, _TWO_A), (_axial(2, 4), _axial(0, 2), _axial(1, 2))),
+        SpaceGroup("I422", "4/mmm", "I", "tetragonal", (_FOUR_C, _TWO_A)),
+    )
+}
 
 
 def space_group(name: str) -> SpaceGroup:

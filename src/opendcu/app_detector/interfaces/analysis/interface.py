@@ -7,8 +7,9 @@
 
 offer() never waits: an image is analysed only if it passes the configured stride and a worker has a free slot;
 otherwise it is released at once and counted as skipped, so under load the analysed stream is decimated (and
-every result and the status say so). An image queued behind another one is not indexed (`indexing_skipped`). The chunk is copied (compressed, ~1-4 MB) into a slot of the interface's
-own ring, so the pipeline's output slots are never held by analysis. Workers run at low priority (nice 10).
+every result and the status say so). An image queued behind another one is not indexed (`indexing_skipped`).
+The chunk is copied (compressed, ~1-4 MB) into a slot of the interface's own ring, so the pipeline's output
+slots are never held by analysis. Workers run at low priority (nice 10).
 """
 
 from __future__ import annotations
@@ -39,9 +40,26 @@ log = logging.getLogger(__name__)
 #: the key under which results ride along in stream v2 image messages (clients ignore unknown keys)
 ANNOTATION_KEY = "opendcu_analysis"
 #: record keys copied into stream annotations (spots go as a flat [x, y, I, ...] list)
-ANNOTATED = ("series_id", "image_id", "n_spots", "n_spots_no_ice", "n_spots_low_res", "total_intensity", "d_min",
-             "is_hit", "background", "ice_score", "indexed", "n_indexed", "fraction_indexed", "unit_cell",
-             "latency_ms", "images_received", "images_analysed", "decimated")
+ANNOTATED = (
+    "series_id",
+    "image_id",
+    "n_spots",
+    "n_spots_no_ice",
+    "n_spots_low_res",
+    "total_intensity",
+    "d_min",
+    "is_hit",
+    "background",
+    "ice_score",
+    "indexed",
+    "n_indexed",
+    "fraction_indexed",
+    "unit_cell",
+    "latency_ms",
+    "images_received",
+    "images_analysed",
+    "decimated",
+)
 #: the key of the series summary (as GET .../summary serves it, plus `complete`) in the stream v2 end message
 SUMMARY_KEY = "opendcu_analysis_summary"
 #: how long the end of a series waits for images still being analysed (seconds)
@@ -125,9 +143,14 @@ class AnalysisInterface:
         cfg = series.detector_config
         with self._lock:
             self._annotations.clear()
-            self._live = _LiveSeries(series.series_id, values["stride"], setup["invalid_value"],
-                                     float(cfg.get("omega_start", 0.0)), float(cfg.get("omega_increment", 0.0)),
-                                     values["max_spots"])
+            self._live = _LiveSeries(
+                series.series_id,
+                values["stride"],
+                setup["invalid_value"],
+                float(cfg.get("omega_start", 0.0)),
+                float(cfg.get("omega_increment", 0.0)),
+                values["max_spots"],
+            )
         self.store.start_series(series.series_id, series.nimages_total)
         for worker in self._workers:
             worker.inbox.put(("setup", series.series_id, setup))
@@ -203,15 +226,30 @@ class AnalysisInterface:
         nbytes = image.data.nbytes
         self._ring.bytes(slot, nbytes)[:] = image.data  # the compressed chunk only: ~1-4 MB for a 4M frame
         phi = live.omega_start + (image.image_id + 0.5) * live.omega_increment
-        worker.inbox.put(("image", image.series_id, image.image_id, slot, nbytes, np.dtype(image.dtype).str,
-                          tuple(image.shape), image.compression, phi, index))
+        worker.inbox.put(
+            (
+                "image",
+                image.series_id,
+                image.image_id,
+                slot,
+                nbytes,
+                np.dtype(image.dtype).str,
+                tuple(image.shape),
+                image.compression,
+                phi,
+                index,
+            )
+        )
 
     def _free_slot(self) -> tuple[int, int | None]:
         """The least busy worker with a free slot (call with the lock held)."""
         best = None
         for i, worker in enumerate(self._workers):
-            if worker.free and worker.process.is_alive() and (best is None or len(worker.in_flight) < len(
-                    self._workers[best].in_flight)):
+            if (
+                worker.free
+                and worker.process.is_alive()
+                and (best is None or len(worker.in_flight) < len(self._workers[best].in_flight))
+            ):
                 best = i
         if best is None:
             return -1, None
@@ -270,8 +308,13 @@ class AnalysisInterface:
         if results is None or results.found_cell is not None:
             return
         results.found_cell = [round(v, 4) for v in cell]
-        log.info("series %d: cell %s found from %d spots (%.0f %% indexed)", series_id,
-                 " ".join(f"{v:.2f}" for v in cell), n_spots, 100 * fraction)
+        log.info(
+            "series %d: cell %s found from %d spots (%.0f %% indexed)",
+            series_id,
+            " ".join(f"{v:.2f}" for v in cell),
+            n_spots,
+            100 * fraction,
+        )
         with self._lock:
             workers = list(self._workers)
         for worker in workers:
@@ -315,8 +358,9 @@ class AnalysisInterface:
                 self._lock.notify_all()
         for _, worker in dead:
             if self._running:
-                self._error(f"analysis worker {worker.id} died (exit code {worker.process.exitcode}); "
-                            "restarted at the next arm")
+                self._error(
+                    f"analysis worker {worker.id} died (exit code {worker.process.exitcode}); restarted at the next arm"
+                )
 
     def _error(self, text: str) -> None:
         log.error("analysis: %s", text)
@@ -339,9 +383,12 @@ class AnalysisInterface:
         for i in range(count):
             self._worker_ids += 1
             inbox = self._ctx.Queue()
-            process = self._ctx.Process(target=run_worker, name=f"analysis-worker{i}", daemon=True,
-                                        args=(self._worker_ids, inbox, self._outbox, self._ring.spec(), threads,
-                                              self.nice))
+            process = self._ctx.Process(
+                target=run_worker,
+                name=f"analysis-worker{i}",
+                daemon=True,
+                args=(self._worker_ids, inbox, self._outbox, self._ring.spec(), threads, self.nice),
+            )
             process.start()
             slots = list(range(i * SLOTS_PER_WORKER, (i + 1) * SLOTS_PER_WORKER))
             workers.append(_Worker(self._worker_ids, process, inbox, slots))
@@ -375,20 +422,31 @@ class AnalysisInterface:
             geometry = Geometry.from_detector_config(series.detector_config, shape)
         pixel_mask = series.pixel_mask if series.pixel_mask is not None else self.layout.default_pixel_mask()
         float8 = series.settings.float8_encoding_applied  # workers decode the E3M5 codes to counts (uint16)
-        return self._setup_of(geometry, pixel_mask, float8, series.settings.error_value, series.settings.dtype,
-                              values)
+        return self._setup_of(geometry, pixel_mask, float8, series.settings.error_value, series.settings.dtype, values)
 
     @staticmethod
-    def _setup_of(geometry: Geometry, pixel_mask: np.ndarray, float8: bool, error_value: int, dtype: np.dtype,
-                  values: dict[str, Any]) -> dict[str, Any]:
+    def _setup_of(
+        geometry: Geometry,
+        pixel_mask: np.ndarray,
+        float8: bool,
+        error_value: int,
+        dtype: np.dtype,
+        values: dict[str, Any],
+    ) -> dict[str, Any]:
         geometry.check()
         mask = np.packbits(np.asarray(pixel_mask).reshape(-1) != 0).tobytes()
         options = setup_options(values)
         geometry_dict = {**geometry.as_dict(), "shape": list(geometry.shape)}
         key = hashlib.sha256(repr((geometry_dict, options)).encode() + mask).hexdigest()
-        return {"geometry": geometry_dict, "mask": mask, "float8": float8,
-                "invalid_value": 0xFFFF if float8 else error_value,
-                "dtype": np.dtype(np.uint16 if float8 else dtype).str, "cache_key": key, **options}
+        return {
+            "geometry": geometry_dict,
+            "mask": mask,
+            "float8": float8,
+            "invalid_value": 0xFFFF if float8 else error_value,
+            "dtype": np.dtype(np.uint16 if float8 else dtype).str,
+            "cache_key": key,
+            **options,
+        }
 
     def warm_up(self) -> None:
         """Start the workers of the current settings now, in the background, and let each build and run an
@@ -398,10 +456,21 @@ class AnalysisInterface:
         its own geometry and mask, with every kernel ready."""
         values = dict(self.subsystem.values)
         h, w = self.model.module.shape
-        config = {"beam_center_x": w / 2, "beam_center_y": h / 2, "detector_distance": 0.1,
-                  "wavelength": WARM_UP_WAVELENGTH_A, "x_pixel_size": self.model.module.pixel_size_m}
-        setup = self._setup_of(Geometry.from_detector_config(config, (h, w)), np.zeros((h, w), np.uint32),
-                               False, 0xFFFF, np.dtype(np.uint16), values)
+        config = {
+            "beam_center_x": w / 2,
+            "beam_center_y": h / 2,
+            "detector_distance": 0.1,
+            "wavelength": WARM_UP_WAVELENGTH_A,
+            "x_pixel_size": self.model.module.pixel_size_m,
+        }
+        setup = self._setup_of(
+            Geometry.from_detector_config(config, (h, w)),
+            np.zeros((h, w), np.uint32),
+            False,
+            0xFFFF,
+            np.dtype(np.uint16),
+            values,
+        )
         self._ensure_workers(values["workers"], values["threads_per_worker"])
         for worker in self._workers:
             worker.inbox.put(("setup", WARM_UP_SERIES, setup))

@@ -31,6 +31,7 @@ def _check_range(name: str, size: int = 2):
     def check(value: list[float]) -> None:
         if value and (len(value) != size or (size == 2 and not value[0] < value[1])):
             raise InvalidValue(f"Parameter {name}: expected [] or {size} numbers" + (" lo < hi" if size == 2 else ""))
+
     return check
 
 
@@ -47,7 +48,7 @@ def _check_poni(value: str) -> None:
             raise InvalidValue(f"Parameter poni: {exc}") from None
 
 
-def build_analysis_subsystem(interface: "AnalysisInterface") -> Subsystem:
+def build_analysis_subsystem(interface: AnalysisInterface) -> Subsystem:
     sub = Subsystem("analysis")
     sub.add(
         Parameter("mode", "string", "disabled", allowed_values=["enabled", "disabled"]),
@@ -100,12 +101,14 @@ def build_analysis_subsystem(interface: "AnalysisInterface") -> Subsystem:
         StatusParameter("decimated", "bool", lambda: interface.status("decimated", False)),
         StatusParameter("hit_rate", "float", lambda: interface.status("hit_rate", 0.0) or 0.0),
         StatusParameter("indexing_rate", "float", lambda: interface.status("indexing_rate", 0.0) or 0.0),
-        StatusParameter("median_latency", "float", lambda: interface.status("median_latency_ms", 0.0) or 0.0,
-                        unit="ms"),
+        StatusParameter(
+            "median_latency", "float", lambda: interface.status("median_latency_ms", 0.0) or 0.0, unit="ms"
+        ),
         StatusParameter("found_cell", "float[]", lambda: interface.status("found_cell") or []),
     )
-    sub.add_command(Command("clear", lambda _arg: interface.clear()),
-                    Command("initialize", lambda _arg: interface.initialize()))
+    sub.add_command(
+        Command("clear", lambda _arg: interface.clear()), Command("initialize", lambda _arg: interface.initialize())
+    )
     return sub
 
 
@@ -115,27 +118,41 @@ def setup_options(values: dict[str, Any]) -> dict[str, Any]:
     integration = None
     if v["integration"]:
         integration = {
-            "npt": v["radial_bins"], "unit": v["radial_unit"],
+            "npt": v["radial_bins"],
+            "unit": v["radial_unit"],
             "radial_range": tuple(v["radial_range"]) if v["radial_range"] else None,
-            "npt_azim": v["azimuthal_bins"], "solid_angle": v["solid_angle_correction"],
+            "npt_azim": v["azimuthal_bins"],
+            "solid_angle": v["solid_angle_correction"],
             "polarization_factor": v["polarization_factor"] if v["polarization_correction"] else None,
         }
     spots = None
     if v["spot_finding"]:
         d_range = v["resolution_range"]
         spots = {
-            "sigma_strong": v["sigma_strong"], "sigma_background": v["sigma_background"],
-            "kernel_size": v["kernel_size"], "min_local": v["min_local"], "global_threshold": v["global_threshold"],
-            "gain": v["gain"], "min_spot_size": v["min_spot_size"], "max_spot_size": v["max_spot_size"],
-            "d_min": d_range[0] if d_range else None, "d_max": d_range[1] if d_range else None,
+            "sigma_strong": v["sigma_strong"],
+            "sigma_background": v["sigma_background"],
+            "kernel_size": v["kernel_size"],
+            "min_local": v["min_local"],
+            "global_threshold": v["global_threshold"],
+            "gain": v["gain"],
+            "min_spot_size": v["min_spot_size"],
+            "max_spot_size": v["max_spot_size"],
+            "d_min": d_range[0] if d_range else None,
+            "d_max": d_range[1] if d_range else None,
             "prefilter_sigma": min(2.5, 0.8 * v["sigma_strong"]),
         }
     indexing = None
     if v["indexing"] and v["spot_finding"]:  # without a unit cell the workers search one from the spots
-        indexing = {"cell": list(v["unit_cell"]) or None, "rotation_axis": tuple(v["rotation_axis"]),
-                    "hkl_tolerance": v["hkl_tolerance"]}
+        indexing = {
+            "cell": list(v["unit_cell"]) or None,
+            "rotation_axis": tuple(v["rotation_axis"]),
+            "hkl_tolerance": v["hkl_tolerance"],
+        }
     return {
-        "integration": integration, "spots": spots, "indexing": indexing,
+        "integration": integration,
+        "spots": spots,
+        "indexing": indexing,
         "scoring": {"ice_ring_width_q": v["ice_ring_width"], "hit_min_spots": v["hit_min_spots"]},
-        "threads": v["threads_per_worker"], "max_spots": v["max_spots"],
+        "threads": v["threads_per_worker"],
+        "max_spots": v["max_spots"],
     }

@@ -25,15 +25,18 @@ class AnalysisService(analysis_pb2_grpc.AnalysisServicer):
     def GetResults(self, request: pb.ResultsRequest, context) -> pb.ResultList:
         results = self._series(request.series_id, context)
         records = self.interface.store.records(results.series_id, request.start, request.limit or 1000)
-        return pb.ResultList(summary=summary_to_proto(results.summary()),
-                             results=[result_to_proto(r, request.spots, request.profile) for r in records])
+        return pb.ResultList(
+            summary=summary_to_proto(results.summary()),
+            results=[result_to_proto(r, request.spots, request.profile) for r in records],
+        )
 
     def GetResult(self, request: pb.ImageRequest, context) -> pb.ImageResult:
         results = self._series(request.series_id, context)
         record = results.records.get(request.image_id)
         if record is None:
-            context.abort(grpc.StatusCode.NOT_FOUND,
-                          f"image {request.image_id} of series {results.series_id} was not analysed")
+            context.abort(
+                grpc.StatusCode.NOT_FOUND, f"image {request.image_id} of series {results.series_id} was not analysed"
+            )
         return result_to_proto(record)
 
     def Watch(self, request: pb.WatchRequest, context):

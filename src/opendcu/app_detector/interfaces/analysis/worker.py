@@ -89,8 +89,13 @@ def build_analyzer(setup: dict[str, Any]):
         options = dict(setup["indexing"])
         cell = options.pop("cell", None)
         indexing = IndexingSettings(cell=UnitCell.from_sequence(cell) if cell else None, **options)
-    settings = AnalysisSettings(integration=integration, spots=spots, scoring=ScoringSettings(**setup["scoring"]),
-                                indexing=indexing, threads=setup.get("threads", 1))
+    settings = AnalysisSettings(
+        integration=integration,
+        spots=spots,
+        scoring=ScoringSettings(**setup["scoring"]),
+        indexing=indexing,
+        threads=setup.get("threads", 1),
+    )
     return FrameAnalyzer(geometry, mask, settings)
 
 
@@ -100,16 +105,24 @@ def _floats(values: np.ndarray) -> list[float]:
 
 def result_record(result, series_id: int, image_id: int, phi_deg: float, max_spots: int) -> dict[str, Any]:
     """A FrameResult as a JSON-ready dict (spots: the `max_spots` most intense)."""
-    record: dict[str, Any] = {"series_id": series_id, "image_id": image_id, "image_number": image_id + 1,
-                              "phi_deg": phi_deg}
+    record: dict[str, Any] = {
+        "series_id": series_id,
+        "image_id": image_id,
+        "image_number": image_id + 1,
+        "phi_deg": phi_deg,
+    }
     if result.score is not None:
         record.update(result.score.as_dict())
     spots = result.spots
     if spots is not None:
         order = np.argsort(spots.intensity)[::-1][:max_spots]
-        record["spots"] = {"x": _floats(spots.x[order]), "y": _floats(spots.y[order]),
-                           "intensity": _floats(spots.intensity[order]), "d": _floats(spots.d[order]),
-                           "npix": [int(v) for v in spots.npix[order]]}
+        record["spots"] = {
+            "x": _floats(spots.x[order]),
+            "y": _floats(spots.y[order]),
+            "intensity": _floats(spots.intensity[order]),
+            "d": _floats(spots.d[order]),
+            "npix": [int(v) for v in spots.npix[order]],
+        }
         record["n_strong_pixels"] = spots.n_strong_pixels
         record["overloaded"] = spots.overloaded
     else:
@@ -213,8 +226,16 @@ def run_worker(worker_id: int, inbox, outbox, ring_spec: tuple[str, int, int], t
                 if analyzer.settings.indexing is not None and analyzer.settings.indexing.cell is None:
                     found = search.add(result.rlp, phi_deg)
                     if found is not None:
-                        outbox.put(("cell", worker_id, series_id, list(found.cell.as_tuple()),
-                                    found.fraction_indexed, found.n_spots))
+                        outbox.put(
+                            (
+                                "cell",
+                                worker_id,
+                                series_id,
+                                list(found.cell.as_tuple()),
+                                found.fraction_indexed,
+                                found.n_spots,
+                            )
+                        )
                 record["timings_ms"]["decode"] = round(decode_ms, 3)
                 record["analysis_ms"] = (time.perf_counter() - t0) * 1e3
                 outbox.put(("result", worker_id, slot, record))

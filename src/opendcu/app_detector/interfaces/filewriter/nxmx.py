@@ -38,7 +38,9 @@ DEFAULT_BEAM_PROFILE = "Gaussian"
 DEFAULT_OMEGA_AXIS = (-1.0, 0.0, 0.0)
 
 
-def _field(group: h5py.Group, name: str, value: Any, dtype: str | None = None, units: str | None = None) -> h5py.Dataset:
+def _field(
+    group: h5py.Group, name: str, value: Any, dtype: str | None = None, units: str | None = None
+) -> h5py.Dataset:
     if isinstance(value, str):
         ds = group.create_dataset(name, data=np.bytes_(value.encode()))
     else:
@@ -55,11 +57,19 @@ def _group(parent: h5py.Group, name: str, nx_class: str) -> h5py.Group:
 
 
 def _transformation(ds: h5py.Dataset, kind: str, vector, depends_on: str, offset=(0.0, 0.0, 0.0)) -> None:
-    ds.attrs.update({"transformation_type": np.bytes_(kind.encode()), "vector": np.asarray(vector, dtype="f8"),
-                     "offset": np.asarray(offset, dtype="f8"), "depends_on": np.bytes_(depends_on.encode())})
+    ds.attrs.update(
+        {
+            "transformation_type": np.bytes_(kind.encode()),
+            "vector": np.asarray(vector, dtype="f8"),
+            "offset": np.asarray(offset, dtype="f8"),
+            "depends_on": np.bytes_(depends_on.encode()),
+        }
+    )
 
 
-def write_master(f: h5py.File, series: Series, data_links: list[str], vds_sources: list[tuple[str, int]] | None = None) -> h5py.Group:
+def write_master(
+    f: h5py.File, series: Series, data_links: list[str], vds_sources: list[tuple[str, int]] | None = None
+) -> h5py.Group:
     """Write the master metadata of `series` into the open file `f`; return /entry/data.
 
     `data_links`: data-file names (relative to the master) for external links `data_NNNNNN`.
@@ -73,7 +83,11 @@ def write_master(f: h5py.File, series: Series, data_links: list[str], vds_source
     start = start_time(series)
     _field(entry, "definition", "NXmx")
     _field(entry, "start_time", start.isoformat(timespec="milliseconds"))
-    _field(entry, "end_time_estimated", (start + timedelta(seconds=n * float(series.frame_time))).isoformat(timespec="milliseconds"))
+    _field(
+        entry,
+        "end_time_estimated",
+        (start + timedelta(seconds=n * float(series.frame_time))).isoformat(timespec="milliseconds"),
+    )
     program = _field(entry, "program_name", "opendcu")
     program.attrs["version"] = np.bytes_(str(cfg.get("software_version", "")).encode())
     data = _group(entry, "data", "NXdata")
@@ -133,9 +147,12 @@ def _write_beam(beam: h5py.Group, cfg: dict[str, Any], n: int) -> None:
     _field(beam, "incident_polarization_stokes", np.tile([1.0, degree, 0.0, 0.0], (n, 1)), "f4")  # [nP, 4]
     flux_type, flux = str(cfg.get("flux_type", "")), float(cfg.get("flux_value", 0.0) or 0.0)
     if flux_type and flux > 0:  # SIMPLON's flux_type names -> NXbeam's fields (spec §4)
-        name, units = {"flux": ("total_flux", "Hz"), "flux_area_integrated": ("flux", "1/s/m^2"),
-                       "flux_time_integrated": ("total_flux_integrated", ""),
-                       "flux_area_and_time_integrated": ("flux_integrated", "1/m^2")}[flux_type]
+        name, units = {
+            "flux": ("total_flux", "Hz"),
+            "flux_area_integrated": ("flux", "1/s/m^2"),
+            "flux_time_integrated": ("total_flux_integrated", ""),
+            "flux_area_and_time_integrated": ("flux_integrated", "1/m^2"),
+        }[flux_type]
         _field(beam, name, flux, "f8", units or None)
 
 
@@ -148,12 +165,18 @@ def _write_detector(det: h5py.Group, series: Series, h: int, w: int) -> None:
     _field(det, "count_time", series.count_time, "f4", "s")
     _field(det, "frame_time", series.frame_time, "f4", "s")
     _field(det, "detector_readout_time", cfg["detector_readout_time"], "f4", "s")
-    for key in ("countrate_correction_applied", "flatfield_correction_applied", "virtual_pixel_correction_applied",
-                "efficiency_correction_applied"):
+    for key in (
+        "countrate_correction_applied",
+        "flatfield_correction_applied",
+        "virtual_pixel_correction_applied",
+        "efficiency_correction_applied",
+    ):
         _field(det, key, int(bool(cfg.get(key, False))), "i4")
     _field(det, "pixel_mask_applied", int(bool(series.settings.pixel_mask_applied)), "i4")
     _field(det, "flatfield_applied", int(bool(cfg.get("flatfield_correction_applied", False))), "i4")
-    _field(det, "virtual_pixel_interpolation_applied", int(bool(cfg.get("virtual_pixel_correction_applied", False))), "i4")
+    _field(
+        det, "virtual_pixel_interpolation_applied", int(bool(cfg.get("virtual_pixel_correction_applied", False))), "i4"
+    )
     _field(det, "number_of_cycles", int(cfg.get("nframes_sum", 1)), "u4")
     _field(det, "description", cfg["description"])
     _field(det, "detector_number", cfg["detector_number"])
@@ -250,7 +273,12 @@ def _write_geometry(det: h5py.Group, cfg: dict[str, Any], h: int, w: int) -> Non
     px, py = float(cfg["x_pixel_size"]), float(cfg["y_pixel_size"])
     bcx, bcy, distance = float(cfg["beam_center_x"]), float(cfg["beam_center_y"]), float(cfg["detector_distance"])
     geometry = _group(det, "geometry", "NXgeometry")
-    _field(_group(geometry, "orientation", "NXorientation"), "value", cfg.get("detector_orientation", [-1, 0, 0, 0, -1, 0]), "f8")
+    _field(
+        _group(geometry, "orientation", "NXorientation"),
+        "value",
+        cfg.get("detector_orientation", [-1, 0, 0, 0, -1, 0]),
+        "f8",
+    )
     _field(_group(geometry, "translation", "NXtranslation"), "distances", [bcx * px, bcy * py, distance], "f8", "m")
 
     module = _group(det, "module", "NXdetector_module")
@@ -261,8 +289,13 @@ def _write_geometry(det: h5py.Group, cfg: dict[str, Any], h: int, w: int) -> Non
     _transformation(_field(module, "fast_pixel_direction", px, "f8", "m"), "translation", (-1.0, 0.0, 0.0), base)
     _transformation(_field(module, "slow_pixel_direction", py, "f8", "m"), "translation", (0.0, -1.0, 0.0), base)
     # the first pixel relative to the beam: the beam centre (pixels) in metres along the pixel axes
-    _transformation(_field(module, "module_offset", 0.0, "f8", "m"), "translation", (0.0, 0.0, 0.0),
-                    "/entry/instrument/detector/transformations/translation", offset=(bcx * px, bcy * py, 0.0))
+    _transformation(
+        _field(module, "module_offset", 0.0, "f8", "m"),
+        "translation",
+        (0.0, 0.0, 0.0),
+        "/entry/instrument/detector/transformations/translation",
+        offset=(bcx * px, bcy * py, 0.0),
+    )
     trans = _group(det, "transformations", "NXtransformations")
     _transformation(_field(trans, "translation", distance, "f8", "m"), "translation", (0.0, 0.0, 1.0), ".")
 
@@ -325,8 +358,15 @@ def _virtual_dataset(data: h5py.Group, series: Series, sources: list[tuple[str, 
     data.create_virtual_dataset("data", layout, fillvalue=np.iinfo(dtype).max)
 
 
-def finalize_master(path: Path, series: Series, written_links: int, planned_links: int, written_images: int,
-                    vds_sources: list[tuple[str, int]] | None, contributions: dict[str, np.ndarray]) -> None:
+def finalize_master(
+    path: Path,
+    series: Series,
+    written_links: int,
+    planned_links: int,
+    written_images: int,
+    vds_sources: list[tuple[str, int]] | None,
+    contributions: dict[str, np.ndarray],
+) -> None:
     """At series end: write `end_time`, drop links to data files that were never written and shrink the virtual
     dataset to the images written (an early stop), and add the datasets other components contributed."""
     with h5py.File(path, "r+") as f:

@@ -18,8 +18,15 @@ ROOT = "/entry/instrument/detector/detectorSpecific"
 #: per-image records beyond this many are left out (the series scalars still count every image)
 MAX_PER_IMAGE = 10_000_000
 
-SCALARS = ("images_expected", "images_complete", "images_incomplete", "images_lost", "packets_expected",
-           "packets_received", "packets_lost")
+SCALARS = (
+    "images_expected",
+    "images_complete",
+    "images_incomplete",
+    "images_lost",
+    "packets_expected",
+    "packets_received",
+    "packets_lost",
+)
 
 
 def outcome_datasets(summary: dict[str, Any], received: np.ndarray, expected: np.ndarray) -> dict[str, np.ndarray]:

@@ -26,10 +26,11 @@ import mmap
 import multiprocessing as mp
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing import shared_memory
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -168,7 +169,9 @@ class _Worker:
         mm.close()
         os.close(fd)
 
-    def open_h5(self, file_id: int, path: str, shape, dtype: str, hdf5_filter: Hdf5Filter | None, low: int, n: int) -> None:
+    def open_h5(
+        self, file_id: int, path: str, shape, dtype: str, hdf5_filter: Hdf5Filter | None, low: int, n: int
+    ) -> None:
         from opendcu.app_detector.interfaces.filewriter.datafile import DataFile
 
         self.h5files[file_id] = DataFile(Path(path), tuple(shape), np.dtype(dtype), hdf5_filter, low, n)
@@ -316,4 +319,3 @@ def chunk_source(image: Any) -> ChunkSource:
     if image.shm_name:
         return ChunkSource(image.shm_name, image.shm_offset, image.nbytes)
     return ChunkSource("", 0, image.nbytes, bytes(image.data))
-

@@ -24,7 +24,7 @@ def _check_pattern(value: str) -> None:
 WRITER_MODES = ("serial", "parallel", "vds")
 
 
-def build_filewriter_subsystem(writer: "FileWriter") -> Subsystem:
+def build_filewriter_subsystem(writer: FileWriter) -> Subsystem:
     fw = Subsystem("filewriter")
     fw.add(
         Parameter("mode", "string", "disabled", allowed_values=["enabled", "disabled"]),
@@ -39,10 +39,14 @@ def build_filewriter_subsystem(writer: "FileWriter") -> Subsystem:
         Parameter("writer_processes", "uint", 2, min=1, max=16),
     )
     fw.add_status(
-        StatusParameter("state", "string", lambda: writer.state, allowed_values=["disabled", "ready", "acquire", "error"]),
+        StatusParameter(
+            "state", "string", lambda: writer.state, allowed_values=["disabled", "ready", "acquire", "error"]
+        ),
         StatusParameter("error", "string[]", lambda: list(writer.errors)),
         StatusParameter("files", "string[]", writer.list_files),
         StatusParameter("buffer_free", "uint", writer.buffer_free, unit="B"),
     )
-    fw.add_command(Command("clear", lambda _arg: writer.clear()), Command("initialize", lambda _arg: writer.initialize()))
+    fw.add_command(
+        Command("clear", lambda _arg: writer.clear()), Command("initialize", lambda _arg: writer.initialize())
+    )
     return fw

@@ -2,17 +2,17 @@
 the code that still imports it from here."""
 
 from opendcu.simplon.paths import (  # noqa: F401
-    UnsafePath,
-    check_name_pattern,
-    resolve_in,
-    series_prefix,
-    master_name,
-    data_name,
-    list_data_files,
-    SeriesFilesExist,
-    check_series_files,
+    MAX_DATA_FILES,
     NAME_MAX,
     PATTERN_MAX,
     SUFFIX_MAX,
-    MAX_DATA_FILES,
+    SeriesFilesExist,
+    UnsafePath,
+    check_name_pattern,
+    check_series_files,
+    data_name,
+    list_data_files,
+    master_name,
+    resolve_in,
+    series_prefix,
 )

@@ -118,8 +118,9 @@ class ParallelSink:
         spec.path.parent.mkdir(parents=True, exist_ok=True)
         reserve = spec.n_images * (spec.max_chunk_bytes + 4096) + METADATA_ALLOWANCE
         self.fileobj = AllocatingFile(part_path(spec.path), reserve)
-        self.file = DataFile(spec.path, spec.shape, spec.dtype, spec.hdf5_filter, spec.image_nr_low, spec.n_images,
-                             fileobj=self.fileobj)
+        self.file = DataFile(
+            spec.path, spec.shape, spec.dtype, spec.hdf5_filter, spec.image_nr_low, spec.n_images, fileobj=self.fileobj
+        )
         for w in range(pool.n_workers):
             pool.submit(w, "map", self.file_id, str(self.file.tmp_path), reserve, on_done=self._mapped)
 
@@ -174,8 +175,17 @@ class WorkerFileSink:
         self.file_id = next(_file_ids)
         self.path = spec.path
         self.pending = _Outstanding()
-        pool.call(worker, "open_h5", self.file_id, str(spec.path), spec.shape, np.dtype(spec.dtype).str, spec.hdf5_filter,
-                  spec.image_nr_low, spec.n_images)
+        pool.call(
+            worker,
+            "open_h5",
+            self.file_id,
+            str(spec.path),
+            spec.shape,
+            np.dtype(spec.dtype).str,
+            spec.hdf5_filter,
+            spec.image_nr_low,
+            spec.n_images,
+        )
 
     def write(self, image: CompressedImage, chunk: Any) -> None:
         image.retain()

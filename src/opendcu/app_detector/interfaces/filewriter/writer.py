@@ -17,23 +17,28 @@ import logging
 import math
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import h5py
 import numpy as np
 
 from opendcu.app_detector.imagemux.buffer import Policy
 from opendcu.app_detector.imagemux.mux import BufferedInterface, CompressedImage
-from opendcu.app_detector.interfaces.status import ModeAndState
 from opendcu.app_detector.interfaces.filewriter import paths
 from opendcu.app_detector.interfaces.filewriter.datafile import ALIGNMENT, LIBVER, create_image_dataset, part_path
-from opendcu.app_detector.interfaces.filewriter.nxmx import (add_contributions, finalize_master, write_end_time,
-                                                           write_master)
+from opendcu.app_detector.interfaces.filewriter.nxmx import (
+    add_contributions,
+    finalize_master,
+    write_end_time,
+    write_master,
+)
 from opendcu.app_detector.interfaces.filewriter.parallel import WriterPool
 from opendcu.app_detector.interfaces.filewriter.params import build_filewriter_subsystem
 from opendcu.app_detector.interfaces.filewriter.sinks import FileSpec, ParallelSink, SerialSink, Sink, WorkerFileSink
+from opendcu.app_detector.interfaces.status import ModeAndState
 from opendcu.app_detector.series import Series
 from opendcu.codecs import get_codec
 from opendcu.codecs.base import Hdf5Filter
@@ -112,7 +117,9 @@ class FileWriter(ModeAndState, BufferedInterface):
         for name in names:
             paths.resolve_in(self.data_dir, name)
         links = [Path(n).name for n in names]  # relative to the master's folder
-        s = _SeriesFiles(series, prefix, master, per_file, cfg["image_nr_start"], mode, cfg["compression_enabled"], n_files)
+        s = _SeriesFiles(
+            series, prefix, master, per_file, cfg["image_nr_start"], mode, cfg["compression_enabled"], n_files
+        )
         try:
             master.parent.mkdir(parents=True, exist_ok=True)
             if per_file == 0:
@@ -143,8 +150,9 @@ class FileWriter(ModeAndState, BufferedInterface):
         dtype = s.series.settings.dtype
         compression = s.series.settings.compression if s.compress else "none"
         h, w = s.series.detector_config["y_pixels_in_detector"], s.series.detector_config["x_pixels_in_detector"]
-        s.master_data = create_image_dataset(data, "data", (h, w), dtype, hdf5_filter_for(compression, dtype),
-                                             s.series.nimages_total)
+        s.master_data = create_image_dataset(
+            data, "data", (h, w), dtype, hdf5_filter_for(compression, dtype), s.series.nimages_total
+        )
         f["/entry/instrument/detector/data"] = s.master_data
         s.master_file = f
 
@@ -167,8 +175,9 @@ class FileWriter(ModeAndState, BufferedInterface):
             if s.master_file is not None:
                 self._close_master_with_data(s, contributions)
             else:
-                finalize_master(s.master, s.series, s.files_done, s.planned_files, s.written, s.vds_sources,
-                                contributions)
+                finalize_master(
+                    s.master, s.series, s.files_done, s.planned_files, s.written, s.vds_sources, contributions
+                )
         except Exception as exc:
             self._error(f"finishing master {s.master.name} failed: {exc}")
             if s.master_file is not None:
@@ -278,7 +287,9 @@ class FileWriter(ModeAndState, BufferedInterface):
         """Delete every finished file in the data directory (and folders left empty); reset errors."""
         for name in self.list_files():
             (self.data_dir / name).unlink(missing_ok=True)
-        for folder in sorted((p for p in self.data_dir.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        for folder in sorted(
+            (p for p in self.data_dir.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True
+        ):
             try:
                 folder.rmdir()
             except OSError:

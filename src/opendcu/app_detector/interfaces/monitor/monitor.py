@@ -16,7 +16,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -55,8 +55,14 @@ class MonitorImage:
         if mask is not None:
             lost &= mask == 0  # error-valued pixels that are not masked came from lost packets
         seconds, ns = divmod(self.received_ns, 1_000_000_000)
-        stamp = datetime.fromtimestamp(seconds, timezone.utc).astimezone()
-        date = stamp.strftime("%Y-%m-%dT%H:%M:%S") + f".{ns:09d}" + stamp.strftime("%z")[:3] + ":" + stamp.strftime("%z")[3:]
+        stamp = datetime.fromtimestamp(seconds, UTC).astimezone()
+        date = (
+            stamp.strftime("%Y-%m-%dT%H:%M:%S")
+            + f".{ns:09d}"
+            + stamp.strftime("%z")[:3]
+            + ":"
+            + stamp.strftime("%z")[3:]
+        )
         energy = float(cfg.get("photon_energy", 0.0))
         return MonitorMetadata(
             series_unique_id=s.unique_id,
@@ -126,8 +132,15 @@ class Monitor:
             image.release()
 
     def _keep(self, image: CompressedImage, now_ns: int) -> MonitorImage:
-        return MonitorImage(self._series, image.image_id, bytes(image.data), np.dtype(image.dtype),
-                            tuple(image.shape), image.compression, now_ns)
+        return MonitorImage(
+            self._series,
+            image.image_id,
+            bytes(image.data),
+            np.dtype(image.dtype),
+            tuple(image.shape),
+            image.compression,
+            now_ns,
+        )
 
     def end_series(self, series: Series, aborted: bool) -> None:
         pass
@@ -210,4 +223,3 @@ class Monitor:
         with self._cond:
             self._images.clear()
             self._latest = None
-

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 MAX_BUFFER_SIZE = 200  # EIGER firmware maximum
 
 
-def build_monitor_subsystem(monitor: "Monitor") -> Subsystem:
+def build_monitor_subsystem(monitor: Monitor) -> Subsystem:
     sub = Subsystem("monitor")
     sub.add(
         Parameter("mode", "string", "disabled", allowed_values=["enabled", "disabled"]),
@@ -28,5 +28,7 @@ def build_monitor_subsystem(monitor: "Monitor") -> Subsystem:
         StatusParameter("next_image_number", "uint", lambda: list(monitor.next_image_number), listed=False),
         StatusParameter("monitor_image_number", "uint", lambda: list(monitor.monitor_image_number), listed=False),
     )
-    sub.add_command(Command("clear", lambda _arg: monitor.clear()), Command("initialize", lambda _arg: monitor.initialize()))
+    sub.add_command(
+        Command("clear", lambda _arg: monitor.clear()), Command("initialize", lambda _arg: monitor.initialize())
+    )
     return sub

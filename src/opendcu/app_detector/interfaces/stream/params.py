@@ -30,12 +30,14 @@ class AppendixParameter(Parameter):
         except (TypeError, ValueError, RecursionError) as exc:
             raise InvalidValue(f"Parameter {self.key}: not a JSON value: {exc}") from None
         if len(text) > MAX_APPENDIX:
-            raise InvalidValue(f"Parameter {self.key}: {len(text)} characters of JSON, at most {MAX_APPENDIX} "
-                               "(it travels with every message)")
+            raise InvalidValue(
+                f"Parameter {self.key}: {len(text)} characters of JSON, at most {MAX_APPENDIX} "
+                "(it travels with every message)"
+            )
         return value
 
 
-def build_stream_subsystem(stream: "Stream") -> Subsystem:
+def build_stream_subsystem(stream: Stream) -> Subsystem:
     sub = Subsystem("stream")
     sub.add(
         Parameter("mode", "string", "disabled", allowed_values=["enabled", "disabled"]),
@@ -45,7 +47,9 @@ def build_stream_subsystem(stream: "Stream") -> Subsystem:
         AppendixParameter("image_appendix", "string", ""),
     )
     sub.add_status(
-        StatusParameter("state", "string", lambda: stream.state, allowed_values=["disabled", "ready", "acquire", "error"]),
+        StatusParameter(
+            "state", "string", lambda: stream.state, allowed_values=["disabled", "ready", "acquire", "error"]
+        ),
         # warning when the series' images were dropped (a consumer too slow or none connected)
         StatusParameter("dropped", "uint", lambda: stream.dropped, health=lambda n: "warning" if n else "normal"),
         StatusParameter("error", "string[]", lambda: list(stream.errors), listed=False),

@@ -64,8 +64,9 @@ class Stream(ModeAndState, BufferedInterface):
         self._context = context or zmq.Context.instance()
         self._sockets = {"legacy": self._bind(v1_endpoint, sndhwm), "cbor": self._bind(v2_endpoint, sndhwm)}
         self.endpoints = {name: s.getsockopt_string(zmq.LAST_ENDPOINT) for name, s in self._sockets.items()}
-        self._monitors = {name: s.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
-                          for name, s in self._sockets.items()}
+        self._monitors = {
+            name: s.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED) for name, s in self._sockets.items()
+        }
         self._peers = dict.fromkeys(self._sockets, 0)
         self._closing = False
         self._unpulled = 0  # images the sockets refused (no consumer / consumer's queue full)
@@ -140,8 +141,9 @@ class Stream(ModeAndState, BufferedInterface):
         key = (tuple(image.shape), np.dtype(image.dtype).str, image.compression)
         encoder = self._encoders.get(key)
         if encoder is None:
-            encoder = self._encoders[key] = v2.ImageMessageEncoder(series, image.shape, image.dtype, image.compression,
-                                                                   self._image_appendix)
+            encoder = self._encoders[key] = v2.ImageMessageEncoder(
+                series, image.shape, image.dtype, image.compression, self._image_appendix
+            )
         return encoder
 
     def handle_end(self, series: Series, aborted: bool, images_done: threading.Event | None = None) -> None:
@@ -177,12 +179,14 @@ class Stream(ModeAndState, BufferedInterface):
                 pass
             waited = time.monotonic() - start
             if self.consumers(self._format) == 0 and waited * 1000 >= self.control_timeout_ms:
-                log.warning("stream: no consumer took the %s message of the series within %d ms", what,
-                            self.control_timeout_ms)
+                log.warning(
+                    "stream: no consumer took the %s message of the series within %d ms", what, self.control_timeout_ms
+                )
                 return
             if waited >= CONTROL_MAX_WAIT:
-                log.warning("stream: the consumer did not make room for the %s message within %.0f s", what,
-                            CONTROL_MAX_WAIT)
+                log.warning(
+                    "stream: the consumer did not make room for the %s message within %.0f s", what, CONTROL_MAX_WAIT
+                )
                 return
             sock.poll(50, zmq.POLLOUT)
 

@@ -12,7 +12,9 @@ Rational = tuple[int, int]
 TICKS_PER_SECOND = 50_000_000
 
 
-def image_times(series: Series, image_id: int, frequency: int = TICKS_PER_SECOND) -> tuple[Rational, Rational, Rational]:
+def image_times(
+    series: Series, image_id: int, frequency: int = TICKS_PER_SECOND
+) -> tuple[Rational, Rational, Rational]:
     """(real_time, start_time, stop_time) of image `image_id` (0-based) in ticks of `frequency`."""
     count = round(series.count_time * frequency)
     start = round(image_id * series.frame_time * frequency)

@@ -15,13 +15,24 @@ from typing import Any
 import numpy as np
 
 from opendcu.app_detector.interfaces.stream.timing import image_times_ns
-from opendcu.app_detector.interfaces.stream.v2 import (FLOAT8_KEY, countrate_table, flatfield,
-                                                        float8_decoding, pixel_mask)
+from opendcu.app_detector.interfaces.stream.v2 import (
+    FLOAT8_KEY,
+    countrate_table,
+    flatfield,
+    float8_decoding,
+    pixel_mask,
+)
 from opendcu.app_detector.series import Series
 
 #: the keys libertem-dectris requires in the config part (spec §2.5)
-REQUIRED_CONFIG_KEYS = ("ntrigger", "nimages", "trigger_mode", "x_pixels_in_detector", "y_pixels_in_detector",
-                        "bit_depth_image")
+REQUIRED_CONFIG_KEYS = (
+    "ntrigger",
+    "nimages",
+    "trigger_mode",
+    "x_pixels_in_detector",
+    "y_pixels_in_detector",
+    "bit_depth_image",
+)
 
 
 def _json(obj: Any) -> bytes:
@@ -42,9 +53,15 @@ def _scalar(value: Any) -> bool:
 def header_config(series: Series) -> dict[str, Any]:
     """Part 2: the detector config at arm (scalars and 1-D lists only), with the series' own counts."""
     config = {k: v for k, v in sorted(series.detector_config.items()) if _scalar(v)}
-    config.update(nimages=series.nimages, ntrigger=series.ntrigger, trigger_mode=series.trigger_mode,
-                  bit_depth_image=series.settings.bit_depth_image, compression=series.settings.compression,
-                  count_time=series.count_time, frame_time=series.frame_time)
+    config.update(
+        nimages=series.nimages,
+        ntrigger=series.ntrigger,
+        trigger_mode=series.trigger_mode,
+        bit_depth_image=series.settings.bit_depth_image,
+        compression=series.settings.compression,
+        count_time=series.count_time,
+        frame_time=series.frame_time,
+    )
     decoding = float8_decoding(series)
     if decoding is not None:  # E3M5 codes in the images: the decode table (v2.float8_decoding)
         config[FLOAT8_KEY] = {**decoding, "decode_lookup_table": decoding["decode_lookup_table"].tolist()}
@@ -57,8 +74,10 @@ def header_parts(series: Series, header_detail: str, header_appendix: Any) -> li
     if header_detail in ("basic", "all"):
         parts.append(_json(header_config(series)))
     if header_detail == "all":
-        for htype, array, dtype in (("dflatfield-1.0", flatfield(series), "float32"),
-                                    ("dpixelmask-1.0", pixel_mask(series), "uint32")):
+        for htype, array, dtype in (
+            ("dflatfield-1.0", flatfield(series), "float32"),
+            ("dpixelmask-1.0", pixel_mask(series), "uint32"),
+        ):
             h, w = array.shape
             parts.append(_json({"htype": htype, "shape": [w, h], "type": dtype}))
             parts.append(np.ascontiguousarray(array, dtype=np.dtype(dtype).newbyteorder("<")).tobytes())
@@ -82,12 +101,30 @@ def image_parts(series: Series, image: Any, image_appendix: Any) -> list[Any]:
     h, w = image.shape
     blob = image.data if image.compression in ("bslz4", "none") else np.ascontiguousarray(image.decode()).view(np.uint8)
     dtype = np.dtype(image.dtype)
-    part2 = _json({"htype": "dimage_d-1.0", "shape": [w, h], "type": dtype.name,
-                   "encoding": encoding(image.compression, dtype), "size": int(blob.nbytes)})
-    part1 = _json({"htype": "dimage-1.0", "series": series.series_id, "frame": image.image_id,
-                   "hash": hashlib.md5(part2).hexdigest()})
+    part2 = _json(
+        {
+            "htype": "dimage_d-1.0",
+            "shape": [w, h],
+            "type": dtype.name,
+            "encoding": encoding(image.compression, dtype),
+            "size": int(blob.nbytes),
+        }
+    )
+    part1 = _json(
+        {
+            "htype": "dimage-1.0",
+            "series": series.series_id,
+            "frame": image.image_id,
+            "hash": hashlib.md5(part2).hexdigest(),
+        }
+    )
     start, stop, real = image_times_ns(series, image.image_id)
-    parts = [part1, part2, blob, _json({"htype": "dconfig-1.0", "start_time": start, "stop_time": stop, "real_time": real})]
+    parts = [
+        part1,
+        part2,
+        blob,
+        _json({"htype": "dconfig-1.0", "start_time": start, "stop_time": stop, "real_time": real}),
+    ]
     if image_appendix not in (None, ""):
         parts.append(appendix_bytes(image_appendix))
     return parts

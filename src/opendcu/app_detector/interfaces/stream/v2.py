@@ -112,8 +112,14 @@ class ImageMessageEncoder:
 
     def encode(self, image_id: int, payload: Any, annotations: Mapping[str, Any] | None = None) -> bytes:
         real, start, stop = image_times(self.series, image_id)
-        out: list[Any] = [cbor.SELF_DESCRIBED, cbor.head(5, self._nkeys + len(annotations or ())), self._ids,
-                          self._keys["image_id"], cbor.head(0, image_id), self._keys["real_time"]]
+        out: list[Any] = [
+            cbor.SELF_DESCRIBED,
+            cbor.head(5, self._nkeys + len(annotations or ())),
+            self._ids,
+            self._keys["image_id"],
+            cbor.head(0, image_id),
+            self._keys["real_time"],
+        ]
         cbor.encode_into(out, list(real))
         out.append(self._date)
         out.append(self._keys["start_time"])
@@ -132,8 +138,20 @@ class ImageMessageEncoder:
         return b"".join(out)
 
 
-_STANDARD_IMAGE_KEYS = frozenset(("type", "series_id", "series_unique_id", "image_id", "real_time", "series_date",
-                                  "start_time", "stop_time", "user_data", "data"))
+_STANDARD_IMAGE_KEYS = frozenset(
+    (
+        "type",
+        "series_id",
+        "series_unique_id",
+        "image_id",
+        "real_time",
+        "series_date",
+        "start_time",
+        "stop_time",
+        "user_data",
+        "data",
+    )
+)
 
 
 def appendix_empty(value: Any) -> bool:
