@@ -181,6 +181,8 @@ def value_schema_of(http: httpx.Client, module: str, key: str) -> dict:
             out[name] = d[limit]
     if d["value_type"] == "uint":
         out.setdefault("minimum", 0)
+    if out.get("minimum", float("-inf")) > out.get("maximum", float("inf")):  # an empty range in this state
+        out.pop("minimum"), out.pop("maximum")
     return out
 
 
@@ -263,7 +265,8 @@ def test_schemathesis_finds_no_server_error(server: DcuServer, tmp_path: Path):
         timeout=900,
         cwd=tmp_path,
     )
-    tail = result.stdout[-5000:]
+    # the errors section comes before the long warnings: show both ends of the report
+    tail = result.stdout if len(result.stdout) < 12000 else result.stdout[:6000] + "\n[...]\n" + result.stdout[-5000:]
     print(tail)
     assert result.returncode == 0, tail
     tested = re.search(r"Tested: (\d+)", tail)
