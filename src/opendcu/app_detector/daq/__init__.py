@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import os
 
 from opendcu.app_detector.daq.assembler import AssembledFrame, DaqCounters, FrameAssembler
 from opendcu.app_detector.daq.receiver import SOCKET_BUFFER, ModuleReceiver
 
 __all__ = ["AssembledFrame", "Daq", "DaqCounters", "FrameAssembler", "ModuleReceiver"]
-
-log = logging.getLogger(__name__)
-#: "1" / "0" forces real-time scheduling of the receivers on / off; unset: on only when each gets its own CPU
-REALTIME_ENV = "OPENDCU_REALTIME_RECEIVERS"
 
 
 class Daq:
@@ -23,25 +18,13 @@ class Daq:
         assembler: FrameAssembler,
         host: str = "127.0.0.1",
         socket_buffer: int = SOCKET_BUFFER,
-        realtime: bool | None = None,
+        realtime: bool = True,
     ):
         self.assembler = assembler
         n = assembler.model.n_modules
         cpus = sorted(os.sched_getaffinity(0))
         # with more CPUs than receivers, each receiver keeps one CPU (the last ones; the first stay for the rest)
         pinned = len(cpus) > n + 1
-        if realtime is None:
-            # SCHED_FIFO threads that share their CPUs with the rest of the data path (and, here, with the simulated
-            # modules) can starve them: real-time only with a CPU of its own for each receiver, unless told
-            forced = os.environ.get(REALTIME_ENV, "")
-            realtime = forced == "1" if forced in ("0", "1") else pinned
-            if not realtime:
-                log.info(
-                    "DAQ receivers: normal scheduling (%d CPUs for %d receivers; %s=1 forces SCHED_FIFO)",
-                    len(cpus),
-                    n,
-                    REALTIME_ENV,
-                )
         self.receivers = [
             ModuleReceiver(
                 assembler, m, host, socket_buffer=socket_buffer, realtime=realtime, cpu=cpus[-1 - m] if pinned else None
