@@ -289,7 +289,12 @@ class PipelinePool:
                     break
             except (OSError, EOFError):
                 break
-        worker.process.join(timeout=1)
+        # its pipe closed: the process is ending; a clean stop (exit 0) can take seconds on a loaded machine, and
+        # one still running after that is taken as dead (never a live worker next to its replacement)
+        worker.process.join(timeout=10)
+        if worker.process.exitcode is None:
+            worker.process.kill()
+            worker.process.join(timeout=5)
         code = worker.process.exitcode
         with self._lock:
             if worker not in self._workers:
