@@ -167,13 +167,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """A test that starts a DCU (the `dcu` fixture, or a call of `start_dcu` in its body) is an integration test,
     marked or not: `dev.py unit` (`-m "not integration"`) never starts a process tree."""
     for item in items:
-        function = getattr(item, "function", None)
-        try:
-            calls_start = function is not None and "start_dcu(" in inspect.getsource(function)
-        except (OSError, TypeError):
-            calls_start = False
-        if "dcu" in getattr(item, "fixturenames", ()) or calls_start:
+        # the test's own body and every fixture it uses (a fixture of any name may start one)
+        functions = [getattr(item, "function", None)]
+        fixture_info = getattr(item, "_fixtureinfo", None)
+        if fixture_info is not None:
+            for definitions in fixture_info.name2fixturedefs.values():
+                functions.extend(definition.func for definition in definitions)
+        if "dcu" in getattr(item, "fixturenames", ()) or any(_starts_dcu(f) for f in functions):
             item.add_marker(pytest.mark.integration)
+
+
+def _starts_dcu(function: object) -> bool:
+    if function is None:
+        return False
+    try:
+        return "start_dcu(" in inspect.getsource(function)  # type: ignore[arg-type]
+    except (OSError, TypeError):
+        return False
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

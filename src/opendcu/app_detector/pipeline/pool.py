@@ -86,6 +86,9 @@ class PipelinePool:
         self._pending: collections.deque[AssembledFrame] = collections.deque()
         self._work = threading.Condition()
         self.workers_replaced = 0
+        #: (index, pid, exit code) of every worker that ended, in order (the collector is the only thread that
+        #: reaps workers: two threads waiting for one child race in waitpid, and one of them gets no exit code)
+        self.ended: list[tuple[int, int | None, int | None]] = []
         self._collector = threading.Thread(target=self._collect, name="pipeline-collector", daemon=True)
         self._dispatcher = threading.Thread(target=self._dispatch, name="pipeline-dispatch", daemon=True)
         self._running = True
@@ -297,10 +300,13 @@ class PipelinePool:
             worker.process.join(timeout=5)
         code = worker.process.exitcode
         with self._lock:
+            self.ended.append((worker.index, worker.process.pid, code))
+            self._lock.notify_all()
             if worker not in self._workers:
                 return
-            # a clean exit is a stop that was asked for (SIGTERM to the process group): not replaced
-            replacement = self._new_worker(worker.index) if code != 0 else None
+            # a clean exit is a stop that was asked for (SIGTERM to the process group): not replaced; nor is a
+            # worker that ends while the pool closes
+            replacement = self._new_worker(worker.index) if code != 0 and self._running else None
             if replacement is not None:
                 self._workers[self._workers.index(worker)] = replacement
                 self.workers_replaced += 1
@@ -368,6 +374,19 @@ class PipelinePool:
         self._published += 1
         self._lock.notify_all()
 
+    def wait_ended(self, pid: int, timeout: float) -> tuple[bool, int | None]:
+        """Wait until the collector has seen worker process `pid` end: (ended, its exit code)."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                for _, ended_pid, code in self.ended:
+                    if ended_pid == pid:
+                        return True, code
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False, None
+                self._lock.wait(min(remaining, 0.1))
+
     def close(self) -> None:
         self._running = False
         with self._work:
@@ -377,9 +396,10 @@ class PipelinePool:
                 w.tasks.send(None)
             except (OSError, ValueError):
                 pass
-        join_or_terminate([w.process for w in self._workers], timeout=5)
-        self._collector.join(timeout=2)
+        # the collector first (it may be reaping a worker), so that only one thread ever waits for a worker
+        self._collector.join(timeout=20)
         self._dispatcher.join(timeout=2)
+        join_or_terminate([w.process for w in self._workers], timeout=5)
         for w in self._workers:
             for conn in (w.tasks, w.results):
                 conn.close()
