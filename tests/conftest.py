@@ -20,9 +20,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-import pytest
-from golden import find_golden
+# the tests' own decoders use bitshuffle's OpenMP: its idle threads must not spin and take a core from the DCU
+# under test (opendcu's import says the same; this holds even where a test imports bitshuffle first)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import httpx  # noqa: E402
+import pytest  # noqa: E402
+from golden import find_golden  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 

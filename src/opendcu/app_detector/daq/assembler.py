@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from typing import Protocol
 
 import numpy as np
 
@@ -39,9 +40,26 @@ FLUSH_WAIT = 2.0  # s: receivers notice a flush request within their socket time
 SHARE_TIMEOUT_MIN, SHARE_TIMEOUT_MAX, SHARE_TIMEOUT_PERIODS = 0.5, 1.0, 4
 #: at the end of a series, how long frames of which nothing arrived may wait for raw slots, all together (s)
 LOST_FRAME_SLOT_WAIT = 2.0
-#: the assembler thread polls the receivers' event rings this often while a series runs (s)
-POLL_INTERVAL = 0.0005
+#: while a series runs the assembler thread polls the receivers' event rings every half frame period, within
+#: these bounds (s): often enough that frames settle promptly, rarely enough that slow series pay no polls for
+#: nothing (each poll takes the GIL from the data path's other threads); frames opened ahead cover the wait
+POLL_INTERVAL_MIN, POLL_INTERVAL_MAX = 0.0005, 0.005
 IDLE_POLL_INTERVAL = 0.02
+
+
+def poll_interval(frame_time: float) -> float:
+    """Seconds between the assembler thread's polls while a series of this frame time runs."""
+    return min(POLL_INTERVAL_MAX, max(POLL_INTERVAL_MIN, frame_time / 2))
+
+
+class SlotQueue(Protocol):
+    """The free raw slot numbers (a queue.Queue, or a multiprocessing one)."""
+
+    def get(self, block: bool = True, timeout: float | None = None) -> int: ...
+
+    def get_nowait(self) -> int: ...
+
+    def put(self, item: int) -> None: ...
 
 
 def share_timeout(frame_time: float) -> float:
@@ -148,7 +166,7 @@ class FrameAssembler:
         self,
         model: DetectorModel,
         ring: SlotRing,
-        free_slots: queue.Queue[int] | object,
+        free_slots: SlotQueue,
         emit: Callable[[AssembledFrame], None],
         emit_many: Callable[[list[AssembledFrame]], None] | None = None,
     ):
@@ -232,7 +250,7 @@ class FrameAssembler:
                 busy = False
             if not busy:
                 active = bool(self.table.params[k.P_ACTIVE])
-                self._stop_poller.wait(POLL_INTERVAL if active else IDLE_POLL_INTERVAL)
+                self._stop_poller.wait(poll_interval(self._frame_time) if active else IDLE_POLL_INTERVAL)
 
     def poll(self) -> bool:
         """Settle what the receivers closed since the last poll, and open frames ahead; True if there was any."""

@@ -117,10 +117,12 @@ def worker_main(spec: WorkerSpec) -> None:
     stop = child_process_setup(f"pipeline-worker{spec.index}")
     name_this_thread(f"pipeline-w{spec.index}")
     warm_up()  # compile (or load from numba's cache) before the first series, not during it
-    if spec.ready is not None:
-        spec.ready.put(spec.index)
     raw_ring = SlotRing.attach(spec.raw_ring)
     out_ring = SlotRing.attach(spec.out_ring)
+    for ring in (raw_ring, out_ring):  # map the pages now, not one fault per 4 KiB while frames come in
+        ring.populate()
+    if spec.ready is not None:
+        spec.ready.put(spec.index)
     try:
         serve(spec, raw_ring, out_ring, stop)
     except (KeyboardInterrupt, EOFError, BrokenPipeError):

@@ -74,12 +74,28 @@ def _thaw(value: Any) -> Any:
     return value
 
 
-def decode_v2(raw: bytes | memoryview) -> dict[str, Any]:
-    """One V2 message as a dict (arrays decompressed to numpy); checks the prefix and that `type` is first."""
+def _keep_compressed(*args: Any) -> Any:
+    tag = args[0] if isinstance(args[0], cbor2.CBORTag) else args[1]
+    if tag.tag == 56500 or _holds_compressed(tag.value):  # the typed array around a compressed one stays too
+        return tag
+    return _tag_hook(*args)
+
+
+def _holds_compressed(value: Any) -> bool:
+    if isinstance(value, cbor2.CBORTag):
+        return True
+    return isinstance(value, (list, tuple)) and any(isinstance(v, cbor2.CBORTag) for v in value)
+
+
+def decode_v2(raw: bytes | memoryview, decompress_arrays: bool = True) -> dict[str, Any]:
+    """One V2 message as a dict (arrays decompressed to numpy); checks the prefix and that `type` is first.
+
+    With `decompress_arrays=False` compressed arrays stay `CBORTag`s (the tag-56500 [algorithm, elem_size, bytes]
+    and the array tags around it): a receiver that only counts or forwards images spends no CPU on them."""
     if bytes(raw[:3]) != SELF_DESCRIBED:
         raise StreamDecodeError("missing the self-described CBOR prefix d9 d9 f7")
     try:
-        message = cbor2.loads(raw, tag_hook=_tag_hook)
+        message = cbor2.loads(raw, tag_hook=_tag_hook if decompress_arrays else _keep_compressed)
     except (cbor2.CBORDecodeError, ValueError, struct.error) as exc:
         raise StreamDecodeError(f"invalid CBOR: {exc}") from exc
     if not isinstance(message, Mapping) or next(iter(message), None) != "type":
