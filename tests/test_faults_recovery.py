@@ -1,0 +1,202 @@
+"""Fault scenarios of whole series, continued (issue #16): a disk that runs full and is freed again, SIGKILL of the
+simulated modules' process and of app-calibration mid-series, `dcu serve` stopped and started again on the same
+data directory, and a module that refuses arm.
+
+Each scenario asserts: the series hit by the fault never reports success with fewer images (status key
+`series`, the log line, `dcu wait`'s exit code say what was lost); the next series holds all its images; no file
+of an earlier series changed (checksums); no answer of the REST API was a server error (a 503 "restarting" is
+the documented answer while an app restarts, nothing else of 5xx is accepted).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import DcuServer, child_pids, start_dcu
+from simplon_helpers import V, command, value, wait_state
+from test_faults_series import (
+    NIMAGES,
+    assert_success,
+    checksums,
+    dcu_cli,
+    images_in_series,
+    run_series,
+    series_summary,
+    setup_series,
+)
+
+pytestmark = pytest.mark.integration
+
+
+class Answers:
+    """Every HTTP status code a test's client got (an httpx response hook)."""
+
+    def __init__(self) -> None:
+        self.codes: list[tuple[int, str]] = []
+
+    def __call__(self, response: httpx.Response) -> None:
+        self.codes.append((response.status_code, str(response.request.url.path)))
+
+    def server_errors(self) -> list[tuple[int, str]]:
+        return [(code, path) for code, path in self.codes if code >= 500 and code != 503]
+
+
+def client(server: DcuServer, answers: Answers) -> httpx.Client:
+    return server.client(event_hooks={"response": [answers]})
+
+
+def process_of(server: DcuServer, module: bytes) -> int:
+    """The pid of the app process started as `python -m <module>` below `dcu serve`."""
+    for pid in child_pids(server.process.pid):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if module in cmdline:
+            return pid
+    raise AssertionError(f"{module.decode()} is not running")
+
+
+def wait_for_restart(server: DcuServer, http: httpx.Client, module: bytes, old: int, timeout: float = 180) -> int:
+    """Poll until the app manager has started `module` again (a new pid) and app-detector answers (state na or
+    idle); the new pid."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            pid = process_of(server, module)
+            if pid != old and http.get(f"{V}/status/state").json()["value"] in ("na", "idle"):
+                if module == b"opendcu.app_detector" or process_of(server, b"opendcu.app_detector"):
+                    return pid
+        except (AssertionError, httpx.HTTPError, ValueError, KeyError):
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{module.decode()} was not restarted within {timeout} s:\n" + "".join(server.output[-30:]))
+
+
+def trigger_in_background(server: DcuServer) -> dict:
+    """Start `PUT command/trigger` in a thread; the dict gets its status code (or the exception)."""
+    result: dict = {}
+
+    def run() -> None:
+        try:
+            result["code"] = httpx.put(f"{server.url}{V}/command/trigger", timeout=300).status_code
+        except httpx.HTTPError as exc:
+            result["error"] = repr(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    result["thread"] = thread
+    return result
+
+
+def wait_settled(http: httpx.Client, at_least: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while series_summary(http)["value"].get("images_settled", 0) < at_least:
+        assert time.monotonic() < deadline, series_summary(http)
+        time.sleep(0.02)
+
+
+def log_lines(server: DcuServer, text: str) -> list[str]:
+    return [line for line in server.output if text in line]
+
+
+# -- disk full, then freed ---------------------------------------------------------------------------------------------
+def free_bytes(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def fill(path: Path, leave: int) -> None:
+    """Grow the hidden file `path` until `leave` bytes (about) are free on its filesystem."""
+    with open(path, "ab") as f:
+        os.posix_fallocate(f.fileno(), 0, max(0, os.fstat(f.fileno()).st_size + free_bytes(path.parent) - leave))
+
+
+@pytest.fixture
+def small_data_dir(tmp_path: Path):
+    """A 64 MiB tmpfs mounted as the data directory of the DCU the test starts (root only; unmounted after)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    if os.geteuid() != 0:
+        pytest.fail("the disk-full scenario mounts a small tmpfs as the data directory: run it as root")
+    out = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,mode=0755", "tmpfs", str(data)], capture_output=True)
+    if out.returncode != 0:
+        pytest.fail(f"the disk-full scenario cannot mount a small tmpfs here: {out.stderr.decode().strip()}")
+    try:
+        yield data
+    finally:
+        out = subprocess.run(["umount", str(data)], capture_output=True)
+        if out.returncode != 0:
+            subprocess.run(["umount", "-l", str(data)], capture_output=True)
+
+
+def test_disk_full_fails_the_series_loudly_and_the_next_series_after_freeing_holds_every_image(
+    tmp_path: Path, small_data_dir: Path
+):
+    data = small_data_dir
+    filler = data / ".filler"  # hidden: no files list shows it
+    answers = Answers()
+    server = start_dcu(tmp_path)
+    try:
+        with client(server, answers) as http:
+            setup_series(http)
+            assert_success(run_series(http, 1), 1)
+            first = checksums(data)
+            master = (data / "series_1_master.h5").stat().st_size
+            data_file = (data / "series_1_data_000001.h5").stat().st_size
+
+            # -- a disk with room for the master and one and a half data files: the second data file fails ------------
+            fill(filler, master + data_file + data_file // 2)
+            r = command(http, "arm")
+            assert r.status_code == 200 and r.json() == {"sequence id": 2}, r.text
+            trigger = dcu_cli(server, "trigger")
+            assert trigger.returncode == 3, (trigger.stdout, trigger.stderr)
+            assert wait_state(http, "idle") == "idle"
+            s = series_summary(http)
+            v = s["value"]
+            assert json.loads(trigger.stdout) == v
+            written = v["interfaces"]["filewriter"]["written"]
+            print(f"disk full: {written} of {NIMAGES} images written, {free_bytes(data)} bytes free after the series")
+            assert (s["state"], v["series_id"], v["outcome"]) == ("error", 2, "failure"), v
+            assert (v["images_expected"], v["images_complete"], v["images_lost"]) == (NIMAGES, NIMAGES, 0)
+            assert written == 2, v  # the first data file; the second was removed when it could not be written
+            assert v["interfaces"]["filewriter"]["missing"] == NIMAGES - 2
+            assert images_in_series(data, "series_2") == 2
+            assert sorted(p.name for p in data.glob("series_2_*")) == ["series_2_data_000001.h5", "series_2_master.h5"]
+            assert any("No space left on device" in p for p in v["problems"]), v["problems"]
+            assert f"FileWriter wrote 2 of {NIMAGES} images" in v["problems"]
+            assert value(http, "state", module="filewriter", task="status") == "error"
+            wait = dcu_cli(server, "wait")
+            assert wait.returncode == 3 and json.loads(wait.stdout)["outcome"] == "failure", wait.stderr
+            assert len([line for line in log_lines(server, "series 2 done: failure") if "WARNING" in line]) == 1
+            assert [p.name for p in data.rglob("*.part")] == []
+
+            # -- a disk that is full at arm: arm refuses with 400 and says why, nothing changes ------------------------
+            fill(filler, 0)
+            kept = checksums(data)
+            for _ in range(2):
+                r = command(http, "arm")
+                assert r.status_code == 400 and "No space left on device" in r.text, r.text
+                assert value(http, "state", task="status") == "idle"
+            assert checksums(data) == kept
+            assert not list(data.glob("series_3_*"))
+
+            # -- space freed: the next series holds all its images, under the next id, and the FileWriter recovers -----
+            filler.unlink()
+            assert_success(run_series(http, 3), 3)
+            assert images_in_series(data, "series_3") == NIMAGES
+            assert value(http, "state", module="filewriter", task="status") == "ready"
+            assert dcu_cli(server, "wait").returncode == 0
+            assert {k: checksums(data)[k] for k in kept} == kept
+            assert {k: kept[k] for k in first} == first
+        assert answers.server_errors() == []
+    finally:
+        if server.process.poll() is None:
+            server.stop()
