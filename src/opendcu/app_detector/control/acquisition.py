@@ -106,8 +106,10 @@ class AcquisitionController:
         self.sequences = SequenceStore(datapath.config.data_dir)
         self.sequence_id = self.sequences.last
         remove_partial_files(datapath.config.data_dir)  # after a crash: no hidden leftovers
-        if recover_interrupted(datapath.config.data_dir, self.sequences.running) is not None:
+        interrupted = recover_interrupted(datapath.config.data_dir, self.sequences.running)
+        if interrupted is not None:
             self.sequences.record(self.sequence_id)
+            self.sequences.record_summary(interrupted)  # what it lost is reported, as after any series
         self._files_plan: dict[str, Any] | None = None
         self.series: Series | None = None
         self.series_unique_id = ""
@@ -121,7 +123,10 @@ class AcquisitionController:
         #: packets each simulated module leaves out (simulator/config/drop_packets)
         self.injected_drops: Callable[[], list[list[int]]] = list
         self.ledger = SeriesLedger()
-        self.last_summary: dict[str, Any] | None = None
+        #: the last series' summary, kept beside the data: still reported after a restart of app-detector
+        self.last_summary: dict[str, Any] | None = self.sequences.last_summary
+        #: why the running series lost images that no counter shows (modules that did not answer the stop)
+        self._series_problems: list[str] = []
         self._images_expected = 0
         datapath.mux.attach(self.ledger)
         datapath.filewriter.add_master_contributor(self._master_outcome)
@@ -230,6 +235,7 @@ class AcquisitionController:
             self.sequence_id = series.series_id
             self._images_expected = series.nimages_total
             self.last_summary = None
+            self._series_problems = []
             if self.datapath.filewriter.enabled and self.datapath.filewriter.errors:
                 # the master of this series was written: the disk has room again, the FileWriter recovers
                 self.datapath.filewriter.errors.clear()
@@ -319,7 +325,9 @@ class AcquisitionController:
             counts.filewriter_errors = list(dp.filewriter.errors)
         if dp.stream in dp.mux._active:
             counts.stream_dropped = dp.stream.dropped
-        return summarize(series, self.ledger, dp.assembler.counters, self._images_expected, counts, state)
+        summary = summarize(series, self.ledger, dp.assembler.counters, self._images_expected, counts, state)
+        summary["problems"].extend(self._series_problems)
+        return summary
 
     _written_at_end = 0
 
@@ -354,7 +362,13 @@ class AcquisitionController:
         per_file = fw.subsystem["nimages_per_file"]
         n_files = -(-series.nimages_total // per_file) if per_file else 0
         prefix = paths.series_prefix(fw.subsystem["name_pattern"], series.series_id)
-        self._files_plan = {"series_id": series.series_id, "prefix": prefix, "data_files": n_files}
+        self._files_plan = {
+            "series_id": series.series_id,
+            "unique_id": series.unique_id,
+            "prefix": prefix,
+            "data_files": n_files,
+            "images": series.nimages_total,
+        }
         try:
             paths.check_series_files(fw.data_dir, prefix, n_files)
         except (paths.UnsafePath, paths.SeriesFilesExist) as exc:
@@ -560,8 +574,12 @@ class AcquisitionController:
             try:
                 expected = self.driver.stop(self._read_out(series))
             except ModuleError as exc:
+                # how many images the modules took is unknown: every image of the triggers fired counts as
+                # expected (a trigger in flight included), so those that did not arrive count as lost
                 self.errors.append(str(exc))
-                expected = self._triggers_done * self._per_trigger(series)
+                fired = self._triggers_done + (self.state is DetectorState.ACQUIRE)
+                expected = fired * self._per_trigger(series)
+                self._series_problems.append(f"the modules did not answer the stop: {exc}")
         state = "aborted" if aborted else "done"
         if expected is not None:
             self._images_expected = expected
@@ -573,6 +591,7 @@ class AcquisitionController:
         self.last_summary = summary
         if self.sequences.running is not None:
             self.sequences.record(series.series_id)  # the files are final: nothing to recover
+        self.sequences.record_summary(summary)
         (log.info if summary["outcome"] == "success" else log.warning)("%s", summary_line(summary))
         self.series = None
         self.state = DetectorState.IDLE
