@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -20,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import DcuServer, child_pids, start_dcu
-from simplon_helpers import V, command, value, wait_state
+from simplon_helpers import V, command, put, value, wait_state
 from test_faults_series import (
     NIMAGES,
     assert_success,
@@ -33,6 +34,16 @@ from test_faults_series import (
 )
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    dcu = start_dcu(tmp_path)
+    try:
+        yield dcu
+    finally:
+        if dcu.process.poll() is None:
+            dcu.stop()
 
 
 class Answers:
@@ -200,3 +211,90 @@ def test_disk_full_fails_the_series_loudly_and_the_next_series_after_freeing_hol
     finally:
         if server.process.poll() is None:
             server.stop()
+
+
+# -- SIGKILL of the simulated modules' process and of app-calibration --------------------------------------------------
+def test_sigkill_of_the_module_process_mid_series_fails_the_series_and_the_dcu_recovers(server: DcuServer):
+    """The simulated modules die mid-series: the app manager stops app-detector (it aborts the series and closes
+    its files), starts the modules and app-detector again (state na). The series reports the images it lost
+    (status `series`, log, `dcu wait`), never success; after initialize the next series holds all its images."""
+    nimages, answers = 40, Answers()
+    data = server.data_dir
+    with client(server, answers) as http:
+        setup_series(http)
+        for key, v in [("nimages", nimages), ("frame_time", 0.1), ("count_time", 0.01)]:
+            assert put(http, key, v).status_code == 200
+        assert put(http, "nimages_per_file", 10, module="filewriter").status_code == 200
+        assert command(http, "arm").json() == {"sequence id": 1}
+        trigger = trigger_in_background(server)
+        wait_settled(http, 12)
+        simulator, detector = process_of(server, b"opendcu.simulator"), process_of(server, b"opendcu.app_detector")
+        os.kill(simulator, signal.SIGKILL)
+        wait_for_restart(server, http, b"opendcu.app_detector", detector)
+        assert process_of(server, b"opendcu.simulator") != simulator
+        trigger["thread"].join(60)
+        assert trigger == {"code": 200, "thread": trigger["thread"]}  # the abort ended the trigger
+        assert value(http, "state", task="status") == "na"
+        assert command(http, "initialize").status_code == 200  # before, only status/state exists (SIMPLON)
+        s = series_summary(http)
+        v = s["value"]
+        written = v["interfaces"]["filewriter"]["written"]
+        assert (s["state"], v["series_id"], v["state"], v["outcome"]) == ("error", 1, "aborted", "failure"), v
+        assert v["images_expected"] == nimages and v["images_settled"] + v["images_lost"] == nimages, v
+        assert 12 <= v["images_settled"] < nimages and written == v["images_settled"], v
+        assert images_in_series(data, "series_1") == written
+        assert v["problems"][0] == f"{v['images_lost']} of {nimages} images lost (never delivered)", v
+        assert v["problems"][1].startswith("the modules did not answer the stop: module 0"), v
+        wait = dcu_cli(server, "wait")
+        assert wait.returncode == 3 and json.loads(wait.stdout) == v, (wait.stdout, wait.stderr)
+        assert len([line for line in log_lines(server, "series 1 aborted: failure") if "WARNING" in line]) == 1
+        assert [p.name for p in data.rglob("*.part")] == []
+        print(f"SIGKILL of the modules: {written} of {nimages} images written, {v['images_lost']} lost")
+        kept = checksums(data)
+
+        setup_series(http)
+        assert_success(run_series(http, 2), 2)
+        assert images_in_series(data, "series_2") == NIMAGES
+        assert dcu_cli(server, "wait").returncode == 0
+        assert {k: checksums(data)[k] for k in kept} == kept
+    assert answers.server_errors() == []
+
+
+def test_sigkill_of_app_calibration_mid_series_costs_no_image_and_it_comes_back(server: DcuServer):
+    """app-calibration dies mid-series: the series does not need it (the calibration was loaded at initialize) and
+    holds all its images; the app manager starts app-calibration again, and what needs it works again: a new
+    photon energy's flatfield, initialize, the next series."""
+    nimages, answers = 40, Answers()
+    data = server.data_dir
+    with client(server, answers) as http:
+        setup_series(http)
+        for key, v in [("nimages", nimages), ("frame_time", 0.1), ("count_time", 0.01)]:
+            assert put(http, key, v).status_code == 200
+        assert put(http, "nimages_per_file", 10, module="filewriter").status_code == 200
+        assert command(http, "arm").json() == {"sequence id": 1}
+        trigger = trigger_in_background(server)
+        wait_settled(http, 12)
+        calibration, detector = (
+            process_of(server, b"opendcu.app_calibration"),
+            process_of(server, b"opendcu.app_detector"),
+        )
+        os.kill(calibration, signal.SIGKILL)
+        trigger["thread"].join(60)
+        assert trigger == {"code": 200, "thread": trigger["thread"]}
+        assert wait_state(http, "idle") == "idle"
+        assert_success(series_summary(http)["value"], 1, nimages)
+        assert images_in_series(data, "series_1") == nimages
+        assert dcu_cli(server, "wait").returncode == 0
+        new = wait_for_restart(server, http, b"opendcu.app_calibration", calibration)
+        assert process_of(server, b"opendcu.app_detector") == detector  # app-detector was not restarted
+        assert log_lines(server, "app-calibration crashed (exit code -9); restarting it")
+        print(f"SIGKILL of app-calibration: {nimages} of {nimages} images written, pid {calibration} -> {new}")
+        kept = checksums(data)
+
+        assert put(http, "photon_energy", 12000).status_code == 200  # app-detector asks app-calibration
+        assert value(http, "photon_energy") == 12000
+        setup_series(http)
+        assert_success(run_series(http, 2), 2)
+        assert images_in_series(data, "series_2") == NIMAGES
+        assert {k: checksums(data)[k] for k in kept} == kept
+    assert answers.server_errors() == []
