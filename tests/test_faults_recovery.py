@@ -298,3 +298,46 @@ def test_sigkill_of_app_calibration_mid_series_costs_no_image_and_it_comes_back(
         assert images_in_series(data, "series_2") == NIMAGES
         assert {k: checksums(data)[k] for k in kept} == kept
     assert answers.server_errors() == []
+
+
+# -- restart of dcu serve and initialize ------------------------------------------------------------------------------
+def test_restarts_of_dcu_serve_and_initialize_never_overwrite_a_file(tmp_path: Path):
+    """`dcu serve` stopped and started again on the same data directory, twice, with initialize between the
+    series: the sequence ids go on, no file of an earlier series changes, every series holds all its images, and
+    the last series' summary is still there after the restart."""
+    answers = Answers()
+    expected_id, kept = 0, {}
+    for _ in range(3):
+        server = start_dcu(tmp_path)
+        try:
+            with client(server, answers) as http:
+                assert value(http, "state", task="status") == "na"
+                setup_series(http)
+                if expected_id:  # the summary of the series before the restart
+                    s = series_summary(http)
+                    assert (s["state"], s["value"]["series_id"], s["value"]["outcome"]) == (
+                        "normal",
+                        expected_id,
+                        "success",
+                    )
+                    assert dcu_cli(server, "wait").returncode == 0
+                for _ in range(2):
+                    expected_id += 1
+                    assert_success(run_series(http, expected_id), expected_id)
+                    assert command(http, "initialize").status_code == 200
+                    setup_series(http)
+                now = checksums(server.data_dir)
+                assert {k: now[k] for k in kept} == kept
+                assert len(now) == len(kept) + 2 * 4  # a master and 3 data files per series
+                kept = now
+            assert server.stop() == 0
+        finally:
+            if server.process.poll() is None:
+                server.kill()
+    data = tmp_path / "data"
+    assert json.loads((data / ".opendcu-sequence.json").read_text()) == {"last_sequence_id": 6}
+    for sid in range(1, 7):
+        assert images_in_series(data, f"series_{sid}") == NIMAGES
+    assert checksums(data) == kept
+    assert answers.server_errors() == []
+    print(f"restarts: 3 starts, series 1-6 with {NIMAGES} of {NIMAGES} images each, {len(kept)} files unchanged")
