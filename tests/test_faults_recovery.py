@@ -341,3 +341,37 @@ def test_restarts_of_dcu_serve_and_initialize_never_overwrite_a_file(tmp_path: P
     assert checksums(data) == kept
     assert answers.server_errors() == []
     print(f"restarts: 3 starts, series 1-6 with {NIMAGES} of {NIMAGES} images each, {len(kept)} files unchanged")
+
+
+# -- a module that refuses arm ----------------------------------------------------------------------------------------
+def test_a_module_refusing_arm_is_all_or_nothing_and_the_next_arm_holds_every_image(server: DcuServer):
+    """The simulated module refuses the CONFIGURE of arm by its own checks (a physics change or a scene it does not
+    know: the DCU's `simulator` module passes them on unchecked, as a real module's settings): arm answers 400
+    with the module's reason, the state stays idle, no file and no sequence id is used, and the next arm works."""
+    answers = Answers()
+    data = server.data_dir
+    with client(server, answers) as http:
+        setup_series(http)
+        assert_success(run_series(http, 1), 1)
+        kept = checksums(data)
+        refusals = [
+            ("physics", '{"dead_time_scale": 100}', "module 0 rejected CONFIGURE: physics:"),
+            ("scene", '{"kind": "no-such-scene"}', "module 0 rejected CONFIGURE:"),
+        ]
+        for key, bad, text in refusals:
+            assert put(http, key, bad, module="simulator").status_code == 200
+            for _ in range(2):
+                r = command(http, "arm")
+                assert r.status_code == 400 and r.text.startswith("arm failed: ") and text in r.text, r.text
+                assert value(http, "state", task="status") == "idle"
+                assert value(http, "state", module="filewriter", task="status") == "ready"
+            assert put(http, key, "", module="simulator").status_code == 200
+        print(f"module refusal: {r.text}")
+        assert checksums(data) == kept and not list(data.glob("series_2_*"))
+        assert json.loads((data / ".opendcu-sequence.json").read_text()) == {"last_sequence_id": 1}
+        assert series_summary(http)["value"]["series_id"] == 1  # still the last series that ran
+        assert_success(run_series(http, 2), 2)
+        assert images_in_series(data, "series_2") == NIMAGES
+        assert dcu_cli(server, "wait").returncode == 0
+        assert {k: checksums(data)[k] for k in kept} == kept
+    assert answers.server_errors() == []
