@@ -286,6 +286,17 @@ class AcquisitionController:
         """Stop at once; what has arrived is handed on, nothing is waited for."""
         return self._end(aborted=True)
 
+    def shut_down(self) -> None:
+        """app-detector stops (SIGTERM) during a series: it ends like an abort (files closed with the images they
+        have), but nobody asked for it, so every image of the triggers fired counts as expected and what the series
+        did not take is reported lost; it never reports success with fewer images."""
+        self._interrupt.set()
+        with self._lock:
+            if self.series is not None:
+                self._stop_series(
+                    stop_modules=True, aborted=True, cut_short="app-detector was stopped during the series"
+                )
+
     def wait(self, argument: Any) -> int:
         """Block until the running series has ended (at once when none runs); optional timeout in seconds."""
         timeout = None
@@ -564,12 +575,17 @@ class AcquisitionController:
     def _per_trigger(series: Series) -> int:
         return series.nimages if series.trigger_mode in ("ints", "exts") else 1
 
-    def _stop_series(self, expected: int | None = None, stop_modules: bool = False, aborted: bool = False) -> None:
+    def _stop_series(
+        self, expected: int | None = None, stop_modules: bool = False, aborted: bool = False, cut_short: str = ""
+    ) -> None:
         """End the running series. `expected` images are waited for; with `stop_modules` the modules are
-        stopped first and the images they report as sent are the ones expected."""
+        stopped first and the images they report as sent are the ones expected. A series `cut_short` (the reason)
+        expects every image of its triggers fired."""
         series = self.series
         if series is None:
             return
+        # the triggers sent to the modules, the one being taken included
+        fired = (self._triggers_done + (self.state is DetectorState.ACQUIRE)) * self._per_trigger(series)
         if stop_modules:
             try:
                 expected = self.driver.stop(self._read_out(series))
@@ -577,12 +593,15 @@ class AcquisitionController:
                 # how many images the modules took is unknown: every image of the triggers fired counts as
                 # expected (a trigger in flight included), so those that did not arrive count as lost
                 self.errors.append(str(exc))
-                fired = self._triggers_done + (self.state is DetectorState.ACQUIRE)
-                expected = fired * self._per_trigger(series)
+                expected = fired
                 self._series_problems.append(f"the modules did not answer the stop: {exc}")
+        counted = expected  # the images the summary expects; `expected` those still worth waiting for
+        if cut_short:
+            counted = max(expected or 0, fired)
+            self._series_problems.append(cut_short)
         state = "aborted" if aborted else "done"
-        if expected is not None:
-            self._images_expected = expected
+        if counted is not None:
+            self._images_expected = counted
         self._ending_state = state
         started = self.ledger.started
         self.datapath.finish_series(expected=expected, aborted=aborted, timeout=ABORT_WAIT if aborted else 10.0)
