@@ -245,6 +245,7 @@ def test_sigkill_of_the_module_process_mid_series_fails_the_series_and_the_dcu_r
         assert images_in_series(data, "series_1") == written
         assert v["problems"][0] == f"{v['images_lost']} of {nimages} images lost (never delivered)", v
         assert v["problems"][1].startswith("the modules did not answer the stop: module 0"), v
+        assert v["problems"][2:] == ["app-detector was stopped during the series"], v
         wait = dcu_cli(server, "wait")
         assert wait.returncode == 3 and json.loads(wait.stdout) == v, (wait.stdout, wait.stderr)
         assert len([line for line in log_lines(server, "series 1 aborted: failure") if "WARNING" in line]) == 1
@@ -374,4 +375,58 @@ def test_a_module_refusing_arm_is_all_or_nothing_and_the_next_arm_holds_every_im
         assert images_in_series(data, "series_2") == NIMAGES
         assert dcu_cli(server, "wait").returncode == 0
         assert {k: checksums(data)[k] for k in kept} == kept
+    assert answers.server_errors() == []
+
+
+def test_sigkill_of_dcu_serve_mid_series_and_a_new_start_on_the_same_data(tmp_path: Path):
+    """The base system is SIGKILLed mid-series: its apps end with it (parent-death signal, app-detector closes the
+    series' files), the next `dcu serve` on the same data directory reports the cut-short series as a failure
+    with the images it lost, goes on with the next sequence id and changes no file of it."""
+    from conftest import group_pids
+
+    nimages, answers = 40, Answers()
+    data = tmp_path / "data"
+    server = start_dcu(tmp_path)
+    try:
+        with client(server, answers) as http:
+            setup_series(http)
+            for key, v in [("nimages", nimages), ("frame_time", 0.1), ("count_time", 0.01)]:
+                assert put(http, key, v).status_code == 200
+            assert put(http, "nimages_per_file", 10, module="filewriter").status_code == 200
+            assert command(http, "arm").json() == {"sequence id": 1}
+            trigger_in_background(server)
+            wait_settled(http, 12)
+        os.kill(server.process.pid, signal.SIGKILL)
+        server.process.wait(30)
+        deadline = time.monotonic() + 60
+        while group_pids(server.process.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert group_pids(server.process.pid) == []
+    finally:
+        server.kill()
+    assert [p.name for p in data.rglob("*.part")] == []
+    written = images_in_series(data, "series_1")
+    kept = checksums(data)
+    server = start_dcu(tmp_path)
+    try:
+        with client(server, answers) as http:
+            setup_series(http)
+            s = series_summary(http)
+            v = s["value"]
+            assert (s["state"], v["series_id"], v["outcome"]) == ("error", 1, "failure"), v
+            assert v["images_expected"] == nimages and v["images_lost"] == nimages - written, v
+            assert v["interfaces"]["filewriter"]["written"] == written and v["state"] == "aborted"
+            assert v["problems"] == [
+                f"{nimages - written} of {nimages} images lost (never delivered)",
+                "app-detector was stopped during the series",
+            ], v
+            wait = dcu_cli(server, "wait")
+            assert wait.returncode == 3 and json.loads(wait.stdout) == v, (wait.stdout, wait.stderr)
+            assert_success(run_series(http, 2), 2)
+            assert images_in_series(data, "series_2") == NIMAGES
+            assert {k: checksums(data)[k] for k in kept} == kept
+            print(f"SIGKILL of dcu serve: {written} of {nimages} images written, {v['images_lost']} lost")
+    finally:
+        if server.process.poll() is None:
+            server.stop()
     assert answers.server_errors() == []
