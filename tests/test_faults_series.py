@@ -348,6 +348,15 @@ def test_sigkill_of_app_detector_mid_series_leaves_no_leftovers(server: DcuServe
             assert f[f"{DETAIL}/series_outcome/outcome"][()] == b"failure"
             assert b"0 of 1 data files" in f[f"{DETAIL}/series_outcome/problems"][()]
         setup_series(http)  # initialize stops the module that was still sending series 1
+        # what series 1 lost is still reported after the restart (kept beside the data): status, dcu wait
+        s = series_summary(http)
+        v = s["value"]
+        assert (s["state"], v["series_id"], v["state"], v["outcome"]) == ("error", 1, "interrupted", "failure"), v
+        assert (v["images_expected"], v["images_settled"], v["images_lost"]) == (20, 0, 20), v
+        assert v["interfaces"] == {"filewriter": {"written": 0, "missing": 0}}
+        assert v["problems"][0] == "20 of 20 images lost (app-detector stopped during the series)", v
+        wait = dcu_cli(server, "wait")
+        assert wait.returncode == 3 and json.loads(wait.stdout) == v, (wait.stdout, wait.stderr)
         assert_success(run_series(http, 2), 2)
         assert images_in_series(data, "series_2") == NIMAGES
         assert json.loads((data / ".opendcu-sequence.json").read_text()) == {"last_sequence_id": 2}

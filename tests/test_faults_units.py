@@ -19,7 +19,7 @@ from opendcu.app_detector.control.errors import InvalidValue
 from opendcu.app_detector.control.outcome import InterfaceCounts, SeriesLedger, summarize
 from opendcu.app_detector.control.parameters import check_type
 from opendcu.app_detector.control.recovery import remove_partial_files
-from opendcu.app_detector.control.sequence import STATE_FILE, SequenceStore
+from opendcu.app_detector.control.sequence import STATE_FILE, SUMMARY_FILE, SequenceStore
 from opendcu.app_detector.daq.assembler import DaqCounters
 from opendcu.app_detector.interfaces.filewriter import paths
 from opendcu.base.rest.app import create_app
@@ -90,6 +90,20 @@ def test_sequence_ids_persist_atomically(tmp_path: Path, caplog):
     with caplog.at_level(logging.WARNING):
         assert SequenceStore(tmp_path).last == 0
     assert "unreadable" in caplog.text
+
+
+def test_the_last_series_summary_persists_beside_the_data(tmp_path: Path, caplog):
+    store = SequenceStore(tmp_path)
+    assert store.last_summary is None
+    summary = {"series_id": 4, "outcome": "failure", "images_lost": 3, "problems": ["3 of 9 images lost"]}
+    store.record_summary(summary)
+    assert SequenceStore(tmp_path).last_summary == summary
+    assert sorted(p.name for p in tmp_path.iterdir()) == [SUMMARY_FILE]  # no temporary file left
+    for broken in ("{broken", "[1]", '{"series_id": "4"}'):
+        (tmp_path / SUMMARY_FILE).write_text(broken)
+        with caplog.at_level(logging.WARNING):
+            assert SequenceStore(tmp_path).last_summary is None
+    assert "no last series summary" in caplog.text
 
 
 # -- series summary --------------------------------------------------------------------------------------------------

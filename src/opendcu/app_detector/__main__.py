@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     def shutdown() -> None:
         log.info("app-detector stopping")
         try:
-            controller.abort()  # ends a running series: files are closed with the images they have
+            controller.shut_down()  # ends a running series: files closed with their images, the rest reported lost
             server.stop(grace=1).wait()
         finally:
             datapath.close()

@@ -106,8 +106,10 @@ class AcquisitionController:
         self.sequences = SequenceStore(datapath.config.data_dir)
         self.sequence_id = self.sequences.last
         remove_partial_files(datapath.config.data_dir)  # after a crash: no hidden leftovers
-        if recover_interrupted(datapath.config.data_dir, self.sequences.running) is not None:
+        interrupted = recover_interrupted(datapath.config.data_dir, self.sequences.running)
+        if interrupted is not None:
             self.sequences.record(self.sequence_id)
+            self.sequences.record_summary(interrupted)  # what it lost is reported, as after any series
         self._files_plan: dict[str, Any] | None = None
         self.series: Series | None = None
         self.series_unique_id = ""
@@ -121,7 +123,10 @@ class AcquisitionController:
         #: packets each simulated module leaves out (simulator/config/drop_packets)
         self.injected_drops: Callable[[], list[list[int]]] = list
         self.ledger = SeriesLedger()
-        self.last_summary: dict[str, Any] | None = None
+        #: the last series' summary, kept beside the data: still reported after a restart of app-detector
+        self.last_summary: dict[str, Any] | None = self.sequences.last_summary
+        #: why the running series lost images that no counter shows (modules that did not answer the stop)
+        self._series_problems: list[str] = []
         self._images_expected = 0
         datapath.mux.attach(self.ledger)
         datapath.filewriter.add_master_contributor(self._master_outcome)
@@ -230,6 +235,7 @@ class AcquisitionController:
             self.sequence_id = series.series_id
             self._images_expected = series.nimages_total
             self.last_summary = None
+            self._series_problems = []
             if self.datapath.filewriter.enabled and self.datapath.filewriter.errors:
                 # the master of this series was written: the disk has room again, the FileWriter recovers
                 self.datapath.filewriter.errors.clear()
@@ -280,6 +286,17 @@ class AcquisitionController:
         """Stop at once; what has arrived is handed on, nothing is waited for."""
         return self._end(aborted=True)
 
+    def shut_down(self) -> None:
+        """app-detector stops (SIGTERM) during a series: it ends like an abort (files closed with the images they
+        have), but nobody asked for it, so every image of the triggers fired counts as expected and what the series
+        did not take is reported lost; it never reports success with fewer images."""
+        self._interrupt.set()
+        with self._lock:
+            if self.series is not None:
+                self._stop_series(
+                    stop_modules=True, aborted=True, cut_short="app-detector was stopped during the series"
+                )
+
     def wait(self, argument: Any) -> int:
         """Block until the running series has ended (at once when none runs); optional timeout in seconds."""
         timeout = None
@@ -319,7 +336,9 @@ class AcquisitionController:
             counts.filewriter_errors = list(dp.filewriter.errors)
         if dp.stream in dp.mux._active:
             counts.stream_dropped = dp.stream.dropped
-        return summarize(series, self.ledger, dp.assembler.counters, self._images_expected, counts, state)
+        summary = summarize(series, self.ledger, dp.assembler.counters, self._images_expected, counts, state)
+        summary["problems"].extend(self._series_problems)
+        return summary
 
     _written_at_end = 0
 
@@ -354,7 +373,13 @@ class AcquisitionController:
         per_file = fw.subsystem["nimages_per_file"]
         n_files = -(-series.nimages_total // per_file) if per_file else 0
         prefix = paths.series_prefix(fw.subsystem["name_pattern"], series.series_id)
-        self._files_plan = {"series_id": series.series_id, "prefix": prefix, "data_files": n_files}
+        self._files_plan = {
+            "series_id": series.series_id,
+            "unique_id": series.unique_id,
+            "prefix": prefix,
+            "data_files": n_files,
+            "images": series.nimages_total,
+        }
         try:
             paths.check_series_files(fw.data_dir, prefix, n_files)
         except (paths.UnsafePath, paths.SeriesFilesExist) as exc:
@@ -550,21 +575,33 @@ class AcquisitionController:
     def _per_trigger(series: Series) -> int:
         return series.nimages if series.trigger_mode in ("ints", "exts") else 1
 
-    def _stop_series(self, expected: int | None = None, stop_modules: bool = False, aborted: bool = False) -> None:
+    def _stop_series(
+        self, expected: int | None = None, stop_modules: bool = False, aborted: bool = False, cut_short: str = ""
+    ) -> None:
         """End the running series. `expected` images are waited for; with `stop_modules` the modules are
-        stopped first and the images they report as sent are the ones expected."""
+        stopped first and the images they report as sent are the ones expected. A series `cut_short` (the reason)
+        expects every image of its triggers fired."""
         series = self.series
         if series is None:
             return
+        # the triggers sent to the modules, the one being taken included
+        fired = (self._triggers_done + (self.state is DetectorState.ACQUIRE)) * self._per_trigger(series)
         if stop_modules:
             try:
                 expected = self.driver.stop(self._read_out(series))
             except ModuleError as exc:
+                # how many images the modules took is unknown: every image of the triggers fired counts as
+                # expected (a trigger in flight included), so those that did not arrive count as lost
                 self.errors.append(str(exc))
-                expected = self._triggers_done * self._per_trigger(series)
+                expected = fired
+                self._series_problems.append(f"the modules did not answer the stop: {exc}")
+        counted = expected  # the images the summary expects; `expected` those still worth waiting for
+        if cut_short:
+            counted = max(expected or 0, fired)
+            self._series_problems.append(cut_short)
         state = "aborted" if aborted else "done"
-        if expected is not None:
-            self._images_expected = expected
+        if counted is not None:
+            self._images_expected = counted
         self._ending_state = state
         started = self.ledger.started
         self.datapath.finish_series(expected=expected, aborted=aborted, timeout=ABORT_WAIT if aborted else 10.0)
@@ -573,6 +610,7 @@ class AcquisitionController:
         self.last_summary = summary
         if self.sequences.running is not None:
             self.sequences.record(series.series_id)  # the files are final: nothing to recover
+        self.sequences.record_summary(summary)
         (log.info if summary["outcome"] == "success" else log.warning)("%s", summary_line(summary))
         self.series = None
         self.state = DetectorState.IDLE

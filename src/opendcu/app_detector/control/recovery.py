@@ -5,6 +5,8 @@
 - The interrupted series' master (the sequence state names it, control/sequence.py) keeps only the links to
   data files that exist, and records the outcome `failure` with what is missing
   (`detectorSpecific/series_outcome`, as interfaces/filewriter/outcome.py writes it at a normal end).
+- The interrupted series gets a summary (control/outcome.py's keys, state `interrupted`, outcome `failure`): the
+  images in the data files that exist count as written, every other image of the series as lost.
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ def remove_partial_files(data_dir: Path) -> list[str]:
     return sorted(removed)
 
 
-def recover_interrupted(data_dir: Path, running: dict[str, Any] | None) -> str | None:
-    """Make the master of an interrupted series honest; return what was done (None: nothing to do)."""
+def recover_interrupted(data_dir: Path, running: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Make the master of an interrupted series honest; return the series' summary (None: nothing to do)."""
     if not running:
         return None
     try:
@@ -49,17 +51,35 @@ def recover_interrupted(data_dir: Path, running: dict[str, Any] | None) -> str |
     except (KeyError, TypeError, ValueError) as exc:
         log.warning("crash recovery: the running series in the sequence state is unreadable: %s", exc)
         return None
-    if not master.is_file():
-        message = f"series {series_id} was interrupted before its master {master.name} was complete"
-        log.warning("crash recovery: %s", message)
-        return message
-    present = 0
-    while present < planned and paths.resolve_in(Path(data_dir), paths.data_name(prefix, present + 1)).is_file():
+    present, written = 0, 0
+    while present < planned:
+        path = paths.resolve_in(Path(data_dir), paths.data_name(prefix, present + 1))
+        if not path.is_file():
+            break
+        written += _images_in(path)
         present += 1
-    problem = (
-        f"app-detector stopped during series {series_id}: {present} of {planned} data files were written, "
-        "the master links only those"
-    )
+    if not master.is_file():
+        problem = f"series {series_id} was interrupted before its master {master.name} was complete"
+    else:
+        problem = (
+            f"app-detector stopped during series {series_id}: {present} of {planned} data files were written, "
+            "the master links only those"
+        )
+        problem = _repair_master(master, series_id, present, planned, problem)
+    log.warning("crash recovery: %s", problem)
+    expected = max(written, int(running.get("images", written)))
+    return interrupted_summary(series_id, str(running.get("unique_id", "")), expected, written, problem)
+
+
+def _images_in(path: Path) -> int:
+    try:
+        with h5py.File(path, "r") as f:
+            return int(f["/entry/data/data"].shape[0])
+    except (OSError, KeyError, ValueError):
+        return 0
+
+
+def _repair_master(master: Path, series_id: int, present: int, planned: int, problem: str) -> str:
     try:
         with h5py.File(master, "r+") as f:  # (the series itself is gone: not finalize_master's full end)
             data = f["/entry/data"]
@@ -74,6 +94,29 @@ def recover_interrupted(data_dir: Path, running: dict[str, Any] | None) -> str |
                 },
             )
     except (OSError, KeyError, ValueError) as exc:
-        problem = f"series {series_id}: the master {master.name} could not be repaired: {exc}"
-    log.warning("crash recovery: %s", problem)
+        return f"series {series_id}: the master {master.name} could not be repaired: {exc}"
     return problem
+
+
+def interrupted_summary(series_id: int, unique_id: str, expected: int, written: int, problem: str) -> dict[str, Any]:
+    """The summary of a series that app-detector did not live to end: what its files hold is all there is."""
+    lost = expected - written
+    return {
+        "series_id": series_id,
+        "series_unique_id": unique_id,
+        "state": "interrupted",
+        "images_expected": expected,
+        "images_settled": written,
+        "images_complete": written,
+        "images_incomplete": 0,
+        "images_lost": lost,
+        "packets_expected": 0,
+        "packets_received": 0,
+        "packets_lost": 0,
+        "efficiency": 0.0,
+        "elapsed_s": 0.0,
+        "rate_hz": 0.0,
+        "interfaces": {"filewriter": {"written": written, "missing": 0}},
+        "outcome": "failure",
+        "problems": [f"{lost} of {expected} images lost (app-detector stopped during the series)", problem],
+    }
