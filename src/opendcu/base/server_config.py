@@ -23,5 +23,6 @@ class ServerConfig:
     raw_buffer_mib: int = 1024
     #: a secret every HTTP request must carry (bearer token or basic-auth password); "" = no access control
     auth_token: str = ""
-    #: how long to wait for a child process to report ready
-    start_timeout: float = 60.0
+    #: how long to wait for a child process to report ready (a loaded 2-core machine, loading numba's cached
+    #: kernels and mapping the shared-memory rings, once took over 60 s for app-detector)
+    start_timeout: float = 180.0
