@@ -165,9 +165,32 @@ def test_2000_frames_at_500_hz_through_filewriter_and_stream(server: DcuServer):
         rate = min(TARGET_HZ, SHARE_OF_BOUND * bound)
         per_frame = 1e6 * cpu / WARM_UP_FRAMES
         print(f"this machine's bound: {bound:.0f} Hz ({cores} cores, {per_frame:.0f} us/frame; warm-up lost {lost})")
+        assert_warned_at_arm_beyond_the_bound(http, bound)
         print(f"2000 frames at {rate:.0f} Hz")
         lost, in_files, consumer, _ = run_series(server, http, 2000, rate)
     assert_everything_arrived(lost, in_files, consumer, 2000)
+
+
+#: the eiger2-500k's fastest frame rate (Hz)
+MAX_HZ = 2000.0
+
+
+def assert_warned_at_arm_beyond_the_bound(http, bound: float) -> None:
+    """After the warm-up the DCU knows what the machine carried: a series at the model's top rate, beyond it, is
+    warned of at arm in the series summary, with the numbers (then disarmed without a trigger)."""
+    set_up(http, 2000, 1 / MAX_HZ)
+    for module in ("filewriter", "stream"):  # no files, no start/end message for a series never triggered
+        put(http, module, "config", "mode", "disabled")
+    put(http, "detector", "command", "arm")
+    summary = get(http, "detector", "status", "series")
+    put(http, "detector", "command", "disarm")
+    # the DCU counts the whole machine's busy time, this test only the DCU's processes: its bound is the lower one
+    if bound < 0.8 * MAX_HZ:
+        assert len(summary["warnings"]) == 1, summary
+        assert summary["warnings"][0].startswith("frame rate 2000 Hz (2097 MB/s of raw data) is beyond"), summary
+        assert summary["outcome"] == "running" and summary["problems"] == []
+    else:
+        print(f"the machine carries {bound:.0f} Hz: no rate of this detector is beyond it, no warning to see")
 
 
 def forged(series_id: int, frame: int, packet: int, payload: bytes) -> bytes:

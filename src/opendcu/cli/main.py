@@ -117,6 +117,9 @@ def _command(name: str, doc: str):
             series.run_with_progress(url, lambda: client.request(url, "PUT", path, body))
         else:
             client.show(client.request(url, "PUT", path, body))
+        if name == "arm" and module == "detector":  # what the series was warned of (e.g. a rate beyond the machine)
+            for warning in series.fetch_summary(url).get("warnings", []):
+                typer.echo(f"warning: {warning}", err=True)
 
     run.__doc__ = doc
     app.command(name=name)(run)

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from opendcu.app_detector.control.capacity import CapacityEstimate
 from opendcu.app_detector.control.detector_params import follow_energies
 from opendcu.app_detector.control.errors import InvalidValue, WrongState
 from opendcu.app_detector.control.outcome import InterfaceCounts, SeriesLedger, summarize, summary_line
@@ -127,6 +128,10 @@ class AcquisitionController:
         self.last_summary: dict[str, Any] | None = self.sequences.last_summary
         #: why the running series lost images that no counter shows (modules that did not answer the stop)
         self._series_problems: list[str] = []
+        #: what the running series was warned of at arm (it may still succeed)
+        self._series_warnings: list[str] = []
+        #: the frame rate this machine carried in earlier series (a warning at arm beyond it)
+        self.capacity = CapacityEstimate()
         self._images_expected = 0
         datapath.mux.attach(self.ledger)
         datapath.filewriter.add_master_contributor(self._master_outcome)
@@ -236,6 +241,7 @@ class AcquisitionController:
             self._images_expected = series.nimages_total
             self.last_summary = None
             self._series_problems = []
+            self._series_warnings = self._rate_warnings(series)
             if self.datapath.filewriter.enabled and self.datapath.filewriter.errors:
                 # the master of this series was written: the disk has room again, the FileWriter recovers
                 self.datapath.filewriter.errors.clear()
@@ -338,6 +344,7 @@ class AcquisitionController:
             counts.stream_dropped = dp.stream.dropped
         summary = summarize(series, self.ledger, dp.assembler.counters, self._images_expected, counts, state)
         summary["problems"].extend(self._series_problems)
+        summary["warnings"] = list(self._series_warnings)
         return summary
 
     _written_at_end = 0
@@ -437,6 +444,20 @@ class AcquisitionController:
                 "or restart the DCU with a larger --raw-buffer-mib"
             )
 
+    def _frame_bytes(self, series: Series) -> int:
+        """Raw bytes the modules send per image of the series (its modules, its sub-frames)."""
+        return raw_slot_bytes(self.model, series.settings.nframes_sum) * len(series.modules) // self.model.n_modules
+
+    def _rate_warnings(self, series: Series) -> list[str]:
+        """A warning when the series asks for more frames per second than this machine carried (log, summary)."""
+        if series.trigger_mode not in ("ints", "exts") or series.frame_time <= 0:
+            return []  # gated modes: the rate is the trigger source's
+        warning = self.capacity.warning(self._frame_bytes(series), 1.0 / series.frame_time)
+        if warning is None:
+            return []
+        log.warning("series %d: %s", series.series_id, warning)
+        return [warning]
+
     def _read_out(self, series: Series) -> set[int]:
         """Module ids (as the modules know themselves) of the modules the series reads out."""
         return {self.model.physical_module(m) for m in series.modules}
@@ -452,6 +473,8 @@ class AcquisitionController:
 
     def _fire(self, series: Series, kind: Kind, fields: dict[str, Any]) -> tuple[int, float]:
         """Send one trigger to the modules; return the frame count that completes it and how long to wait."""
+        if self._triggers_done == 0:
+            self.capacity.series_started()
         try:
             self.driver.trigger(self._read_out(series), external=kind is Kind.EXT_TRIGGER, **fields)
         except ModuleError as exc:
@@ -607,6 +630,8 @@ class AcquisitionController:
         self.datapath.finish_series(expected=expected, aborted=aborted, timeout=ABORT_WAIT if aborted else 10.0)
         summary = self._summarize(series, state)
         summary["elapsed_s"] = round(time.monotonic() - started, 3)
+        if not aborted:
+            self.capacity.series_ended(self._frame_bytes(series), summary["images_settled"])
         self.last_summary = summary
         if self.sequences.running is not None:
             self.sequences.record(series.series_id)  # the files are final: nothing to recover
