@@ -193,12 +193,16 @@ def lint(args: list[str]) -> int:
     return 0
 
 
+#: the slowest tests of a stage are listed at its end (where the suite's wall time goes)
+DURATIONS = "--durations=15"
+
+
 def unit(args: list[str]) -> int:
-    return _pytest(["-m", "not integration", *args])
+    return _pytest(["-m", "not integration", DURATIONS, *args])
 
 
 def integration(args: list[str]) -> int:
-    return _pytest(["-m", "integration", *args])
+    return _pytest(["-m", "integration", DURATIONS, *args])
 
 
 def test(args: list[str]) -> int:
