@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import multiprocessing as mp
-import queue
+import multiprocessing.connection
 import threading
 import time
 from dataclasses import dataclass, field
@@ -77,6 +77,10 @@ class _Worker:
     process: Any
     inbox: Any
     free: list[int]
+    #: this worker's own result pipe (read end): a worker killed in the middle of a message, or while it holds a
+    #: lock, harms no other worker's results (one queue shared by all workers stalled every worker when one was
+    #: SIGKILLed while its feeder thread held the queue's write lock)
+    results: Any = None
     in_flight: dict[int, tuple[int, int, float]] = field(default_factory=dict)  # slot -> (series, image, t)
     ready_series: int = -1  # the last series this worker finished setting up for (maps built, kernels compiled)
 
@@ -104,7 +108,6 @@ class AnalysisInterface:
         self.store = ResultStore()
         self.errors: list[str] = []
         self._ctx = mp.get_context("spawn")
-        self._outbox = self._ctx.Queue()
         self._workers: list[_Worker] = []
         self._ring: SlotRing | None = None
         self._threads = 0
@@ -269,38 +272,55 @@ class AnalysisInterface:
     # -- collector ---------------------------------------------------------------------------------------------------
     def _collect(self) -> None:
         while self._running:
+            with self._lock:
+                readers = {w.results: w for w in self._workers if w.results is not None}
+            if not readers:
+                time.sleep(0.1)
+                continue
             try:
-                message = self._outbox.get(timeout=0.5)
-            except queue.Empty:
+                ready = multiprocessing.connection.wait(list(readers), timeout=0.5)
+            except (OSError, ValueError):  # a pipe closed by _stop_workers meanwhile
+                continue
+            if not ready:
                 self._check_workers()
                 continue
-            except (EOFError, OSError):
-                return
-            kind = message[0]
-            if kind == "ready":
-                _, worker_id, series_id, setup_ms, error = message
-                if error:
-                    self._error(f"series {series_id}: worker {worker_id} setup failed: {error}")
-                elif series_id == WARM_UP_SERIES:
-                    log.info("analysis worker %d warmed up in %.0f ms", worker_id, setup_ms)
+            for conn in ready:
+                try:
+                    message = conn.recv()
+                except (EOFError, OSError):  # the worker is gone: its pipe is read no more
                     with self._lock:
-                        self._warm.add(worker_id)
-                else:
-                    log.info("analysis worker %d ready for series %d in %.0f ms", worker_id, series_id, setup_ms)
-                    with self._lock:
-                        for worker in self._workers:
-                            if worker.id == worker_id:
-                                worker.ready_series = series_id
-            elif kind == "result":
-                _, worker_id, slot, record = message
-                self._finish(worker_id, slot, record)
-            elif kind == "failed":
-                _, worker_id, slot, series_id, image_id, error = message
-                self._error(f"series {series_id} image {image_id + 1}: {error}")
-                self._finish(worker_id, slot, None)
-            elif kind == "cell":
-                _, worker_id, series_id, cell, fraction, n_spots = message
-                self._found_cell(series_id, cell, fraction, n_spots)
+                        readers[conn].results = None
+                    self._check_workers()
+                    continue
+                self._handle(message)
+
+    def _handle(self, message: tuple) -> None:
+        """One message of a worker."""
+        kind = message[0]
+        if kind == "ready":
+            _, worker_id, series_id, setup_ms, error = message
+            if error:
+                self._error(f"series {series_id}: worker {worker_id} setup failed: {error}")
+            elif series_id == WARM_UP_SERIES:
+                log.info("analysis worker %d warmed up in %.0f ms", worker_id, setup_ms)
+                with self._lock:
+                    self._warm.add(worker_id)
+            else:
+                log.info("analysis worker %d ready for series %d in %.0f ms", worker_id, series_id, setup_ms)
+                with self._lock:
+                    for worker in self._workers:
+                        if worker.id == worker_id:
+                            worker.ready_series = series_id
+        elif kind == "result":
+            _, worker_id, slot, record = message
+            self._finish(worker_id, slot, record)
+        elif kind == "failed":
+            _, worker_id, slot, series_id, image_id, error = message
+            self._error(f"series {series_id} image {image_id + 1}: {error}")
+            self._finish(worker_id, slot, None)
+        elif kind == "cell":
+            _, worker_id, series_id, cell, fraction, n_spots = message
+            self._found_cell(series_id, cell, fraction, n_spots)
 
     def _found_cell(self, series_id: int, cell: list[float], fraction: float, n_spots: int) -> None:
         """A worker's cell search succeeded: every worker indexes the rest of the series with that cell."""
@@ -383,15 +403,17 @@ class AnalysisInterface:
         for i in range(count):
             self._worker_ids += 1
             inbox = self._ctx.Queue()
+            results, results_writer = self._ctx.Pipe(duplex=False)
             process = self._ctx.Process(
                 target=run_worker,
                 name=f"analysis-worker{i}",
                 daemon=True,
-                args=(self._worker_ids, inbox, self._outbox, self._ring.spec(), threads, self.nice),
+                args=(self._worker_ids, inbox, results_writer, self._ring.spec(), threads, self.nice),
             )
             process.start()
+            results_writer.close()  # the worker's end: EOF here once it is gone
             slots = list(range(i * SLOTS_PER_WORKER, (i + 1) * SLOTS_PER_WORKER))
-            workers.append(_Worker(self._worker_ids, process, inbox, slots))
+            workers.append(_Worker(self._worker_ids, process, inbox, slots, results=results))
         with self._lock:
             self._workers = workers
             self._threads = threads
@@ -404,6 +426,9 @@ class AnalysisInterface:
             if worker.process.is_alive():
                 worker.inbox.put(("stop",))
         join_or_terminate((worker.process for worker in workers), timeout=5)
+        for worker in workers:
+            if worker.results is not None:
+                worker.results.close()
         if self._ring is not None:
             self._ring.close()
             self._ring = None

@@ -152,7 +152,7 @@ def result_record(result, series_id: int, image_id: int, phi_deg: float, max_spo
 
 
 def run_worker(worker_id: int, inbox, outbox, ring_spec: tuple[str, int, int], threads: int, nice: int) -> None:
-    """Entry point of a worker process."""
+    """Entry point of a worker process; `outbox` is its own result pipe (a Connection)."""
     from opendcu.lifecycle import child_process_setup
 
     child_process_setup(f"analysis-worker-{worker_id}", exit_on_term=True)  # blocks on its inbox
@@ -199,7 +199,7 @@ def run_worker(worker_id: int, inbox, outbox, ring_spec: tuple[str, int, int], t
                 except Exception as exc:  # a bad setup must not kill the worker
                     error = f"{type(exc).__name__}: {exc}"
                     log.exception("analysis setup failed")
-                outbox.put(("ready", worker_id, series_id, (time.perf_counter() - t0) * 1e3, error))
+                outbox.send(("ready", worker_id, series_id, (time.perf_counter() - t0) * 1e3, error))
                 continue
             if kind == "cell":
                 _, series_id, cell = message
@@ -226,7 +226,7 @@ def run_worker(worker_id: int, inbox, outbox, ring_spec: tuple[str, int, int], t
                 if analyzer.settings.indexing is not None and analyzer.settings.indexing.cell is None:
                     found = search.add(result.rlp, phi_deg)
                     if found is not None:
-                        outbox.put(
+                        outbox.send(
                             (
                                 "cell",
                                 worker_id,
@@ -238,9 +238,9 @@ def run_worker(worker_id: int, inbox, outbox, ring_spec: tuple[str, int, int], t
                         )
                 record["timings_ms"]["decode"] = round(decode_ms, 3)
                 record["analysis_ms"] = (time.perf_counter() - t0) * 1e3
-                outbox.put(("result", worker_id, slot, record))
+                outbox.send(("result", worker_id, slot, record))
             except Exception as exc:
                 log.error("analysis of image %d failed: %s", image_id, traceback.format_exc())
-                outbox.put(("failed", worker_id, slot, series_id, image_id, f"{type(exc).__name__}: {exc}"))
+                outbox.send(("failed", worker_id, slot, series_id, image_id, f"{type(exc).__name__}: {exc}"))
     finally:
         ring.close()
