@@ -285,11 +285,12 @@ class AnalysisInterface:
                 self._check_workers()
                 continue
             for conn in ready:
+                worker = readers[conn]  # type: ignore[index]  # wait() gives back the connections it was given
                 try:
-                    message = conn.recv()
+                    message = worker.results.recv()
                 except (EOFError, OSError):  # the worker is gone: its pipe is read no more
                     with self._lock:
-                        readers[conn].results = None
+                        worker.results = None
                     self._check_workers()
                     continue
                 self._handle(message)

@@ -26,9 +26,12 @@ import logging
 import os
 import time
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from opendcu.analysis.crystal import UnitCell
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,7 @@ class CellSearch:
         self.vectors: list[np.ndarray] = []
         self.phis: list[float] = []
         self.next_try = CELL_SEARCH_FIRST
-        self.cell = None
+        self.cell: UnitCell | None = None
 
     def add(self, rlp: np.ndarray | None, phi_deg: float):
         """Add an image's points; returns the search result when a search ran and succeeded."""
