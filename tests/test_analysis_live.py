@@ -386,7 +386,9 @@ def test_a_killed_worker_is_reported_and_replaced(compressed_frames) -> None:
         interface._check_workers()
         interface.end_series(series, aborted=False)
         assert released == [0, 1, 2, 3] and interface.store.series(5).images_analysed == 1
-        assert interface.state == "error" and "died" in interface.errors[-1]
+        results = interface.store.series(5)  # it held no image when it died: none lost, the rest skipped
+        assert (results.images_received, results.images_skipped, results.images_lost) == (4, 3, 0)
+        assert interface.state == "error" and "died (exit code -9) holding 0 images" in interface.errors[-1]
         series = make_series(experiment, 6, 1)  # the next arm starts a new worker
         interface.start_series(series)
         offer(interface, experiment, 6, 0, chunks[0], released)

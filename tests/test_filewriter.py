@@ -294,3 +294,66 @@ def test_uncompressed_files_when_compression_is_disabled(tmp_path: Path):
         assert data.id.get_create_plist().get_nfilters() == 0 and data.chunks == (1, 512, 1028)
         for i in range(2):
             np.testing.assert_array_equal(data[i], make_pixels(series, i))
+
+
+@pytest.mark.parametrize("mode", ["parallel", "vds"])
+def test_a_killed_writer_process_fails_its_file_at_once_and_the_next_series_gets_a_new_pool(tmp_path: Path, mode: str):
+    """SIGKILL of a writer process in the middle of the second data file: the file it was writing is given up
+    within the pool's watch interval (no 120 s wait on copies that never come), every image slot is given back,
+    `written` counts only what the files hold, and the next series (a new pool) holds all its images."""
+    import signal
+    import time
+
+    fw = FileWriter(tmp_path)
+    fw.subsystem.values.update(mode="enabled", name_pattern="s_$id", nimages_per_file=4, writer_mode=mode)
+    mux = ImageMux()
+    mux.attach(fw)
+    pools = []
+    try:
+        for series_id, kill_at in ((1, 6), (2, None)):
+            series = make_series(series_id=series_id, nimages=12)
+            source = ImageSource(series, n_slots=6)
+            try:
+                mux.start_series(series)
+                pool = fw._pool
+                pools.append(pool)
+                started = time.monotonic()
+                for i in range(12):
+                    if i == kill_at:
+                        deadline = time.monotonic() + 30  # the 6th image is handed to the sink (second file)
+                        while fw._series.written < kill_at and time.monotonic() < deadline:
+                            time.sleep(0.01)
+                        victim = pool._processes[1]  # vds: file 2 is written by worker 1
+                        os.kill(victim.pid, signal.SIGKILL)
+                        while pool.alive() and time.monotonic() < deadline:
+                            time.sleep(0.01)
+                        assert not pool.alive()
+                    mux.publish(source.image(i))
+                mux.end_series(series, aborted=False)
+                took = time.monotonic() - started
+                deadline = time.monotonic() + 30
+                while not source.all_free() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                assert source.all_free()  # the dead worker's copies gave their slots back
+            finally:
+                source.close()
+            names = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(f"s_{series_id}_"))
+            if kill_at is not None:
+                assert took < 20, took
+                assert fw.state == "error"
+                assert any("filewriter worker 1" in e and "died (exit code -9)" in e for e in fw.errors), fw.errors
+                assert names == ["s_1_data_000001.h5", "s_1_master.h5"], names
+                with h5py.File(tmp_path / "s_1_data_000001.h5") as f:
+                    assert f["/entry/data/data"].shape[0] == 4
+                    assert all(np.array_equal(f["/entry/data/data"][i], make_pixels(series, i)) for i in range(4))
+            else:
+                assert pools[1] is not pools[0] and pool.alive()  # a new pool for the new series
+                assert names == ["s_2_data_000001.h5", "s_2_data_000002.h5", "s_2_data_000003.h5", "s_2_master.h5"]
+                for k in range(3):
+                    with h5py.File(tmp_path / names[k]) as f:
+                        d = f["/entry/data/data"]
+                        assert d.shape[0] == 4
+                        assert all(np.array_equal(d[i], make_pixels(series, 4 * k + i)) for i in range(4))
+            assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".part")]
+    finally:
+        fw.close()

@@ -106,7 +106,7 @@ class ImageResult(_message.Message):
     def __init__(self, series_id: _Optional[int] = ..., image_id: _Optional[int] = ..., image_number: _Optional[int] = ..., phi_deg: _Optional[float] = ..., n_spots: _Optional[int] = ..., n_spots_no_ice: _Optional[int] = ..., n_spots_low_res: _Optional[int] = ..., total_intensity: _Optional[float] = ..., d_min: _Optional[float] = ..., is_hit: _Optional[bool] = ..., background: _Optional[float] = ..., ice_score: _Optional[float] = ..., overloaded: _Optional[bool] = ..., n_strong_pixels: _Optional[int] = ..., indexed: _Optional[bool] = ..., n_indexed: _Optional[int] = ..., fraction_indexed: _Optional[float] = ..., unit_cell: _Optional[_Iterable[float]] = ..., ub_matrix: _Optional[_Iterable[float]] = ..., rmsd: _Optional[float] = ..., latency_ms: _Optional[float] = ..., analysis_ms: _Optional[float] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., images_received: _Optional[int] = ..., images_analysed: _Optional[int] = ..., images_skipped: _Optional[int] = ..., decimated: _Optional[bool] = ..., spots: _Optional[_Union[Spots, _Mapping]] = ..., profile: _Optional[_Union[RadialProfile, _Mapping]] = ..., indexing_skipped: _Optional[bool] = ...) -> None: ...
 
 class SeriesSummary(_message.Message):
-    __slots__ = ("series_id", "nimages", "finished", "images_received", "images_analysed", "images_skipped", "images_strided", "decimated", "hit_rate", "indexing_rate", "median_d_min", "median_latency_ms", "found_cell", "hits", "best_d_min", "median_n_spots", "max_n_spots")
+    __slots__ = ("series_id", "nimages", "finished", "images_received", "images_analysed", "images_skipped", "images_strided", "decimated", "hit_rate", "indexing_rate", "median_d_min", "median_latency_ms", "found_cell", "hits", "best_d_min", "median_n_spots", "max_n_spots", "images_lost")
     SERIES_ID_FIELD_NUMBER: _ClassVar[int]
     NIMAGES_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
@@ -124,6 +124,7 @@ class SeriesSummary(_message.Message):
     BEST_D_MIN_FIELD_NUMBER: _ClassVar[int]
     MEDIAN_N_SPOTS_FIELD_NUMBER: _ClassVar[int]
     MAX_N_SPOTS_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_LOST_FIELD_NUMBER: _ClassVar[int]
     series_id: int
     nimages: int
     finished: bool
@@ -141,7 +142,8 @@ class SeriesSummary(_message.Message):
     best_d_min: float
     median_n_spots: float
     max_n_spots: int
-    def __init__(self, series_id: _Optional[int] = ..., nimages: _Optional[int] = ..., finished: _Optional[bool] = ..., images_received: _Optional[int] = ..., images_analysed: _Optional[int] = ..., images_skipped: _Optional[int] = ..., images_strided: _Optional[int] = ..., decimated: _Optional[bool] = ..., hit_rate: _Optional[float] = ..., indexing_rate: _Optional[float] = ..., median_d_min: _Optional[float] = ..., median_latency_ms: _Optional[float] = ..., found_cell: _Optional[_Iterable[float]] = ..., hits: _Optional[int] = ..., best_d_min: _Optional[float] = ..., median_n_spots: _Optional[float] = ..., max_n_spots: _Optional[int] = ...) -> None: ...
+    images_lost: int
+    def __init__(self, series_id: _Optional[int] = ..., nimages: _Optional[int] = ..., finished: _Optional[bool] = ..., images_received: _Optional[int] = ..., images_analysed: _Optional[int] = ..., images_skipped: _Optional[int] = ..., images_strided: _Optional[int] = ..., decimated: _Optional[bool] = ..., hit_rate: _Optional[float] = ..., indexing_rate: _Optional[float] = ..., median_d_min: _Optional[float] = ..., median_latency_ms: _Optional[float] = ..., found_cell: _Optional[_Iterable[float]] = ..., hits: _Optional[int] = ..., best_d_min: _Optional[float] = ..., median_n_spots: _Optional[float] = ..., max_n_spots: _Optional[int] = ..., images_lost: _Optional[int] = ...) -> None: ...
 
 class ResultsRequest(_message.Message):
     __slots__ = ("series_id", "start", "limit", "spots", "profile")

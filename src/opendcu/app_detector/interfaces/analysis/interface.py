@@ -64,6 +64,8 @@ ANNOTATED = (
 SUMMARY_KEY = "opendcu_analysis_summary"
 #: how long the end of a series waits for images still being analysed (seconds)
 END_WAIT_S = 10.0
+#: how often the collector looks for workers that died (seconds)
+WATCH_S = 0.5
 SLOTS_PER_WORKER = 2  # one being analysed, one waiting
 #: the series id of the workers' warm-up setup (no series has it), and the wavelength (Cu K-alpha1) it assumes
 WARM_UP_SERIES = -1
@@ -114,6 +116,7 @@ class AnalysisInterface:
         self._worker_ids = 0
         self._live: _LiveSeries | None = None
         self._warm: set[int] = set()  # ids of the workers that finished their warm-up
+        self._dead: set[int] = set()  # ids of the workers found dead (each reported once)
         self._annotations: list[Record] = []
         self._lock = threading.Condition()
         self._running = True
@@ -271,18 +274,19 @@ class AnalysisInterface:
 
     # -- collector ---------------------------------------------------------------------------------------------------
     def _collect(self) -> None:
+        checked = time.monotonic()
         while self._running:
+            if time.monotonic() - checked >= WATCH_S:  # also while the other workers keep answering
+                checked = time.monotonic()
+                self._check_workers()
             with self._lock:
                 readers = {w.results: w for w in self._workers if w.results is not None}
             if not readers:
                 time.sleep(0.1)
                 continue
             try:
-                ready = multiprocessing.connection.wait(list(readers), timeout=0.5)
+                ready = multiprocessing.connection.wait(list(readers), timeout=WATCH_S)
             except (OSError, ValueError):  # a pipe closed by _stop_workers meanwhile
-                continue
-            if not ready:
-                self._check_workers()
                 continue
             for conn in ready:
                 worker = readers[conn]  # type: ignore[index]  # wait() gives back the connections it was given
@@ -344,7 +348,7 @@ class AnalysisInterface:
     def _finish(self, worker_id: int, slot: int, record: Record | None) -> None:
         with self._lock:
             worker = next((w for w in self._workers if w.id == worker_id), None)
-            if worker is None:  # a worker replaced since: its ring and slots are gone
+            if worker is None or worker_id in self._dead:  # replaced since (ring gone), or counted lost already
                 return
             task = worker.in_flight.pop(slot, None)
             worker.free.append(slot)
@@ -370,17 +374,28 @@ class AnalysisInterface:
         return out
 
     def _check_workers(self) -> None:
-        """A worker that died loses its images (reported once); it is replaced at the next arm."""
+        """A worker that died loses the images it held: counted once as `images_lost` of their series and
+        reported (error, log); no image is handed to it any more, and it is replaced at the next arm."""
+        lost: list[tuple[_Worker, int]] = []
         with self._lock:
-            dead = [(i, w) for i, w in enumerate(self._workers) if w.process.exitcode not in (None, 0)]
-            for _, worker in dead:
+            for worker in self._workers:
+                if worker.process.exitcode in (None, 0) or worker.id in self._dead:
+                    continue
+                self._dead.add(worker.id)
+                held = list(worker.in_flight.values())
                 worker.in_flight.clear()
-            if dead:
+                for series_id, _image_id, _t in held:
+                    results = self.store.series(series_id)
+                    if results is not None:
+                        results.images_lost += 1
+                lost.append((worker, len(held)))
+            if lost:
                 self._lock.notify_all()
-        for _, worker in dead:
+        for worker, n in lost:
             if self._running:
                 self._error(
-                    f"analysis worker {worker.id} died (exit code {worker.process.exitcode}); restarted at the next arm"
+                    f"analysis worker {worker.id} died (exit code {worker.process.exitcode}) holding {n} images, "
+                    "which have no result; restarted at the next arm"
                 )
 
     def _error(self, text: str) -> None:

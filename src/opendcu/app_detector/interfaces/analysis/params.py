@@ -98,6 +98,8 @@ def build_analysis_subsystem(interface: AnalysisInterface) -> Subsystem:
         StatusParameter("images_received", "uint", lambda: interface.status("images_received", 0)),
         StatusParameter("images_analysed", "uint", lambda: interface.status("images_analysed", 0)),
         StatusParameter("images_skipped", "uint", lambda: interface.status("images_skipped", 0)),
+        # images handed to a worker that died before it answered: no result (the files hold them all the same)
+        StatusParameter("images_lost", "uint", lambda: interface.status("images_lost", 0)),
         StatusParameter("decimated", "bool", lambda: interface.status("decimated", False)),
         StatusParameter("hit_rate", "float", lambda: interface.status("hit_rate", 0.0) or 0.0),
         StatusParameter("indexing_rate", "float", lambda: interface.status("indexing_rate", 0.0) or 0.0),

@@ -42,6 +42,7 @@ class SeriesResults:
     images_received: int = 0
     images_skipped: int = 0  # offered but not analysed: workers busy (decimation under load)
     images_strided: int = 0  # not offered to analysis by the configured stride
+    images_lost: int = 0  # handed to a worker that died before it answered (no result)
     finished: bool = False
     radial: list[float] | None = None
     radial_unit: str = ""
@@ -66,6 +67,7 @@ class SeriesResults:
             "images_analysed": analysed,
             "images_skipped": self.images_skipped,
             "images_strided": self.images_strided,
+            "images_lost": self.images_lost,
             "decimated": self.images_skipped > 0,
             "hits": hits,
             "hit_rate": hits / analysed if analysed else None,

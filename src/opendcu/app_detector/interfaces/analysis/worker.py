@@ -156,9 +156,11 @@ def result_record(result, series_id: int, image_id: int, phi_deg: float, max_spo
 
 def run_worker(worker_id: int, inbox, outbox, ring_spec: tuple[str, int, int], threads: int, nice: int) -> None:
     """Entry point of a worker process; `outbox` is its own result pipe (a Connection)."""
+    from opendcu.app_detector.os_threads import name_this_thread
     from opendcu.lifecycle import child_process_setup
 
     child_process_setup(f"analysis-worker-{worker_id}", exit_on_term=True)  # blocks on its inbox
+    name_this_thread(f"analysis-w{worker_id}")  # its /proc comm: what ps, top and the fault tests see
     if nice:
         try:
             os.nice(nice)

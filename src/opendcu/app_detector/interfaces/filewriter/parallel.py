@@ -197,9 +197,11 @@ class _Worker:
 
 
 def _worker_main(index: int, tasks: Any, results: Any) -> None:
+    from opendcu.app_detector.os_threads import name_this_thread
     from opendcu.lifecycle import child_process_setup
 
     child_process_setup(f"filewriter-worker{index}", exit_on_term=True)  # blocks on its queue
+    name_this_thread(f"filewriter-w{index}")  # its /proc comm: what ps, top and the fault tests see
     worker = _Worker()
     try:
         while True:
@@ -226,9 +228,15 @@ class WriterPool:
     Tasks are sent in batches (one pipe message per worker and flush) because a message costs more than a
     memcpy of a small chunk: the FileWriter flushes whenever its buffer runs empty, so batches grow only
     under load; `MAX_BATCH` bounds them.
+
+    A writer process that dies (SIGKILL, OOM) is noticed within `WATCH_S`: every task it had not answered, and
+    every task submitted to it later, ends at once with an error naming it (so a sink fails its file and releases
+    the images it held instead of waiting), `alive()` turns false and the FileWriter starts a new pool at the
+    next arm.
     """
 
     MAX_BATCH = 16
+    WATCH_S = 0.2
 
     def __init__(self, n_workers: int):
         ctx = mp.get_context("spawn")
@@ -236,8 +244,13 @@ class WriterPool:
         self._tasks = [ctx.SimpleQueue() for _ in range(n_workers)]
         self._results = ctx.SimpleQueue()
         self._pending: list[list[tuple]] = [[] for _ in range(n_workers)]
-        self._callbacks: dict[int, Callable[[str | None], None]] = {}
+        #: token -> (worker, callback) of every task not answered yet
+        self._callbacks: dict[int, tuple[int, Callable[[str | None], None]]] = {}
+        #: worker -> why it is gone (its tasks fail with this text)
+        self._dead: dict[int, str] = {}
+        self._closing = threading.Event()
         self._lock = threading.Lock()
+        self._send_locks = [threading.Lock() for _ in range(n_workers)]
         self._tokens = itertools.count()
         self._processes = [
             ctx.Process(target=_worker_main, args=(i, q, self._results), name=f"filewriter-worker{i}", daemon=True)
@@ -247,14 +260,21 @@ class WriterPool:
             p.start()
         self._collector = threading.Thread(target=self._collect, name="filewriter-pool", daemon=True)
         self._collector.start()
+        self._watcher = threading.Thread(target=self._watch, name="filewriter-watch", daemon=True)
+        self._watcher.start()
 
     def submit(self, worker: int, method: str, *args: Any, on_done: Callable[[str | None], None]) -> None:
         token = next(self._tokens)
         w = worker % self.n_workers
         with self._lock:
-            self._callbacks[token] = on_done
-            self._pending[w].append((token, method, args))
-            full = len(self._pending[w]) >= self.MAX_BATCH
+            dead = self._dead.get(w)
+            if dead is None:
+                self._callbacks[token] = (w, on_done)
+                self._pending[w].append((token, method, args))
+                full = len(self._pending[w]) >= self.MAX_BATCH
+        if dead is not None:
+            on_done(dead)
+            return
         if full:
             self._send(w)
 
@@ -264,10 +284,13 @@ class WriterPool:
             self._send(w)
 
     def _send(self, w: int) -> None:
-        with self._lock:
-            batch, self._pending[w] = self._pending[w], []
-            if batch:
-                self._tasks[w].put(batch)
+        # the pipe write outside the lock: one to a worker that just died may block until the watcher drains it
+        with self._send_locks[w]:
+            with self._lock:
+                batch, self._pending[w] = self._pending[w], []
+                if not batch or w in self._dead:
+                    return
+            self._tasks[w].put(batch)
 
     def call(self, worker: int, method: str, *args: Any, timeout: float = 60) -> None:
         """Run and wait; raises OSError with the worker's message if it failed."""
@@ -295,20 +318,47 @@ class WriterPool:
                 return
             for token, error in batch:
                 with self._lock:
-                    callback = self._callbacks.pop(token, None)
+                    _, callback = self._callbacks.pop(token, (None, None))
                 if callback is not None:
-                    try:
-                        callback(error)
-                    except Exception:
-                        log.exception("filewriter pool callback failed")
+                    self._answer(callback, error)
+
+    @staticmethod
+    def _answer(callback: Callable[[str | None], None], error: str | None) -> None:
+        try:
+            callback(error)
+        except Exception:
+            log.exception("filewriter pool callback failed")
+
+    def _watch(self) -> None:
+        """Notice a writer process that died: fail what it still owed (see the class docstring)."""
+        while not self._closing.wait(self.WATCH_S):
+            for w, process in enumerate(self._processes):
+                if w in self._dead:
+                    while not self._tasks[w].empty():  # what nobody reads any more: a sender never blocks on it
+                        self._tasks[w].get()
+                    continue
+                if process.exitcode is None:
+                    continue
+                reason = f"filewriter worker {w} (pid {process.pid}) died (exit code {process.exitcode})"
+                with self._lock:
+                    self._dead[w] = reason
+                    self._pending[w] = []
+                    owed = [t for t, (worker, _) in self._callbacks.items() if worker == w]
+                    callbacks = [self._callbacks.pop(t)[1] for t in owed]
+                log.error("%s: %d writes it had not done fail; a new pool starts at the next arm", reason, len(owed))
+                for callback in callbacks:
+                    self._answer(callback, reason)
 
     def alive(self) -> bool:
         return all(p.is_alive() for p in self._processes)
 
     def close(self) -> None:
+        self._closing.set()
+        self._watcher.join(timeout=5)
         self.flush()
-        for q in self._tasks:
-            q.put(None)
+        for w, q in enumerate(self._tasks):
+            if w not in self._dead and self._processes[w].is_alive():
+                q.put(None)
         join_or_terminate(self._processes, timeout=10)
         self._results.put(None)
         self._collector.join(timeout=5)

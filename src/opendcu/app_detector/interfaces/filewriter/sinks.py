@@ -129,6 +129,8 @@ class ParallelSink:
             self.pending.error = self.pending.error or error
 
     def write(self, image: CompressedImage, chunk: Any) -> None:
+        if self.pending.error is not None:  # a copy failed (disk full, a writer process died): the file is lost
+            raise OSError(self.pending.error)
         self.fileobj.expect(chunk)
         self.file.append(chunk)
         if self.fileobj.placed is None:
@@ -147,6 +149,14 @@ class ParallelSink:
         for w in range(self.pool.n_workers):
             self.pool.call(w, "unmap", self.file_id)
 
+    def _unmap_all_quietly(self) -> None:
+        """Unmap where the workers can (a dead one has no map left); the file is being given up."""
+        for w in range(self.pool.n_workers):
+            try:
+                self.pool.call(w, "unmap", self.file_id)
+            except OSError:
+                pass
+
     def close(self) -> Path:
         self.pool.flush()
         self.pending.wait()
@@ -160,7 +170,7 @@ class ParallelSink:
         self.pool.flush()
         self.pending.settle()
         try:
-            self._unmap_all()
+            self._unmap_all_quietly()
         finally:
             self.file.discard()
             self.fileobj.close()
@@ -188,6 +198,8 @@ class WorkerFileSink:
         )
 
     def write(self, image: CompressedImage, chunk: Any) -> None:
+        if self.pending.error is not None:  # a write failed (disk full, the writer process died): the file is lost
+            raise OSError(self.pending.error)
         image.retain()
         self.pending.add()
 
@@ -202,7 +214,7 @@ class WorkerFileSink:
         try:
             self.pending.wait()
         except OSError:
-            self.pool.call(self.worker, "close_h5", self.file_id, True)
+            self._close_quietly()
             raise
         self.pool.call(self.worker, "close_h5", self.file_id, False)
         return self.path
@@ -210,4 +222,11 @@ class WorkerFileSink:
     def discard(self) -> None:
         self.pool.flush()
         self.pending.settle()
-        self.pool.call(self.worker, "close_h5", self.file_id, True)
+        self._close_quietly()
+
+    def _close_quietly(self) -> None:
+        """Discard the file in its writer process; one that died left a `.part` (removed here)."""
+        try:
+            self.pool.call(self.worker, "close_h5", self.file_id, True)
+        except OSError:
+            part_path(self.path).unlink(missing_ok=True)

@@ -7,8 +7,9 @@ instead of dropping. One thread owns the HDF5 handles; `writer_mode` picks where
 
 Files: `<pattern>_master.h5` (visible at arm) and `<pattern>_data_NNNNNN.h5` (each appears when complete);
 `nimages_per_file` 0 puts the images into the master, which then appears at series end. A write that fails
-(disk full) puts the writer in state `error` with the reason; files already closed stay valid, the file being
-written is removed, and the series' further images are not written.
+(disk full, a writer process killed) puts the writer in state `error` with the reason; files already closed stay
+valid, the file being written is removed (its images no longer count as written), and the series' further images
+are not written. A pool with a dead writer process is replaced at the next arm.
 """
 
 from __future__ import annotations
@@ -265,7 +266,12 @@ class FileWriter(ModeAndState, BufferedInterface):
         if sink is not None:
             if sink in s.sinks_open:
                 s.sinks_open.remove(sink)
-            sink.discard()
+            # the images handed to the file being given up are in no file: `written` counts what the files hold
+            s.written = s.files_done * s.nimages_per_file
+            try:
+                sink.discard()
+            except Exception as exc:
+                self._error(f"discarding data file {s.files_done + 1} of series {s.series.series_id} failed: {exc}")
 
     def _error(self, message: str) -> None:
         log.error("filewriter: %s", message)
