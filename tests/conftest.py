@@ -346,3 +346,14 @@ def dcu(tmp_path: Path) -> Iterator[DcuServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    """A `dcu serve` of its own for the test (one whose test killed it is not stopped again)."""
+    dcu = start_dcu(tmp_path)
+    try:
+        yield dcu
+    finally:
+        if dcu.process.poll() is None:
+            dcu.stop()

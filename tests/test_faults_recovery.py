@@ -36,16 +36,6 @@ from test_faults_series import (
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def server(tmp_path: Path):
-    dcu = start_dcu(tmp_path)
-    try:
-        yield dcu
-    finally:
-        if dcu.process.poll() is None:
-            dcu.stop()
-
-
 class Answers:
     """Every HTTP status code a test's client got (an httpx response hook)."""
 
@@ -112,6 +102,23 @@ def wait_settled(http: httpx.Client, at_least: int, timeout: float = 60) -> None
     while series_summary(http)["value"].get("images_settled", 0) < at_least:
         assert time.monotonic() < deadline, series_summary(http)
         time.sleep(0.02)
+
+
+def start_series_in_background(server: DcuServer, http: httpx.Client, nimages: int, series_id: int = 1) -> dict:
+    """Arm a series of `nimages` at 10 Hz, 10 per file, trigger it from another thread and return once 12 images
+    settled: a series in the middle of its run, for a fault to hit."""
+    set_images(http, nimages)
+    assert command(http, "arm").json() == {"sequence id": series_id}
+    trigger = trigger_in_background(server)
+    wait_settled(http, 12)
+    return trigger
+
+
+def set_images(http: httpx.Client, nimages: int) -> None:
+    """nimages at 10 Hz (count time 10 ms), 10 images per data file."""
+    for key, v in [("nimages", nimages), ("frame_time", 0.1), ("count_time", 0.01)]:
+        assert put(http, key, v).status_code == 200
+    assert put(http, "nimages_per_file", 10, module="filewriter").status_code == 200
 
 
 def log_lines(server: DcuServer, text: str) -> list[str]:
@@ -222,12 +229,7 @@ def test_sigkill_of_the_module_process_mid_series_fails_the_series_and_the_dcu_r
     data = server.data_dir
     with client(server, answers) as http:
         setup_series(http)
-        for key, v in [("nimages", nimages), ("frame_time", 0.1), ("count_time", 0.01)]:
-            assert put(http, key, v).status_code == 200
-        assert put(http, "nimages_per_file", 10, module="filewriter").status_code == 200
-        assert command(http, "arm").json() == {"sequence id": 1}
-        trigger = trigger_in_background(server)
-        wait_settled(http, 12)
+        trigger = start_series_in_background(server, http, nimages)
         simulator, detector = process_of(server, b"opendcu.simulator"), process_of(server, b"opendcu.app_detector")
         os.kill(simulator, signal.SIGKILL)
         wait_for_restart(server, http, b"opendcu.app_detector", detector)
@@ -269,12 +271,7 @@ def test_sigkill_of_app_calibration_mid_series_costs_no_image_and_it_comes_back(
     data = server.data_dir
     with client(server, answers) as http:
         setup_series(http)
-        for key, v in [("nimages", nimages), ("frame_time", 0.1), ("count_time", 0.01)]:
-            assert put(http, key, v).status_code == 200
-        assert put(http, "nimages_per_file", 10, module="filewriter").status_code == 200
-        assert command(http, "arm").json() == {"sequence id": 1}
-        trigger = trigger_in_background(server)
-        wait_settled(http, 12)
+        trigger = start_series_in_background(server, http, nimages)
         calibration, detector = (
             process_of(server, b"opendcu.app_calibration"),
             process_of(server, b"opendcu.app_detector"),
@@ -390,12 +387,7 @@ def test_sigkill_of_dcu_serve_mid_series_and_a_new_start_on_the_same_data(tmp_pa
     try:
         with client(server, answers) as http:
             setup_series(http)
-            for key, v in [("nimages", nimages), ("frame_time", 0.1), ("count_time", 0.01)]:
-                assert put(http, key, v).status_code == 200
-            assert put(http, "nimages_per_file", 10, module="filewriter").status_code == 200
-            assert command(http, "arm").json() == {"sequence id": 1}
-            trigger_in_background(server)
-            wait_settled(http, 12)
+            start_series_in_background(server, http, nimages)
         os.kill(server.process.pid, signal.SIGKILL)
         server.process.wait(30)
         deadline = time.monotonic() + 60

@@ -20,7 +20,7 @@ from pathlib import Path
 import h5py
 import httpx
 import pytest
-from conftest import DcuServer, start_dcu
+from conftest import DcuServer
 from simplon_helpers import V, command, put, value, wait_state
 
 pytestmark = pytest.mark.integration
@@ -112,16 +112,6 @@ def assert_success(summary: dict, series_id: int, nimages: int = NIMAGES) -> Non
         0,
     )
     assert summary["interfaces"]["filewriter"] == {"written": nimages, "missing": 0}
-
-
-@pytest.fixture
-def server(tmp_path: Path):
-    dcu = start_dcu(tmp_path)
-    try:
-        yield dcu
-    finally:
-        if dcu.process.poll() is None:
-            dcu.stop()
 
 
 def setup_series(http: httpx.Client) -> None:

@@ -21,11 +21,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-from conftest import DcuServer, child_pids, start_dcu
+from conftest import DcuServer, child_pids
 from simplon_helpers import V, command, put, value, wait_state
 from test_data_path_rate import forged
 from test_faults_input import raw_request, status_of
-from test_faults_recovery import Answers, client, log_lines, process_of, trigger_in_background, wait_settled
+from test_faults_recovery import (
+    Answers,
+    client,
+    log_lines,
+    process_of,
+    set_images,
+    trigger_in_background,
+    wait_settled,
+)
 from test_faults_series import (
     NIMAGES,
     PACKETS_PER_IMAGE,
@@ -41,16 +49,6 @@ from test_faults_series import (
 pytestmark = pytest.mark.integration
 
 A = "/analysis/api/1.8.0"
-
-
-@pytest.fixture
-def server(tmp_path: Path):
-    dcu = start_dcu(tmp_path)
-    try:
-        yield dcu
-    finally:
-        if dcu.process.poll() is None:
-            dcu.stop()
 
 
 def workers_named(server: DcuServer, prefix: str) -> list[int]:
@@ -89,9 +87,7 @@ def test_sigkill_of_an_analysis_worker_loses_its_results_only_and_it_is_replaced
         assert_success(run_series(http, 1), 1)
         kept = checksums(data)
 
-        for key, v in [("nimages", nimages), ("frame_time", 0.1), ("count_time", 0.01)]:
-            assert put(http, key, v).status_code == 200
-        assert put(http, "nimages_per_file", 10, module="filewriter").status_code == 200
+        set_images(http, nimages)
         assert command(http, "arm").json() == {"sequence id": 2}
         poll(lambda: value(http, "workers_ready", module="analysis", task="status") == 2, 300, "workers not ready")
         workers = workers_named(server, "analysis-w")
