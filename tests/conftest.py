@@ -294,6 +294,24 @@ def start_dcu(
     """Start `dcu serve` and wait (polling) until it says it is ready. The default budget (600 s, or
     $OPENDCU_START_TIMEOUT) holds for a first start that compiles numba kernels on a loaded 2-core machine."""
     timeout = start_budget(600.0) if timeout is None else timeout
+    for attempt in range(PORT_ATTEMPTS):
+        try:
+            return _start_dcu_once(tmp_path, detector, extra, timeout)
+        except PortTaken:  # a free port was taken by another socket before dcu serve bound it: new ports
+            if attempt == PORT_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+#: starts of `dcu serve` tried with fresh ports when one was taken between choosing and binding it
+PORT_ATTEMPTS = 3
+
+
+class PortTaken(RuntimeError):
+    """dcu serve could not bind a port chosen free a moment before (another socket got it first)."""
+
+
+def _start_dcu_once(tmp_path: Path, detector: str, extra: list[str] | None, timeout: float) -> DcuServer:
     port, v1, v2 = free_port(), free_port(), free_port()
     data_dir = tmp_path / "data"
     cmd = [
@@ -334,7 +352,10 @@ def start_dcu(
                 else f"not ready in {timeout:.0f} s"
             )
             server.kill()
-            raise RuntimeError(f"dcu serve did not start ({why}):\n" + "".join(server.output[-50:]))
+            text = f"dcu serve did not start ({why}):\n" + "".join(server.output[-50:])
+            if process.returncode is not None and "address already in use" in text:
+                raise PortTaken(text)
+            raise RuntimeError(text)
     return server
 
 
