@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -319,3 +320,61 @@ def test_the_scene_is_the_simulators_own_and_the_dcu_sends_only_the_experiment()
     default = SimulatedModule(model, 1)
     assert default.scene == {"kind": "flood", "flux": 2.0}  # without --scene: a flood
     default.close()
+
+
+def _send_on_clock(behind_ns: int, period_ns: int, nframes: int = 6) -> tuple[np.ndarray, int]:
+    """Send `nframes` frames with a DataSender whose frame clock started `behind_ns` ago; return the send times
+    of the frames (ns, CLOCK_MONOTONIC, read back from their header timestamps) and when sending began."""
+    from opendcu.simulator.sender import DataSender
+
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)  # 6 frames of 7 packets of 8 KiB, unread
+    rx.bind(("127.0.0.1", 0))
+    rx.settimeout(5)
+    model = get_model("fastasic")
+    layout = PacketLayout.for_module(model.module, 8192)
+    sender = DataSender("127.0.0.1")
+    try:
+        sender.configure(rx.getsockname(), layout, series_id=1, module_id=0, position=(0, 0), det_type=1, nsubframes=1)
+        t0 = time.monotonic_ns()
+        sender.start_clock(t0)
+        bank = np.zeros((1, layout.frame_bytes), dtype=np.uint8)
+        sent = sender.send(
+            bank,
+            1,
+            nframes,
+            cyclic=True,
+            first_due_ns=t0 - behind_ns,
+            period_ns=period_ns,
+            count_time=0.001,
+            external=False,
+        )
+        assert sent == nframes
+        headers = np.concatenate(
+            [unpack_headers(rx.recv(65536)[:HEADER_SIZE]) for _ in range(nframes * layout.npackets)]
+        )
+    finally:
+        sender.close()
+        rx.close()
+    first = headers[headers["packet_number"] == 0]
+    assert list(first["frame_number"]) == list(range(1, nframes + 1))
+    return t0 + first["timestamp"].astype(np.int64) * 100, t0
+
+
+def test_a_module_behind_its_frame_clock_catches_up_within_the_lag_and_re_anchors_beyond_it():
+    """The sender's frame clock is absolute: a sleep's overshoot is made up by the next images (the old rule,
+    never two images closer than a period, made every overshoot permanent: 1.4 kHz for 2 kHz asked). A module
+    more than the lag behind re-anchors its clock and does not burst."""
+    from opendcu.simulator.sender import MAX_LAG_NS
+
+    period = 20_000_000  # 20 ms: far above a sleep's overshoot, so what is asserted is order, not timing
+    behind = 30_000_000  # frames 1 and 2 are overdue; the lag allowed (2 periods = 40 ms) is not exceeded
+    assert MAX_LAG_NS <= 2 * period
+    times, t0 = _send_on_clock(behind, period)
+    due = t0 - behind + period * np.arange(len(times))
+    assert np.all(times >= due - 100)  # never before its time on the clock (timestamps count 100 ns)
+    assert times[1] - times[0] < period  # overdue: sent at once, back to back
+    # far behind (5 periods, beyond the lag): the clock re-anchors at the first frame; none comes sooner after it
+    # than its periods on the new clock (a late one is made up by the next, as above)
+    times, _ = _send_on_clock(5 * period, period)
+    assert np.all(times - times[0] >= period * np.arange(len(times)) - 100)

@@ -45,13 +45,18 @@ class DataPathConfig:
     image_buffer_bytes: int = 512 << 20
     #: the compressed-image ring has at least this many slots (beyond its budget if need be)
     min_slots: int = 8
-    #: at most this many slots per ring (tiny frames of the fast module would make tens of thousands)
+    #: at most this many raw slots (tiny frames of the fast module would make tens of thousands)
     max_slots: int = 1024
+    #: at most this many compressed-image slots: small images get a deep ring, so that the interfaces' buffers
+    #: (the Stream's is a quarter of it) absorb a stall of a few hundred ms at the fast module's rates
+    max_image_slots: int = 8192
     #: ZeroMQ endpoints of stream V1 (legacy) and V2 (cbor)
     stream_v1: str = "tcp://127.0.0.1:9999"
     stream_v2: str = "tcp://127.0.0.1:31001"
 
 
+#: images the Stream buffers at most while its consumers (or its thread) fall behind
+STREAM_BUFFER_MAX = 2048
 #: a series needs at least this many raw slots (one being filled while the pipeline works on another)
 MIN_RAW_SLOTS = 2
 #: how long arm waits for the pipeline to give back every raw slot before re-partitioning the raw ring
@@ -94,7 +99,7 @@ class DataPath:
                 f"a raw buffer of {config.raw_buffer_bytes} bytes holds fewer than {MIN_RAW_SLOTS} {model.name} frames"
             )
         self.out_ring = SlotRing(
-            max(config.min_slots, min(config.max_slots, config.image_buffer_bytes // out_bytes)), out_bytes
+            max(config.min_slots, min(config.max_image_slots, config.image_buffer_bytes // out_bytes)), out_bytes
         )
         for ring in (self.raw_ring, self.out_ring):  # no page faults in the receivers' and writers' hot paths
             ring.populate()
@@ -113,7 +118,7 @@ class DataPath:
             config.stream_v1,
             config.stream_v2,
             sndhwm=send_queue_depth(image_bytes),
-            buffer_images=max(16, min(256, self.out_ring.n_slots // 4)),
+            buffer_images=max(16, min(STREAM_BUFFER_MAX, self.out_ring.n_slots // 4)),
         )
         self.monitor = Monitor()
         # analysis before the stream: results finished by then ride along in the image's annotations, and

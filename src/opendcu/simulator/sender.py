@@ -17,6 +17,8 @@ from opendcu.hardware.udp_packet import HEADER_DTYPE, HEADER_SIZE, HEADER_VERSIO
 
 SEND_BUFFER = 8 << 20
 MAX_SLEEP_NS = 10_000_000  # sleep in slices so that an abort is noticed within 10 ms
+#: how far a module may fall behind its frame clock and still catch up (images back to back); beyond, it re-anchors
+MAX_LAG_NS = 2_000_000
 
 # per-series constants the compiled sender reads, as one int64 array
 (
@@ -76,8 +78,8 @@ def send_frames(
     abort: np.ndarray,
     scratch: np.ndarray,
 ) -> int:
-    """Send images first_frame .. first_frame + nframes - 1, image i not before first_due_ns + i * period_ns nor
-    sooner than period_ns after the previous one.
+    """Send images first_frame .. first_frame + nframes - 1, image i not before first_due_ns + i * period_ns (the
+    clock is re-anchored when the module is more than `MAX_LAG_NS` or two periods behind it).
 
     frames: uint8 [n, frame_bytes] wire frames; with `cyclic` sub-frame s of image f is frames[((f - 1) * nsub + s)
     % n] (a noise bank), else frames[s] (one rendered image). drops: int64 [k, 3] sorted (frame, subframe, packet)
@@ -88,13 +90,19 @@ def send_frames(
     nbank = frames.shape[0]
     queued = 0
     drop_at = 0
-    last_start = first_due_ns - period_ns
+    # the frame clock is absolute: each sleep's overshoot (tens of us on a VM) is made up by the next images, as a
+    # module's hardware clock does not drift by its readout's latencies; a module held up for longer than
+    # `max_lag` (a simulator starved of CPU) re-anchors its clock and sends late, it never bursts more than
+    # `max_lag` of images to catch up
+    max_lag = max(2 * period_ns, MAX_LAG_NS)
+    origin = first_due_ns
     for i in range(nframes):
         frame = first_frame + i
-        # on the frame clock, but never two images closer than a frame period: a module that was held up (a
-        # simulator starved of CPU) sends late, it does not burst faster than its frame rate to catch up
-        due = max(first_due_ns + i * period_ns, last_start + period_ns)
+        due = origin + i * period_ns
         now = monotonic_ns(scratch)
+        if now - due > max_lag:
+            origin = now - i * period_ns
+            due = now
         if due > now:  # ahead of the frame clock: send what is queued, then wait
             if queued:
                 _flush(fd, msgs, queued, abort)
@@ -104,7 +112,6 @@ def send_frames(
                 now = monotonic_ns(scratch)
         if abort[0] != 0:
             return i
-        last_start = max(due, now) if period_ns > 0 else now
         for s in range(nsub):
             k = ((frame - 1) * nsub + s) % nbank if cyclic else s
             base = frames[k].ctypes.data

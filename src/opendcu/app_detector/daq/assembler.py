@@ -152,6 +152,8 @@ class FrameTable:
         )
 
 
+#: seconds of frames the assembler keeps opened ahead of the receivers
+PRESTOCK_S = 0.02
 MAX_WINDOW = 1024  # frames in flight at once (more raw slots than this serve the pipeline as buffer)
 
 
@@ -258,7 +260,7 @@ class FrameAssembler:
             n = self._poll_locked(self.table)
             if n:
                 self._changed.notify_all()
-            elif self.table.params[k.P_ACTIVE]:
+            if self.table.params[k.P_ACTIVE]:  # also while busy: at high rates a poll always finds frames
                 self._restock()
             self._flush_outbox()
         return n > 0
@@ -304,6 +306,7 @@ class FrameAssembler:
         #: frames opened ahead of the oldest one in flight (more are opened on demand, up to the window)
         # (deep enough that a receiver rarely finds its next frame without a slot: the assembler thread polls)
         self.prestock = max(2, min(self.window // 2, ring.n_slots // 2))
+        self._max_prestock = self.prestock
 
     # -- series lifecycle --------------------------------------------------------------------------------------
     def release_slots(self) -> None:
@@ -365,6 +368,9 @@ class FrameAssembler:
             for index, (ip, port) in self._sources.items():
                 table.sources[index, k.SRC_IP], table.sources[index, k.SRC_PORT] = ip, port
             self._frame_time = frame_time
+            # opened ahead: the frames of a few polls, so that the rest of the raw ring buffers the pipeline's
+            # backlog (frames opened ahead hold their slots; at high rates the assembler restocks every poll)
+            self.prestock = max(2, min(self._max_prestock, int(PRESTOCK_S / frame_time) if frame_time > 0 else 2))
             self._last_progress = time.monotonic()
             self.table = table
             self.control[0] = table.epoch  # publishes the new table to the receivers
