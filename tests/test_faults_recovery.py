@@ -263,6 +263,40 @@ def test_sigkill_of_the_module_process_mid_series_fails_the_series_and_the_dcu_r
     assert answers.server_errors() == []
 
 
+def test_modules_held_up_past_their_images_due_time_are_stopped_and_the_series_says_so(server: DcuServer):
+    """The simulated modules' process is held (SIGSTOP) mid-series past the time the trigger's images were due,
+    so the DAQ settles what arrived; then it goes on (SIGCONT) while the DCU asks the modules how many images they
+    sent. The modules are behind: they are stopped, the series fails and says so. Before, the trigger returned,
+    the modules went on acquiring into the next arm, and that arm was refused ("module 0 rejected CONFIGURE:
+    cannot configure while acquiring")."""
+    nimages, answers = 40, Answers()
+    with client(server, answers) as http:
+        setup_series(http)
+        trigger = start_series_in_background(server, http, nimages)
+        simulator = process_of(server, b"opendcu.simulator")
+        os.kill(simulator, signal.SIGSTOP)
+        try:
+            deadline = time.monotonic() + 60
+            while not log_lines(server, "not all arrived: asking the modules") and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            os.kill(simulator, signal.SIGCONT)
+        trigger["thread"].join(60)
+        assert trigger == {"code": 200, "thread": trigger["thread"]}
+        assert wait_state(http, "idle") == "idle"
+        v = series_summary(http)["value"]
+        assert (v["state"], v["outcome"], v["images_expected"]) == ("done", "failure", nimages), v
+        assert 12 <= v["images_settled"] < nimages and v["images_settled"] + v["images_lost"] == nimages, v
+        assert any(
+            p.startswith("the modules were still sending when the trigger's images were due") for p in v["problems"]
+        ), v
+        assert dcu_cli(server, "wait").returncode == 3
+        setup_series(http)  # the modules were stopped: the next arm is taken and holds every image
+        assert_success(run_series(http, 2), 2)
+        assert images_in_series(server.data_dir, "series_2") == NIMAGES
+    assert answers.server_errors() == []
+
+
 def test_sigkill_of_app_calibration_mid_series_costs_no_image_and_it_comes_back(server: DcuServer):
     """app-calibration dies mid-series: the series does not need it (the calibration was loaded at initialize) and
     holds all its images; the app manager starts app-calibration again, and what needs it works again: a new

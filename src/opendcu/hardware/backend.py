@@ -35,6 +35,11 @@ class ModuleBackend(Protocol):
         """Abort the running series on `modules`; returns the number of images the furthest module sent."""
         ...
 
+    def frames_sent(self, modules: Collection[int]) -> int:
+        """Images of the series the slowest of `modules` has sent so far (raises ModuleError if one does not
+        answer)."""
+        ...
+
     def status(self) -> dict[int, str | None]:
         """Ask every module whether it answers: module id -> None when it does, else the reason it does not."""
         ...

@@ -161,6 +161,10 @@ class ModuleDriver:
         acks = self.broadcast(Kind.STOP, modules=modules)
         return max((int(a.fields.get("frames_sent", 0)) for a in acks), default=0)
 
+    def frames_sent(self, modules: Collection[int]) -> int:
+        acks = self.broadcast(Kind.STATUS, modules=modules)
+        return min((int(a.fields.get("frames_sent", 0)) for a in acks), default=0)
+
     def status(self) -> dict[int, str | None]:
         out: dict[int, str | None] = {}
         for link in self.links:

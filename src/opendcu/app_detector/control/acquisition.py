@@ -499,14 +499,36 @@ class AcquisitionController:
                     "series %d: trigger %d incomplete after %.1f s", series.series_id, self._triggers_done + 1, budget
                 )
                 break
+        behind = "" if self._interrupt.is_set() else self._modules_behind(series, target, time.monotonic() - start)
         with self._lock:
             if self.series is not series:  # disarmed or aborted meanwhile
+                return
+            if behind:  # never leave a module acquiring into the next arm, and say why images are missing
+                self._stop_series(stop_modules=True, cut_short=behind)
                 return
             self._triggers_done += 1
             if self._triggers_done >= series.ntrigger:
                 self._stop_series(expected=series.nimages_total)  # auto-disarm after the series
             else:
                 self.state = DetectorState.READY
+
+    def _modules_behind(self, series: Series, target: int, waited: float) -> str:
+        """After a trigger whose images did not all arrive: the reason to cut the series short if the modules
+        are still sending (they fell behind their frame clock: a simulated module starved of CPU, or a scene it
+        cannot render at this rate), else "" (packets lost on the way; what is missing will not come)."""
+        if self.datapath.wait_frames(target, 0):
+            return ""
+        log.info("series %d: the trigger's images are due, not all arrived: asking the modules", series.series_id)
+        try:
+            sent = self.driver.frames_sent(self._read_out(series))
+        except ModuleError as exc:
+            return f"the modules did not say how many images they sent after {waited:.1f} s: {exc}"
+        if sent >= target:
+            return ""
+        return (
+            f"the modules were still sending when the trigger's images were due: {sent} of {target} sent after "
+            f"{waited:.1f} s; the modules were stopped"
+        )
 
     def _end(self, aborted: bool) -> int:
         self._interrupt.set()
