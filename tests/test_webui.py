@@ -636,6 +636,72 @@ def test_screenshots_of_a_real_mx_series(server: DcuServer, browser, http: httpx
     assert all(size < 300_000 for size in sizes.values()), sizes
 
 
+def test_calibration_page_shows_the_active_set_per_module(server: DcuServer, browser, http: httpx.Client):
+    """A custom flatfield (uploaded over REST, so it becomes the active set) shows on the Calibration page: the map
+    is the server's binned rendering drawn through the colour table, the modules are the geometry's, and each
+    module's statistics are numpy's of the same pixels. A refused procedure shows REST's text next to it."""
+    from opendcu.base.rest.responses import darray, darray_to_array
+    from opendcu.geometry import DetectorLayout, get_model
+
+    C = f"/calibration/api/{V}"
+    assert http.put(f"/detector/api/{V}/command/initialize").status_code == 200
+    before = rest(http, "calibration", "status", "active_set")
+    mask = darray_to_array(http.get(f"{C}/config/pixel_mask").json()["value"]).astype(np.uint32)
+    h, w = mask.shape
+    flat = (1.0 + 0.2 * np.add.outer(np.arange(h) / h, np.arange(w) / w)).astype(np.float32)  # a gradient
+    assert http.put(f"{C}/config/flatfield", json={"value": darray(flat)}).status_code == 200
+    custom = rest(http, "calibration", "status", "active_set")
+    assert custom.startswith("custom-")
+    try:
+        open_page(browser, server, "calibration")
+        wait_for(lambda: custom in (text_of(browser, "cal-active") or ""), "the active set on the page")
+        map_of = "return window.opendcuCalibration.map"
+        answer = wait_for(lambda: (m := browser.execute_script(map_of)) and m["kind"] == "flatfield" and m, "map")
+        assert answer == http.get("/ui/api/calibration/map", params={"kind": "flatfield"}).json()
+        codes = np.frombuffer(base64.b64decode(answer["codes"]), np.uint8).reshape(answer["rows"], answer["cols"])
+        lut = np.array(browser.execute_script("return Array.from(window.opendcuLive.lut)"), dtype=np.uint32)
+        drawn = canvas_rgba(browser, "cal-map").view("<u4")[..., 0]
+        np.testing.assert_array_equal(drawn, lut[codes])
+        # the reference: the modules from the geometry, statistics and codes by numpy from the REST arrays
+        layout = DetectorLayout(get_model("eiger2-1m"))
+        regions = sorted(
+            (ys.start, xs.start, ys.stop - ys.start, xs.stop - xs.start)
+            for ys, xs in (layout.module_slices(m) for m in layout.modules)
+        )
+        assert sorted((m["y0"], m["x0"], m["h"], m["w"]) for m in answer["modules"]) == regions
+        valid = mask == 0
+        lo, hi = np.percentile(flat[valid], (0.5, 99.5))
+        assert (answer["lo"], answer["hi"]) == pytest.approx((lo, hi), rel=1e-6)
+        b = answer["bin"]
+        assert b == -(-max(h, w) // 640)
+        for m in answer["modules"]:
+            region = np.s_[m["y0"] : m["y0"] + m["h"], m["x0"] : m["x0"] + m["w"]]
+            v = flat[region][valid[region]].astype(np.float64)
+            assert (m["mean"], m["std"]) == pytest.approx((v.mean(), v.std()), rel=1e-6)
+            assert sum(m["histogram"]["counts"]) == np.count_nonzero((v >= lo) & (v <= hi))
+            assert m["masked"] == np.count_nonzero(mask[region] & ~np.uint32(1))
+        y, x = answer["modules"][0]["y0"] // b + 3, answer["modules"][0]["x0"] // b + 3  # a block inside module 0
+        block = flat[y * b : (y + 1) * b, x * b : (x + 1) * b][valid[y * b : (y + 1) * b, x * b : (x + 1) * b]]
+        assert codes[y, x] == min(249, max(0, int((block.mean() - lo) / (hi - lo) * 250)))
+        # the module chooser shows that module's numbers
+        browser.execute_script(
+            "const s = document.getElementById('cal-module'); s.value = '1'; s.dispatchEvent(new Event('change'));"
+        )
+        shown = wait_for(lambda: browser.execute_script("return window.opendcuCalibration.module"), "module 1")
+        assert shown["index"] == 1 and f"{shown['mean']:.5g}" in text_of(browser, "cal-module-stats")
+        # a refused start: the same text as REST gives
+        browser.execute_script(
+            "document.getElementById('cal-procedure').value = 'flatfield';"
+            "document.getElementById('cal-params').value = '{\"precision\": -1}';"
+        )
+        click(browser, "cal-start")
+        refused = http.put(f"{C}/command/start", json={"value": {"procedure": "flatfield", "precision": -1}})
+        assert refused.status_code == 400
+        wait_for(lambda: text_of(browser, "cal-run-refusal") == f"400: {refused.text}", "the refusal on the page")
+    finally:
+        assert http.put(f"{C}/command/activate", json={"value": before}).status_code == 200
+
+
 def test_restart_app_detector_from_the_system_page(server: DcuServer, browser, http: httpx.Client):
     open_page(browser, server, "system")
     row = wait_for(lambda: browser.find_element("css selector", 'tr[data-app="app-detector"]').text, "apps table")

@@ -6,6 +6,8 @@
     PUT /ui/api/apps/<name>/restart           restart one app (app-detector comes back in state `na`)
     GET /ui/api/files                         the data directory: name, size, modification time
     GET /ui/api/files/<name>/summary          a master file's images, geometry, bit depth, compression (h5py)
+    GET /ui/api/calibration/map?kind=&bin=    the active calibration's flatfield or mask, binned, per module
+                                              (ui_calibration.py)
 
 Everything else the UI shows comes from the SIMPLON, monitor and analysis routes, so bad input from the UI gets
 the same 4xx texts as any REST client.
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
 
 WEBUI_DIR = Path(__file__).resolve().parent.parent / "webui"
 #: the app's pages (tabs); each is also a URL that answers the app
-PAGES = ("overview", "control", "configuration", "live", "analysis", "files", "system")
+PAGES = ("overview", "control", "configuration", "live", "analysis", "calibration", "files", "system")
 MAX_LOG_LINES = 1000
 
 router = APIRouter()
@@ -40,12 +42,13 @@ router = APIRouter()
 
 def install(app: FastAPI, manager: AppManager | None) -> None:
     """Serve the Web-UI and its REST resources; `manager` (None in servers without apps) backs the System page."""
-    from opendcu.base.rest import ui_images
+    from opendcu.base.rest import ui_calibration, ui_images
 
     app.state.manager = manager
     app.mount("/ui/static", StaticFiles(directory=WEBUI_DIR), name="ui-static")
     app.include_router(router)
     app.include_router(ui_images.router)
+    app.include_router(ui_calibration.router)
 
 
 @router.get("/", include_in_schema=False)

@@ -5,10 +5,11 @@ import * as control from "./control.js";
 import * as configuration from "./configuration.js";
 import * as live from "./live.js";
 import * as analysis from "./analysis.js";
+import * as calibration from "./calibration.js";
 import * as files from "./files.js";
 import * as system from "./system.js";
 
-const pages = { overview, control, configuration, live, analysis, files, system };
+const pages = { overview, control, configuration, live, analysis, calibration, files, system };
 export const shared = { state: undefined, triggerMode: undefined, model: undefined };
 let current = null;
 
