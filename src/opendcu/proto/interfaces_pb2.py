@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eopendcu/proto/interfaces.proto\x12\nopendcu.v1\"\x14\n\x12MonitorListRequest\";\n\x13MonitorSeriesImages\x12\x11\n\tseries_id\x18\x01 \x01(\x04\x12\x11\n\timage_ids\x18\x02 \x03(\x04\"C\n\x10MonitorImageList\x12/\n\x06series\x18\x01 \x03(\x0b\x32\x1f.opendcu.v1.MonitorSeriesImages\"\xc1\x01\n\x13MonitorImageRequest\x12\x34\n\x05which\x18\x01 \x01(\x0e\x32%.opendcu.v1.MonitorImageRequest.Which\x12\x11\n\tseries_id\x18\x02 \x01(\x04\x12\x10\n\x08image_id\x18\x03 \x01(\x04\x12\x11\n\tthreshold\x18\x04 \x01(\r\x12\x12\n\ntimeout_ms\x18\x05 \x01(\r\"(\n\x05Which\x12\x08\n\x04NEXT\x10\x00\x12\n\n\x06LATEST\x10\x01\x12\t\n\x05\x42Y_ID\x10\x02\"A\n\x0cMonitorImage\x12\x0c\n\x04tiff\x18\x01 \x01(\x0c\x12\x11\n\tseries_id\x18\x02 \x01(\x04\x12\x10\n\x08image_id\x18\x03 \x01(\x04\x32\x9c\x01\n\x07Monitor\x12J\n\nListImages\x12\x1e.opendcu.v1.MonitorListRequest\x1a\x1c.opendcu.v1.MonitorImageList\x12\x45\n\x08GetImage\x12\x1f.opendcu.v1.MonitorImageRequest\x1a\x18.opendcu.v1.MonitorImageb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eopendcu/proto/interfaces.proto\x12\nopendcu.v1\"\x14\n\x12MonitorListRequest\";\n\x13MonitorSeriesImages\x12\x11\n\tseries_id\x18\x01 \x01(\x04\x12\x11\n\timage_ids\x18\x02 \x03(\x04\"C\n\x10MonitorImageList\x12/\n\x06series\x18\x01 \x03(\x0b\x32\x1f.opendcu.v1.MonitorSeriesImages\"\xd0\x01\n\x13MonitorImageRequest\x12\x34\n\x05which\x18\x01 \x01(\x0e\x32%.opendcu.v1.MonitorImageRequest.Which\x12\x11\n\tseries_id\x18\x02 \x01(\x04\x12\x10\n\x08image_id\x18\x03 \x01(\x04\x12\x11\n\tthreshold\x18\x04 \x01(\r\x12\x12\n\ntimeout_ms\x18\x05 \x01(\r\x12\r\n\x05\x63hunk\x18\x06 \x01(\x08\"(\n\x05Which\x12\x08\n\x04NEXT\x10\x00\x12\n\n\x06LATEST\x10\x01\x12\t\n\x05\x42Y_ID\x10\x02\"\x83\x01\n\x0cMonitorImage\x12\x0c\n\x04tiff\x18\x01 \x01(\x0c\x12\x11\n\tseries_id\x18\x02 \x01(\x04\x12\x10\n\x08image_id\x18\x03 \x01(\x04\x12\r\n\x05\x63hunk\x18\x04 \x01(\x0c\x12\x13\n\x0b\x63ompression\x18\x05 \x01(\t\x12\r\n\x05\x64type\x18\x06 \x01(\t\x12\r\n\x05shape\x18\x07 \x03(\r2\x9c\x01\n\x07Monitor\x12J\n\nListImages\x12\x1e.opendcu.v1.MonitorListRequest\x1a\x1c.opendcu.v1.MonitorImageList\x12\x45\n\x08GetImage\x12\x1f.opendcu.v1.MonitorImageRequest\x1a\x18.opendcu.v1.MonitorImageb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,11 +38,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MONITORIMAGELIST']._serialized_start=129
   _globals['_MONITORIMAGELIST']._serialized_end=196
   _globals['_MONITORIMAGEREQUEST']._serialized_start=199
-  _globals['_MONITORIMAGEREQUEST']._serialized_end=392
-  _globals['_MONITORIMAGEREQUEST_WHICH']._serialized_start=352
-  _globals['_MONITORIMAGEREQUEST_WHICH']._serialized_end=392
-  _globals['_MONITORIMAGE']._serialized_start=394
-  _globals['_MONITORIMAGE']._serialized_end=459
-  _globals['_MONITOR']._serialized_start=462
-  _globals['_MONITOR']._serialized_end=618
+  _globals['_MONITORIMAGEREQUEST']._serialized_end=407
+  _globals['_MONITORIMAGEREQUEST_WHICH']._serialized_start=367
+  _globals['_MONITORIMAGEREQUEST_WHICH']._serialized_end=407
+  _globals['_MONITORIMAGE']._serialized_start=410
+  _globals['_MONITORIMAGE']._serialized_end=541
+  _globals['_MONITOR']._serialized_start=544
+  _globals['_MONITOR']._serialized_end=700
 # @@protoc_insertion_point(module_scope)

@@ -26,7 +26,7 @@ class MonitorImageList(_message.Message):
     def __init__(self, series: _Optional[_Iterable[_Union[MonitorSeriesImages, _Mapping]]] = ...) -> None: ...
 
 class MonitorImageRequest(_message.Message):
-    __slots__ = ("which", "series_id", "image_id", "threshold", "timeout_ms")
+    __slots__ = ("which", "series_id", "image_id", "threshold", "timeout_ms", "chunk")
     class Which(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         NEXT: _ClassVar[MonitorImageRequest.Which]
@@ -40,19 +40,29 @@ class MonitorImageRequest(_message.Message):
     IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
     which: MonitorImageRequest.Which
     series_id: int
     image_id: int
     threshold: int
     timeout_ms: int
-    def __init__(self, which: _Optional[_Union[MonitorImageRequest.Which, str]] = ..., series_id: _Optional[int] = ..., image_id: _Optional[int] = ..., threshold: _Optional[int] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+    chunk: bool
+    def __init__(self, which: _Optional[_Union[MonitorImageRequest.Which, str]] = ..., series_id: _Optional[int] = ..., image_id: _Optional[int] = ..., threshold: _Optional[int] = ..., timeout_ms: _Optional[int] = ..., chunk: _Optional[bool] = ...) -> None: ...
 
 class MonitorImage(_message.Message):
-    __slots__ = ("tiff", "series_id", "image_id")
+    __slots__ = ("tiff", "series_id", "image_id", "chunk", "compression", "dtype", "shape")
     TIFF_FIELD_NUMBER: _ClassVar[int]
     SERIES_ID_FIELD_NUMBER: _ClassVar[int]
     IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    COMPRESSION_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
     tiff: bytes
     series_id: int
     image_id: int
-    def __init__(self, tiff: _Optional[bytes] = ..., series_id: _Optional[int] = ..., image_id: _Optional[int] = ...) -> None: ...
+    chunk: bytes
+    compression: str
+    dtype: str
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, tiff: _Optional[bytes] = ..., series_id: _Optional[int] = ..., image_id: _Optional[int] = ..., chunk: _Optional[bytes] = ..., compression: _Optional[str] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ...) -> None: ...

@@ -165,7 +165,7 @@ def series_settings(det: Subsystem, model: DetectorModel, series_id: int, nimage
     return replace(settings, image_shape=image_shape(settings))
 
 
-def series_arrays(det: Subsystem, settings: SeriesSettings) -> dict[str, np.ndarray]:
+def series_arrays(det: Subsystem, settings: SeriesSettings) -> dict[str, Any]:
     """The per-pixel arrays a `Series` carries (keyword arguments of Series)."""
     arrays = PipelineArrays.for_detector(settings, det["pixel_mask"], det["flatfield"])
     mask, flatfield = arrays.in_image_geometry(settings)

@@ -14,7 +14,6 @@ base system needs no detector geometry.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from typing import Any
 
@@ -22,6 +21,7 @@ import grpc
 import numpy as np
 from fastapi import APIRouter, Request, Response
 
+from opendcu.base.rest.background import in_background
 from opendcu.base.rest.responses import app_error, json_response, text_error
 from opendcu.base.rest.ui_images import GAP, GAP_BIT, LEVELS, MASKED
 from opendcu.proto.values import from_proto
@@ -163,7 +163,7 @@ async def calibration_map(request: Request) -> Response:
         values = (await _array(request, "flatfield")).astype(np.float32) if kind == "flatfield" else mask
         if values.shape != mask.shape:
             raise LookupError(f"flatfield {list(values.shape)} and pixel mask {list(mask.shape)} differ in shape")
-        return json_response(await asyncio.to_thread(describe, kind, values, mask, b))
+        return json_response(await in_background(describe, kind, values, mask, b))
     except BadRequest as exc:
         return text_error(400, str(exc))
     except LookupError as exc:

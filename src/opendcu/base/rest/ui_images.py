@@ -15,8 +15,6 @@ kernels. Decoded images are kept for a few frames so that hovering and zooming d
 
 from __future__ import annotations
 
-import asyncio
-import io
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -24,9 +22,10 @@ from dataclasses import dataclass
 import grpc
 import numba
 import numpy as np
-import tifffile
 from fastapi import APIRouter, Request, Response
 
+from opendcu.base.rest.background import in_background
+from opendcu.base.rest.monitor_chunks import ChunkError, decode_chunk
 from opendcu.base.rest.responses import app_error, json_response, text_error
 from opendcu.proto import interfaces_pb2 as pb
 from opendcu.proto import interfaces_pb2_grpc
@@ -218,16 +217,16 @@ async def _frame(request: Request, series: int | None, image: int | None, timeou
         raise LookupError("the monitor is not available")
     stub = interfaces_pb2_grpc.MonitorStub(channel)
     if series is None or image is None:
-        query = pb.MonitorImageRequest(which=pb.MonitorImageRequest.LATEST, timeout_ms=timeout_ms)
+        query = pb.MonitorImageRequest(which=pb.MonitorImageRequest.LATEST, timeout_ms=timeout_ms, chunk=True)
     else:
         query = pb.MonitorImageRequest(
-            which=pb.MonitorImageRequest.BY_ID, series_id=series, image_id=image, threshold=1
+            which=pb.MonitorImageRequest.BY_ID, series_id=series, image_id=image, threshold=1, chunk=True
         )
     reply = await stub.GetImage(query)
     key = (reply.series_id, reply.image_id)
     if key in cache.frames:
         return cache.frames[key]
-    pixels = await asyncio.to_thread(tifffile.imread, io.BytesIO(reply.tiff), key=0)
+    pixels = await in_background(decode_chunk, reply.chunk, reply.compression, reply.dtype, tuple(reply.shape))
     frame = MonitorFrame(
         reply.series_id, reply.image_id, pixels, await _gap_mask(request, reply.series_id, pixels.shape)
     )
@@ -244,6 +243,8 @@ async def _answer(call) -> Response:
         return text_error(404, str(exc))
     except grpc.aio.AioRpcError as exc:
         return app_error(exc)  # 408 no image in time, 404 not buffered, 503 restarting
+    except ChunkError as exc:  # app-detector answered a chunk that does not decode: not the client's fault
+        return text_error(502, f"app-detector's monitor image does not decode: {exc}")
 
 
 def _ids(request: Request) -> tuple[int | None, int | None]:
@@ -279,7 +280,7 @@ async def view(request: Request) -> Response:
         h = min(_int(request, "h", height, low=1), height - y0)
         if -(-w // b) * -(-h // b) > MAX_OUTPUT_PIXELS:
             raise BadRequest(f"{w} x {h} pixels at bin {b} exceed {MAX_OUTPUT_PIXELS} output pixels: bin more")
-        codes, low, high, peak = await asyncio.to_thread(render, frame, x0, y0, w, h, b, scale, lo, hi)
+        codes, low, high, peak = await in_background(render, frame, x0, y0, w, h, b, scale, lo, hi)
         headers = {
             "X-Opendcu-Series": str(frame.series_id),
             "X-Opendcu-Image": str(frame.image_id),

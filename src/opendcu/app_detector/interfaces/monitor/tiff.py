@@ -73,7 +73,9 @@ def encode_tiff(pixels: np.ndarray, meta: MonitorMetadata | None = None) -> byte
     if pixels.ndim != 2 or pixels.dtype.kind != "u" or pixels.dtype.itemsize not in (1, 2, 4):
         raise ValueError(f"monitor TIFFs hold 2-D uint8/16/32 images, not {pixels.ndim}-D {pixels.dtype}")
     h, w = pixels.shape
-    data = np.ascontiguousarray(pixels, dtype=pixels.dtype.newbyteorder("<")).tobytes()
+    # the pixels go into the answer with one copy (b"".join below): a 4M image is 17 MB, and every intermediate
+    # bytes object of that size costs fresh pages (the concatenation this replaces took 90 ms per image)
+    data = memoryview(np.ascontiguousarray(pixels, dtype=pixels.dtype.newbyteorder("<"))).cast("B")
     ifd_offset = 8 + len(data) + (len(data) % 2)
     size_type = _SHORT if max(h, w) < 0x10000 else _LONG
     entries: list[Entry] = [
@@ -98,7 +100,7 @@ def encode_tiff(pixels: np.ndarray, meta: MonitorMetadata | None = None) -> byte
     table, extra = _ifd(entries, ifd_offset)
     assert not extra  # every basic tag is inline
     header = b"II*\0" + struct.pack("<I", ifd_offset)
-    return header + data + b"\0" * (len(data) % 2) + table + private
+    return b"".join((header, data, b"\0" * (len(data) % 2), table, private))
 
 
 def _private_entries(m: MonitorMetadata) -> list[Entry]:

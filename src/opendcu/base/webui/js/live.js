@@ -15,7 +15,7 @@ let geometry = null;
 let geometryFor = null;
 let pixelQuery = null;
 const stats = { frames: 0, times: [] };
-const MIN_PERIOD_MS = 80; // the monitor refreshes its newest image every 50 ms; 12.5 images/s is plenty to watch
+const MIN_PERIOD_MS = 150; // at most ~6.7 new images a second: enough to watch, and what a 4M at its highest rate affords on 2 cores
 let lastLatest = 0;
 
 const $ = (id) => document.getElementById(id);
