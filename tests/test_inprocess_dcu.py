@@ -1,0 +1,146 @@
+"""The in-process module backend (tests/inprocess_dcu.py) is a ModuleBackend, and on it the real acquisition,
+DAQ, pipeline, FileWriter and Stream take series that arrive whole: the file's images and the stream's are the
+same bytes, the pixels are what the modules sent, and a refusal or a lost packet says so as it does in
+`dcu serve`."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import h5py
+import hdf5plugin  # noqa: F401
+import numpy as np
+import pytest
+import zmq
+from inprocess_dcu import InProcessModules, inprocess_dcu
+
+from opendcu.app_detector.interfaces.stream.decoder import decode_v2
+from opendcu.geometry import get_model
+from opendcu.hardware.backend import ModuleBackend
+from opendcu.hardware.module_driver import ModuleError
+from opendcu.simplon.errors import WrongState
+
+
+class StreamRecorder:
+    """A PULL consumer of stream V2 that keeps every message, decoded."""
+
+    def __init__(self, endpoint: str):
+        self.sock = zmq.Context.instance().socket(zmq.PULL)
+        self.sock.setsockopt(zmq.RCVTIMEO, 200)
+        self.sock.connect(endpoint)
+        self.messages: list[dict] = []
+        self.raw: list[bytes] = []
+        self._ended = threading.Event()
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop:
+            try:
+                raw = self.sock.recv()
+                message = decode_v2(raw)
+            except zmq.Again:
+                continue
+            self.messages.append(message)
+            self.raw.append(raw)
+            if message["type"] == "end":
+                self._ended.set()
+
+    def wait_end(self, timeout: float = 60.0) -> bool:
+        return self._ended.wait(timeout)
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(5)
+        self.sock.close(linger=0)
+
+
+def stream_chunk(raw: bytes) -> bytes:
+    """The compressed bytes of a V2 image message (typed array 40 > 69 > 56500 [algorithm, elem size, bytes])."""
+    tag = decode_v2(raw, decompress_arrays=False)["data"]["threshold_1"]
+    algorithm, _, payload = tag.value[1].value.value
+    assert algorithm == "bslz4"
+    return bytes(payload)
+
+
+def test_the_in_process_modules_are_a_module_backend_and_refuse_as_the_udp_driver_does():
+    modules = InProcessModules(get_model("eiger2-1m"))
+    try:
+        assert isinstance(modules, ModuleBackend)
+        assert modules.module_ids == sorted(modules.modules) and len(modules.module_ids) == 2
+        assert modules.status() == dict.fromkeys(modules.module_ids)
+        with pytest.raises(ModuleError, match=r"module \d+ rejected TRIGGER: trigger while idle"):
+            modules.trigger(modules.module_ids)
+        with pytest.raises(ModuleError, match="rejected CONFIGURE: missing config fields"):
+            modules.configure(modules.module_ids, {}, count_time=0.01)
+    finally:
+        modules.close()
+
+
+def test_a_series_arrives_whole_in_the_file_and_on_the_stream_with_the_same_bytes(tmp_path: Path):
+    with inprocess_dcu(tmp_path, "eiger2-500k") as dcu:
+        dcu.filewriter.set("mode", "enabled")
+        dcu.stream.set("mode", "enabled")
+        dcu.stream.set("format", "cbor")
+        recorder = StreamRecorder(dcu.stream_v2)
+        try:
+            series_id = dcu.series(40, 0.005)
+            assert recorder.wait_end()
+            dcu.detector.command("disarm", None)
+        finally:
+            recorder.close()
+        summary = dcu.status("series")
+        assert summary["outcome"] == "success", summary
+        assert summary["images_expected"] == 40 and summary["images_complete"] == 40
+        assert dcu.status("daq/packets_lost") == 0
+
+        images = [m for m in recorder.messages if m["type"] == "image"]
+        image_messages = [r for r, m in zip(recorder.raw, recorder.messages, strict=True) if m["type"] == "image"]
+        assert [m["type"] for m in recorder.messages[:1]] == ["start"] and recorder.messages[-1]["type"] == "end"
+        assert [m["image_id"] for m in images] == list(range(40))
+        with h5py.File(tmp_path / f"series_{series_id}_master.h5") as master:
+            data = master["/entry/data/data_000001"]
+            assert data.shape[0] == 40
+            for i, (message, raw) in enumerate(zip(images, image_messages, strict=True)):
+                pixels = data[i]
+                np.testing.assert_array_equal(message["data"]["threshold_1"], pixels)
+                assert int(pixels.max()) > 0  # the flood, not an empty image
+                # compressed once: the stream carries the file's chunk, byte for byte
+                _, chunk = data.id.read_direct_chunk((i, 0, 0))
+                assert stream_chunk(raw) == chunk
+            gaps = master["/entry/instrument/detector/pixel_mask"][()] & 1 != 0
+            assert (data[0][gaps] == np.iinfo(data.dtype).max).all()  # gaps carry the error value, as real
+
+
+def test_a_refused_arm_changes_nothing_of_the_armed_series(tmp_path: Path):
+    with inprocess_dcu(tmp_path, "eiger2-500k") as dcu:
+        dcu.filewriter.set("mode", "enabled")
+        dcu.detector.set("nimages", 5)
+        dcu.detector.set("frame_time", 0.01)
+        dcu.detector.set("count_time", 0.01)
+        series_id = dcu.detector.command("arm", None)
+        with pytest.raises(WrongState, match="arm"):
+            dcu.detector.command("arm", None)
+        dcu.detector.command("trigger", None)
+        dcu.detector.command("disarm", None)
+        with h5py.File(tmp_path / f"series_{series_id}_master.h5") as master:
+            assert master["/entry/data/data_000001"].shape[0] == 5
+        summary = dcu.status("series")
+        assert summary["series_id"] == series_id and summary["images_complete"] == 5
+        assert summary["outcome"] == "success", summary
+
+
+def test_a_lost_packet_is_counted_and_the_series_says_so(tmp_path: Path):
+    with inprocess_dcu(tmp_path, "eiger2-500k") as dcu:
+        dcu.filewriter.set("mode", "enabled")
+        dcu.simulator.set("drop_packets", "[[3, 1]]")  # frame 3 leaves out its packet 1
+        series_id = dcu.series(6, 0.01)
+        dcu.detector.command("disarm", None)
+        summary = dcu.status("series")
+        assert dcu.status("daq/packets_lost") == 1
+        assert summary["images_incomplete"] == 1 and summary["images_complete"] == 5, summary
+        assert summary["outcome"] == "incomplete" and "1 images incomplete (1 packets lost)" in summary["problems"]
+        with h5py.File(tmp_path / f"series_{series_id}_master.h5") as master:
+            assert master["/entry/data/data_000001"].shape[0] == 6  # the incomplete image is written, its gap flagged
