@@ -16,10 +16,9 @@ import h5py
 import hdf5plugin  # noqa: F401
 import numpy as np
 import pytest
-import zmq
 from conftest import DcuServer, child_pids, start_dcu
+from stream_consumer import StreamConsumer
 
-from opendcu.app_detector.interfaces.stream.decoder import decode_v2
 from opendcu.hardware.udp_packet import HEADER_DTYPE
 
 API = "api/1.8.0"
@@ -44,42 +43,6 @@ def get(http, module: str, task: str, key: str):
     r = http.get(f"/{module}/{API}/{task}/{key}")
     assert r.status_code == 200, r.text
     return r.json()["value"]
-
-
-class Consumer:
-    """Stream V2 PULL consumer that keeps up; records image ids, start and end."""
-
-    def __init__(self, port: int):
-        self.sock = zmq.Context.instance().socket(zmq.PULL)
-        self.sock.setsockopt(zmq.RCVHWM, 1_000_000)
-        self.sock.setsockopt(zmq.RCVTIMEO, 200)
-        self.sock.connect(f"tcp://127.0.0.1:{port}")
-        self.images: list[int] = []
-        self.kinds: list[str] = []
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop:
-            try:
-                message = decode_v2(self.sock.recv(), decompress_arrays=False)  # counts, as fast as it can
-            except zmq.Again:
-                continue
-            self.kinds.append(message["type"])
-            if message["type"] == "image":
-                self.images.append(message["image_id"])
-
-    def wait_end(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while "end" not in self.kinds and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return "end" in self.kinds
-
-    def close(self) -> None:
-        self._stop = True
-        self._thread.join(5)
-        self.sock.close(linger=0)
 
 
 def set_up(http, nimages: int, frame_time: float) -> None:
@@ -123,11 +86,11 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def run_series(server: DcuServer, http, nimages: int, rate: float) -> tuple[int, int, Consumer, float]:
+def run_series(server: DcuServer, http, nimages: int, rate: float) -> tuple[int, int, StreamConsumer, float]:
     """One series through FileWriter and Stream V2: (packets lost, images in the files, the consumer, CPU seconds
     the whole DCU and this test's process spent on it)."""
     set_up(http, nimages, 1 / rate)
-    consumer = Consumer(server.stream_v2_port)
+    consumer = StreamConsumer(f"tcp://127.0.0.1:{server.stream_v2_port}")
     try:
         time.sleep(0.5)
         series_id = put(http, "detector", "command", "arm")["sequence id"]
@@ -144,7 +107,7 @@ def run_series(server: DcuServer, http, nimages: int, rate: float) -> tuple[int,
     return lost, in_files, consumer, cpu
 
 
-def assert_everything_arrived(lost: int, in_files: int, consumer: Consumer, nimages: int) -> None:
+def assert_everything_arrived(lost: int, in_files: int, consumer: StreamConsumer, nimages: int) -> None:
     assert lost == 0
     assert in_files == nimages
     assert consumer.images == list(range(nimages))

@@ -5,56 +5,20 @@ same bytes, the pixels are what the modules sent, and a refusal or a lost packet
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import h5py
 import hdf5plugin  # noqa: F401
 import numpy as np
 import pytest
-import zmq
 from inprocess_dcu import InProcessModules, inprocess_dcu
+from stream_consumer import StreamConsumer
 
 from opendcu.app_detector.interfaces.stream.decoder import decode_v2
 from opendcu.geometry import get_model
 from opendcu.hardware.backend import ModuleBackend
 from opendcu.hardware.module_driver import ModuleError
 from opendcu.simplon.errors import WrongState
-
-
-class StreamRecorder:
-    """A PULL consumer of stream V2 that keeps every message, decoded."""
-
-    def __init__(self, endpoint: str):
-        self.sock = zmq.Context.instance().socket(zmq.PULL)
-        self.sock.setsockopt(zmq.RCVTIMEO, 200)
-        self.sock.connect(endpoint)
-        self.messages: list[dict] = []
-        self.raw: list[bytes] = []
-        self._ended = threading.Event()
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop:
-            try:
-                raw = self.sock.recv()
-                message = decode_v2(raw)
-            except zmq.Again:
-                continue
-            self.messages.append(message)
-            self.raw.append(raw)
-            if message["type"] == "end":
-                self._ended.set()
-
-    def wait_end(self, timeout: float = 60.0) -> bool:
-        return self._ended.wait(timeout)
-
-    def close(self) -> None:
-        self._stop = True
-        self._thread.join(5)
-        self.sock.close(linger=0)
 
 
 def stream_chunk(raw: bytes) -> bytes:
@@ -84,10 +48,10 @@ def test_a_series_arrives_whole_in_the_file_and_on_the_stream_with_the_same_byte
         dcu.filewriter.set("mode", "enabled")
         dcu.stream.set("mode", "enabled")
         dcu.stream.set("format", "cbor")
-        recorder = StreamRecorder(dcu.stream_v2)
+        recorder = StreamConsumer(dcu.stream_v2, keep=True)
         try:
             series_id = dcu.series(40, 0.005)
-            assert recorder.wait_end()
+            assert recorder.wait_end(60)
             dcu.detector.command("disarm", None)
         finally:
             recorder.close()
@@ -96,10 +60,10 @@ def test_a_series_arrives_whole_in_the_file_and_on_the_stream_with_the_same_byte
         assert summary["images_expected"] == 40 and summary["images_complete"] == 40
         assert dcu.status("daq/packets_lost") == 0
 
-        images = [m for m in recorder.messages if m["type"] == "image"]
-        image_messages = [r for r, m in zip(recorder.raw, recorder.messages, strict=True) if m["type"] == "image"]
-        assert [m["type"] for m in recorder.messages[:1]] == ["start"] and recorder.messages[-1]["type"] == "end"
-        assert [m["image_id"] for m in images] == list(range(40))
+        assert recorder.kinds[0] == "start" and recorder.kinds[-1] == "end"
+        assert recorder.images == list(range(40))
+        images = [decode_v2(raw) for raw, kind in zip(recorder.raw, recorder.kinds, strict=True) if kind == "image"]
+        image_messages = [raw for raw, kind in zip(recorder.raw, recorder.kinds, strict=True) if kind == "image"]
         with h5py.File(tmp_path / f"series_{series_id}_master.h5") as master:
             data = master["/entry/data/data_000001"]
             assert data.shape[0] == 40

@@ -24,6 +24,7 @@ import itertools
 import logging
 import mmap
 import multiprocessing as mp
+import multiprocessing.connection
 import os
 import threading
 from collections.abc import Callable
@@ -200,22 +201,22 @@ def _worker_main(index: int, tasks: Any, results: Any) -> None:
     from opendcu.app_detector.os_threads import name_this_thread
     from opendcu.lifecycle import child_process_setup
 
-    child_process_setup(f"filewriter-worker{index}", exit_on_term=True)  # blocks on its queue
+    child_process_setup(f"filewriter-worker{index}", exit_on_term=True)  # blocks on its pipe
     name_this_thread(f"filewriter-w{index}")  # its /proc comm: what ps, top and the fault tests see
     worker = _Worker()
     try:
         while True:
-            batch = tasks.get()
+            batch = tasks.recv()
             if batch is None:
                 break
-            done = []
+            done: list[tuple[int, str | None]] = []
             for token, method, args in batch:
                 try:
                     getattr(worker, method)(*args)
                     done.append((token, None))
                 except Exception as exc:  # reported to the FileWriter, which goes to `error`
                     done.append((token, f"{type(exc).__name__}: {exc}"))
-            results.put(done)
+            results.send(done)
     except (KeyboardInterrupt, EOFError, BrokenPipeError):
         pass
     finally:
@@ -233,6 +234,11 @@ class WriterPool:
     every task submitted to it later, ends at once with an error naming it (so a sink fails its file and releases
     the images it held instead of waiting), `alive()` turns false and the FileWriter starts a new pool at the
     next arm.
+
+    Every worker has a task pipe and a result pipe of its own, with one writer and one reader each, and no
+    locks shared with the processes. A worker killed in the middle of a message harms only its own pipes: a
+    queue shared by all workers (multiprocessing's, with a lock between its writers) stays locked or holds half
+    a message forever after such a kill, and every later write to it, the pool's close included, hangs.
     """
 
     MAX_BATCH = 16
@@ -241,8 +247,23 @@ class WriterPool:
     def __init__(self, n_workers: int):
         ctx = mp.get_context("spawn")
         self.n_workers = n_workers
-        self._tasks = [ctx.SimpleQueue() for _ in range(n_workers)]
-        self._results = ctx.SimpleQueue()
+        self._tasks: list[Any] = []  # the pool's end of each worker's task pipe (it writes)
+        self._results: list[Any] = []  # the pool's end of each worker's result pipe (it reads)
+        self._processes: list[Any] = []
+        for i in range(n_workers):
+            task_reader, task_writer = ctx.Pipe(duplex=False)
+            result_reader, result_writer = ctx.Pipe(duplex=False)
+            process = ctx.Process(
+                target=_worker_main, args=(i, task_reader, result_writer), name=f"filewriter-worker{i}", daemon=True
+            )
+            process.start()
+            # the worker's ends are its own: once it dies, its result pipe reads EOF and its task pipe refuses
+            task_reader.close()
+            result_writer.close()
+            self._tasks.append(task_writer)
+            self._results.append(result_reader)
+            self._processes.append(process)
+        self._wake_reader, self._wake_writer = ctx.Pipe(duplex=False)  # ends the collector at close
         self._pending: list[list[tuple]] = [[] for _ in range(n_workers)]
         #: token -> (worker, callback) of every task not answered yet
         self._callbacks: dict[int, tuple[int, Callable[[str | None], None]]] = {}
@@ -252,12 +273,6 @@ class WriterPool:
         self._lock = threading.Lock()
         self._send_locks = [threading.Lock() for _ in range(n_workers)]
         self._tokens = itertools.count()
-        self._processes = [
-            ctx.Process(target=_worker_main, args=(i, q, self._results), name=f"filewriter-worker{i}", daemon=True)
-            for i, q in enumerate(self._tasks)
-        ]
-        for p in self._processes:
-            p.start()
         self._collector = threading.Thread(target=self._collect, name="filewriter-pool", daemon=True)
         self._collector.start()
         self._watcher = threading.Thread(target=self._watch, name="filewriter-watch", daemon=True)
@@ -284,13 +299,16 @@ class WriterPool:
             self._send(w)
 
     def _send(self, w: int) -> None:
-        # the pipe write outside the lock: one to a worker that just died may block until the watcher drains it
+        # the pipe write outside the lock: it waits while the worker is behind (its pipe full)
         with self._send_locks[w]:
             with self._lock:
                 batch, self._pending[w] = self._pending[w], []
                 if not batch or w in self._dead:
                     return
-            self._tasks[w].put(batch)
+            try:
+                self._tasks[w].send(batch)
+            except OSError:  # the worker died (its end is closed): the watcher fails these tasks with the reason
+                log.debug("filewriter worker %d did not take a batch of %d tasks", w, len(batch))
 
     def call(self, worker: int, method: str, *args: Any, timeout: float = 60) -> None:
         """Run and wait; raises OSError with the worker's message if it failed."""
@@ -309,18 +327,32 @@ class WriterPool:
             raise OSError(outcome[0])
 
     def _collect(self) -> None:
-        while True:
-            try:
-                batch = self._results.get()
-            except (EOFError, OSError):
+        live: list[Any] = list(self._results)
+        while live:
+            ready: list[Any] = mp.connection.wait([*live, self._wake_reader])
+            closing = self._wake_reader in ready
+            for conn in list(live) if closing else ready:  # at close: what the workers answered before they ended
+                while conn in live and conn.poll(0):
+                    if not self._take(conn):
+                        live.remove(conn)
+            if closing:
                 return
-            if batch is None:
-                return
-            for token, error in batch:
-                with self._lock:
-                    _, callback = self._callbacks.pop(token, (None, None))
-                if callback is not None:
-                    self._answer(callback, error)
+
+    def _take(self, conn: Any) -> bool:
+        """Answer the callbacks of one result message; False once the worker's pipe is done (it died, maybe in the
+        middle of a message: the watcher fails what it still owed)."""
+        try:
+            batch = conn.recv()
+        except (EOFError, OSError):
+            return False
+        except Exception:  # noqa: BLE001 - half a message from a worker killed while sending it does not unpickle
+            return False
+        for token, error in batch:
+            with self._lock:
+                _, callback = self._callbacks.pop(token, (None, None))
+            if callback is not None:
+                self._answer(callback, error)
+        return True
 
     @staticmethod
     def _answer(callback: Callable[[str | None], None], error: str | None) -> None:
@@ -333,11 +365,7 @@ class WriterPool:
         """Notice a writer process that died: fail what it still owed (see the class docstring)."""
         while not self._closing.wait(self.WATCH_S):
             for w, process in enumerate(self._processes):
-                if w in self._dead:
-                    while not self._tasks[w].empty():  # what nobody reads any more: a sender never blocks on it
-                        self._tasks[w].get()
-                    continue
-                if process.exitcode is None:
+                if w in self._dead or process.exitcode is None:
                     continue
                 reason = f"filewriter worker {w} (pid {process.pid}) died (exit code {process.exitcode})"
                 with self._lock:
@@ -356,12 +384,17 @@ class WriterPool:
         self._closing.set()
         self._watcher.join(timeout=5)
         self.flush()
-        for w, q in enumerate(self._tasks):
+        for w, conn in enumerate(self._tasks):
             if w not in self._dead and self._processes[w].is_alive():
-                q.put(None)
+                try:
+                    conn.send(None)
+                except OSError:  # it died just now
+                    pass
         join_or_terminate(self._processes, timeout=10)
-        self._results.put(None)
+        self._wake_writer.send(None)
         self._collector.join(timeout=5)
+        for conn in (*self._tasks, *self._results, self._wake_reader, self._wake_writer):
+            conn.close()
 
 
 def chunk_source(image: Any) -> ChunkSource:
