@@ -110,13 +110,19 @@ def renice_browser(niceness: int) -> None:
             continue
 
 
-def browser():
+def browser(profile: Path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900"):
+    for arg in (
+        f"--user-data-dir={profile}",  # in the bench's temporary directory, removed with it
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
+    ):
         options.add_argument(arg)
     return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
 
@@ -164,7 +170,7 @@ def main() -> int:
             # the same series without and with the Live image page open: what watching costs the acquisition
             for watched in (False, True):
                 if watched:
-                    driver = browser()
+                    driver = browser(Path(tmp) / "chromium-profile")
                     if args.browser_nice:
                         renice_browser(args.browser_nice)
                     driver.get(f"{url}/ui/live")

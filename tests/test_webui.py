@@ -81,7 +81,7 @@ def downloads(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def browser(server: DcuServer, downloads: Path):
+def browser(server: DcuServer, downloads: Path, tmp_path_factory):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -89,6 +89,7 @@ def browser(server: DcuServer, downloads: Path):
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for arg in (
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",  # not a /tmp/org.chromium.* left behind
         "--headless=new",
         "--no-sandbox",
         "--disable-dev-shm-usage",
