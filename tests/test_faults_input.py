@@ -250,8 +250,10 @@ def test_schemathesis_finds_no_server_error(server: DcuServer, tmp_path: Path):
             "coverage,fuzzing",
             "--seed",
             "16",
+            # one worker: Hypothesis is not thread-safe, and with two worker threads the same seed once gave an
+            # internal "Inconsistent results" (FlakyFailure) while generating a body, with no server error
             "--workers",
-            "2",
+            "1",
             "--request-timeout",
             "60",
             "--generation-database",
