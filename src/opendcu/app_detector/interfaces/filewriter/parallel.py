@@ -343,9 +343,7 @@ class WriterPool:
         middle of a message: the watcher fails what it still owed)."""
         try:
             batch = conn.recv()
-        except (EOFError, OSError):
-            return False
-        except Exception:  # noqa: BLE001 - half a message from a worker killed while sending it does not unpickle
+        except Exception:  # noqa: BLE001 - EOF, or half a message from a worker killed while sending it
             return False
         for token, error in batch:
             with self._lock:

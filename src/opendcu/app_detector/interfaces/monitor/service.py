@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 import grpc
-import numpy as np
 
 from opendcu.app_detector.control.errors import ControlError
 from opendcu.app_detector.interfaces.monitor.monitor import Monitor
@@ -37,7 +36,7 @@ class MonitorService(interfaces_pb2_grpc.MonitorServicer):
                 return pb.MonitorImage(
                     chunk=image.chunk,
                     compression=image.compression,
-                    dtype=np.dtype(image.dtype).str,
+                    dtype=image.dtype.str,
                     shape=list(image.shape),
                     series_id=image.series.series_id,
                     image_id=image.image_id,

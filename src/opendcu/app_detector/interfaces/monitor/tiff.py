@@ -74,7 +74,7 @@ def encode_tiff(pixels: np.ndarray, meta: MonitorMetadata | None = None) -> byte
         raise ValueError(f"monitor TIFFs hold 2-D uint8/16/32 images, not {pixels.ndim}-D {pixels.dtype}")
     h, w = pixels.shape
     # the pixels go into the answer with one copy (b"".join below): a 4M image is 17 MB, and every intermediate
-    # bytes object of that size costs fresh pages (the concatenation this replaces took 90 ms per image)
+    # bytes object of that size costs fresh pages (the concatenation this replaces took 22 ms, 90 ms under load)
     data = memoryview(np.ascontiguousarray(pixels, dtype=pixels.dtype.newbyteorder("<"))).cast("B")
     ifd_offset = 8 + len(data) + (len(data) % 2)
     size_type = _SHORT if max(h, w) < 0x10000 else _LONG
