@@ -59,6 +59,40 @@ def test_sigterm_ends_a_worker_blocked_on_its_queue():
         worker.kill()
 
 
+def _worker_in_a_ctypes_callback(exit_on_term, ready) -> None:
+    """Busy inside a ctypes callback, as an analysis worker is while numba loads or compiles its kernels (llvmlite
+    calls back into Python): an exception raised there is printed and swallowed."""
+    import ctypes
+
+    from opendcu.lifecycle import child_process_setup
+
+    child_process_setup("test-worker", exit_on_term=exit_on_term)
+    callback = ctypes.CFUNCTYPE(None)(lambda: time.sleep(0.05))
+    caller = ctypes.CFUNCTYPE(None)(ctypes.cast(callback, ctypes.c_void_p).value)
+    ready.put(os.getpid())
+    while True:
+        caller()
+
+
+def test_sigterm_ends_a_worker_at_once_even_inside_a_ctypes_callback():
+    """With exit_on_term=True the handler's SystemExit would be printed and lost inside the callback, and the
+    worker would live on until SIGKILL (the analysis workers did, 10 s per `dcu serve` stopped soon after start);
+    "at_once" ends it on the spot."""
+    ctx = mp.get_context("spawn")
+    ready = ctx.Queue()
+    worker = ctx.Process(target=_worker_in_a_ctypes_callback, args=("at_once", ready), daemon=True)
+    worker.start()
+    try:
+        assert ready.get(timeout=BUDGET_S) == worker.pid
+        time.sleep(0.2)  # well inside the loop of callbacks
+        worker.terminate()  # SIGTERM
+        worker.join(BUDGET_S)
+        assert worker.exitcode == 128 + signal.SIGTERM
+    finally:
+        worker.kill()
+        worker.join(BUDGET_S)
+
+
 def test_join_or_terminate_kills_a_child_that_ignores_sigterm():
     ctx = mp.get_context("spawn")
     ready = ctx.Queue()

@@ -14,7 +14,7 @@ import hdf5plugin  # noqa: F401
 import numpy as np
 import pytest
 from calibration_truth import install_truth_set, true_calibration
-from conftest import DcuServer, child_pids
+from conftest import DcuServer, child_pids, start_dcu
 from detector_config import default_energies
 
 from opendcu.app_calibration.store import nominal_set
@@ -146,7 +146,6 @@ def test_full_path_pixels_and_states(dcu: DcuServer):
 
 def test_multi_module_detector_and_data_files(tmp_path: Path):
     """A 1M (2 modules, one gap band) with 2 triggers split over data files of 3 images."""
-    from conftest import start_dcu
 
     server = start_dcu(tmp_path, detector="eiger2-1m")
     try:
@@ -228,3 +227,14 @@ def test_stop_leaves_no_children_and_no_partial_files(dcu: DcuServer):
         n = f["/entry/data/data_000001"].shape[0]
         assert 0 < n < 100000
         assert f["/entry/data/data_000001"].attrs["image_nr_high"] == n
+
+
+def test_a_dcu_stopped_right_after_start_stops_cleanly(tmp_path: Path):
+    """Ctrl-C while the analysis workers still warm up (load or compile their kernels): every process stops when
+    asked, none is terminated or killed by its parent, and no traceback is printed. (The workers were deaf to
+    their inbox and, inside numba's kernel load, to SIGTERM: 10 s and two ERROR lines per such stop.)"""
+    server = start_dcu(tmp_path)
+    assert server.stop(signal.SIGINT) == 0
+    output = "".join(server.output)
+    for sign in ("did not stop within", "survived SIGTERM", "killing it", "Traceback", "Exception ignored"):
+        assert sign not in output, output[-3000:]

@@ -7,7 +7,9 @@ Child processes are started by the base system's app manager (apps, simulated mo
   so a worker started from a gRPC thread would get it when that thread ends; the watcher has no such catch);
 - ignore SIGINT (Ctrl-C reaches the whole process group; the parent decides the shutdown order) and
   shut down on SIGTERM: processes that poll a stop flag get `StopSignal` set, workers that block on a queue
-  (`exit_on_term=True`) raise SystemExit at once, so that their `finally` blocks still run;
+  (`exit_on_term=True`) raise SystemExit at once, so that their `finally` blocks still run, and workers with
+  nothing to save (`exit_on_term="at_once"`) end with os._exit: a SystemExit raised while numba loads or compiles
+  kernels lands in a ctypes callback, which swallows it, and the worker would live on until SIGKILL;
 - are killed by the parent if they do not stop after SIGTERM (`join_or_terminate`), so a hung child never
   blocks a shutdown;
 - report readiness with one line `OPENDCU-READY <json>` on stdout, carrying whatever the parent needs
@@ -28,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 READY_PREFIX = "OPENDCU-READY "
 _PR_SET_PDEATHSIG = 1
@@ -78,6 +80,10 @@ def _exit_on_signal(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def _exit_at_once(signum: int, _frame: object) -> None:
+    os._exit(128 + signum)
+
+
 def watch_parent(on_orphaned: Callable[[], None], grace_s: float = ORPHAN_GRACE_S) -> threading.Thread:
     """Call `on_orphaned` once this process's parent is gone (it was re-parented), and end the process
     `grace_s` later if it is still running by then."""
@@ -96,11 +102,12 @@ def watch_parent(on_orphaned: Callable[[], None], grace_s: float = ORPHAN_GRACE_
     return thread
 
 
-def child_process_setup(name: str, exit_on_term: bool = False) -> StopSignal:
+def child_process_setup(name: str, exit_on_term: bool | Literal["at_once"] = False) -> StopSignal:
     """Common start-up of a child process: logging, parent-death handling, signal handling.
 
     Returns the stop request that SIGTERM sets. With `exit_on_term` (workers started from any thread, that block
-    on their inbox) SIGTERM raises SystemExit instead, and only the watcher thread stands for PR_SET_PDEATHSIG.
+    on their inbox) SIGTERM raises SystemExit instead, and only the watcher thread stands for PR_SET_PDEATHSIG;
+    with "at_once" (workers with nothing to save) it ends the process on the spot, even inside a kernel load.
     """
     logging.basicConfig(
         level=os.environ.get("OPENDCU_LOG_LEVEL", "INFO"),
@@ -109,7 +116,9 @@ def child_process_setup(name: str, exit_on_term: bool = False) -> StopSignal:
     )
     stop = StopSignal()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if exit_on_term:
+    if exit_on_term == "at_once":
+        signal.signal(signal.SIGTERM, _exit_at_once)
+    elif exit_on_term:
         signal.signal(signal.SIGTERM, _exit_on_signal)
     else:
         die_with_parent()

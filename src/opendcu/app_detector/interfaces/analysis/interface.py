@@ -438,9 +438,14 @@ class AnalysisInterface:
     def _stop_workers(self) -> None:
         with self._lock:
             workers, self._workers = self._workers, []
+        with self._lock:
+            warm = set(self._warm)
         for worker in workers:
             if worker.process.is_alive():
-                worker.inbox.put(("stop",))
+                if worker.id in warm:
+                    worker.inbox.put(("stop",))
+                else:  # still building its warm-up analyzer, deaf to its inbox for seconds: nothing to lose
+                    worker.process.terminate()
         join_or_terminate((worker.process for worker in workers), timeout=5)
         for worker in workers:
             if worker.results is not None:

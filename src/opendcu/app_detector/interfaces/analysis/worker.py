@@ -159,7 +159,8 @@ def run_worker(worker_id: int, inbox, outbox, ring_spec: tuple[str, int, int], t
     from opendcu.app_detector.os_threads import name_this_thread
     from opendcu.lifecycle import child_process_setup
 
-    child_process_setup(f"analysis-worker-{worker_id}", exit_on_term=True)  # blocks on its inbox
+    # blocks on its inbox; holds nothing to save (the ring is the parent's), so SIGTERM ends it even mid-warm-up
+    child_process_setup(f"analysis-worker-{worker_id}", exit_on_term="at_once")
     name_this_thread(f"analysis-w{worker_id}")  # its /proc comm: what ps, top and the fault tests see
     if nice:
         try:
