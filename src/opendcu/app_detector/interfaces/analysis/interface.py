@@ -438,7 +438,6 @@ class AnalysisInterface:
     def _stop_workers(self) -> None:
         with self._lock:
             workers, self._workers = self._workers, []
-        with self._lock:
             warm = set(self._warm)
         for worker in workers:
             if worker.process.is_alive():
