@@ -175,3 +175,16 @@ def kernel_cache_stamp() -> Path:
     if not os.access(package, os.W_OK):
         folder = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "opendcu"
     return folder / f"kernels-{digest.hexdigest()[:16]}.stamp"
+
+
+def write_kernel_cache_stamp() -> None:
+    """Say that every kernel is in numba's cache: called once the last of them, the analysis workers', are
+    compiled (their warm-up ends after `dcu serve` is ready, so a DCU stopped before that leaves no stamp)."""
+    stamp = kernel_cache_stamp()
+    if stamp.exists():
+        return
+    try:
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.touch()
+    except OSError as exc:  # a read-only installation: the "compiling kernels" line comes at every start
+        logging.getLogger(__name__).warning("cannot write %s: %s", stamp, exc)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from pathlib import Path
 
 import uvicorn
 
@@ -16,14 +15,6 @@ from opendcu.base.server_config import ServerConfig
 from opendcu.lifecycle import StopSignal, kernel_cache_stamp
 
 log = logging.getLogger("opendcu.base")
-
-
-def _write_stamp(stamp: Path) -> None:
-    try:
-        stamp.parent.mkdir(parents=True, exist_ok=True)
-        stamp.touch()
-    except OSError as exc:  # a read-only installation: the line above comes at every start, nothing worse
-        log.warning("cannot write %s: %s", stamp, exc)
 
 
 def serve(config: ServerConfig) -> int:
@@ -39,8 +30,9 @@ def serve(config: ServerConfig) -> int:
         signal.signal(sig, stop.set)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     manager = AppManager(config)
-    stamp = kernel_cache_stamp()
-    if not stamp.exists():  # the apps compile their numba kernels as they start; later starts load them
+    # the apps compile their numba kernels as they start (the analysis workers' ones in the background, after
+    # ready; the last of them writes the stamp); later starts load them
+    if not kernel_cache_stamp().exists():
         print("opendcu: compiling kernels, first start only (a few minutes)", flush=True)
     try:
         manager.start()
@@ -75,7 +67,6 @@ def serve(config: ServerConfig) -> int:
             )
             print(f"opendcu ready: http://{config.host}:{config.port}/detector/api/1.8.0/status/state", flush=True)
             log.info("Web-UI on http://%s:%d/", config.host, config.port)
-            _write_stamp(stamp)
         while web.is_alive() and not stop.wait(0.5):
             pass
         server.should_exit = True

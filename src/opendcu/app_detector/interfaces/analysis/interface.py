@@ -33,7 +33,7 @@ from opendcu.app_detector.interfaces.analysis.worker import run_worker
 from opendcu.app_detector.series import Series
 from opendcu.app_detector.shared_memory import SlotRing
 from opendcu.geometry import DetectorLayout, DetectorModel
-from opendcu.lifecycle import join_or_terminate
+from opendcu.lifecycle import join_or_terminate, write_kernel_cache_stamp
 
 log = logging.getLogger(__name__)
 
@@ -310,6 +310,7 @@ class AnalysisInterface:
                 log.info("analysis worker %d warmed up in %.0f ms", worker_id, setup_ms)
                 with self._lock:
                     self._warm.add(worker_id)
+                write_kernel_cache_stamp()  # its kernels, the last to compile at a first start, are cached now
             else:
                 log.info("analysis worker %d ready for series %d in %.0f ms", worker_id, series_id, setup_ms)
                 with self._lock:
