@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -340,6 +341,23 @@ def test_cell_search_then_indexing_without_a_configured_cell() -> None:
             assert error is not None and error < 0.5
     finally:
         interface.close()
+
+
+def test_a_process_that_stops_its_workers_before_they_read_their_inbox_exits_at_once(tmp_path: Path) -> None:
+    """Closed right after warm_up(), the worker is terminated before it read its warm-up setup (larger than a
+    pipe's buffer): the process that owns its inbox must still exit, not wait forever for the queue's feeder
+    thread at exit (app-detector stopped right after start was killed after 20 s)."""
+    script = (
+        "from opendcu.geometry import get_model\n"
+        "from opendcu.app_detector.interfaces.analysis import AnalysisInterface\n"
+        "interface = AnalysisInterface(get_model('eiger2-500k'))\n"
+        "interface.warm_up()\n"
+        "assert all(w.process.is_alive() for w in interface._workers)\n"
+        "interface.close()\n"
+        "print('closed', flush=True)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "closed" in done.stdout, done.stderr[-3000:]
 
 
 def test_workers_warm_up_before_the_first_arm(compressed_frames) -> None:

@@ -448,6 +448,9 @@ class AnalysisInterface:
                     worker.process.terminate()
         join_or_terminate((worker.process for worker in workers), timeout=5)
         for worker in workers:
+            # a worker gone before it read its inbox leaves the queue's feeder thread blocked on a full pipe (a
+            # setup is larger than the pipe's 64 KiB): without this, the exit of app-detector would wait for it
+            worker.inbox.cancel_join_thread()
             if worker.results is not None:
                 worker.results.close()
         if self._ring is not None:
