@@ -1,7 +1,8 @@
 """app-detector as its own process: `python -m opendcu.app_detector --config '<json>'`.
 
-The config (written by the base system's app manager) names the detector model, the module control
-addresses, the data directory, app-calibration's gRPC address and where to serve gRPC.
+The config (written by the base system's app manager) names the detector model, the data directory,
+app-calibration's gRPC address and where to serve gRPC; the module control addresses come in it too, or as one
+JSON line on stdin (`{"modules": [...]}`), read once the data path is built.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from concurrent import futures
 from pathlib import Path
 
@@ -32,6 +34,15 @@ log = logging.getLogger("opendcu.app_detector")
 GRPC_MAX_MESSAGE = 256 << 20  # pixel masks / flatfields of a 16M detector
 
 
+def modules_from_stdin() -> list[dict]:
+    """The modules' addresses, one JSON line on stdin: the app manager starts app-detector while the simulated
+    modules still start, and writes them once they are known. End of input instead: the DCU is gone."""
+    line = sys.stdin.readline()
+    if not line:
+        raise SystemExit("app-detector: no module addresses on stdin (and none in --config)")
+    return json.loads(line)["modules"]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", required=True, help="JSON configuration")
@@ -52,7 +63,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     datapath.start()
     datapath.analysis.warm_up()  # in the background: workers ready before the first arm, not after it
-    driver = ModuleDriver([ModuleAddress(**m) for m in config["modules"]])
+    try:
+        modules = config.get("modules") or modules_from_stdin()
+    except BaseException:  # stopped before the modules were known
+        datapath.close()
+        raise
+    driver = ModuleDriver([ModuleAddress(**m) for m in modules])
     calibration = CalibrationClient(config["calibration_address"])
     controller = AcquisitionController(
         model,

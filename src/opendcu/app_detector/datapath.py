@@ -101,8 +101,6 @@ class DataPath:
         self.out_ring = SlotRing(
             max(config.min_slots, min(config.max_image_slots, config.image_buffer_bytes // out_bytes)), out_bytes
         )
-        for ring in (self.raw_ring, self.out_ring):  # no page faults in the receivers' and writers' hot paths
-            ring.populate()
         # free slot numbers: only app-detector's threads take and give them (workers get slots with their frames)
         self.raw_free: queue.Queue[int] = queue.Queue()
         self.out_free: queue.Queue[int] = queue.Queue()
@@ -110,6 +108,29 @@ class DataPath:
             self.raw_free.put(i)
         for i in range(self.out_ring.n_slots):
             self.out_free.put(i)
+        self.pipeline = PipelinePool(
+            model.name,
+            self.raw_ring,
+            self.out_ring,
+            self.raw_free,
+            self.out_free,
+            self._on_processed,
+            n_workers=config.pipeline_workers,
+        )
+        # the workers start first: their start (imports, kernels) runs while this process maps the rings
+        self.pipeline.launch()
+        try:
+            self._build_stages(model, config, out_bytes)
+        except BaseException:
+            self.pipeline.close()
+            self.raw_ring.close()
+            self.out_ring.close()
+            raise
+
+    def _build_stages(self, model: DetectorModel, config: DataPathConfig, out_bytes: int) -> None:
+        h, w = model.shape
+        for ring in (self.raw_ring, self.out_ring):  # no page faults in the receivers' and writers' hot paths
+            ring.populate()
         self.mux = ImageMux()
         self.filewriter = FileWriter(config.data_dir, model, max_chunk_bytes=out_bytes)
         self.analysis = AnalysisInterface(model)  # issue #7
@@ -126,15 +147,6 @@ class DataPath:
         for interface in (self.filewriter, self.analysis, self.stream, self.monitor):
             self.mux.attach(interface)
         self.filewriter.add_master_contributor(self.analysis.master_datasets)  # per-image arrays in NXmx
-        self.pipeline = PipelinePool(
-            model.name,
-            self.raw_ring,
-            self.out_ring,
-            self.raw_free,
-            self.out_free,
-            self._on_processed,
-            n_workers=config.pipeline_workers,
-        )
         self.assembler = FrameAssembler(
             model, self.raw_ring, self.raw_free, emit=self.pipeline.submit, emit_many=self.pipeline.submit_many
         )

@@ -1,6 +1,7 @@
 """The app manager: starts, supervises and stops the processes of one DCU.
 
-Start order: simulated modules -> app-calibration -> app-detector (it needs both). Stop order is the reverse.
+All three start at once; app-detector reads the simulated modules' addresses on stdin once they are known.
+Stop order: app-detector, app-calibration, simulated modules.
 Each child reports readiness with one `OPENDCU-READY <json>` line on stdout; a child that exits while the
 DCU is running is restarted (app-detector then comes back in state `na`, like a real DCU after a restart).
 """
@@ -38,10 +39,14 @@ class AppStartError(RuntimeError):
 class ManagedProcess:
     """One child process, started with `python -m <module> args`."""
 
-    def __init__(self, name: str, module: str, args_for: Callable[[], list[str]]):
+    def __init__(
+        self, name: str, module: str, args_for: Callable[[], list[str]], stdin_line: Callable[[], str] | None = None
+    ):
         self.name = name
         self.module = module
         self.args_for = args_for
+        self.stdin_line = stdin_line  # what it reads on stdin once that is known (see AppManager.start)
+        self._timeout = self._deadline = 0.0
         self.popen: subprocess.Popen | None = None
         self.ready: dict[str, Any] = {}
         self.started_at: float | None = None  # wall clock of the last start
@@ -50,15 +55,37 @@ class ManagedProcess:
         self._lines_lock = threading.Lock()  # copying a deque while another thread appends would raise
 
     def start(self, timeout: float) -> dict[str, Any]:
+        self.launch(timeout)
+        self.send_stdin_line()
+        return self.wait_ready()
+
+    def launch(self, timeout: float) -> None:
+        """Start the process; `wait_ready` then waits at most `timeout` s from now."""
         argv = [sys.executable, "-m", self.module, *self.args_for()]
+        stdin = subprocess.PIPE if self.stdin_line is not None else subprocess.DEVNULL
         # stderr (the apps' logging) joins stdout: the manager echoes both and keeps the last lines
         self.popen = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, bufsize=1
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=stdin, text=True, bufsize=1
         )
         self.started_at = time.time()
         self.starts += 1
-        deadline = time.monotonic() + timeout
-        assert self.popen.stdout is not None
+        self._timeout = timeout
+        self._deadline = time.monotonic() + timeout
+
+    def send_stdin_line(self) -> None:
+        """Write its `stdin_line` (one line, then EOF); a process that is gone already says so in wait_ready."""
+        if self.stdin_line is None or self.popen is None or self.popen.stdin is None:
+            return
+        try:
+            self.popen.stdin.write(self.stdin_line() + "\n")
+            self.popen.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+
+    def wait_ready(self) -> dict[str, Any]:
+        """Echo its output until its ready line; AppStartError if it exits first or is not ready in time."""
+        assert self.popen is not None and self.popen.stdout is not None
+        timeout, deadline = self._timeout, self._deadline
         while True:
             line = self.popen.stdout.readline()
             if not line:
@@ -109,6 +136,8 @@ class ManagedProcess:
         p = self.popen
         if p is None or p.poll() is not None:
             return
+        if p.stdin is not None and not p.stdin.closed:  # still waiting for its stdin line: EOF ends it
+            p.stdin.close()
         p.send_signal(signal.SIGTERM)
         try:
             p.wait(timeout)
@@ -152,7 +181,11 @@ class AppManager:
             ],
         )
         self.detector = ManagedProcess(
-            "app-detector", "opendcu.app_detector", lambda: ["--config", json.dumps(self._detector_config())]
+            "app-detector",
+            "opendcu.app_detector",
+            lambda: ["--config", json.dumps(self._detector_config())],
+            # the module addresses come once the simulator is ready, while app-detector builds its data path
+            stdin_line=lambda: json.dumps({"modules": self.simulator.ready["modules"]}),
         )
         self._processes = [self.simulator, self.calibration, self.detector]
         self._stopping = threading.Event()
@@ -164,7 +197,6 @@ class AppManager:
         return {
             "detector": c.detector,
             "data_dir": str(Path(c.data_dir).resolve()),
-            "modules": self.simulator.ready["modules"],
             "calibration_address": self.calibration_address,
             "grpc_address": self.detector_address,
             "stream_host": c.host,
@@ -175,9 +207,15 @@ class AppManager:
         }
 
     def start(self) -> None:
+        """Start the three at once: app-detector builds its data path (the longest start) while the simulator
+        and app-calibration start; it reads the modules' addresses on stdin once the simulator is ready."""
         try:
             for p in self._processes:
-                p.start(self.config.start_timeout)
+                p.launch(self.config.start_timeout)
+            self.simulator.wait_ready()
+            self.detector.send_stdin_line()
+            self.calibration.wait_ready()
+            self.detector.wait_ready()
         except Exception:
             self.stop()
             raise

@@ -92,6 +92,7 @@ class PipelinePool:
         self._collector = threading.Thread(target=self._collect, name="pipeline-collector", daemon=True)
         self._dispatcher = threading.Thread(target=self._dispatch, name="pipeline-dispatch", daemon=True)
         self._running = True
+        self._launched = False
 
     @property
     def workers(self) -> list[Any]:
@@ -132,11 +133,17 @@ class PipelinePool:
         for end in worker._ends:  # type: ignore[attr-defined]  # the child's ends: EOF when it dies
             end.close()
 
+    def launch(self) -> None:
+        """Start the worker processes now: they import and load their kernels while the caller goes on."""
+        if not self._launched:
+            self._launched = True
+            for w in self._workers:
+                self._start_process(w)
+
     def start(self, timeout: float = 300.0) -> None:
-        """Start the workers and wait until each has its compiled kernels ready (the first start of a fresh
-        installation compiles them, later starts load numba's on-disk cache)."""
-        for w in self._workers:
-            self._start_process(w)
+        """Start the workers (unless `launch` did) and wait until each has its compiled kernels ready (the first
+        start of a fresh installation compiles them, later starts load numba's on-disk cache)."""
+        self.launch()
         start_named(self._collector)
         start_named(self._dispatcher)
         deadline = time.monotonic() + timeout
@@ -397,8 +404,9 @@ class PipelinePool:
             except (OSError, ValueError):
                 pass
         # the collector first (it may be reaping a worker), so that only one thread ever waits for a worker
-        self._collector.join(timeout=20)
-        self._dispatcher.join(timeout=2)
+        for thread, timeout in ((self._collector, 20), (self._dispatcher, 2)):
+            if thread.ident is not None:  # started (a data path that failed to build closes a pool never started)
+                thread.join(timeout=timeout)
         join_or_terminate([w.process for w in self._workers], timeout=5)
         for w in self._workers:
             for conn in (w.tasks, w.results):
