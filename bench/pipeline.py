@@ -210,7 +210,12 @@ def pool_rate(name: str, frames: list[np.ndarray], cal: SimpleNamespace, n_worke
         raw_free.put(i)
         out_free.put(i)
     arrays = PipelineArrays.for_detector(settings, cal.pixel_mask, cal.flatfield).publish()
-    pool = PipelinePool(name, raw_ring, out_ring, raw_free, out_free, lambda im: out_free.put(im.out_slot), n_workers)
+
+    def give_back(images) -> None:
+        for image in images:
+            out_free.put(image.out_slot)
+
+    pool = PipelinePool(name, raw_ring, out_ring, raw_free, out_free, give_back, n_workers)
     try:
         pool.start()
         results = []

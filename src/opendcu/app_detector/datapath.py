@@ -12,6 +12,7 @@ import logging
 import queue
 import time
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -154,6 +155,8 @@ class DataPath:
         self.assembler.lost_in_pipeline = lambda: self.pipeline.images_lost_in_pipeline
         self.daq = Daq(self.assembler, config.host)
         self._series: Series | None = None
+        #: (dtype, shape, compression) of the running series' images
+        self._image_format: tuple[np.dtype, tuple[int, ...], str] = (np.dtype(np.uint16), model.shape, "none")
         self._calibration: SlotRing | None = None
 
     def start(self) -> None:
@@ -179,6 +182,9 @@ class DataPath:
             self._release_calibration()
             raise
         self._series = series
+        # one dtype and shape object for every image of the series (interfaces may compare them by identity)
+        settings = series.settings
+        self._image_format = (settings.dtype, tuple(settings.image_shape or self.model.shape), settings.compression)
         self.pipeline.start_series(series.settings)
         self.assembler.start_series(
             series.series_id,
@@ -271,25 +277,35 @@ class DataPath:
         return counters
 
     # -- pipeline -> mux ----------------------------------------------------------------------------------------
-    def _on_processed(self, processed: ProcessedImage) -> None:
+    def _on_processed(self, batch: list[ProcessedImage]) -> None:
+        """Images in frame order from the pipeline, a batch at a time, to the ImageMux."""
         series = self._series
-        if series is None or series.series_id != processed.series_id:
-            self.out_free.put(processed.out_slot)
+        current = [p for p in batch if series is not None and p.series_id == series.series_id]
+        if len(current) < len(batch):  # a series that is over
+            for processed in batch:
+                if series is None or processed.series_id != series.series_id:
+                    self.out_free.put(processed.out_slot)
+        if not current or series is None:
             return
-        image = CompressedImage(
-            series_id=processed.series_id,
-            image_id=processed.frame_number - 1,
-            data=self.out_ring.bytes(processed.out_slot, processed.nbytes),
-            dtype=series.settings.dtype,
-            shape=series.settings.image_shape or self.model.shape,
-            compression=series.settings.compression,
-            packets_expected=processed.packets_expected,
-            packets_received=processed.packets_received,
-            shm_name=self.out_ring.name,
-            shm_offset=processed.out_slot * self.out_ring.stride,
-            _on_free=lambda slot=processed.out_slot: self.out_free.put(slot),
-        )
-        self.mux.publish(image)
+        out_ring, free = self.out_ring, self.out_free
+        dtype, shape, compression = self._image_format
+        images = [
+            CompressedImage(
+                series_id=p.series_id,
+                image_id=p.frame_number - 1,
+                data=out_ring.bytes(p.out_slot, p.nbytes),
+                dtype=dtype,
+                shape=shape,
+                compression=compression,
+                packets_expected=p.packets_expected,
+                packets_received=p.packets_received,
+                shm_name=out_ring.name,
+                shm_offset=p.out_slot * out_ring.stride,
+                _on_free=partial(free.put, p.out_slot),
+            )
+            for p in current
+        ]
+        self.mux.publish_many(images)
 
     def _release_calibration(self) -> None:
         if self._calibration is not None:

@@ -79,3 +79,15 @@ def lower_this_process_priority(niceness: int = 10) -> None:
         os.nice(niceness)
     except OSError as exc:
         log.warning("could not lower the priority of process %d: %s", os.getpid(), exc)
+
+
+def run_on_idle_cpu_only(idle: bool) -> None:
+    """SCHED_IDLE (True) or back to normal scheduling (False) for the calling thread. A SCHED_IDLE thread runs on
+    CPU time that no other thread wants and is preempted at once when one wakes: analysing images while a series
+    runs must not take time from the simulated modules' senders or the pipeline workers (a nice level alone
+    still takes its share of a busy CPU). Where the policy is not available, the nice level alone remains."""
+    policy = os.SCHED_IDLE if idle else os.SCHED_OTHER
+    try:
+        os.sched_setscheduler(0, policy, os.sched_param(0))
+    except OSError as exc:
+        _say_once("idle", logging.WARNING, "analysis: scheduling policy %d not set (%s)", policy, exc)

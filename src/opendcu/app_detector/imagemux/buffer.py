@@ -25,7 +25,11 @@ class Policy(enum.Enum):
 
 
 class Closed(Exception):
-    """The buffer was closed while waiting."""
+    """The buffer was closed while waiting; `rest`: the images of a batch it did not take."""
+
+    def __init__(self, rest: list[Any] | None = None):
+        super().__init__()
+        self.rest = rest or []
 
 
 class ImageBuffer:
@@ -70,6 +74,34 @@ class ImageBuffer:
             self._on_drop(item)
         return accepted
 
+    def put_images(self, images: list[Any]) -> None:
+        """Add a batch of images in order, each under the policy, with one lock hold (not one per image). A
+        buffer closed midway raises Closed with the images it did not take."""
+        dropped: list[Any] = []
+        taken = 0
+        with self._cond:
+            while taken < len(images) and not self._closed:
+                if self._images >= self.capacity:
+                    if self.policy is Policy.BLOCK:
+                        self._cond.notify_all()  # the consumer takes what is here while the producer waits
+                        self._cond.wait(0.5)
+                        continue
+                    self.dropped += 1
+                    if self.policy is Policy.DROP_NEW:
+                        dropped.append(images[taken])
+                        taken += 1
+                        continue
+                    dropped.append(self._evict_oldest())
+                self._items.append((True, images[taken]))
+                self._images += 1
+                taken += 1
+            self._cond.notify_all()
+            closed = self._closed
+        for item in dropped:
+            self._on_drop(item)
+        if closed and taken < len(images):
+            raise Closed(images[taken:])
+
     def _evict_oldest(self) -> Any:
         for i, (is_image, item) in enumerate(self._items):
             if is_image:
@@ -102,6 +134,20 @@ class ImageBuffer:
                 self._images -= 1
             self._cond.notify_all()
             return is_image, item
+
+    def get_many(self, limit: int) -> list[tuple[bool, Any]]:
+        """The oldest items, at least one and at most `limit`, as (is_image, item); waits for the first one;
+        raises Closed."""
+        with self._cond:
+            while not self._items:
+                if self._closed:
+                    raise Closed()
+                self._cond.wait()
+            n = min(limit, len(self._items))
+            items = [self._items.popleft() for _ in range(n)]
+            self._images -= sum(1 for is_image, _ in items if is_image)
+            self._cond.notify_all()
+            return items
 
     def reset_dropped(self) -> None:
         with self._cond:

@@ -28,6 +28,9 @@ from opendcu.app_detector.series import Series
 
 log = logging.getLogger(__name__)
 
+#: items an interface's thread takes from its buffer at once (one lock hold, not one per image)
+TAKE_AT_ONCE = 64
+
 
 @dataclass(eq=False)
 class CompressedImage:
@@ -124,14 +127,29 @@ class ImageMux:
             raise
 
     def publish(self, image: CompressedImage) -> None:
-        image.retain(len(self._active))
+        self.publish_many([image])
+
+    def publish_many(self, images: list[CompressedImage]) -> None:
+        """Hand a batch of consecutive images to every interface: one hand-off per interface and batch."""
+        for image in images:
+            image.retain(len(self._active))
         for i in self._active:
-            try:
-                i.offer(image)
-            except Exception:
-                log.exception("interface %s failed on image %d", i.name, image.image_id)
-                image.release()
-        image.release()  # the mux's own reference
+            offer_many = getattr(i, "offer_many", None)
+            if offer_many is not None:
+                try:
+                    offer_many(images)
+                except Exception:
+                    first, last = images[0].image_id, images[-1].image_id
+                    log.exception("interface %s failed on images %d..%d", i.name, first, last)
+                continue
+            for image in images:
+                try:
+                    i.offer(image)
+                except Exception:
+                    log.exception("interface %s failed on image %d", i.name, image.image_id)
+                    image.release()
+        for image in images:
+            image.release()  # the mux's own reference
 
     def end_series(self, series: Series, aborted: bool = False) -> None:
         """Every interface ends the series; then those with an `after_series` hook run it (the FileWriter
@@ -166,10 +184,14 @@ class BufferedInterface:
         self.buffer.put_control(("start", series, None))
 
     def offer(self, image: CompressedImage) -> None:
+        self.offer_many([image])
+
+    def offer_many(self, images: list[CompressedImage]) -> None:
         try:
-            self.buffer.put_image(image)
-        except Closed:
-            image.release()
+            self.buffer.put_images(images)
+        except Closed as closed:
+            for image in closed.rest:
+                image.release()
 
     def end_series(self, series: Series, aborted: bool) -> None:
         done = threading.Event()
@@ -183,32 +205,49 @@ class BufferedInterface:
 
     def handle_end(self, series: Series, aborted: bool) -> None: ...
 
+    def after_images(self) -> None:
+        """Called after each run of images taken from the buffer at once (e.g. to flush what they made)."""
+
     # -- thread ----------------------------------------------------------------------------------------------------
     def _run(self) -> None:
         while True:
             try:
-                is_image, item = self.buffer.get()
+                items = self.buffer.get_many(TAKE_AT_ONCE)
             except Closed:
                 return
-            if is_image:
-                try:
-                    self.handle_image(item)
-                except Exception:
-                    log.exception("%s failed on image %d", self.name, item.image_id)
-                finally:
-                    item.release()
-                continue
-            kind, argument, done = item
-            try:
-                if kind == "start":
-                    self.handle_start(argument)
-                elif kind == "end":
-                    self.handle_end(*argument)
-            except Exception:
-                log.exception("%s failed at series %s", self.name, kind)
-            finally:
-                if done is not None:
-                    done.set()
+            handled = False  # images handled since the last after_images()
+            for is_image, item in items:
+                if is_image:
+                    self._handle_one(item)
+                    handled = True
+                    continue
+                if handled:
+                    self.after_images()
+                    handled = False
+                self._handle_control(item)
+            if handled:
+                self.after_images()
+
+    def _handle_one(self, image: CompressedImage) -> None:
+        try:
+            self.handle_image(image)
+        except Exception:
+            log.exception("%s failed on image %d", self.name, image.image_id)
+        finally:
+            image.release()
+
+    def _handle_control(self, item: tuple[str, Any, threading.Event | None]) -> None:
+        kind, argument, done = item
+        try:
+            if kind == "start":
+                self.handle_start(argument)
+            elif kind == "end":
+                self.handle_end(*argument)
+        except Exception:
+            log.exception("%s failed at series %s", self.name, kind)
+        finally:
+            if done is not None:
+                done.set()
 
     def close_buffer(self, timeout: float = 30) -> None:
         """Let the thread finish what is queued, then stop it."""

@@ -23,6 +23,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from opendcu.codecs.compiled import encode_chunk
+
 SATURATED = np.uint32(0xFFFFFFFF)
 MASKED = np.uint32(0xFFFFFFFE)
 #: set in a 64-bit sub-frame sum once any sub-frame was invalid (valid sums stay far below it)
@@ -331,3 +333,38 @@ def bin_and_emit(staging, max_valid, error_value, masked_value, mode, out):
             bad = invalid or total > max_valid
             value = e3m5_code(min(total, np.uint64(FLOAT8_MAX))) if mode == EMIT_FLOAT8 else total
             out[i, j] = masked_value if masked else (error_value if bad else value)
+
+
+@njit(cache=True, nogil=True)
+def process_frames(raw_buf, slots, raw_shape, frame, binning, image, chunk, out_buf, out_slots, sizes):
+    """A batch of raw frames -> chunks in their output slots, in one call (no Python per frame).
+
+    raw_buf / out_buf: the raw and compressed-image rings ([slots, stride] uint8); slots / out_slots: each frame's
+    raw and output slot; raw_shape: (nsub, n_modules, rows, cols). frame: `correct_frame`'s arguments after
+    `raw`, its target last; binning: (applied, max_valid, error_value, masked_value, mode) of `bin_and_emit` into
+    `image`; chunk: (kind, block) of `encode_chunk` (output slots hold `chunk_bound`). sizes: each chunk's
+    bytes, -1 for a frame that failed."""
+    nsub, n_modules, rows, cols = raw_shape
+    raw_bytes = nsub * n_modules * rows * cols * 2
+    target = frame[12]
+    for i in range(slots.size):
+        raw = raw_buf[slots[i], :raw_bytes].view(np.uint16).reshape((nsub, n_modules, rows, cols))
+        correct_frame(
+            raw,
+            frame[0],
+            frame[1],
+            frame[2],
+            frame[3],
+            frame[4],
+            frame[5],
+            frame[6],
+            frame[7],
+            frame[8],
+            frame[9],
+            frame[10],
+            frame[11],
+            target,
+        )
+        if binning[0]:
+            bin_and_emit(target, binning[1], binning[2], binning[3], binning[4], image)
+        sizes[i] = encode_chunk(image, chunk[0], chunk[1], out_buf[out_slots[i]])

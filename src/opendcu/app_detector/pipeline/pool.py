@@ -26,7 +26,16 @@ from typing import Any
 
 from opendcu.app_detector.daq.assembler import AssembledFrame
 from opendcu.app_detector.os_threads import start_named
-from opendcu.app_detector.pipeline.worker import FAILED, IMAGE, BatchDone, ProcessedImage, WorkerSpec, worker_main
+from opendcu.app_detector.pipeline.worker import (
+    ANSWER_FIELDS,
+    FAILED,
+    IMAGE,
+    ProcessedImage,
+    WorkerSpec,
+    read_rows,
+    task_rows,
+    worker_main,
+)
 from opendcu.app_detector.series import SeriesSettings
 from opendcu.app_detector.shared_memory import SlotRing
 from opendcu.lifecycle import join_or_terminate
@@ -62,14 +71,15 @@ class PipelinePool:
         out_ring: SlotRing,
         raw_free,
         out_free,
-        on_image: Callable[[ProcessedImage], None],
+        on_images: Callable[[list[ProcessedImage]], None],
         n_workers: int = 2,
     ):
         self._ctx = mp.get_context("spawn")
         self._detector = detector
         self._raw_ring = raw_ring
         self._out_ring = out_ring
-        self.on_image = on_image
+        #: takes the next images in frame order, a batch at a time (called with the pool's lock held)
+        self.on_images = on_images
         self._raw_free = raw_free
         self._out_free = out_free
         self._ready = self._ctx.Queue()
@@ -222,7 +232,7 @@ class PipelinePool:
             for frame, slot in batch:
                 worker.outstanding[(frame.series_id, frame.frame_number)] = (frame, slot)
         try:
-            worker.tasks.send(batch)
+            worker.tasks.send_bytes(task_rows(batch))
         except (OSError, ValueError):  # the worker died: the collector re-sends what it held
             log.warning("pipeline worker %d did not take a batch (it died)", worker.index)
 
@@ -242,8 +252,7 @@ class PipelinePool:
     def flush_held(self) -> None:
         """Publish whatever is held back waiting for a frame that will never come (after an abort)."""
         with self._lock:
-            for fn in sorted(self._held):
-                self._publish(self._held.pop(fn))
+            self._publish([self._held.pop(fn) for fn in sorted(self._held)])
 
     def _collect(self) -> None:
         while self._running:
@@ -266,28 +275,27 @@ class PipelinePool:
     def _read(self, worker: _Worker) -> bool:
         """Take one answer of `worker`; False if its pipe is broken (the worker died)."""
         try:
-            done: BatchDone = worker.results.recv()
-        except (EOFError, OSError, ValueError, TypeError, AttributeError, ImportError, IndexError):
+            answer = read_rows(worker.results.recv_bytes(), ANSWER_FIELDS)
+        except (EOFError, OSError, ValueError):  # a message cut short by the worker's death
             return False
-        except Exception:  # noqa: BLE001 - a message cut short by the worker's death does not unpickle
-            return False
-        images = {image.frame_number: image for image in done.images}
+        raw_free, out_free, outstanding = self._raw_free, self._out_free, worker.outstanding
         with self._lock:
-            for frame_number, outcome in done.frames:
-                frame, out_slot = worker.outstanding.pop((done.series_id, frame_number))
-                self._raw_free.put(frame.slot)  # the worker is done with the raw frame
-                image = images.get(frame_number)
-                if image is None:
-                    self._out_free.put(out_slot)
-                if done.series_id != self._series_id:
-                    if image is not None:
-                        log.warning("dropping image %d of stale series %d", frame_number, done.series_id)
-                        self._out_free.put(out_slot)
-                    continue
-                if outcome == IMAGE:
-                    self._held[frame_number] = image
-                elif outcome == FAILED:
-                    self._lose(frame_number, "it could not be processed")
+            current = self._series_id
+            for series_id, frame_number, outcome, nbytes in answer.tolist():
+                frame, out_slot = outstanding.pop((series_id, frame_number))
+                raw_free.put(frame.slot)  # the worker is done with the raw frame
+                if series_id != current:
+                    if outcome == IMAGE:
+                        log.warning("dropping image %d of stale series %d", frame_number, series_id)
+                    out_free.put(out_slot)
+                elif outcome == IMAGE:
+                    self._held[frame_number] = ProcessedImage(
+                        series_id, frame_number, out_slot, nbytes, frame.packets_expected, frame.packets_received
+                    )
+                else:
+                    out_free.put(out_slot)
+                    if outcome == FAILED:
+                        self._lose(frame_number, "it could not be processed")
             self._advance()
         return True
 
@@ -364,21 +372,27 @@ class PipelinePool:
         log.error("series %d: image %d lost in the pipeline: %s", self._series_id, frame_number, why)
 
     def _advance(self) -> None:
-        """(lock held) Publish the images that are next in order; skip those that are lost."""
+        """(lock held) Publish the images that are next in order, in one batch; skip those that are lost."""
+        ready: list[ProcessedImage] = []
+        held, lost = self._held, self._lost
         while True:
-            if self._next_frame in self._held:
-                self._publish(self._held.pop(self._next_frame))
-            elif self._next_frame in self._lost:
-                self._lost.discard(self._next_frame)
+            if self._next_frame in held:
+                ready.append(held.pop(self._next_frame))
+                self._next_frame += 1
+            elif self._next_frame in lost:
+                lost.discard(self._next_frame)
                 self._next_frame += 1
                 self._lock.notify_all()
             else:
-                return
+                break
+        self._publish(ready)
 
-    def _publish(self, image: ProcessedImage) -> None:
-        self._next_frame = image.frame_number + 1
-        self.on_image(image)
-        self._published += 1
+    def _publish(self, images: list[ProcessedImage]) -> None:
+        if not images:
+            return
+        self._next_frame = images[-1].frame_number + 1
+        self.on_images(images)
+        self._published += len(images)
         self._lock.notify_all()
 
     def wait_ended(self, pid: int, timeout: float) -> tuple[bool, int | None]:
@@ -400,7 +414,7 @@ class PipelinePool:
             self._work.notify_all()
         for w in self._workers:
             try:
-                w.tasks.send(None)
+                w.tasks.send_bytes(b"")  # the stop message
             except (OSError, ValueError):
                 pass
         # the collector first (it may be reaping a worker), so that only one thread ever waits for a worker

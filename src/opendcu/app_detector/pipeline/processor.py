@@ -21,6 +21,8 @@ from opendcu.app_detector.pipeline.arrays import PipelineArrays, layout_of
 from opendcu.app_detector.pipeline.countrate import CountRateCorrection, counter_model, identity_lut, lut_identity_limit
 from opendcu.app_detector.series import SeriesSettings
 from opendcu.codecs.binning import binned_shape
+from opendcu.codecs.bslz4 import block_elems
+from opendcu.codecs.compiled import CHUNK_KINDS, chunk_bound
 from opendcu.codecs.float8 import FLOAT8_MAX, TOP_CODE
 from opendcu.geometry.layout import DetectorLayout
 
@@ -99,23 +101,15 @@ class ImageProcessor:
         gaps = self.layout.gap_mask
         target[gaps] = np.where(masked[gaps], masked_value, error_value)
 
-    def process(self, raw: np.ndarray) -> np.ndarray:
-        """raw: uint16 [nsubframes, n_modules, raw_rows, raw_cols] -> the image (a buffer reused by the next call)."""
-        model = self.layout.model
-        if raw.ndim != 4 or raw.shape[1] != model.n_modules or raw.shape[2:] != model.module.raw_shape:
-            raise ValueError(f"raw frame of shape {raw.shape} does not fit {model.name}")
+    def _frame_arguments(self) -> tuple:
+        """`kernels.correct_frame`'s arguments after the raw frame, its target last."""
         s = self.settings
         if self.staging is None:
             target, mode, error_value, masked_value = self.image, self.mode, self.error_value, self.masked_value
         else:
-            target, mode, error_value, masked_value = (
-                self.staging,
-                kernels.EMIT_STAGING,
-                kernels.SATURATED,
-                kernels.MASKED,
-            )
-        kernels.correct_frame(
-            raw,
+            target, mode = self.staging, kernels.EMIT_STAGING
+            error_value, masked_value = int(kernels.SATURATED), int(kernels.MASKED)
+        return (
             self.geometry,
             self.lut,
             self.identity_limit,
@@ -130,11 +124,50 @@ class ImageProcessor:
             mode,
             target,
         )
+
+    def process(self, raw: np.ndarray) -> np.ndarray:
+        """raw: uint16 [nsubframes, n_modules, raw_rows, raw_cols] -> the image (a buffer reused by the next call)."""
+        model = self.layout.model
+        if raw.ndim != 4 or raw.shape[1] != model.n_modules or raw.shape[2:] != model.module.raw_shape:
+            raise ValueError(f"raw frame of shape {raw.shape} does not fit {model.name}")
+        kernels.correct_frame(raw, *self._frame_arguments())
         if self.staging is not None:
             kernels.bin_and_emit(
                 self.staging, float(self.image_max), self.error_value, self.masked_value, self.mode, self.image
             )
         return self.image
+
+    def chunk_bound(self) -> int:
+        """The most bytes `process_batch` writes into an output slot (codecs of `CHUNK_KINDS` only)."""
+        return chunk_bound(CHUNK_KINDS[self.settings.compression], self.image.size, self.image.itemsize)
+
+    def process_batch(
+        self, raw_buf: np.ndarray, slots: np.ndarray, nsub: int, out_buf: np.ndarray, out_slots: np.ndarray
+    ) -> np.ndarray:
+        """Correct and compress the frames in raw slots `slots` (of `nsub` sub-frames) into the chunks of output
+        slots `out_slots`, in one compiled call: the chunks' sizes (-1: failed). Only for the codecs of
+        `CHUNK_KINDS`; the output slots must hold `chunk_bound()` bytes."""
+        model = self.layout.model
+        raw_shape = (nsub, model.n_modules, *model.module.raw_shape)
+        if raw_buf.shape[1] < nsub * model.n_modules * model.module.raw_pixels * 2:
+            raise ValueError(f"raw slots of {raw_buf.shape[1]} bytes cannot hold {nsub} sub-frames of {model.name}")
+        binning = (self.staging is not None, float(self.image_max), self.error_value, self.masked_value, self.mode)
+        kind = CHUNK_KINDS[self.settings.compression]
+        chunk = (kind, block_elems(self.image.itemsize))
+        sizes = np.empty(len(slots), dtype=np.int64)
+        kernels.process_frames(
+            raw_buf,
+            np.array(slots, dtype=np.int64),  # a copy: a read-only view (a message's rows) is another numba type
+            raw_shape,
+            self._frame_arguments(),
+            binning,
+            self.image,
+            chunk,
+            out_buf,
+            np.array(out_slots, dtype=np.int64),
+            sizes,
+        )
+        return sizes
 
 
 def warm_up(detector: str = "eiger2-500k") -> None:
@@ -158,4 +191,8 @@ def warm_up(detector: str = "eiger2-500k") -> None:
         settings = replace(base, **changes)
         settings = replace(settings, image_shape=image_shape(settings))
         raw = np.zeros((settings.nframes_sum, model.n_modules, *model.module.raw_shape), dtype=np.uint16)
-        ImageProcessor(settings, PipelineArrays.for_detector(settings, None, None)).process(raw)
+        processor = ImageProcessor(settings, PipelineArrays.for_detector(settings, None, None))
+        processor.process(raw)
+        out = np.zeros((1, processor.chunk_bound()), dtype=np.uint8)
+        slot = np.zeros(1, dtype=np.int64)
+        processor.process_batch(raw.reshape(1, -1).view(np.uint8), slot, settings.nframes_sum, out, slot)

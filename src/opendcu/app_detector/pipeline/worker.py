@@ -11,6 +11,8 @@ import queue
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from opendcu.app_detector.daq.assembler import RAW_DTYPE, AssembledFrame
 from opendcu.app_detector.os_threads import name_this_thread
 from opendcu.app_detector.pipeline.arrays import PipelineArrays, layout_of
@@ -18,6 +20,7 @@ from opendcu.app_detector.pipeline.processor import ImageProcessor, warm_up
 from opendcu.app_detector.series import SeriesSettings
 from opendcu.app_detector.shared_memory import SlotRing
 from opendcu.codecs import ImageCodec, get_codec
+from opendcu.codecs.compiled import CHUNK_KINDS
 from opendcu.geometry import get_model
 from opendcu.lifecycle import child_process_setup
 
@@ -29,7 +32,7 @@ SETTINGS_WAIT = 2.0
 
 @dataclass(frozen=True)
 class ProcessedImage:
-    """A compressed image waiting in an output slot (sent from a worker to the collector)."""
+    """A compressed image waiting in an output slot (the collector makes it from a worker's answer)."""
 
     series_id: int
     frame_number: int
@@ -50,65 +53,85 @@ class WorkerSpec:
     detector: str
     raw_ring: tuple[str, int, int]
     out_ring: tuple[str, int, int]
-    #: receives batches [(AssembledFrame, output slot), ...]; None stops the worker
+    #: receives batches (`task_rows`); an empty message stops the worker
     tasks: Any
     settings: Any
-    #: sends one `BatchDone` per batch
+    #: sends one answer (rows of ANSWER_FIELDS) per batch
     results: Any
     #: the worker puts its index here once its kernels are compiled
     ready: Any = None
 
 
-#: what became of one frame of a batch (`BatchDone.frames`)
+#: what became of one frame of a batch (`OUTCOME` column of an answer)
 IMAGE, FAILED, STALE = 0, 1, 2
 
+# Batches travel as int64 arrays in one pipe message each (no pickled objects: the pool hands on tens of
+# thousands of frames per second). A task row: the frame and the output slot it goes to.
+T_SERIES, T_FRAME, T_SLOT, T_EXPECTED, T_RECEIVED, T_NSUB, T_OUT_SLOT = range(7)
+TASK_FIELDS = 7
+#: an answer row: every frame's raw slot is free again; with IMAGE its chunk of `nbytes` is in its output slot
+A_SERIES, A_FRAME, A_OUTCOME, A_NBYTES = range(4)
+ANSWER_FIELDS = 4
 
-@dataclass
-class BatchDone:
-    """A worker's answer to one batch: every frame's raw slot is free again; `images` are the compressed ones."""
 
-    series_id: int
-    #: (frame_number, outcome) of every frame of the batch
-    frames: list[tuple[int, int]]
-    images: list[ProcessedImage]
+def task_rows(batch: list[tuple[AssembledFrame, int]]) -> bytes:
+    """One task message: a batch of (frame, output slot)."""
+    rows = [
+        (f.series_id, f.frame_number, f.slot, f.packets_expected, f.packets_received, f.nsubframes, out_slot)
+        for f, out_slot in batch
+    ]
+    return np.array(rows, dtype=np.int64).tobytes()
+
+
+def read_rows(message: bytes, fields: int) -> np.ndarray:
+    """The rows of a task or answer message."""
+    return np.frombuffer(message, dtype=np.int64).reshape(-1, fields)
 
 
 class SeriesWorker:
     """What one worker holds for the running series: the processor and the codec."""
 
-    def __init__(self, settings: SeriesSettings):
+    def __init__(self, settings: SeriesSettings, out_ring: SlotRing):
         self.settings = settings
         arrays = PipelineArrays.attach(settings.calibration_shm, layout_of(settings).shape)
         self.processor = ImageProcessor(settings, arrays)
         self.codec: ImageCodec = get_codec(settings.compression)
+        #: whole batches in one compiled call (codecs with a compiled encoder, chunks that fit the output slots);
+        #: else frame by frame
+        self.batched = settings.compression in CHUNK_KINDS and self.processor.chunk_bound() <= out_ring.slot_bytes
 
 
 def series_for(
-    task: AssembledFrame, current: SeriesWorker | None, spec: WorkerSpec, raw_ring: SlotRing
+    series_id: int,
+    frame_number: int,
+    current: SeriesWorker | None,
+    spec: WorkerSpec,
+    raw_ring: SlotRing,
+    out_ring: SlotRing,
 ) -> SeriesWorker | None:
     """The series the task belongs to: the current one, or the next settings from the pool, which sends them at
     arm, before any frame of their series (series ids restart after initialize, so only equality counts).
     Switching to a series views the raw ring as that series' slots (the DataPath re-partitioned it at arm,
     with every raw slot home). None for a frame whose settings never come (a series that is already over)."""
-    while current is None or current.settings.series_id != task.series_id:
+    while current is None or current.settings.series_id != series_id:
         try:
             settings: SeriesSettings = spec.settings.get(timeout=SETTINGS_WAIT)
         except queue.Empty:
-            log.warning("dropping frame %d of series %d: no settings for it", task.frame_number, task.series_id)
+            log.warning("dropping frame %d of series %d: no settings for it", frame_number, series_id)
             return None
-        if settings.series_id == task.series_id:
+        if settings.series_id == series_id:
             slot_bytes, n_slots = settings.raw_slots
             if slot_bytes and (slot_bytes, n_slots) != (raw_ring.slot_bytes, raw_ring.n_slots):
                 raw_ring.partition(slot_bytes, n_slots)
-            current = SeriesWorker(settings)
+            current = SeriesWorker(settings, out_ring)
     return current
 
 
-def take(conn: Any, stop) -> Any:
+def take(conn: Any, stop) -> bytes | None:
     """The next message of a connection, waiting as long as needed; None once the worker is stopped."""
     while not stop.is_set():
         if conn.poll(0.5):
-            return conn.recv()
+            return conn.recv_bytes()
     return None
 
 
@@ -133,45 +156,87 @@ def worker_main(spec: WorkerSpec) -> None:
 
 
 def serve(spec: WorkerSpec, raw_ring: SlotRing, out_ring: SlotRing, stop) -> None:
-    """Process batches of frames until told to stop (None task, SIGTERM, or the parent's death). The pool pairs
-    every frame with an output slot before sending it, so a worker never waits for one; the answer to a batch
-    tells the pool which raw slots are free again and which images are ready."""
+    """Process batches of frames until told to stop (an empty message, SIGTERM, or the parent's death). The pool
+    pairs every frame with an output slot before sending it, so a worker never waits for one; the answer to a
+    batch tells the pool which raw slots are free again and which images are ready."""
     model = get_model(spec.detector)
     current: SeriesWorker | None = None
     while not stop.is_set():
-        batch = take(spec.tasks, stop)
-        if batch is None:
+        message = take(spec.tasks, stop)
+        if not message:
             return
-        frames: list[tuple[int, int]] = []
-        images: list[ProcessedImage] = []
-        for frame, out_slot in batch:
-            worker = series_for(frame, current, spec, raw_ring)
-            if worker is None:  # a frame of a finished series
-                frames.append((frame.frame_number, STALE))
-                continue
-            current = worker
-            image = process_one(current, frame, model, raw_ring, out_ring, out_slot)
-            frames.append((frame.frame_number, IMAGE if image is not None else FAILED))
-            if image is not None:
-                images.append(image)
-        spec.results.send(BatchDone(batch[0][0].series_id, frames, images))
+        tasks = read_rows(message, TASK_FIELDS)
+        answer = np.zeros((len(tasks), ANSWER_FIELDS), dtype=np.int64)
+        answer[:, A_SERIES] = tasks[:, T_SERIES]
+        answer[:, A_FRAME] = tasks[:, T_FRAME]
+        start = 0
+        while start < len(tasks):  # runs of frames of one series (a batch spans a series' end only rarely)
+            series_id = int(tasks[start, T_SERIES])
+            other = np.flatnonzero(tasks[start:, T_SERIES] != series_id)
+            end = start + int(other[0]) if other.size else len(tasks)
+            worker = series_for(series_id, int(tasks[start, T_FRAME]), current, spec, raw_ring, out_ring)
+            if worker is None:  # frames of a finished series
+                answer[start:end, A_OUTCOME] = STALE
+            else:
+                current = worker
+                answer[start:end, A_NBYTES] = process_run(current, tasks[start:end], model, raw_ring, out_ring)
+                answer[start:end, A_OUTCOME] = np.where(answer[start:end, A_NBYTES] >= 0, IMAGE, FAILED)
+            start = end
+        spec.results.send_bytes(answer.tobytes())
+
+
+def process_run(current: SeriesWorker, tasks: np.ndarray, model, raw_ring: SlotRing, out_ring: SlotRing) -> np.ndarray:
+    """Correct and compress frames of one series into their output slots: the chunks' sizes (-1: failed). One
+    compiled call for the whole run where the codec allows; frame by frame otherwise, or to find which frame
+    of a run failed."""
+    nsub = int(tasks[0, T_NSUB])
+    if current.batched and bool(np.all(tasks[:, T_NSUB] == nsub)):
+        try:
+            sizes = current.processor.process_batch(
+                raw_ring.buffer, tasks[:, T_SLOT], nsub, out_ring.buffer, tasks[:, T_OUT_SLOT]
+            )
+        except Exception:  # noqa: BLE001 - redone frame by frame below, which logs what failed
+            sizes = np.full(len(tasks), -1, dtype=np.int64)
+        if bool(np.all(sizes >= 0)):
+            return sizes
+    return np.array(
+        [
+            process_one(
+                current,
+                int(row[T_FRAME]),
+                int(row[T_SLOT]),
+                int(row[T_NSUB]),
+                model,
+                raw_ring,
+                out_ring,
+                int(row[T_OUT_SLOT]),
+            )
+            for row in tasks
+        ],
+        dtype=np.int64,
+    )
 
 
 def process_one(
-    current: SeriesWorker, task: AssembledFrame, model, raw_ring: SlotRing, out_ring: SlotRing, out_slot: int
-) -> ProcessedImage | None:
-    """Correct and compress one raw frame into `out_slot`. None if it failed."""
-    raw_shape = (task.nsubframes, model.n_modules, *model.module.raw_shape)
+    current: SeriesWorker,
+    frame_number: int,
+    slot: int,
+    nsubframes: int,
+    model,
+    raw_ring: SlotRing,
+    out_ring: SlotRing,
+    out_slot: int,
+) -> int:
+    """Correct and compress the raw frame in `slot` into `out_slot`; the chunk's bytes, or -1 if it failed."""
+    raw_shape = (nsubframes, model.n_modules, *model.module.raw_shape)
     try:
-        image = current.processor.process(raw_ring.array(task.slot, RAW_DTYPE, raw_shape))
+        image = current.processor.process(raw_ring.array(slot, RAW_DTYPE, raw_shape))
         payload = current.codec.encode(image)
     except Exception:
-        log.exception("frame %d of series %d could not be processed", task.frame_number, task.series_id)
-        return None
+        log.exception("frame %d of series %d could not be processed", frame_number, current.settings.series_id)
+        return -1
     out_ring.bytes(out_slot, payload.size)[:] = payload
-    return ProcessedImage(
-        task.series_id, task.frame_number, out_slot, payload.size, task.packets_expected, task.packets_received
-    )
+    return int(payload.size)
 
 
 def drain(q: Any) -> None:

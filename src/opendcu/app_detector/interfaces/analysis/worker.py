@@ -1,7 +1,8 @@
 """An analysis worker process: decode the compressed images it is handed and analyse them.
 
-It runs at low CPU priority (nice 10) with one numba thread by default, so that acquisition (DAQ, pipeline
-workers, file writing) always comes first on a busy machine. It owns nothing but a FrameAnalyzer; images reach it
+It runs at low CPU priority (nice 10; images are analysed under SCHED_IDLE) with one numba thread by default, so
+that acquisition (DAQ, pipeline workers, file writing, the simulated modules) always comes first on a busy
+machine. It owns nothing but a FrameAnalyzer; images reach it
 as slot numbers of the interface's shared-memory ring, results leave as small dicts.
 
 Inbox messages (per worker, in order):
@@ -23,7 +24,6 @@ and, once it has CELL_SEARCH_FIRST images spanning CELL_SEARCH_MIN_SPAN deg of r
 from __future__ import annotations
 
 import logging
-import os
 import time
 import traceback
 from typing import TYPE_CHECKING, Any
@@ -156,17 +156,14 @@ def result_record(result, series_id: int, image_id: int, phi_deg: float, max_spo
 
 def run_worker(worker_id: int, inbox, outbox, ring_spec: tuple[str, int, int], threads: int, nice: int) -> None:
     """Entry point of a worker process; `outbox` is its own result pipe (a Connection)."""
-    from opendcu.app_detector.os_threads import name_this_thread
+    from opendcu.app_detector.os_threads import lower_this_process_priority, name_this_thread, run_on_idle_cpu_only
     from opendcu.lifecycle import child_process_setup
 
     # blocks on its inbox; holds nothing to save (the ring is the parent's), so SIGTERM ends it even mid-warm-up
     child_process_setup(f"analysis-worker-{worker_id}", exit_on_term="at_once")
     name_this_thread(f"analysis-w{worker_id}")  # its /proc comm: what ps, top and the fault tests see
     if nice:
-        try:
-            os.nice(nice)
-        except OSError:
-            pass
+        lower_this_process_priority(nice)
     import numba
 
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
@@ -187,6 +184,8 @@ def run_worker(worker_id: int, inbox, outbox, ring_spec: tuple[str, int, int], t
             if kind == "stop":
                 return
             if kind == "setup":
+                # a setup may compile kernels, which arm waits for: at the nice level only; images on idle CPU
+                run_on_idle_cpu_only(False)
                 _, series_id, setup = message
                 t0 = time.perf_counter()
                 error = None
@@ -206,6 +205,8 @@ def run_worker(worker_id: int, inbox, outbox, ring_spec: tuple[str, int, int], t
                     error = f"{type(exc).__name__}: {exc}"
                     log.exception("analysis setup failed")
                 outbox.send(("ready", worker_id, series_id, (time.perf_counter() - t0) * 1e3, error))
+                if nice:
+                    run_on_idle_cpu_only(True)
                 continue
             if kind == "cell":
                 _, series_id, cell = message

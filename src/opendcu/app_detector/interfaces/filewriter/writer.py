@@ -221,6 +221,8 @@ class FileWriter(ModeAndState, BufferedInterface):
                 self._close_current(s)
         except Exception as exc:  # disk full, permissions: keep what is written, report, stop writing this series
             self._fail(s, f"writing image {image.image_number} of series {s.series.series_id} failed: {exc}")
+
+    def after_images(self) -> None:
         if self._pool is not None and len(self.buffer) == 0:
             self._pool.flush()  # nothing else queued: hand the batch of copies to the writer processes now
 

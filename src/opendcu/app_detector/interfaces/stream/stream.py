@@ -74,6 +74,7 @@ class Stream(ModeAndState, BufferedInterface):
         self._image_appendix: Any = ""
         self._format = "legacy"
         self._encoders: dict[tuple, v2.ImageMessageEncoder] = {}
+        self._last_encoder: tuple[Any, Any, str, v2.ImageMessageEncoder] | None = None
         self._send_lock = threading.Lock()
         super().__init__(buffer_images, Policy.DROP_NEW)
 
@@ -116,6 +117,7 @@ class Stream(ModeAndState, BufferedInterface):
         cfg = self.subsystem
         self._format = cfg["format"]
         self._encoders.clear()
+        self._last_encoder = None
         self._image_appendix = cfg["image_appendix"]  # fixed at arm, like the rest of the series' config
         if self._format == "cbor":
             parts = [v2.start_message(series, cfg["header_detail"], cfg["header_appendix"])]
@@ -138,12 +140,16 @@ class Stream(ModeAndState, BufferedInterface):
             self._unpulled += 1
 
     def _encoder(self, series: Series, image: CompressedImage) -> v2.ImageMessageEncoder:
+        last = self._last_encoder  # the images of a series share their shape and dtype objects: no key to build
+        if last is not None and last[0] is image.shape and last[1] is image.dtype and last[2] == image.compression:
+            return last[3]
         key = (tuple(image.shape), np.dtype(image.dtype).str, image.compression)
         encoder = self._encoders.get(key)
         if encoder is None:
             encoder = self._encoders[key] = v2.ImageMessageEncoder(
                 series, image.shape, image.dtype, image.compression, self._image_appendix
             )
+        self._last_encoder = (image.shape, image.dtype, image.compression, encoder)
         return encoder
 
     def handle_end(self, series: Series, aborted: bool, images_done: threading.Event | None = None) -> None:

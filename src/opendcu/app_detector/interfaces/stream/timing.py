@@ -17,8 +17,13 @@ def image_times(
 ) -> tuple[Rational, Rational, Rational]:
     """(real_time, start_time, stop_time) of image `image_id` (0-based) in ticks of `frequency`."""
     count = round(series.count_time * frequency)
-    start = round(image_id * series.frame_time * frequency)
+    start = start_ticks(series, image_id, frequency)
     return (count, frequency), (start, frequency), (start + count, frequency)
+
+
+def start_ticks(series: Series, image_id: int, frequency: int = TICKS_PER_SECOND) -> int:
+    """When image `image_id` (0-based) starts, in ticks of `frequency` after the series start."""
+    return round(image_id * series.frame_time * frequency)
 
 
 def image_times_ns(series: Series, image_id: int) -> tuple[int, int, int]:

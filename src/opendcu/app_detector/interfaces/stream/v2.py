@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from opendcu.app_detector.interfaces.stream import cbor
-from opendcu.app_detector.interfaces.stream.timing import Rational, image_times
+from opendcu.app_detector.interfaces.stream.timing import Rational, image_times, start_ticks
 from opendcu.app_detector.series import Series
 from opendcu.codecs.float8 import DECODE_DESCRIPTION, DECODE_UNBIASED_TABLE
 
@@ -99,38 +99,52 @@ class ImageMessageEncoder:
 
         self.series = series
         self.compression = compression
-        self._ids = enc("type", "image", "series_id", series.series_id, "series_unique_id", series.unique_id)
-        self._date = enc("series_date", cbor.Tagged(cbor.TAG_DATETIME, series_date(series)))
+        ids = enc("type", "image", "series_id", series.series_id, "series_unique_id", series.unique_id)
+        date = enc("series_date", cbor.Tagged(cbor.TAG_DATETIME, series_date(series)))
         has_user_data = not appendix_empty(image_appendix)
-        self._user_data = enc("user_data", image_appendix) if has_user_data else b""
+        user_data = enc("user_data", image_appendix) if has_user_data else b""
         self._nkeys = 10 if has_user_data else 9
-        self._keys = {k: enc(k) for k in ("image_id", "real_time", "start_time", "stop_time")}
         # "data": {"threshold_1": tag40([[h, w], tagNN(tag56500([alg, elem_size, <bytes>]))])} up to the bytes
         marker = b"\x00opendcu-payload\x00"
         template = enc("data", {CHANNEL: cbor.compressed_array(shape, dtype, WIRE_ALGORITHM[compression], marker)})
-        self._data_prefix = template[: template.index(cbor.head(2, len(marker)) + marker)]
+        data_prefix = template[: template.index(cbor.head(2, len(marker)) + marker)]
+        # the message in pieces: constant bytes between the few integers that change from image to image
+        # (the times are [ticks, frequency] pairs; real_time is the same for every image of a series)
+        (count, frequency), _, _ = image_times(series, 0)
+        self._count, self._frequency = count, frequency
+        self._frequency_head = cbor.head(0, frequency)
+        pair = cbor.head(4, 2)
+        self._after_map_head = ids + enc("image_id")
+        self._before_id = cbor.SELF_DESCRIBED + cbor.head(5, self._nkeys) + self._after_map_head
+        self._before_start = enc("real_time", [count, frequency]) + date + enc("start_time") + pair
+        self._before_stop = enc("stop_time") + pair
+        self._before_data = user_data + data_prefix
 
     def encode(self, image_id: int, payload: Any, annotations: Mapping[str, Any] | None = None) -> bytes:
-        real, start, stop = image_times(self.series, image_id)
-        out: list[Any] = [
-            cbor.SELF_DESCRIBED,
-            cbor.head(5, self._nkeys + len(annotations or ())),
-            self._ids,
-            self._keys["image_id"],
-            cbor.head(0, image_id),
-            self._keys["real_time"],
-        ]
-        cbor.encode_into(out, list(real))
-        out.append(self._date)
-        out.append(self._keys["start_time"])
-        cbor.encode_into(out, list(start))
-        out.append(self._keys["stop_time"])
-        cbor.encode_into(out, list(stop))
-        out += [self._user_data, self._data_prefix]
+        start = start_ticks(self.series, image_id, self._frequency)
         if isinstance(payload, np.ndarray):
             payload = memoryview(np.ascontiguousarray(payload)).cast("B")
-        out += [cbor.head(2, payload.nbytes), payload]
-        for key, value in (annotations or {}).items():
+        before_id = self._before_id
+        if annotations:  # more keys in the map: its head changes
+            map_head = cbor.head(5, self._nkeys + len(annotations))
+            before_id = cbor.SELF_DESCRIBED + map_head + self._after_map_head
+        head_of = cbor.head
+        out: list[Any] = [
+            before_id,
+            head_of(0, image_id),
+            self._before_start,
+            head_of(0, start),
+            self._frequency_head,
+            self._before_stop,
+            head_of(0, start + self._count),
+            self._frequency_head,
+            self._before_data,
+            head_of(2, payload.nbytes),
+            payload,
+        ]
+        if not annotations:
+            return b"".join(out)
+        for key, value in annotations.items():
             if key in _STANDARD_IMAGE_KEYS:
                 raise ValueError(f"annotation {key!r} would replace a standard image key")
             cbor.encode_into(out, key)
