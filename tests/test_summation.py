@@ -66,11 +66,11 @@ def test_subframes_never_overflow_at_the_fastest_rate(name):
         ("eiger2-4m", 58, 2),
         ("eiger2-16m", 1, 32),
         ("eiger2-16m", 58, 0),
-        ("fastasic", 1, 1024),
-        ("fastasic", 7, 1024),
+        ("fastasic", 1, 8192),
+        ("fastasic", 7, 2080),  # 7 x 72 KiB = 504 KiB per slot
     ],
 )
 def test_raw_slots_per_series(name, nsub, slots):
-    """The 1 GiB raw buffer is cut per series into slots of one image's sub-frames (at most 1024 slots): a 4M
-    holds two 1 s images (58 sub-frames of 1 MiB per module) or 128 single frames; a 16M needs more memory."""
+    """The 1 GiB raw buffer is cut per series into slots of one image's sub-frames (at most 8192 slots): a 4M
+    holds two 1 s images (58 sub-frames of 1 MiB per module) or 128 single frames; a 16M needs more memory; small frames are capped at 8192 slots."""
     assert raw_slots(get_model(name), nsub, DataPathConfig(data_dir=None)) == slots

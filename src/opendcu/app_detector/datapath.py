@@ -46,8 +46,10 @@ class DataPathConfig:
     image_buffer_bytes: int = 512 << 20
     #: the compressed-image ring has at least this many slots (beyond its budget if need be)
     min_slots: int = 8
-    #: at most this many raw slots (tiny frames of the fast module would make tens of thousands)
-    max_slots: int = 1024
+    #: at most this many raw slots: the frames in flight (the assembler's window, at most 1024) and behind them a
+    #: backlog for the pipeline, which the fast module's small frames need to ride out a stall of the workers or
+    #: the interfaces (8192 frames: about 0.4 s at 20 kHz; with 1024 a receiver waited for a free slot at 15 kHz)
+    max_slots: int = 8192
     #: at most this many compressed-image slots: small images get a deep ring, so that the interfaces' buffers
     #: (the Stream's is a quarter of it) absorb a stall of a few hundred ms at the fast module's rates
     max_image_slots: int = 8192
