@@ -72,5 +72,6 @@ def test_subframes_never_overflow_at_the_fastest_rate(name):
 )
 def test_raw_slots_per_series(name, nsub, slots):
     """The 1 GiB raw buffer is cut per series into slots of one image's sub-frames (at most 8192 slots): a 4M
-    holds two 1 s images (58 sub-frames of 1 MiB per module) or 128 single frames; a 16M needs more memory; small frames are capped at 8192 slots."""
+    holds two 1 s images (58 sub-frames of 1 MiB per module) or 128
+    single frames; a 16M needs more memory; small frames are capped at 8192 slots."""
     assert raw_slots(get_model(name), nsub, DataPathConfig(data_dir=None)) == slots
