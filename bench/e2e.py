@@ -93,6 +93,8 @@ class Dcu:
                 detector,
                 "--data-dir",
                 str(self.data),
+                "--calibration-dir",
+                str(workdir / f"calibration-{detector}"),
                 "--stream-v1-port",
                 str(self.v1),
                 "--stream-v2-port",
