@@ -530,12 +530,16 @@ def main() -> None:
         default=None,
         help="write a py-spy record of app-detector and per-thread CPU of each series here",
     )
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="keep the DCUs' logs and data here (default: a temporary dir)"
+    )
     args = parser.parse_args()
     global PROFILE_DIR
     PROFILE_DIR = args.profile
     if PROFILE_DIR is not None:
         PROFILE_DIR.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix="opendcu-e2e-"))
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="opendcu-e2e-"))
+    workdir.mkdir(parents=True, exist_ok=True)
 
     def log(text: str) -> None:
         print(text, flush=True)
@@ -599,7 +603,8 @@ def main() -> None:
             need = sum(measured.cpu_per_frame.get(s, 0.0) for s in STAGES) * nominal
             stages.add(f"{detector}: cores the nominal {nominal:g} Hz would need", need, "cores")
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
     summary.print()
     stages.print()
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from opendcu.app_detector.daq import AssembledFrame, Daq, DaqCounters, FrameAssembler
+from opendcu.app_detector.daq.assembler import NO_SLOT, RAW_ERROR
 from opendcu.app_detector.shared_memory import SlotRing
 from opendcu.geometry import DetectorModel, get_model
 from opendcu.hardware.config_packet import Kind, TriggerMode
@@ -85,9 +86,13 @@ class SimulatedDetector:
 
     def _emit(self, frame: AssembledFrame) -> None:
         shape = (frame.nsubframes, self.model.n_modules, *self.model.module.raw_shape)
-        self.frames[frame.frame_number] = Received(frame, self.ring.array(frame.slot, np.uint16, shape).copy())
+        if frame.slot == NO_SLOT:  # nothing arrived: the pipeline would make it all invalid
+            raw = np.full(shape, RAW_ERROR, dtype=np.uint16)
+        else:
+            raw = self.ring.array(frame.slot, np.uint16, shape).copy()
+            self.free.put(frame.slot)
+        self.frames[frame.frame_number] = Received(frame, raw)
         self.order.append(frame.frame_number)
-        self.free.put(frame.slot)
 
     def partition(self, nsubframes: int) -> int:
         """Re-cut the raw ring into slots of `nsubframes` sub-frames between series (as the DataPath does at arm;

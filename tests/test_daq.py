@@ -3,7 +3,9 @@ injection with exact flags and counts, and late/duplicate/foreign/malformed pack
 
 from __future__ import annotations
 
+import queue
 import socket
+import time
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from simulated_detector import SimulatedDetector
 
+from opendcu.app_detector.daq.assembler import NO_SLOT
 from opendcu.geometry import MODELS
 from opendcu.hardware.config_packet import Kind
 from opendcu.hardware.module_driver import ModuleError
@@ -153,7 +156,36 @@ def test_frames_without_a_single_packet_are_handed_on_fully_flagged(detector):
         assert det.frames[f].info.packets_received == 0
         assert np.all(det.frames[f].raw == 0xFFFF)
     np.testing.assert_array_equal(det.frames[3].raw[0], series.expected(3))
-    assert counters.packets_lost == 256 and counters.frames_incomplete == 2
+    assert counters.packets_lost == 256 and counters.frames_incomplete == 2 and counters.frames_lost == 2
+
+
+class NoFreeSlots(queue.Queue):
+    """The free raw slots of a pipeline that is behind: none comes back (slots given back are kept here)."""
+
+    def get(self, block: bool = True, timeout: float | None = None) -> int:
+        if block and timeout:
+            time.sleep(timeout)
+        raise queue.Empty
+
+
+def test_frames_that_find_no_free_raw_slot_are_dropped_whole_without_stalling_the_receivers(detector):
+    det = detector("eiger2-500k", n_slots=8)
+    nimages = 40
+    det.arm(nimages, frame_time=0.002)
+    opened = det.assembler.prestock  # the frames opened ahead at arm hold the only slots the series gets
+    det.assembler.free_slots = NoFreeSlots()
+    det.trigger()
+    # each starved frame once waited 0.5 s for a slot (36 of them: 18 s, while the sockets overflowed); now only
+    # the first waits a few frame periods and the rest are dropped at once
+    assert det.assembler.wait_frames(nimages, timeout=5.0)
+    counters = det.finish(nimages, timeout=5.0)
+    assert sorted(det.frames) == list(range(1, nimages + 1))
+    dropped = range(opened + 1, nimages + 1)
+    assert all(det.frames[f].info.slot == NO_SLOT and det.frames[f].info.packets_received == 0 for f in dropped)
+    assert all(det.frames[f].info.packets_received == 128 for f in range(1, opened + 1))
+    assert counters.frames_complete == opened and counters.frames_lost == counters.frames_incomplete == len(dropped)
+    # every packet of a dropped frame was read from the socket and counted, none lost there
+    assert counters.overflow == 128 * len(dropped) and counters.packets_received == 128 * opened
 
 
 def raw_packet(

@@ -8,9 +8,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from opendcu.app_detector.daq.assembler import NO_SLOT
 from opendcu.app_detector.pipeline.arrays import PipelineArrays, image_shape
 from opendcu.app_detector.pipeline.processor import ImageProcessor
+from opendcu.app_detector.pipeline.worker import SeriesWorker, process_run
 from opendcu.app_detector.series import SeriesSettings
+from opendcu.app_detector.shared_memory import SlotRing
 from opendcu.codecs import get_codec
 from opendcu.codecs.compiled import CHUNK_BSLZ4, CHUNK_NONE, chunk_bound, encode_chunk
 from opendcu.geometry import get_model
@@ -71,3 +74,45 @@ def test_the_compiled_bslz4_encoder_makes_the_bytes_of_the_bslz4_codec_and_decod
     assert encode_chunk(image, CHUNK_NONE, 0, raw) == image.nbytes
     assert raw.tobytes() == image.tobytes()
     assert encode_chunk(image, CHUNK_NONE, 0, raw[:-1]) == -1  # a chunk that does not fit is refused
+
+
+@pytest.mark.parametrize(("detector", "changes"), [VARIANTS[0], VARIANTS[4], VARIANTS[5]])
+def test_frames_without_pixels_get_the_all_invalid_image_in_a_batch_with_frames_that_have_theirs(detector, changes):
+    """A frame handed on with NO_SLOT (nothing arrived, or no raw slot was free) reads no raw slot: its image is
+    every pixel invalid (masked pixels as masked, gaps as always), and the batch's other frames are processed."""
+    model = get_model(detector)
+    base = SeriesSettings(0, detector, 1, 16, "bslz4", True, True, flatfield_correction_applied=True)
+    settings = replace(base, frame_count_time=0.001, **changes)
+    settings = replace(settings, image_shape=image_shape(settings))
+    rng = np.random.default_rng(8)
+    mask = np.zeros(model.shape, np.uint32)
+    mask[rng.random(model.shape) < 0.01] = 8
+    processor = ImageProcessor(settings, PipelineArrays.for_detector(settings, mask, None))
+    worker = SeriesWorker.__new__(SeriesWorker)  # a worker's series state without a calibration shared block
+    worker.settings, worker.processor, worker.codec = settings, processor, get_codec(settings.compression)
+    worker.batched, worker._invalid = True, {}
+    raw_shape = (1, model.n_modules, *model.module.raw_shape)
+    raw_ring = SlotRing(3, int(np.prod(raw_shape)) * 2)
+    out_ring = SlotRing(5, processor.chunk_bound())
+    raws = [rng.poisson(5, raw_shape).astype(np.uint16) for _ in range(3)]
+    for slot, raw in enumerate(raws):
+        raw_ring.array(slot, np.uint16, raw_shape)[:] = raw
+    slots = [2, NO_SLOT, 0, NO_SLOT, 1]
+    tasks = np.array([(0, i + 1, slot, 1, 1, 1, i) for i, slot in enumerate(slots)], dtype=np.int64)
+    try:
+        sizes = process_run(worker, tasks, model, raw_ring, out_ring)
+        codec, dtype, shape = worker.codec, processor.image.dtype, processor.image.shape
+        images = [codec.decode(out_ring.bytes(i, int(n)), dtype, shape) for i, n in enumerate(sizes)]
+    finally:
+        raw_ring.close()
+        out_ring.close()
+    for image, slot in zip(images, slots, strict=True):
+        if slot != NO_SLOT:
+            np.testing.assert_array_equal(image, processor.process(raws[slot]))
+    # the oracle of an image without pixels: masked pixels (and blocks with one) 0, every other pixel invalid
+    masked = mask != 0
+    if settings.binning_2x2_applied:
+        masked = masked.reshape(shape[0], 2, shape[1], 2).any(axis=(1, 3))
+    expected = np.where(masked, 0, processor.error_value).astype(dtype)
+    np.testing.assert_array_equal(images[1], expected)
+    np.testing.assert_array_equal(images[3], expected)

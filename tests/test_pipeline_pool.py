@@ -4,16 +4,18 @@ slots, handed on in frame order, each series with its own settings."""
 from __future__ import annotations
 
 import multiprocessing as mp
+import queue
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from pipeline_reference import reference_image
 
-from opendcu.app_detector.daq.assembler import AssembledFrame
+from opendcu.app_detector.daq.assembler import NO_SLOT, AssembledFrame
 from opendcu.app_detector.pipeline.arrays import PipelineArrays, image_shape
 from opendcu.app_detector.pipeline.pool import PipelinePool
 from opendcu.app_detector.pipeline.worker import ProcessedImage
@@ -152,3 +154,67 @@ def test_workers_stop_on_sigterm_while_waiting():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ended True exitcode 0" in result.stdout, result.stdout + result.stderr  # a clean exit, not killed
+
+
+def test_a_frame_handed_on_after_many_newer_ones_cannot_starve_the_output_ring():
+    """Frames settle out of order (one missing packets closes by its timeout, after newer complete ones; a frame
+    without pixels, NO_SLOT, after its neighbours). With 4 output slots, frames 2..9 handed on first would hold
+    every slot while waiting in order for frame 1, and frame 1 would wait for a slot: every image comes, in
+    order, and frames without pixels come all invalid."""
+    model = get_model(DETECTOR)
+    n_raw, n_out, nimages = 12, 4, 12
+    raw_ring = SlotRing(n_raw, model.module.raw_pixels * 2)
+    out_ring = SlotRing(n_out, 2 * model.module.raw_pixels + 65536)
+    raw_free: queue.Queue[int] = queue.Queue()
+    out_free: queue.Queue[int] = queue.Queue()
+    for i in range(n_out):
+        out_free.put(i)
+    received: list[tuple[int, np.ndarray]] = []
+    settings = SeriesSettings(1, DETECTOR, nimages, 16, "bslz4", False, False)
+    settings = replace(settings, image_shape=image_shape(settings))
+    codec = get_codec("bslz4")
+    everything = threading.Event()
+
+    def on_images(images: list[ProcessedImage]) -> None:
+        for image in images:
+            data = out_ring.bytes(image.out_slot, image.nbytes).tobytes()
+            received.append((image.frame_number, codec.decode(data, settings.dtype, settings.image_shape)))
+            out_free.put(image.out_slot)
+        if len(received) == nimages:
+            everything.set()
+
+    pool = PipelinePool(DETECTOR, raw_ring, out_ring, raw_free, out_free, on_images, n_workers=2)
+    pool.start()
+    block = PipelineArrays.for_detector(settings, None, None).publish()
+    rng = np.random.default_rng(4)
+    raws = {}
+    try:
+        pool.start_series(replace(settings, calibration_shm=block.name))
+        without_pixels = {5, 1}
+        late = [f for f in range(2, nimages + 1) if f not in without_pixels]
+        frames = []
+        for slot, n in enumerate(late):
+            raws[n] = rng.poisson(n, (1, 1, *model.module.raw_shape)).astype(np.uint16)
+            raw_ring.array(slot, np.uint16, raws[n].shape)[:] = raws[n]
+            frames.append(AssembledFrame(1, n, slot, 64, 64))
+        pool.submit_many(frames)  # 2, 3, 4, 6, ... 12 first
+        deadline = time.monotonic() + 60  # until what went to the workers came back and waits for frame 1
+        while not (pool._held and not any(w.outstanding for w in pool._workers)) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        pool.submit_many([AssembledFrame(1, 5, NO_SLOT, 64, 0)])
+        pool.submit_many([AssembledFrame(1, 1, NO_SLOT, 64, 0)])  # the first image, last
+        assert everything.wait(60), f"only {[n for n, _ in received]} came back"
+    finally:
+        pool.close()
+        block.close()
+        raw_ring.close()
+        out_ring.close()
+    assert [n for n, _ in received] == list(range(1, nimages + 1))
+    invalid = np.full(settings.image_shape, 0xFFFF, settings.dtype)  # gaps are the error value too, unmasked
+    no_mask, no_gain = np.zeros(model.shape, np.uint32), np.ones(model.shape, np.float32)
+    for n, image in received:
+        if n in without_pixels:
+            np.testing.assert_array_equal(image, invalid)
+        else:
+            np.testing.assert_array_equal(image, reference_image(raws[n], settings, no_mask, no_gain))
+    assert sorted(raw_free.get_nowait() for _ in range(raw_free.qsize())) == list(range(len(late)))

@@ -153,7 +153,6 @@ class DataPath:
         self.assembler = FrameAssembler(
             model, self.raw_ring, self.raw_free, emit=self.pipeline.submit, emit_many=self.pipeline.submit_many
         )
-        self.assembler.on_lost = self.pipeline.frame_lost
         self.assembler.lost_in_pipeline = lambda: self.pipeline.images_lost_in_pipeline
         self.daq = Daq(self.assembler, config.host)
         self._series: Series | None = None

@@ -34,7 +34,7 @@ def serve(
         typer.Option(
             min=1,
             help="shared memory for raw frames, MiB: each series gets as many slots of one image (all its "
-            "auto-summation sub-frames) as fit, at most 1024; arm refuses a count_time of which fewer than 2 "
+            "auto-summation sub-frames) as fit, at most 8192; arm refuses a count_time of which fewer than 2 "
             "images fit",
         ),
     ] = 1024,

@@ -38,8 +38,13 @@ FLUSH_WAIT = 2.0  # s: receivers notice a flush request within their socket time
 #: a module's share of a frame closes this long after its last packet (while its socket is drained): a few frame
 #: periods, within these bounds (frames followed by newer ones close at once by the frame-number rule)
 SHARE_TIMEOUT_MIN, SHARE_TIMEOUT_MAX, SHARE_TIMEOUT_PERIODS = 0.5, 1.0, 4
-#: at the end of a series, how long frames of which nothing arrived may wait for raw slots, all together (s)
-LOST_FRAME_SLOT_WAIT = 2.0
+#: the raw slot of a frame handed on without pixels (every packet lost, or no slot was free when it began):
+#: the pipeline makes its image all invalid without reading a raw slot, so such frames cost the data path nothing
+NO_SLOT = -1
+#: how long the first frame that finds no free raw slot waits for one (the pipeline is behind): a few frame
+#: periods, within these bounds (s). While slots stay short, later frames do not wait: the receivers keep
+#: draining their sockets, frames are dropped whole (their images all invalid) and the rest arrive complete.
+SLOT_WAIT_MIN, SLOT_WAIT_MAX, SLOT_WAIT_PERIODS = 0.002, 0.5, 8
 #: while a series runs the assembler thread polls the receivers' event rings every half frame period, within
 #: these bounds (s): often enough that frames settle promptly, rarely enough that slow series pay no polls for
 #: nothing (each poll takes the GIL from the data path's other threads); frames opened ahead cover the wait
@@ -95,7 +100,8 @@ class DaqCounters:
     overflow: int = 0
     frames_complete: int = 0
     frames_incomplete: int = 0
-    #: images the detector took that could not be handed on at all (no slot)
+    #: frames of which no pixel arrived (every packet lost, or no raw slot was free): handed on all invalid, and
+    #: counted incomplete too
     frames_lost: int = 0
 
     @property
@@ -179,8 +185,6 @@ class FrameAssembler:
         #: takes the frames settled in one poll at once (the pipeline: one hand-off per batch), else `emit` each
         self.emit_many = emit_many
         self._outbox: list[AssembledFrame] = []
-        #: told (series id, frame number) of every frame that could not be handed on at all (counted frames_lost)
-        self.on_lost: Callable[[int, int], None] | None = None
         #: images of the series lost after the DAQ (the pipeline's count; DataPath wires it)
         self.lost_in_pipeline: Callable[[], int] = lambda: 0
         #: UDP ports the receivers are bound to, by module index (Daq fills it)
@@ -206,6 +210,11 @@ class FrameAssembler:
         self._flush_expected: int | None = None
         self._last_progress = time.monotonic()
         self._frame_time = 0.0
+        self._slot_wait = SLOT_WAIT_MAX
+        #: the first frame of the current run of frames opened without a raw slot (None: slots are free)
+        self._starved_from: int | None = None
+        self._dropped_no_slot = 0
+        self._dropped_reported = 0
         self._share_timeout = share_timeout(0.0)
         self._poller: threading.Thread | None = None
         self._stop_poller = threading.Event()
@@ -368,6 +377,8 @@ class FrameAssembler:
             for index, (ip, port) in self._sources.items():
                 table.sources[index, k.SRC_IP], table.sources[index, k.SRC_PORT] = ip, port
             self._frame_time = frame_time
+            self._slot_wait = min(SLOT_WAIT_MAX, max(SLOT_WAIT_MIN, SLOT_WAIT_PERIODS * frame_time))
+            self._starved_from, self._dropped_no_slot, self._dropped_reported = None, 0, 0
             # opened ahead: the frames of a few polls, so that the rest of the raw ring buffers the pipeline's
             # backlog (frames opened ahead hold their slots; at high rates the assembler restocks every poll)
             self.prestock = max(2, min(self._max_prestock, int(PRESTOCK_S / frame_time) if frame_time > 0 else 2))
@@ -406,27 +417,13 @@ class FrameAssembler:
                 self._settle(table, np.repeat(pending, self.model.n_modules - table.closed[pending]))
             settled = {int(f) for f, st in zip(table.frame, table.state, strict=True) if st == k.DONE}
             missing = [f for f in range(self._base, expected + 1) if f not in settled]
+            for f in missing:  # images the modules took of which not one packet arrived: all invalid
+                self._hand_on(f, NO_SLOT, 0)
+            if self._starved_from is not None:
+                self._note_starvation(False)
             self._flush_outbox()
             self._changed.notify_all()
-        slot_deadline = time.monotonic() + LOST_FRAME_SLOT_WAIT
-        for f in missing:  # images the modules took of which not one packet arrived
-            self._emit_lost_frame(f, slot_deadline)
         return self.counters
-
-    def _emit_lost_frame(self, frame_number: int, slot_deadline: float) -> None:
-        try:
-            slot = self.free_slots.get(timeout=max(0.001, slot_deadline - time.monotonic()))
-        except queue.Empty:
-            with self._lock:
-                self._py.frames_lost += 1
-                self._report_lost(frame_number)
-            log.error("DAQ: no raw slot to hand on lost frame %d", frame_number)
-            return
-        self.ring.bytes(slot, self.nsubframes * self.frame_bytes)[:] = 0xFF
-        with self._lock:
-            self._hand_on(frame_number, slot, 0)
-            self._flush_outbox()
-            self._changed.notify_all()
 
     @property
     def settle_idle(self) -> float:
@@ -474,8 +471,10 @@ class FrameAssembler:
 
     # -- called by receivers ----------------------------------------------------------------------------------
     def open_frames_upto(self, table: FrameTable, frame_number: int) -> None:
-        """Give frames up to `frame_number` a slot (a receiver has a packet of it). Free slots are taken at once;
-        when none is free, wait up to 0.5 s per frame, then mark it dropped (its packets count as overflow)."""
+        """Give frames up to `frame_number` a slot (a receiver has a packet of it). Free slots are taken at once.
+        When none is free the pipeline is behind: the first such frame waits a few frame periods for one, later
+        ones (while none has come free) not at all; a frame without a slot is dropped whole (its packets count
+        as overflow, its image is handed on all invalid)."""
         with self._open_lock:
             while True:
                 with self._lock:
@@ -489,11 +488,11 @@ class FrameAssembler:
                         self._install(table, np.array(slots, dtype=np.int64))
                         continue
                     nxt = self._next_open
-                try:  # no free slot: the pipeline is behind; wait for one outside the lock
-                    slot = self.free_slots.get(timeout=0.5)
-                except queue.Empty:
-                    slot = -1
-                    log.error("DAQ: no free raw frame slot for frame %d (pipeline behind)", nxt)
+                    wait = 0.0 if self._starved_from is not None else self._slot_wait
+                try:  # no free slot: wait for one outside the lock
+                    slot = self.free_slots.get(timeout=wait) if wait > 0 else self.free_slots.get_nowait()
+                except (queue.Empty, OSError, ValueError):
+                    slot = NO_SLOT
                 with self._lock:
                     if table is not self.table or nxt != self._next_open:
                         if slot >= 0:
@@ -531,12 +530,13 @@ class FrameAssembler:
             elif decision == k.RELEASE:  # opened ahead, never taken: not an image
                 if slot >= 0:
                     self.free_slots.put(slot)
-            else:
-                self._hand_on_without_slot(frame_number)
+            else:  # opened without a slot: its packets were skipped
+                self._hand_on(frame_number, NO_SLOT, 0)
         self._base = k.advance_base(table.frame, table.state, table.params)
         self._restock()
 
     def _install(self, table: FrameTable, slots: np.ndarray) -> None:
+        self._note_starvation(int(slots[0]) < 0)
         k.install(
             self._next_open,
             slots,
@@ -579,21 +579,28 @@ class FrameAssembler:
             self.free_slots.put(int(table.slot[e]))
             table.state[e] = k.DONE
 
-    def _hand_on_without_slot(self, frame_number: int) -> None:
-        """A frame that got no slot when it was opened: hand it on fully flagged if a slot is free now."""
-        try:
-            slot = self.free_slots.get_nowait()
-        except (queue.Empty, OSError, ValueError):
-            self._py.frames_lost += 1
-            self._report_lost(frame_number)
-            log.error("DAQ: frame %d lost: no raw slot", frame_number)
-            return
-        self.ring.bytes(slot, self.nsubframes * self.frame_bytes)[:] = 0xFF
-        self._hand_on(frame_number, slot, 0)
-
-    def _report_lost(self, frame_number: int) -> None:
-        if self.on_lost is not None:
-            self.on_lost(self.series_id, frame_number)
+    def _note_starvation(self, no_slot: bool) -> None:
+        """(lock held) Log once when frames begin to be dropped for want of raw slots, and once when they end."""
+        if no_slot:
+            self._dropped_no_slot += 1
+            if self._starved_from is None:
+                self._starved_from = self._next_open
+                log.error(
+                    "DAQ: series %d: no free raw frame slot for frame %d (the pipeline is behind): frames are "
+                    "dropped whole until slots come free",
+                    self.series_id,
+                    self._next_open,
+                )
+        elif self._starved_from is not None:
+            log.error(
+                "DAQ: series %d: raw frame slots free again at frame %d; %d frames dropped since frame %d",
+                self.series_id,
+                self._next_open,
+                self._dropped_no_slot - self._dropped_reported,
+                self._starved_from,
+            )
+            self._dropped_reported = self._dropped_no_slot
+            self._starved_from = None
 
     def _hand_on(self, frame_number: int, slot: int, received: int) -> None:
         expected = self._per_frame
@@ -604,5 +611,6 @@ class FrameAssembler:
             py.frames_complete += 1
         else:
             py.frames_incomplete += 1
+            py.frames_lost += received == 0
         self._emitted += 1
         self._outbox.append(AssembledFrame(self.series_id, frame_number, slot, expected, received, self.nsubframes))

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from opendcu.app_detector.daq.assembler import AssembledFrame
+from opendcu.app_detector.daq.assembler import NO_SLOT, AssembledFrame
 from opendcu.app_detector.os_threads import start_named
 from opendcu.app_detector.pipeline.worker import (
     ANSWER_FIELDS,
@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 64
 #: a frame whose worker died this many times is given up (a frame that kills workers must not kill them all)
 MAX_ATTEMPTS = 2
+#: images held back this long for an earlier one that has not come are reported (s)
+HELD_BACK_S = 5.0
 
 
 @dataclass
@@ -59,6 +61,16 @@ class _Worker:
     settings: Any  # Queue of SeriesSettings
     #: frames sent and not answered yet: (series_id, frame_number) -> (frame, output slot)
     outstanding: dict[tuple[int, int], tuple[AssembledFrame, int]] = field(default_factory=dict)
+
+
+def _frame_number(frame: AssembledFrame) -> int:
+    return frame.frame_number
+
+
+def _give_back_raw(raw_free: Any, frame: AssembledFrame) -> None:
+    """Return a frame's raw slot to the DAQ (a frame without pixels, NO_SLOT, holds none)."""
+    if frame.slot != NO_SLOT:
+        raw_free.put(frame.slot)
 
 
 class PipelinePool:
@@ -90,10 +102,17 @@ class PipelinePool:
         self._next_frame = 1
         self._published = 0
         self._held: dict[int, ProcessedImage] = {}
+        #: (the next image in order, since when it is awaited, whether that was logged)
+        self._waiting_for: tuple[int, float, bool] = (1, time.monotonic(), False)
         self._lost: set[int] = set()  # frame numbers of the series that will not come (collector skips them)
         self._lost_in_pipeline = 0
         self._attempts: dict[tuple[int, int], int] = {}
         self._pending: collections.deque[AssembledFrame] = collections.deque()
+        self._unsorted = False
+        #: frames of the current series go to the workers only below the next image in order + this many: fewer
+        #: than the output slots, so that the next image always finds one
+        self._span = max(1, out_ring.n_slots - n_workers)
+        self._span_off = False
         self._work = threading.Condition()
         self.workers_replaced = 0
         #: (index, pid, exit code) of every worker that ended, in order (the collector is the only thread that
@@ -169,6 +188,11 @@ class PipelinePool:
             self._settings = settings
             self._next_frame = 1
             self._published = 0
+            with self._work:
+                self._span_off = False
+                self._unsorted = bool(self._pending)  # frames of the last series (if any) go first
+            for image in self._held.values():  # never published (an earlier one never came): their slots are free
+                self._out_free.put(image.out_slot)
             self._held.clear()
             self._lost.clear()
             self._lost_in_pipeline = 0
@@ -189,42 +213,77 @@ class PipelinePool:
         self.submit_many([frame])
 
     def submit_many(self, frames: list[AssembledFrame]) -> None:
-        """Hand the frames the DAQ settled in one poll to the workers (one hand-off per batch)."""
+        """Hand the frames the DAQ settled in one poll to the workers (one hand-off per batch). Frames settle
+        out of order at times (a frame missing packets closes by its timeout, after newer complete ones): the
+        pending frames are then put in order again before the next dispatch."""
+        if not frames:
+            return
+        frames = sorted(frames, key=_frame_number)
         with self._work:
+            last = self._pending[-1] if self._pending else None
+            if last is not None and _frame_number(last) > _frame_number(frames[0]):
+                self._unsorted = True
             self._pending.extend(frames)
             self._work.notify()
 
-    def frame_lost(self, series_id: int, frame_number: int) -> None:
-        """The DAQ could not hand frame `frame_number` on (it counts it): do not wait for it."""
-        with self._lock:
-            if series_id == self._series_id:
-                self._lost.add(frame_number)
-                self._advance()
+    def _dispatchable(self) -> int:
+        """(work lock held) How many pending frames, from the left, may take an output slot now: frames of the
+        current series only below `_next_frame + _span`. The images after the next one in order wait for it,
+        each in an output slot; bounding how far ahead frames go keeps a slot for the next one, which would
+        otherwise wait for a slot that only its own publication frees."""
+        if self._unsorted:
+            current = self._series_id
+            self._pending = collections.deque(
+                sorted(self._pending, key=lambda f: (f.series_id == current, _frame_number(f)))
+            )
+            self._unsorted = False
+        pending = self._pending
+        if self._span_off or not pending:
+            return len(pending)
+        limit = self._next_frame + self._span
+        last = pending[-1]  # in order: if the last may go, all may
+        if last.series_id != self._series_id or last.frame_number < limit:
+            return len(pending)
+        n = 0
+        for frame in pending:
+            if frame.series_id == self._series_id and frame.frame_number >= limit:
+                break
+            n += 1
+        return n
 
     def _dispatch(self) -> None:
         while self._running:
-            with self._work:
-                while not self._pending and self._running:
-                    self._work.wait(0.2)
-                if not self._running:
-                    return
-                n_alive = max(1, len(self._workers))
-                size = min(MAX_BATCH, -(-len(self._pending) // n_alive))
-            try:  # a free output slot per frame; the first one may be waited for (the interfaces are behind)
-                slots = [self._out_free.get(timeout=0.2)]
+            try:
+                self._dispatch_once()
+            except Exception:  # noqa: BLE001 - a dead dispatcher would stop the data path without a word
+                log.exception("pipeline dispatcher: error while sending frames to the workers; continuing")
+                time.sleep(0.01)
+
+    def _dispatch_once(self) -> None:
+        """Send the next batch of pending frames (with an output slot each) to the least busy worker."""
+        with self._work:
+            while self._running and not (ready := self._dispatchable()):
+                # frames too far ahead wait for the next one in order (published by the collector): poll
+                self._work.wait(0.005 if self._pending else 0.2)
+            if not self._running:
+                return
+            n_alive = max(1, len(self._workers))
+            size = min(MAX_BATCH, -(-ready // n_alive))
+        try:  # a free output slot per frame; the first one may be waited for (the interfaces are behind)
+            slots = [self._out_free.get(timeout=0.2)]
+        except queue.Empty:
+            return
+        while len(slots) < size:
+            try:
+                slots.append(self._out_free.get_nowait())
             except queue.Empty:
-                continue
-            while len(slots) < size:
-                try:
-                    slots.append(self._out_free.get_nowait())
-                except queue.Empty:
-                    break
-            with self._work:
-                batch = [(self._pending.popleft(), slot) for slot in slots[: len(self._pending)]]
-            for slot in slots[len(batch) :]:
-                self._out_free.put(slot)
-            if batch:
-                self._send(batch)
+                break
+        with self._work:
+            batch = [(self._pending.popleft(), slot) for slot in slots[: self._dispatchable()]]
+        for slot in slots[len(batch) :]:
+            self._out_free.put(slot)
+        if batch:
+            self._send(batch)
 
     def _send(self, batch: list[tuple[AssembledFrame, int]]) -> None:
         with self._lock:
@@ -250,9 +309,13 @@ class PipelinePool:
             return self._published
 
     def flush_held(self) -> None:
-        """Publish whatever is held back waiting for a frame that will never come (after an abort)."""
+        """Publish whatever is held back waiting for a frame that will never come (after an abort), and let the
+        frames still pending go to the workers in any order."""
         with self._lock:
             self._publish([self._held.pop(fn) for fn in sorted(self._held)])
+        with self._work:
+            self._span_off = True
+            self._work.notify()
 
     def _collect(self) -> None:
         while self._running:
@@ -263,14 +326,44 @@ class PipelinePool:
                 ready = mp.connection.wait([*by_conn, *by_sentinel], timeout=0.2)
             except OSError:
                 continue
-            for item in ready:
-                worker = by_conn.get(item)
-                if worker is not None:
-                    self._read(worker)
-            for item in ready:
-                worker = by_sentinel.get(item)
-                if worker is not None and self._running:
-                    self._replace(worker)
+            try:
+                for item in ready:
+                    worker = by_conn.get(item)
+                    if worker is not None:
+                        self._read(worker)
+                for item in ready:
+                    worker = by_sentinel.get(item)
+                    if worker is not None and self._running:
+                        self._replace(worker)
+            except Exception:  # noqa: BLE001 - a dead collector would stop the data path without a word
+                log.exception("pipeline collector: error while taking the workers' answers; continuing")
+            self._check_held_back()
+
+    def _check_held_back(self) -> None:
+        """Say once, loudly, when images wait longer than HELD_BACK_S for an earlier one that has not come, and
+        where that one is: every image after it holds an output slot until it comes."""
+        with self._lock:
+            if not self._held or self._next_frame != self._waiting_for[0]:
+                self._waiting_for = (self._next_frame, time.monotonic(), False)
+                return
+            frame_number, since, told = self._waiting_for
+            if told or time.monotonic() - since < HELD_BACK_S:
+                return
+            self._waiting_for = (frame_number, since, True)
+            key = (self._series_id, frame_number)
+            where = next((f"at worker {w.index}" for w in self._workers if key in w.outstanding), None)
+        if where is None:
+            with self._work:
+                queued = any((f.series_id, f.frame_number) == key for f in self._pending)
+            where = "waiting for an output slot" if queued else "never handed to the pipeline"
+        log.error(
+            "series %d: %d images are held back for %.0f s waiting for image %d (%s)",
+            key[0],
+            len(self._held),
+            time.monotonic() - since,
+            frame_number,
+            where,
+        )
 
     def _read(self, worker: _Worker) -> bool:
         """Take one answer of `worker`; False if its pipe is broken (the worker died)."""
@@ -283,7 +376,7 @@ class PipelinePool:
             current = self._series_id
             for series_id, frame_number, outcome, nbytes in answer.tolist():
                 frame, out_slot = outstanding.pop((series_id, frame_number))
-                raw_free.put(frame.slot)  # the worker is done with the raw frame
+                _give_back_raw(raw_free, frame)  # the worker is done with the raw frame
                 if series_id != current:
                     if outcome == IMAGE:
                         log.warning("dropping image %d of stale series %d", frame_number, series_id)
@@ -333,9 +426,9 @@ class PipelinePool:
                 self._out_free.put(out_slot)
                 attempts = self._attempts[key] = self._attempts.get(key, 0) + 1
                 if frame.series_id != self._series_id:
-                    self._raw_free.put(frame.slot)
+                    _give_back_raw(self._raw_free, frame)
                 elif attempts >= MAX_ATTEMPTS:
-                    self._raw_free.put(frame.slot)
+                    _give_back_raw(self._raw_free, frame)
                     self._lose(frame.frame_number, f"{attempts} workers died on it")
                 else:
                     resend.append(frame)
@@ -348,6 +441,7 @@ class PipelinePool:
             if resend:
                 with self._work:
                     self._pending.extendleft(reversed(resend))
+                    self._unsorted = True
                     self._work.notify()
             return
         log.error(
@@ -363,6 +457,7 @@ class PipelinePool:
         if resend:
             with self._work:
                 self._pending.extendleft(reversed(resend))
+                self._unsorted = True
                 self._work.notify()
 
     def _lose(self, frame_number: int, why: str) -> None:

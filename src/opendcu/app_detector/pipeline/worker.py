@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from opendcu.app_detector.daq.assembler import RAW_DTYPE, AssembledFrame
+from opendcu.app_detector.daq.assembler import NO_SLOT, RAW_DTYPE, RAW_ERROR, AssembledFrame
 from opendcu.app_detector.os_threads import name_this_thread
 from opendcu.app_detector.pipeline.arrays import PipelineArrays, layout_of
 from opendcu.app_detector.pipeline.processor import ImageProcessor, warm_up
@@ -99,6 +99,16 @@ class SeriesWorker:
         #: whole batches in one compiled call (codecs with a compiled encoder, chunks that fit the output slots);
         #: else frame by frame
         self.batched = settings.compression in CHUNK_KINDS and self.processor.chunk_bound() <= out_ring.slot_bytes
+        self._invalid: dict[int, np.ndarray] = {}
+
+    def invalid_chunk(self, nsubframes: int, model) -> np.ndarray:
+        """The chunk of an image of which no pixel arrived (a frame handed on with NO_SLOT): every pixel
+        invalid, gaps and mask as always. Made once per series through the same corrections, then only copied."""
+        chunk = self._invalid.get(nsubframes)
+        if chunk is None:
+            raw = np.full((nsubframes, model.n_modules, *model.module.raw_shape), RAW_ERROR, dtype=RAW_DTYPE)
+            chunk = self._invalid[nsubframes] = np.array(self.codec.encode(self.processor.process(raw)), np.uint8)
+        return chunk
 
 
 def series_for(
@@ -186,9 +196,32 @@ def serve(spec: WorkerSpec, raw_ring: SlotRing, out_ring: SlotRing, stop) -> Non
 
 
 def process_run(current: SeriesWorker, tasks: np.ndarray, model, raw_ring: SlotRing, out_ring: SlotRing) -> np.ndarray:
-    """Correct and compress frames of one series into their output slots: the chunks' sizes (-1: failed). One
-    compiled call for the whole run where the codec allows; frame by frame otherwise, or to find which frame
-    of a run failed."""
+    """Correct and compress frames of one series into their output slots: the chunks' sizes (-1: failed).
+    Frames without pixels (NO_SLOT) get the series' all-invalid chunk, copied; the others are processed."""
+    no_pixels = tasks[:, T_SLOT] == NO_SLOT
+    if not no_pixels.any():
+        return process_frames(current, tasks, model, raw_ring, out_ring)
+    sizes = np.empty(len(tasks), dtype=np.int64)
+    for i in np.flatnonzero(no_pixels):
+        frame_number, nsub, out_slot = (int(v) for v in tasks[i, [T_FRAME, T_NSUB, T_OUT_SLOT]])
+        try:
+            chunk = current.invalid_chunk(nsub, model)
+        except Exception:
+            log.exception("frame %d of series %d: no all-invalid image", frame_number, current.settings.series_id)
+            sizes[i] = -1
+            continue
+        out_ring.bytes(out_slot, chunk.size)[:] = chunk
+        sizes[i] = chunk.size
+    if not no_pixels.all():
+        sizes[~no_pixels] = process_frames(current, tasks[~no_pixels], model, raw_ring, out_ring)
+    return sizes
+
+
+def process_frames(
+    current: SeriesWorker, tasks: np.ndarray, model, raw_ring: SlotRing, out_ring: SlotRing
+) -> np.ndarray:
+    """Frames with pixels: one compiled call for the whole run where the codec allows; frame by frame
+    otherwise, or to find which frame of a run failed."""
     nsub = int(tasks[0, T_NSUB])
     if current.batched and bool(np.all(tasks[:, T_NSUB] == nsub)):
         try:
