@@ -8,7 +8,8 @@ Needs only Python >= 3.11 on the machine:
     python3 dev.py lint                       # ruff check, ruff format --check, import-linter, mypy (ceiling)
     python3 dev.py unit [pytest options]      # the tests that start no DCU (marker `not integration`)
     python3 dev.py integration [pytest opts]  # the tests that start real process trees (marker `integration`)
-    python3 dev.py test                       # what CI runs: lint, then unit, then integration
+    python3 dev.py test                       # what CI runs: lint (while the rest is set up), unit,
+                                              # integration
     python3 dev.py test [pytest options]      # pytest with those options only, e.g. `test tests/test_x.py -x`
 
 Every command is idempotent: the venvs are reused and only refreshed when pyproject.toml (or the clients'
@@ -210,12 +211,55 @@ def integration(args: list[str]) -> int:
     return _pytest(["-m", "integration", DURATIONS, *args])
 
 
+def install_debian_packages() -> None:
+    """As root: the Debian packages the tests drive (tests/debian.py), if missing."""
+    if subprocess.call([sys.executable, ROOT / "tests" / "debian.py"], cwd=ROOT) != 0:
+        raise RuntimeError("tests/debian.py could not install the Debian packages")
+
+
+class Background:
+    """A set-up step on a thread of its own: its failure (an exception, or sys.exit) is kept for `join`."""
+
+    def __init__(self, name: str, step) -> None:
+        self.name, self.error = name, ""
+        self._thread = threading.Thread(target=self._run, args=(step,), name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self, step) -> None:
+        try:
+            step()
+        except BaseException as exc:  # noqa: BLE001 - compile_kernels ends with sys.exit on failure
+            self.error = str(exc) or type(exc).__name__
+
+    def join(self) -> str:
+        self._thread.join()
+        return self.error
+
+
+def lint_and_set_up(args: list[str]) -> int:
+    """Lint, while what the tests need besides the test venv is set up side by side: the external clients'
+    venv, the compiled kernels and (as root) the Debian packages."""
+    ensure_venv("test")
+    steps = [
+        Background("external clients", ensure_clients_venv),
+        Background("kernels", compile_kernels),
+        Background("Debian packages", install_debian_packages),
+    ]
+    code = lint(args)
+    for step in steps:
+        error = step.join()
+        if error:
+            print(f"dev.py: setting up {step.name} FAILED: {error}", flush=True)
+            code = 1
+    return code
+
+
 def test(args: list[str]) -> int:
-    """With options: pytest with them. Without: lint, then unit, then integration, stopping at the first stage
-    that fails (CI)."""
+    """With options: pytest with them. Without: lint (while the rest is set up), then unit, then integration,
+    stopping at the first stage that fails (CI)."""
     if args:
         return _pytest(args)
-    for stage in (lint, unit, integration):
+    for stage in (lint_and_set_up, unit, integration):
         t0 = time.monotonic()
         code = stage([])
         print(

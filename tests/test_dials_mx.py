@@ -18,6 +18,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import debian
 import pytest
 from analysis_support import LYSOZYME
 from conftest import start_dcu
@@ -38,12 +39,7 @@ def dials_env() -> dict[str, str]:
             pytest.fail(
                 "DIALS is not installed and the tests do not run as root: apt-get install -y python3-dials bitshuffle"
             )
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        install = ["apt-get", "install", "-y", "--no-install-recommends", "python3-dials", "bitshuffle"]
-        done = subprocess.run(install, env=env, capture_output=True, text=True, timeout=1800)
-        if done.returncode != 0:  # a stale package list: update once and retry
-            subprocess.run(["apt-get", "update"], env=env, capture_output=True, text=True, timeout=600)
-            done = subprocess.run(install, env=env, capture_output=True, text=True, timeout=1800)
+        done = debian.install("dials")
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "HDF5_PLUGIN"))}
     env.update(PATH="/usr/bin:/bin", HDF5_PLUGIN_PATH=HDF5_PLUGINS, OMP_NUM_THREADS="1")

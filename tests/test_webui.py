@@ -20,6 +20,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import debian
 import h5py
 import httpx
 import numpy as np
@@ -42,21 +43,8 @@ def _ensure_chromium() -> tuple[str, str]:
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         if os.geteuid() != 0:
             pytest.fail("chromium/chromedriver are missing: apt-get install chromium chromium-driver (needs root)")
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        subprocess.run(
-            ["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "chromium", "chromium-driver"],
-            check=False,
-            env=env,
-            capture_output=True,
-        )
-        if not (shutil.which("chromium") and shutil.which("chromedriver")):
-            subprocess.run(["apt-get", "update"], check=True, env=env, capture_output=True)
-            subprocess.run(
-                ["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "chromium", "chromium-driver"],
-                check=True,
-                env=env,
-                capture_output=True,
-            )
+        done = debian.install("browser")
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return shutil.which("chromium"), shutil.which("chromedriver")
 
 
