@@ -16,6 +16,7 @@ import collections
 import logging
 import multiprocessing as mp
 import multiprocessing.connection
+import operator
 import os
 import queue
 import threading
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 64
 #: a frame whose worker died this many times is given up (a frame that kills workers must not kill them all)
 MAX_ATTEMPTS = 2
+_frame_number = operator.attrgetter("frame_number")
 #: images held back this long for an earlier one that has not come are reported (s)
 HELD_BACK_S = 5.0
 
@@ -61,10 +63,6 @@ class _Worker:
     settings: Any  # Queue of SeriesSettings
     #: frames sent and not answered yet: (series_id, frame_number) -> (frame, output slot)
     outstanding: dict[tuple[int, int], tuple[AssembledFrame, int]] = field(default_factory=dict)
-
-
-def _frame_number(frame: AssembledFrame) -> int:
-    return frame.frame_number
 
 
 def _give_back_raw(raw_free: Any, frame: AssembledFrame) -> None:
@@ -221,7 +219,7 @@ class PipelinePool:
         frames = sorted(frames, key=_frame_number)
         with self._work:
             last = self._pending[-1] if self._pending else None
-            if last is not None and _frame_number(last) > _frame_number(frames[0]):
+            if last is not None and last.frame_number > frames[0].frame_number:
                 self._unsorted = True
             self._pending.extend(frames)
             self._work.notify()
@@ -234,7 +232,7 @@ class PipelinePool:
         if self._unsorted:
             current = self._series_id
             self._pending = collections.deque(
-                sorted(self._pending, key=lambda f: (f.series_id == current, _frame_number(f)))
+                sorted(self._pending, key=lambda f: (f.series_id == current, f.frame_number))
             )
             self._unsorted = False
         pending = self._pending
