@@ -66,13 +66,20 @@ def _stamp_for(extras: str) -> tuple[Path, str]:
     return VENV / f".installed-{extras or 'base'}", digest
 
 
+def _create_venv(path: Path) -> None:
+    # Symlinked, as `python -m venv` does on Linux. A copied interpreter is written by this process; while
+    # another set-up thread forks, its child holds that file open for writing and running it fails with
+    # "Text file busy" (ETXTBSY), as one CI run did.
+    venv.EnvBuilder(with_pip=True, symlinks=os.name != "nt").create(path)
+
+
 def ensure_venv(extras: str = "") -> None:
     """Create .venv and install opendcu (editable) with the given extras, unless already done."""
     if sys.version_info < (3, 11):  # noqa: UP036 (dev.py runs under whatever python3 a new user has)
         sys.exit(f"opendcu needs Python >= 3.11, this is {sys.version.split()[0]}")
     if not (BIN / "python").exists():
         print(f"dev.py: creating {VENV}", flush=True)
-        venv.EnvBuilder(with_pip=True).create(VENV)
+        _create_venv(VENV)
         subprocess.check_call([BIN / "python", "-m", "pip", "install", "-q", "--upgrade", "pip"])
     stamp, digest = _stamp_for(extras)
     if stamp.exists() and stamp.read_text() == digest:
@@ -93,7 +100,7 @@ def ensure_clients_venv() -> Path:
         return python
     print(f"dev.py: installing external clients into {CLIENTS_VENV} (a few minutes the first time)", flush=True)
     if not python.exists():
-        venv.EnvBuilder(with_pip=True).create(CLIENTS_VENV)
+        _create_venv(CLIENTS_VENV)
         subprocess.check_call([python, "-m", "pip", "install", "-q", "--upgrade", "pip"])
     subprocess.check_call([python, "-m", "pip", "install", "-q", "-c", CLIENT_CONSTRAINTS, *CLIENT_PACKAGES])
     subprocess.check_call([python, "-m", "pip", "install", "-q", "--no-deps", *CLIENT_PACKAGES_NO_DEPS])
