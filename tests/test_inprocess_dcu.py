@@ -14,7 +14,9 @@ import pytest
 from inprocess_dcu import InProcessModules, inprocess_dcu
 from stream_consumer import StreamConsumer
 
+from opendcu.app_detector.datapath import compressed_bound, stream_buffer_images
 from opendcu.app_detector.interfaces.stream.decoder import decode_v2
+from opendcu.app_detector.shared_memory import slot_stride
 from opendcu.geometry import get_model
 from opendcu.hardware.backend import ModuleBackend
 from opendcu.hardware.module_driver import ModuleError
@@ -108,3 +110,36 @@ def test_a_lost_packet_is_counted_and_the_series_says_so(tmp_path: Path):
         assert summary["outcome"] == "incomplete" and "1 images incomplete (1 packets lost)" in summary["problems"]
         with h5py.File(tmp_path / f"series_{series_id}_master.h5") as master:
             assert master["/entry/data/data_000001"].shape[0] == 6  # the incomplete image is written, its gap flagged
+
+
+def test_the_image_ring_is_cut_per_series_by_bit_depth_and_every_image_comes_through(tmp_path: Path):
+    """16-bit images take half the slot of 32-bit ones, so a single-frame series gets twice the image slots (and
+    a Stream buffer twice as deep). Series of 16, 32 (six sub-frames summed) and 16 bits in a row: the DataPath,
+    the workers and the interfaces view the ring alike each time, so every image decodes to the flood."""
+    # a flood of 1e6 photons per pixel and second: 10k in a 10 ms image, 100k in a 100 ms one (6 sub-frames)
+    with inprocess_dcu(tmp_path, "eiger2-500k", scene={"kind": "flood", "flux": 1e6}) as dcu:
+        ring, (h, w) = dcu.datapath.out_ring, dcu.model.shape
+        dcu.filewriter.set("mode", "enabled")
+        nimages = 24  # more images than the pipeline has workers: slots beyond the first are used
+        slots: dict[int, int] = {}
+        for depth, frame_time in ((16, 0.01), (32, 0.1), (16, 0.01)):
+            series_id = dcu.series(nimages, frame_time, auto_summation=True)
+            dcu.detector.command("disarm", None)
+            assert dcu.detector["bit_depth_image"] == depth
+            summary = dcu.status("series")
+            assert summary["outcome"] == "success" and summary["images_complete"] == nimages, summary
+            assert ring.slot_bytes == compressed_bound(h * w * depth // 8)
+            assert ring.n_slots == min(dcu.datapath.config.max_image_slots, ring.size // slot_stride(ring.slot_bytes))
+            assert dcu.datapath.stream.buffer.capacity == stream_buffer_images(ring.n_slots)
+            slots[depth] = ring.n_slots
+            with h5py.File(tmp_path / f"series_{series_id}_master.h5") as master:
+                images = master["/entry/data/data_000001"][()]
+                valid = master["/entry/instrument/detector/pixel_mask"][()] == 0
+            assert images.shape == (nimages, h, w) and images.dtype == np.dtype(f"uint{depth}")
+            counts = images[:, valid]
+            # each image is the flood (a misplaced slot would be another image's bytes or no valid chunk at all)
+            median = np.median(counts, axis=1)
+            np.testing.assert_allclose(median, 1e6 * frame_time, rtol=0.1)
+            if depth == 32:  # sub-frames summed beyond what 16 bits hold
+                assert median.min() > 0xFFFF
+        assert slots[16] >= 2 * slots[32] - 1

@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
             host=config.get("daq_host", "127.0.0.1"),
             pipeline_workers=config.get("pipeline_workers", 2),
             raw_buffer_bytes=config.get("raw_buffer_mib", 1024) << 20,
+            image_buffer_bytes=config.get("image_buffer_mib", 512) << 20,
             stream_v1=f"tcp://{config.get('stream_host', '127.0.0.1')}:{config.get('stream_v1_port', 9999)}",
             stream_v2=f"tcp://{config.get('stream_host', '127.0.0.1')}:{config.get('stream_v2_port', 31001)}",
         ),

@@ -27,7 +27,7 @@ from opendcu.app_detector.interfaces.stream.stream import Stream, send_queue_dep
 from opendcu.app_detector.pipeline.arrays import PipelineArrays
 from opendcu.app_detector.pipeline.pool import PipelinePool
 from opendcu.app_detector.pipeline.worker import ProcessedImage
-from opendcu.app_detector.series import Series
+from opendcu.app_detector.series import Series, SeriesSettings
 from opendcu.app_detector.shared_memory import SlotRing, slots_in
 from opendcu.geometry import DetectorLayout, DetectorModel
 
@@ -42,7 +42,8 @@ class DataPathConfig:
     #: memory for raw frames (`dcu serve --raw-buffer-mib`), partitioned per series into slots of one image's
     #: sub-frames [nframes_sum, n_modules, h, w]; POSIX shared memory takes pages only once they are touched
     raw_buffer_bytes: int = 1 << 30
-    #: memory for compressed images (split into whole-image slots)
+    #: memory for compressed images (`dcu serve --image-buffer-mib`), partitioned per series into slots of its
+    #: images' compressed bound
     image_buffer_bytes: int = 512 << 20
     #: the compressed-image ring has at least this many slots (beyond its budget if need be)
     min_slots: int = 8
@@ -67,7 +68,8 @@ RAW_RECALL_TIMEOUT = 5.0
 
 
 class RawRingBusy(RuntimeError):
-    """Raw slots did not come back in time: the raw ring cannot be re-partitioned for the next series."""
+    """Slots (raw frames, or compressed images) did not come back in time: their ring cannot be re-partitioned
+    for the next series."""
 
 
 def raw_slot_bytes(model: DetectorModel, nsubframes: int) -> int:
@@ -85,6 +87,18 @@ def compressed_bound(nbytes: int) -> int:
     return nbytes + nbytes // 64 + 4096
 
 
+def image_slot_bytes(settings: SeriesSettings, model: DetectorModel) -> int:
+    """Bytes of one compressed-image slot for the images of a series (its bit depth and shape, binned or not)."""
+    h, w = settings.image_shape or model.shape
+    return compressed_bound(h * w * settings.dtype.itemsize)
+
+
+def stream_buffer_images(image_slots: int) -> int:
+    """Images the Stream may hold while its consumers or its thread fall behind: half the image slots (the
+    FileWriter and the pipeline keep the other half), and never fewer than 16."""
+    return max(16, min(STREAM_BUFFER_MAX, image_slots // 2))
+
+
 class DataPath:
     """Owns the shared-memory rings and every stage between the UDP sockets and the interfaces."""
 
@@ -93,6 +107,7 @@ class DataPath:
         self.layout = DetectorLayout(model)
         h, w = model.shape
         self.config = config
+        # the image ring is sized for 32-bit images and re-partitioned per series by its images' bound
         out_bytes = compressed_bound(h * w * 4)
         # one raw budget, partitioned per series (start_series); until then into single-sub-frame slots
         self.raw_ring = SlotRing(0, raw_slot_bytes(model, 1), size=config.raw_buffer_bytes)
@@ -142,7 +157,7 @@ class DataPath:
             config.stream_v1,
             config.stream_v2,
             sndhwm=send_queue_depth(image_bytes),
-            buffer_images=max(16, min(STREAM_BUFFER_MAX, self.out_ring.n_slots // 4)),
+            buffer_images=stream_buffer_images(self.out_ring.n_slots),
         )
         self.monitor = Monitor()
         # analysis before the stream: results finished by then ride along in the image's annotations, and
@@ -166,8 +181,12 @@ class DataPath:
 
     # -- series ------------------------------------------------------------------------------------------------------
     def start_series(self, series: Series, payload_size: int) -> None:
-        """Prepare every stage for `series` (called at arm, before the modules are configured)."""
+        """Prepare every stage for `series` (called at arm, once the modules are configured: they send nothing
+        before a trigger)."""
+        if dropped := self.pipeline.discard_pending():
+            log.info("arm: %d frames of the last series were still waiting for a worker; dropped", dropped)
         self._partition_raw_ring(series.settings.nframes_sum)
+        self._partition_out_ring(image_slot_bytes(series.settings, self.model))
         self._release_calibration()
         mask = series.detector_pixel_mask if series.detector_pixel_mask is not None else series.pixel_mask
         arrays = PipelineArrays.for_detector(series.settings, mask, series.detector_flatfield)
@@ -176,6 +195,7 @@ class DataPath:
             series.settings,
             calibration_shm=self._calibration.name,
             raw_slots=(self.raw_ring.slot_bytes, self.raw_ring.n_slots),
+            out_slots=(self.out_ring.slot_bytes, self.out_ring.n_slots),
         )
         try:
             self.mux.start_series(series)  # may refuse (the master file): before the workers hear of the series
@@ -224,23 +244,49 @@ class DataPath:
         if slot_bytes == ring.slot_bytes:
             return
         self.assembler.release_slots()
-        home: set[int] = set()
-        deadline = time.monotonic() + RAW_RECALL_TIMEOUT
-        while len(home) < ring.n_slots:
-            try:
-                home.add(self.raw_free.get(timeout=max(0.01, deadline - time.monotonic())))
-            except queue.Empty:
-                if time.monotonic() >= deadline:
-                    for slot in home:
-                        self.raw_free.put(slot)
-                    raise RawRingBusy(
-                        f"only {len(home)} of {ring.n_slots} raw frame slots came back from the "
-                        f"pipeline within {RAW_RECALL_TIMEOUT:g} s; the raw buffer cannot be "
-                        "re-partitioned (try again, or initialize)"
-                    ) from None
+        self._recall_slots(self.raw_free, ring.n_slots, "raw frame")
         for slot in range(ring.partition(slot_bytes, self.config.max_slots)):
             self.raw_free.put(slot)
         log.info("raw ring: %d slots of %d sub-frame(s)", ring.n_slots, nsubframes)
+
+    def _partition_out_ring(self, slot_bytes: int) -> None:
+        """Re-cut the compressed-image ring into slots of `slot_bytes` (16-bit images get twice as many slots as
+        32-bit ones: a deeper Stream buffer, more images in flight), with every slot home first (the pipeline
+        gives back what it held of an aborted series; the interfaces gave theirs back at the series' end)."""
+        ring = self.out_ring
+        if slot_bytes != ring.slot_bytes:
+            self.pipeline.give_back_held()
+            try:
+                self._recall_slots(self.out_free, ring.n_slots, "compressed image")
+            except RawRingBusy:
+                if slot_bytes > ring.slot_bytes:
+                    raise
+                log.warning("image ring: slots still out; the series keeps %d slots", ring.n_slots)
+            else:
+                # the ring was made for min_slots 32-bit images at least: as many or more of any other size fit
+                for slot in range(ring.partition(slot_bytes, self.config.max_image_slots)):
+                    self.out_free.put(slot)
+                log.info("image ring: %d slots of %d bytes", ring.n_slots, slot_bytes)
+        self.stream.buffer.resize(stream_buffer_images(ring.n_slots))
+
+    @staticmethod
+    def _recall_slots(free: queue.Queue[int], n_slots: int, what: str) -> None:
+        """Take every one of the `n_slots` slot numbers from `free` (waiting for those still in use), or put back
+        what came and raise RawRingBusy after RAW_RECALL_TIMEOUT."""
+        home: set[int] = set()
+        deadline = time.monotonic() + RAW_RECALL_TIMEOUT
+        while len(home) < n_slots:
+            try:
+                home.add(free.get(timeout=max(0.01, deadline - time.monotonic())))
+            except queue.Empty:
+                if time.monotonic() >= deadline:
+                    for slot in home:
+                        free.put(slot)
+                    raise RawRingBusy(
+                        f"only {len(home)} of {n_slots} {what} slots came back from the pipeline and the "
+                        f"interfaces within {RAW_RECALL_TIMEOUT:g} s; the buffer cannot be re-partitioned "
+                        "(try again, or initialize)"
+                    ) from None
 
     @property
     def images_lost_in_pipeline(self) -> int:

@@ -46,6 +46,8 @@ class SeriesSettings:
     #: (slot bytes, slots) of the raw ring's partition for this series (set by the DataPath at arm): every
     #: process that reads raw frames views the ring so; (0, 0): as it is
     raw_slots: tuple[int, int] = (0, 0)
+    #: (slot bytes, slots) of the compressed-image ring's partition for this series, as raw_slots
+    out_slots: tuple[int, int] = (0, 0)
 
     @property
     def dtype(self) -> np.dtype:

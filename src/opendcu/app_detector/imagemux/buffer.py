@@ -50,6 +50,14 @@ class ImageBuffer:
     def __len__(self) -> int:
         return self._images
 
+    def resize(self, capacity: int) -> None:
+        """Hold at most `capacity` images from now on (images already held above it stay)."""
+        if capacity < 1:
+            raise ValueError("capacity must be >= 1")
+        with self._cond:
+            self.capacity = capacity
+            self._cond.notify_all()  # a producer that BLOCKs may have room now
+
     def put_image(self, image: Any) -> bool:
         """Add an image under the policy; False if it (BLOCK: never) was dropped."""
         dropped: list[Any] = []

@@ -188,16 +188,36 @@ class PipelinePool:
             self._published = 0
             with self._work:
                 self._span_off = False
+                self._span = max(1, self._out_ring.n_slots - len(self._workers))  # the series' partition
                 self._unsorted = bool(self._pending)  # frames of the last series (if any) go first
-            for image in self._held.values():  # never published (an earlier one never came): their slots are free
-                self._out_free.put(image.out_slot)
-            self._held.clear()
+            self._give_back_held()
             self._lost.clear()
             self._lost_in_pipeline = 0
             self._attempts.clear()
             workers = list(self._workers)
         for w in workers:
             w.settings.put(settings)
+
+    def discard_pending(self) -> int:
+        """Drop the frames not yet sent to a worker, giving back their raw slots; the number dropped. For arm
+        only: every frame still pending then belongs to a series that is over (an aborted one), and sending it
+        later would pair it with a slot of the next series' partition of the output ring."""
+        with self._work:
+            frames, self._pending = self._pending, collections.deque()
+            self._unsorted = False
+        for frame in frames:
+            _give_back_raw(self._raw_free, frame)
+        return len(frames)
+
+    def give_back_held(self) -> None:
+        """Free the output slots of images held back for one that never came (a series that ended so)."""
+        with self._lock:
+            self._give_back_held()
+
+    def _give_back_held(self) -> None:
+        for image in self._held.values():  # never published: their slots are free
+            self._out_free.put(image.out_slot)
+        self._held.clear()
 
     @property
     def images_lost_in_pipeline(self) -> int:

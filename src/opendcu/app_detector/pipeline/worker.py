@@ -121,8 +121,8 @@ def series_for(
 ) -> SeriesWorker | None:
     """The series the task belongs to: the current one, or the next settings from the pool, which sends them at
     arm, before any frame of their series (series ids restart after initialize, so only equality counts).
-    Switching to a series views the raw ring as that series' slots (the DataPath re-partitioned it at arm,
-    with every raw slot home). None for a frame whose settings never come (a series that is already over)."""
+    Switching to a series views the raw and the image ring as that series' slots (the DataPath re-partitioned
+    them at arm, with every slot home). None for a frame whose settings never come (a series that is already over)."""
     while current is None or current.settings.series_id != series_id:
         try:
             settings: SeriesSettings = spec.settings.get(timeout=SETTINGS_WAIT)
@@ -130,9 +130,9 @@ def series_for(
             log.warning("dropping frame %d of series %d: no settings for it", frame_number, series_id)
             return None
         if settings.series_id == series_id:
-            slot_bytes, n_slots = settings.raw_slots
-            if slot_bytes and (slot_bytes, n_slots) != (raw_ring.slot_bytes, raw_ring.n_slots):
-                raw_ring.partition(slot_bytes, n_slots)
+            for ring, (slot_bytes, n_slots) in ((raw_ring, settings.raw_slots), (out_ring, settings.out_slots)):
+                if slot_bytes and (slot_bytes, n_slots) != (ring.slot_bytes, ring.n_slots):
+                    ring.partition(slot_bytes, n_slots)
             current = SeriesWorker(settings, out_ring)
     return current
 

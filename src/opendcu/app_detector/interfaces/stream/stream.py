@@ -153,6 +153,16 @@ class Stream(ModeAndState, BufferedInterface):
         return encoder
 
     def handle_end(self, series: Series, aborted: bool, images_done: threading.Event | None = None) -> None:
+        full, unpulled = self.buffer.dropped, self._unpulled
+        if full or unpulled:  # which side fell behind: this thread (or the CPU), or the consumers
+            log.warning(
+                "stream: series %d dropped %d images: %d while its buffer of %d was full, %d that no consumer pulled",
+                series.series_id,
+                full + unpulled,
+                full,
+                self.buffer.capacity,
+                unpulled,
+            )
         if images_done is not None:
             images_done.set()
         if self._format == "cbor":
