@@ -288,12 +288,27 @@ class DcuServer:
         return survivors
 
 
+#: (raw, image) shared memory of a test's `dcu serve`, MiB: mapping and unmapping dcu serve's default 1.5 GiB took
+#: 2-3 s of each start and stop on 2 cores, and a test's series need far less (tests about rates or the default
+#: start pass buffers=None)
+TEST_BUFFERS_MIB = (256, 128)
+
+
 def start_dcu(
-    tmp_path: Path, detector: str = "eiger2-500k", extra: list[str] | None = None, timeout: float | None = None
+    tmp_path: Path,
+    detector: str = "eiger2-500k",
+    extra: list[str] | None = None,
+    timeout: float | None = None,
+    buffers: tuple[int, int] | None = TEST_BUFFERS_MIB,
 ) -> DcuServer:
     """Start `dcu serve` and wait (polling) until it says it is ready. The default budget (600 s, or
-    $OPENDCU_START_TIMEOUT) holds for a first start that compiles numba kernels on a loaded 2-core machine."""
+    $OPENDCU_START_TIMEOUT) holds for a first start that compiles numba kernels on a loaded 2-core machine.
+    `buffers`: (raw, image) MiB, each unless `extra` sets it; None: dcu serve's defaults."""
     timeout = start_budget(600.0) if timeout is None else timeout
+    extra = list(extra or [])
+    for flag, mib in zip(("--raw-buffer-mib", "--image-buffer-mib"), buffers or (), strict=False):
+        if flag not in extra:
+            extra += [flag, str(mib)]
     for attempt in range(PORT_ATTEMPTS):
         try:
             return _start_dcu_once(tmp_path, detector, extra, timeout)

@@ -181,7 +181,7 @@ def test_raw_buffer_repartitioned_per_series_and_refused_arm(tmp_path):
 def test_4m_default_server_arms_a_one_second_image(tmp_path):
     """`dcu serve` as it starts by default (a 4M, 1 GiB raw buffer): the default count time of 1 s is 58 summed
     sub-frames of 8 modules, 464 MiB per image; two fit, so arm is accepted."""
-    server = start_dcu(tmp_path, detector="eiger2-4m")
+    server = start_dcu(tmp_path, detector="eiger2-4m", buffers=None)
     try:
         with server.client() as http:
             assert http.put(f"{V}/command/initialize").status_code == 200

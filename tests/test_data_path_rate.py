@@ -26,7 +26,7 @@ API = "api/1.8.0"
 
 @pytest.fixture
 def server(tmp_path: Path):
-    dcu = start_dcu(tmp_path, timeout=600)
+    dcu = start_dcu(tmp_path, timeout=600, buffers=None)
     try:
         yield dcu
     finally:

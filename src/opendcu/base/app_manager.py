@@ -204,6 +204,7 @@ class AppManager:
             "stream_v2_port": c.stream_v2_port,
             "pipeline_workers": c.pipeline_workers,
             "raw_buffer_mib": c.raw_buffer_mib,
+            "image_buffer_mib": c.image_buffer_mib,
         }
 
     def start(self) -> None:

@@ -21,6 +21,8 @@ class ServerConfig:
     scene: str = ""
     #: shared memory for raw frames (MiB), partitioned per series into slots of one image's sub-frames
     raw_buffer_mib: int = 1024
+    #: shared memory for compressed images (MiB), partitioned per series into slots of its images' bound
+    image_buffer_mib: int = 512
     #: a secret every HTTP request must carry (bearer token or basic-auth password); "" = no access control
     auth_token: str = ""
     #: how long to wait for a child process to report ready (a loaded 2-core machine, loading numba's cached

@@ -38,6 +38,14 @@ def serve(
             "images fit",
         ),
     ] = 1024,
+    image_buffer_mib: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="shared memory for compressed images, MiB: each series gets as many slots of its images' "
+            "compressed bound (by bit depth) as fit, at least 8 and at most 8192; the Stream buffers half of them",
+        ),
+    ] = 512,
     auth_token: Annotated[
         str,
         typer.Option(
@@ -67,6 +75,7 @@ def serve(
             pipeline_workers=pipeline_workers,
             scene=scene,
             raw_buffer_mib=raw_buffer_mib,
+            image_buffer_mib=image_buffer_mib,
             calibration_dir=calibration_dir,
             auth_token=auth_token,
         )
