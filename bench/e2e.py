@@ -398,7 +398,8 @@ def log_attempt(log, detector: str, a: Attempt) -> None:
 
 
 def highest_rate(dcu: Dcu, consumer: Consumer, detector: str, quick: bool, log) -> tuple[Attempt | None, list[Attempt]]:
-    """Grow the rate by 1.5x while every image arrives, then bisect between the last good and first bad rate."""
+    """Grow the rate by 1.5x while every image arrives (or halve it until one does), then bisect between the last
+    good and the first bad rate."""
     readout = dcu.get("detector", "config", "detector_readout_time")["value"]
     max_rate = 1.0 / (dcu.get("detector", "config", "frame_time")["min"] or 1e-6)
     seconds, min_frames = (2.0, 500) if quick else (5.0, 2000)
@@ -436,7 +437,7 @@ def highest_rate(dcu: Dcu, consumer: Consumer, detector: str, quick: bool, log) 
         else:
             bad = a
             break
-    if good is None:  # even the start rate lost: go down
+    if good is None:  # even the start rate lost: go down, then bisect between the good and the bad rate
         rate = START_HZ[detector]
         for _ in range(steps):
             rate /= 2
@@ -444,7 +445,9 @@ def highest_rate(dcu: Dcu, consumer: Consumer, detector: str, quick: bool, log) 
             if a.held:
                 good = a
                 break
-        return good, attempts
+            bad = a
+        if good is None:
+            return None, attempts
     if bad is not None:
         low, high = good.rate, bad.rate
         for _ in range(steps - 1):
