@@ -2,7 +2,7 @@
 
 The session fixture installs DIALS (`python3-dials`) and the HDF5 bitshuffle filter (`bitshuffle`) from Debian
 when `dials.import` is missing and the tests run as root (CI does); it fails loudly otherwise. The series: an
-EIGER2 1M, a tetragonal crystal in P4(3)2(1)2 (the MX scene's default, as lysozyme), 40 images of 0.5 deg over two
+EIGER2 1M, a tetragonal crystal in P4(3)2(1)2 (the MX scene's default, as lysozyme), 20 images of 0.5 deg over two
 data files (so the master has the virtual dataset next to the links). DIALS runs import, find_spots, index,
 refine, integrate, symmetry and scale; the numbers asserted come from its own outputs (tests/dials_metrics.py
 reads them with DIALS' Python).
@@ -24,10 +24,19 @@ from analysis_support import LYSOZYME
 from conftest import start_dcu
 
 D = "/detector/api/1.8.0"
-SCENE = {"kind": "mx", "d_min": 2.2, "cell": list(LYSOZYME), "crystal_seed": 11}
+#: 0.1 s images with 2.5x the scene's default fluxes: the counts of 0.25 s images, in 4 s of series instead of 10
+COUNT_TIME = 0.0999
+SCENE = {
+    "kind": "mx",
+    "d_min": 2.2,
+    "cell": list(LYSOZYME),
+    "crystal_seed": 11,
+    "spot_flux": 5e4,
+    "background_flux": 25.0,
+}
 DEBIAN_PYTHON = "/usr/bin/python3"
 HDF5_PLUGINS = "/usr/lib/x86_64-linux-gnu/hdf5/serial/plugins"
-NIMAGES, OSCILLATION = 40, 0.5
+NIMAGES, OSCILLATION = 20, 0.5
 HERE = Path(__file__).resolve().parent
 
 
@@ -64,8 +73,8 @@ def record_series(tmp_path: Path) -> Path:
                 "nimages": NIMAGES,
                 "ntrigger": 1,
                 "trigger_mode": "ints",
-                "frame_time": 0.25,
-                "count_time": 0.2499,
+                "frame_time": 0.1,
+                "count_time": COUNT_TIME,
                 "auto_summation": False,
                 "omega_start": 0.0,
                 "omega_increment": OSCILLATION,
@@ -100,7 +109,7 @@ def record_series(tmp_path: Path) -> Path:
 
 
 @pytest.mark.integration
-@pytest.mark.timeout(3600)  # installing DIALS (first run), recording 40 1M images and seven DIALS programs
+@pytest.mark.timeout(3600)  # installing DIALS (first run), recording 20 1M images and seven DIALS programs
 def test_dials_processes_a_rotation_series(tmp_path: Path, dials_env: dict[str, str]) -> None:
     master = record_series(tmp_path)
     work = tmp_path / "dials"

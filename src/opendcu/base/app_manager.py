@@ -133,12 +133,23 @@ class ManagedProcess:
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM, wait, then SIGKILL if it does not stop."""
+        self.terminate()
+        self.wait_stopped(timeout)
+
+    def terminate(self) -> None:
+        """Ask it to stop (SIGTERM; EOF on a stdin it still waits on), without waiting."""
         p = self.popen
         if p is None or p.poll() is not None:
             return
         if p.stdin is not None and not p.stdin.closed:  # still waiting for its stdin line: EOF ends it
             p.stdin.close()
         p.send_signal(signal.SIGTERM)
+
+    def wait_stopped(self, timeout: float = 20.0) -> None:
+        """Wait until it has exited; SIGKILL once `timeout` s have passed."""
+        p = self.popen
+        if p is None:
+            return
         try:
             p.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -278,11 +289,15 @@ class AppManager:
         return [p.describe() for p in self._processes]
 
     def stop(self) -> None:
-        """Stop every child (reverse start order) and remove the runtime directory."""
+        """Stop every child and remove the runtime directory: app-detector and app-calibration together (each
+        ends its own work), then the simulator, which app-detector still needs to stop the modules of a series."""
         self._stopping.set()
         with self._restart_lock:
-            for p in reversed(self._processes):
-                p.stop()
+            for phase in ([self.detector, self.calibration], [self.simulator]):
+                for p in phase:
+                    p.terminate()
+                for p in phase:
+                    p.wait_stopped()
         shutil.rmtree(self.runtime_dir, ignore_errors=True)
 
     def pids(self) -> list[int]:
