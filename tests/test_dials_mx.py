@@ -24,7 +24,7 @@ from analysis_support import LYSOZYME
 from conftest import start_dcu
 
 D = "/detector/api/1.8.0"
-#: 0.1 s images with 2.5x the scene's default fluxes: the counts of 0.25 s images, in 4 s of series instead of 10
+#: 0.1 s images with 2.5x the scene's default fluxes: the counts of 0.25 s images in 40 % of the time
 COUNT_TIME = 0.0999
 SCENE = {
     "kind": "mx",

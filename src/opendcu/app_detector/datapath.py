@@ -67,7 +67,7 @@ MIN_RAW_SLOTS = 2
 RAW_RECALL_TIMEOUT = 5.0
 
 
-class RawRingBusy(RuntimeError):
+class RingBusy(RuntimeError):
     """Slots (raw frames, or compressed images) did not come back in time: their ring cannot be re-partitioned
     for the next series."""
 
@@ -236,57 +236,54 @@ class DataPath:
         return raw_slots(self.model, nsubframes, self.config)
 
     def _partition_raw_ring(self, nsubframes: int) -> None:
-        """Re-cut the raw ring into slots of `nsubframes` sub-frames: every slot index must be home first (the
-        assembler's pre-stocked ones, the pipeline's), then every process views the segment anew (the workers
-        when the series' settings reach them)."""
+        """Re-cut the raw ring into slots of `nsubframes` sub-frames (the assembler's pre-stocked slots come home
+        too); the workers view it anew when the series' settings reach them."""
         slot_bytes = raw_slot_bytes(self.model, nsubframes)
-        ring = self.raw_ring
-        if slot_bytes == ring.slot_bytes:
+        if slot_bytes == self.raw_ring.slot_bytes:
             return
         self.assembler.release_slots()
-        self._recall_slots(self.raw_free, ring.n_slots, "raw frame")
-        for slot in range(ring.partition(slot_bytes, self.config.max_slots)):
-            self.raw_free.put(slot)
-        log.info("raw ring: %d slots of %d sub-frame(s)", ring.n_slots, nsubframes)
+        self._recut(self.raw_ring, self.raw_free, slot_bytes, self.config.max_slots, "raw frame")
+        log.info("raw ring: %d slots of %d sub-frame(s)", self.raw_ring.n_slots, nsubframes)
 
     def _partition_out_ring(self, slot_bytes: int) -> None:
         """Re-cut the compressed-image ring into slots of `slot_bytes` (16-bit images get twice as many slots as
-        32-bit ones: a deeper Stream buffer, more images in flight), with every slot home first (the pipeline
-        gives back what it held of an aborted series; the interfaces gave theirs back at the series' end)."""
+        32-bit ones: a deeper Stream buffer, more images in flight). The pipeline first gives back what it held
+        of an aborted series; the interfaces gave theirs back at the series' end. Smaller slots than now may
+        wait: if slots are still out, the series keeps the present ones."""
         ring = self.out_ring
         if slot_bytes != ring.slot_bytes:
             self.pipeline.give_back_held()
             try:
-                self._recall_slots(self.out_free, ring.n_slots, "compressed image")
-            except RawRingBusy:
+                # the ring was made for min_slots 32-bit images at least: as many or more of any other size fit
+                self._recut(ring, self.out_free, slot_bytes, self.config.max_image_slots, "compressed image")
+                log.info("image ring: %d slots of %d bytes", ring.n_slots, slot_bytes)
+            except RingBusy:
                 if slot_bytes > ring.slot_bytes:
                     raise
                 log.warning("image ring: slots still out; the series keeps %d slots", ring.n_slots)
-            else:
-                # the ring was made for min_slots 32-bit images at least: as many or more of any other size fit
-                for slot in range(ring.partition(slot_bytes, self.config.max_image_slots)):
-                    self.out_free.put(slot)
-                log.info("image ring: %d slots of %d bytes", ring.n_slots, slot_bytes)
         self.stream.buffer.resize(stream_buffer_images(ring.n_slots))
 
     @staticmethod
-    def _recall_slots(free: queue.Queue[int], n_slots: int, what: str) -> None:
-        """Take every one of the `n_slots` slot numbers from `free` (waiting for those still in use), or put back
-        what came and raise RawRingBusy after RAW_RECALL_TIMEOUT."""
+    def _recut(ring: SlotRing, free: queue.Queue[int], slot_bytes: int, max_slots: int, what: str) -> None:
+        """Take every slot number of `ring` from `free` (waiting for those still in use), partition the ring into
+        slots of `slot_bytes` and put the new numbers in `free`. Every process using the ring views it anew
+        from the series' settings. RingBusy (and `free` as it was) if slots are not back in RAW_RECALL_TIMEOUT."""
         home: set[int] = set()
         deadline = time.monotonic() + RAW_RECALL_TIMEOUT
-        while len(home) < n_slots:
+        while len(home) < ring.n_slots:
             try:
                 home.add(free.get(timeout=max(0.01, deadline - time.monotonic())))
             except queue.Empty:
                 if time.monotonic() >= deadline:
                     for slot in home:
                         free.put(slot)
-                    raise RawRingBusy(
-                        f"only {len(home)} of {n_slots} {what} slots came back from the pipeline and the "
+                    raise RingBusy(
+                        f"only {len(home)} of {ring.n_slots} {what} slots came back from the pipeline and the "
                         f"interfaces within {RAW_RECALL_TIMEOUT:g} s; the buffer cannot be re-partitioned "
                         "(try again, or initialize)"
                     ) from None
+        for slot in range(ring.partition(slot_bytes, max_slots)):
+            free.put(slot)
 
     @property
     def images_lost_in_pipeline(self) -> int:

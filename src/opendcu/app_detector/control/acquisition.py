@@ -42,7 +42,7 @@ from opendcu.app_detector.control.parameters import Command, Subsystem
 from opendcu.app_detector.control.recovery import recover_interrupted, remove_partial_files
 from opendcu.app_detector.control.sequence import SequenceStore
 from opendcu.app_detector.control.state import DetectorState
-from opendcu.app_detector.datapath import MIN_RAW_SLOTS, DataPath, RawRingBusy, raw_slot_bytes
+from opendcu.app_detector.datapath import MIN_RAW_SLOTS, DataPath, RingBusy, raw_slot_bytes
 from opendcu.app_detector.interfaces.filewriter import paths
 from opendcu.app_detector.interfaces.filewriter.outcome import MAX_PER_IMAGE, outcome_datasets
 from opendcu.app_detector.pipeline.params import apply_calibration, apply_flatfield, series_arrays, series_settings
@@ -232,7 +232,7 @@ class AcquisitionController:
                 self.state = DetectorState.IDLE
                 if configured:
                     self._stop_modules_quietly(series)
-                if isinstance(exc, (ModuleError, OSError, RawRingBusy, ValueError)):
+                if isinstance(exc, (ModuleError, OSError, RingBusy, ValueError)):
                     self.errors.append(f"arm failed: {exc}")
                     raise WrongState(f"arm failed: {exc}") from exc
                 raise
