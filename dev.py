@@ -8,6 +8,7 @@ Needs only Python >= 3.11 on the machine:
     python3 dev.py lint                       # ruff check, ruff format --check, import-linter, mypy (ceiling)
     python3 dev.py unit [pytest options]      # the tests that start no DCU (marker `not integration`)
     python3 dev.py integration [pytest opts]  # the tests that start real process trees (marker `integration`)
+                                              # (each stage: 2 pytest-xdist workers, then the tests marked `alone`)
     python3 dev.py test                       # what CI runs: lint (while the rest is set up), unit,
                                               # integration
     python3 dev.py test [pytest options]      # pytest with those options only, e.g. `test tests/test_x.py -x`
@@ -210,12 +211,28 @@ def lint(args: list[str]) -> int:
 DURATIONS = "--durations=15"
 
 
+#: tests run on this many pytest-xdist workers, a whole test file per worker (so that a file's module-scoped
+#: server starts once); the integration tests mostly wait on process trees, the unit tests are short
+WORKERS = 2
+NO_TESTS_COLLECTED = 5  # pytest's exit code when a selection is empty
+
+
+def _side_by_side_then_alone(stage: str, args: list[str]) -> int:
+    """The tests of `stage` (a marker expression) on WORKERS workers, then those marked `alone` (they hold a
+    rate, or need the machine to themselves) one at a time."""
+    codes = [
+        _pytest(["-m", f"{stage} and not alone", "-n", str(WORKERS), "--dist", "loadfile", DURATIONS, *args]),
+        _pytest(["-m", f"{stage} and alone", DURATIONS, *args]),
+    ]
+    return max((code for code in codes if code != NO_TESTS_COLLECTED), default=NO_TESTS_COLLECTED)
+
+
 def unit(args: list[str]) -> int:
-    return _pytest(["-m", "not integration", DURATIONS, *args])
+    return _side_by_side_then_alone("not integration", args)
 
 
 def integration(args: list[str]) -> int:
-    return _pytest(["-m", "integration", DURATIONS, *args])
+    return _side_by_side_then_alone("integration", args)
 
 
 def install_debian_packages() -> None:

@@ -190,23 +190,49 @@ def _starts_dcu(function: object) -> bool:
         return False
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """The session guard: a process that outlived its test is killed, named, and fails the session."""
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    """pytest-xdist's controller: its descendants are the workers, whose own guards look after their tests."""
+    return not hasattr(config, "workerinput") and bool(getattr(config.option, "numprocesses", None))
+
+
+#: what the guards of the xdist workers reported, for the controller's session summary
+_WORKER_LEFTOVERS: list[str] = []
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """(xdist controller) a worker ended: keep what its session guard found."""
+    _WORKER_LEFTOVERS.extend(getattr(node, "workeroutput", {}).get("opendcu_leftovers", []))
+
+
+def _kill_leftovers() -> list[str]:
+    """Kill what outlived its test (this process's descendants, the groups it started); their command lines."""
     leftovers = leftover_processes()
-    if not leftovers:
-        return
     lines = [f"{pid}: {_command_line(pid)}" for pid in leftovers]
     for pid in leftovers:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    for pgid in _STARTED_GROUPS:
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if leftovers:
+        for pgid in _STARTED_GROUPS:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    return lines
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The session guard: a process that outlived its test is killed, named, and fails the session. Under
+    pytest-xdist each worker guards its own tests and hands the names to the controller, which reports them."""
+    config = session.config
+    lines = list(_WORKER_LEFTOVERS) if _is_xdist_controller(config) else _kill_leftovers()
+    if hasattr(config, "workerinput"):
+        config.workeroutput["opendcu_leftovers"] = lines  # type: ignore[attr-defined]
+    if not lines:
+        return
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
     text = "processes left over by the tests (killed now):\n  " + "\n  ".join(lines)
     if reporter is not None:
         reporter.ensure_newline()

@@ -23,6 +23,9 @@ from opendcu.hardware.udp_packet import HEADER_DTYPE
 
 API = "api/1.8.0"
 
+# 2000 frames at 500 Hz are about half this 2-core machine's bound: no other test may run beside them
+pytestmark = pytest.mark.alone
+
 
 @pytest.fixture
 def server(tmp_path: Path):
