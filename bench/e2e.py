@@ -40,6 +40,14 @@ NOMINAL_HZ = {"eiger2-500k": 2000.0, "eiger2-4m": 560.0, "fastasic-bin2-8bit": 1
 #: where the rate search starts (Hz)
 START_HZ = {"eiger2-500k": 500.0, "eiger2-4m": 50.0, "fastasic-bin2-8bit": 2000.0, "fastasic": 2000.0}
 STAGES = ("sender", "daq", "pipeline", "filewriter", "stream")
+#: parts of a stage, printed under it (where a stage's time goes: compiled work or Python hand-offs); the pool
+#: threads are app-detector's pipeline dispatcher and collector (answers, re-order, the ImageMux hand-off)
+PARTS = (
+    "daq: receivers",
+    "daq: assembler",
+    "pipeline: workers",
+    "pipeline: pool threads",
+)
 
 
 def free_port() -> int:
@@ -161,7 +169,7 @@ class Dcu:
 def stage_cpu(dcu: Dcu) -> dict[str, float]:
     """CPU seconds so far of each stage, from each process's and thread's own accounting."""
     pids = dcu.processes()
-    cpu = dict.fromkeys((*STAGES, "other"), 0.0)
+    cpu = dict.fromkeys((*STAGES, "other", *PARTS), 0.0)
     if "simulator" in pids:
         cpu["sender"] = proc_cpu(f"/proc/{pids['simulator']}/stat")
     ad = pids.get("app_detector")
@@ -172,8 +180,10 @@ def stage_cpu(dcu: Dcu) -> dict[str, float]:
         seconds = proc_cpu(str(task / "stat"))
         if comm.startswith("daq-") or comm == "daq-assembler":
             cpu["daq"] += seconds
+            cpu["daq: assembler" if comm == "daq-assembler" else "daq: receivers"] += seconds
         elif comm.startswith("pipeline-"):
             cpu["pipeline"] += seconds
+            cpu["pipeline: pool threads"] += seconds
         elif comm.startswith("filewriter"):
             cpu["filewriter"] += seconds
         elif comm.startswith("stream"):
@@ -186,6 +196,7 @@ def stage_cpu(dcu: Dcu) -> dict[str, float]:
         comm = Path(f"/proc/{child}/comm").read_text().strip() if Path(f"/proc/{child}/comm").exists() else ""
         if comm.startswith("pipeline") or "pipeline" in line:
             cpu["pipeline"] += seconds
+            cpu["pipeline: workers"] += seconds
         elif comm.startswith("filewriter") or "writer" in line:
             cpu["filewriter"] += seconds
         elif "resource_tracker" not in line:
@@ -593,7 +604,8 @@ def main() -> None:
                 f"{detector} against nominal", good.achieved, "Hz", nominal, good.achieved / nominal, f"{nominal:g} Hz"
             )
             bare = bare_bounds(detector)
-            for stage in (*STAGES, "other"):
+            rows = [row for stage in (*STAGES, "other") for row in (stage, *(p for p in PARTS if p.startswith(stage)))]
+            for stage in rows:
                 us = measured.cpu_per_frame.get(stage, 0.0) * 1e6
                 ref = bare.get(stage)
                 stages.add(
