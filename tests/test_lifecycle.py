@@ -59,6 +59,45 @@ def test_sigterm_ends_a_worker_blocked_on_its_queue():
         worker.kill()
 
 
+def _blocked_worker_signalled_in_another_thread(exit_on_term, inbox, ready) -> None:
+    """As `_blocked_worker`, but the SIGTERM goes to another thread: the kernel may hand a process-directed
+    signal to any thread, and the main thread, asleep in read(), would never run its handler."""
+    import threading
+
+    from opendcu.lifecycle import child_process_setup
+
+    child_process_setup("test-worker", exit_on_term=exit_on_term)
+    go = threading.Event()
+
+    def helper() -> None:
+        go.wait()
+        time.sleep(0.2)  # the main thread is inside inbox.get() by then
+        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+        time.sleep(600)
+
+    threading.Thread(target=helper, daemon=True).start()
+    ready.put(os.getpid())
+    go.set()
+    inbox.get()
+
+
+@pytest.mark.parametrize("exit_on_term", [True, "at_once"])
+def test_sigterm_delivered_to_another_thread_still_ends_a_blocked_worker(exit_on_term):
+    """Without the wake-up pipe and the watcher's forwarding this worker lived on (a CI run hung on it once)."""
+    ctx = mp.get_context("spawn")
+    inbox, ready = ctx.Queue(), ctx.Queue()
+    worker = ctx.Process(
+        target=_blocked_worker_signalled_in_another_thread, args=(exit_on_term, inbox, ready), daemon=True
+    )
+    worker.start()
+    try:
+        assert ready.get(timeout=BUDGET_S) == worker.pid
+        worker.join(BUDGET_S)
+        assert worker.exitcode == 128 + signal.SIGTERM
+    finally:
+        worker.kill()
+
+
 def _worker_in_a_ctypes_callback(exit_on_term, ready) -> None:
     """Busy inside a ctypes callback, as an analysis worker is while numba loads or compiles its kernels (llvmlite
     calls back into Python): an exception raised there is printed and swallowed."""

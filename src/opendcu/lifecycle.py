@@ -10,6 +10,10 @@ Child processes are started by the base system's app manager (apps, simulated mo
   (`exit_on_term=True`) raise SystemExit at once, so that their `finally` blocks still run, and workers with
   nothing to save (`exit_on_term="at_once"`) end with os._exit: a SystemExit raised while numba loads or compiles
   kernels lands in a ctypes callback, which swallows it, and the worker would live on until SIGKILL;
+- get that SIGTERM even when the kernel hands it to another thread: Python runs its handlers in the main thread
+  only, and a main thread blocked in read() is then never woken (about 1 in 70 stops of a blocked worker on a
+  loaded machine: the worker lived on). The C handler writes each signal to a wake-up pipe, from whichever thread;
+  the watcher thread reads it and, where the handler has not run, sends the signal to the main thread itself;
 - are killed by the parent if they do not stop after SIGTERM (`join_or_terminate`), so a hung child never
   blocks a shutdown;
 - report readiness with one line `OPENDCU-READY <json>` on stdout, carrying whatever the parent needs
@@ -24,6 +28,7 @@ import importlib.metadata
 import json
 import logging
 import os
+import select
 import signal
 import sys
 import threading
@@ -76,25 +81,72 @@ class StopSignal:
         return self._set
 
 
-def _exit_on_signal(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
+def _exit_once(handled: StopSignal, at_once: bool) -> Callable[[int, object], None]:
+    """The SIGTERM handler of a worker that blocks: SystemExit (or os._exit) the first time, nothing after (a
+    copy that the watcher forwarded to the main thread must not raise a second SystemExit in a finally block)."""
+
+    def handler(signum: int, _frame: object) -> None:
+        if handled.is_set():
+            return
+        handled.set()
+        if at_once:
+            os._exit(128 + signum)
+        raise SystemExit(128 + signum)
+
+    return handler
 
 
-def _exit_at_once(signum: int, _frame: object) -> None:
-    os._exit(128 + signum)
+class _TermForwarder:
+    """Makes sure the main thread runs its SIGTERM handler, whichever thread the kernel delivered SIGTERM to.
+
+    The kernel may deliver a process-directed signal to any thread; the C-level handler then only marks it, and
+    a main thread that sleeps in a system call never looks. `signal.set_wakeup_fd` makes the C handler write the
+    signal number to a pipe from any thread; `on_wakeup` (called by the watcher thread) sends SIGTERM to the main
+    thread where its handler has not run shortly after: that interrupts the system call, and the handler runs."""
+
+    #: how long the main thread may take to run the handler by itself before it is sent the signal
+    MAIN_THREAD_GRACE_S = 0.05
+
+    def __init__(self, handled: StopSignal) -> None:
+        self._handled = handled
+        self.read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+
+    def on_wakeup(self) -> None:
+        try:
+            signums = os.read(self.read_fd, 256)
+        except BlockingIOError:
+            return
+        if signal.SIGTERM not in signums or self._handled.wait(self.MAIN_THREAD_GRACE_S):
+            return
+        main = threading.main_thread().ident
+        if main is not None:
+            signal.pthread_kill(main, signal.SIGTERM)
 
 
-def watch_parent(on_orphaned: Callable[[], None], grace_s: float = ORPHAN_GRACE_S) -> threading.Thread:
+def watch_parent(
+    on_orphaned: Callable[[], None], grace_s: float = ORPHAN_GRACE_S, forwarder: _TermForwarder | None = None
+) -> threading.Thread:
     """Call `on_orphaned` once this process's parent is gone (it was re-parented), and end the process
-    `grace_s` later if it is still running by then."""
+    `grace_s` later if it is still running by then. With a `forwarder`, also pass SIGTERM on to the main thread
+    (before and after the parent is gone)."""
     parent = os.getppid()
+
+    def pause(seconds: float) -> None:
+        if forwarder is None:
+            time.sleep(seconds)
+            return
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if select.select([forwarder.read_fd], [], [], left)[0]:
+                forwarder.on_wakeup()
 
     def watch() -> None:
         while os.getppid() == parent:
-            time.sleep(PARENT_POLL_S)
+            pause(PARENT_POLL_S)
         logging.getLogger(__name__).error("parent %d is gone: stopping", parent)
         on_orphaned()
-        time.sleep(grace_s)
+        pause(grace_s)
         os._exit(1)
 
     thread = threading.Thread(target=watch, name="parent-watch", daemon=True)
@@ -116,14 +168,15 @@ def child_process_setup(name: str, exit_on_term: bool | Literal["at_once"] = Fal
     )
     stop = StopSignal()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if exit_on_term == "at_once":
-        signal.signal(signal.SIGTERM, _exit_at_once)
-    elif exit_on_term:
-        signal.signal(signal.SIGTERM, _exit_on_signal)
+    forwarder = None
+    if exit_on_term:
+        # a process that polls `stop` needs no forwarder: its main thread looks at least every poll
+        signal.signal(signal.SIGTERM, _exit_once(stop, at_once=exit_on_term == "at_once"))
+        forwarder = _TermForwarder(stop)
     else:
         die_with_parent()
         signal.signal(signal.SIGTERM, stop.set)
-    watch_parent(lambda: os.kill(os.getpid(), signal.SIGTERM))
+    watch_parent(lambda: os.kill(os.getpid(), signal.SIGTERM), forwarder=forwarder)
     return stop
 
 
