@@ -63,8 +63,9 @@ class DataPathConfig:
 STREAM_BUFFER_MAX = 2048
 #: a series needs at least this many raw slots (one being filled while the pipeline works on another)
 MIN_RAW_SLOTS = 2
-#: how long arm waits for the pipeline to give back every raw slot before re-partitioning the raw ring
-RAW_RECALL_TIMEOUT = 5.0
+#: how long arm waits for the pipeline and the interfaces to give back every slot before re-cutting a ring (raw
+#: frames, compressed images)
+RECALL_TIMEOUT = 5.0
 
 
 class RingBusy(RuntimeError):
@@ -267,9 +268,9 @@ class DataPath:
     def _recut(ring: SlotRing, free: queue.Queue[int], slot_bytes: int, max_slots: int, what: str) -> None:
         """Take every slot number of `ring` from `free` (waiting for those still in use), partition the ring into
         slots of `slot_bytes` and put the new numbers in `free`. Every process using the ring views it anew
-        from the series' settings. RingBusy (and `free` as it was) if slots are not back in RAW_RECALL_TIMEOUT."""
+        from the series' settings. RingBusy (and `free` as it was) if slots are not back in RECALL_TIMEOUT."""
         home: set[int] = set()
-        deadline = time.monotonic() + RAW_RECALL_TIMEOUT
+        deadline = time.monotonic() + RECALL_TIMEOUT
         while len(home) < ring.n_slots:
             try:
                 home.add(free.get(timeout=max(0.01, deadline - time.monotonic())))
@@ -279,7 +280,7 @@ class DataPath:
                         free.put(slot)
                     raise RingBusy(
                         f"only {len(home)} of {ring.n_slots} {what} slots came back from the pipeline and the "
-                        f"interfaces within {RAW_RECALL_TIMEOUT:g} s; the buffer cannot be re-partitioned "
+                        f"interfaces within {RECALL_TIMEOUT:g} s; the buffer cannot be re-partitioned "
                         "(try again, or initialize)"
                     ) from None
         for slot in range(ring.partition(slot_bytes, max_slots)):
