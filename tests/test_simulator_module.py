@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import queue
 import socket
 import threading
 import time
@@ -17,6 +18,7 @@ from opendcu.geometry import get_model
 from opendcu.hardware.config_packet import ConfigPacket, Kind, Status, TriggerMode
 from opendcu.hardware.counters import encode_counts
 from opendcu.hardware.module_driver import ModuleError
+from opendcu.hardware.udp_io import SO_RCVBUFFORCE
 from opendcu.hardware.udp_packet import HEADER_SIZE, PacketLayout, unpack_headers
 from opendcu.simulator.module import SimulatedModule
 from opendcu.simulator.physics import ModuleRenderer
@@ -34,10 +36,18 @@ class Wire:
         self.control = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.control.settimeout(10)
         self.data = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.data.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 20)
+        try:  # beyond net.core.rmem_max where the tests may (CAP_NET_ADMIN), as the DAQ's receivers do
+            self.data.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 16 << 20)
+        except PermissionError:
+            self.data.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 20)
         self.data.bind(("127.0.0.1", 0))
-        self.data.settimeout(5)
+        self.data.settimeout(0.2)
         self.seq = 0
+        # a thread drains the socket from the start: on a loaded machine the test's own thread may wait for a core
+        # while a module sends a frame (a CI run lost packets that way)
+        self.received: queue.Queue[bytes] = queue.Queue()
+        self._drain = threading.Thread(target=self._drain_socket, daemon=True)
+        self._drain.start()
 
     def request(self, kind: Kind, seq: int | None = None, **fields) -> ConfigPacket:
         if seq is None:
@@ -60,11 +70,25 @@ class Wire:
         )
         return self.request(Kind.CONFIGURE, **{**base, **fields})
 
-    def packets(self, n: int) -> list[bytes]:
-        return [self.data.recv(65536) for _ in range(n)]
+    def _drain_socket(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.received.put(self.data.recv(65536))
+            except TimeoutError:
+                continue
+            except OSError:  # closed
+                return
+
+    def packets(self, n: int, timeout: float = 10) -> list[bytes]:
+        """The next `n` data packets; TimeoutError if one has not come within `timeout` s."""
+        try:
+            return [self.received.get(timeout=timeout) for _ in range(n)]
+        except queue.Empty:
+            raise TimeoutError(f"fewer than {n} data packets came") from None
 
     def close(self) -> None:
         self.stop.set()
+        self._drain.join(5)
         self.module.close()
         self.control.close()
         self.data.close()
@@ -125,14 +149,14 @@ def test_a_retried_request_is_answered_again_but_not_redone(wire):
     assert first == again and first.status == Status.OK
     w.packets(128)
     with pytest.raises(TimeoutError):
-        w.data.settimeout(0.5)
-        w.data.recv(65536)  # only one image: the repeated trigger was not taken twice
+        w.packets(1, timeout=0.5)  # only one image: the repeated trigger was not taken twice
     assert w.request(Kind.STATUS).fields["frames_sent"] == 1
 
 
 def test_packets_carry_the_sls_style_header_and_the_frame(wire):
     w = wire("eiger2-1m", 1)  # module 1 of a 1M: row 1, column 0
-    w.configure(nimages=2, trigger_mode=TriggerMode.EXTS, nsubframes=2, count_time=0.003, frame_time=0.005)
+    # frames 0.1 s apart: one 4 MiB frame at a time in the socket buffer, not both at once
+    w.configure(nimages=2, trigger_mode=TriggerMode.EXTS, nsubframes=2, count_time=0.003, frame_time=0.1)
     assert w.request(Kind.EXT_TRIGGER).status == Status.OK
     datagrams = w.packets(2 * 2 * 128)
     headers = np.concatenate([unpack_headers(d[:HEADER_SIZE]) for d in datagrams])
