@@ -4,11 +4,14 @@ per series), seen the same way by a second process that attached it."""
 from __future__ import annotations
 
 import multiprocessing as mp
+import queue
+import threading
+import time
 
 import numpy as np
 import pytest
 
-from opendcu.app_detector.shared_memory import SlotRing
+from opendcu.app_detector.shared_memory import FreeSlots, SlotRing
 
 SIZE = 1 << 20  # 1 MiB = 256 pages
 
@@ -73,3 +76,55 @@ def test_another_process_partitioned_identically_writes_where_the_owner_reads():
         assert not ring.buffer.any()  # nothing written outside slot 5
     finally:
         ring.close()
+
+
+def test_free_slots_hand_out_in_order_and_say_empty_as_a_queue_does():
+    free = FreeSlots(range(3))
+    assert [free.get(), free.get_nowait(), free.get(timeout=0.01)] == [0, 1, 2]
+    assert free.empty() and free.qsize() == 0
+    with pytest.raises(queue.Empty):
+        free.get_nowait()
+    with pytest.raises(queue.Empty):
+        free.get(block=False)
+    started = time.monotonic()
+    with pytest.raises(queue.Empty):
+        free.get(timeout=0.05)
+    assert time.monotonic() - started >= 0.05
+    free.put(7)
+    assert free.qsize() == 1 and free.get() == 7
+
+
+def test_a_taker_waiting_for_a_slot_gets_the_one_given_back():
+    free = FreeSlots()
+    got: list[int] = []
+    taker = threading.Thread(target=lambda: got.append(free.get(timeout=30)))
+    taker.start()
+    time.sleep(0.05)  # the taker is (most likely) asleep in the condition by now; either way it must get the slot
+    free.put(5)
+    taker.join(timeout=30)
+    assert got == [5]
+
+
+def test_free_slots_lose_and_duplicate_no_slot_between_busy_threads():
+    """Threads take slots (waiting when none is free) and give them back, as the DAQ, the pipeline and the
+    interfaces do; afterwards every slot is home exactly once. A lost wake-up would hang a taker: each take waits
+    at most 30 s, and the test fails on its Empty."""
+    n_slots, rounds = 4, 5_000
+    free = FreeSlots(range(n_slots))
+    errors: list[BaseException] = []
+
+    def cycle() -> None:
+        try:
+            for _ in range(rounds):
+                slot = free.get(timeout=30)
+                free.put(slot)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=cycle) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors and not any(t.is_alive() for t in threads)
+    assert sorted(free.get_nowait() for _ in range(free.qsize())) == list(range(n_slots))

@@ -28,7 +28,7 @@ from opendcu.app_detector.pipeline.arrays import PipelineArrays
 from opendcu.app_detector.pipeline.pool import PipelinePool
 from opendcu.app_detector.pipeline.worker import ProcessedImage
 from opendcu.app_detector.series import Series, SeriesSettings
-from opendcu.app_detector.shared_memory import SlotRing, slots_in
+from opendcu.app_detector.shared_memory import FreeSlots, SlotRing, slots_in
 from opendcu.geometry import DetectorLayout, DetectorModel
 
 log = logging.getLogger(__name__)
@@ -121,12 +121,8 @@ class DataPath:
             max(config.min_slots, min(config.max_image_slots, config.image_buffer_bytes // out_bytes)), out_bytes
         )
         # free slot numbers: only app-detector's threads take and give them (workers get slots with their frames)
-        self.raw_free: queue.Queue[int] = queue.Queue()
-        self.out_free: queue.Queue[int] = queue.Queue()
-        for i in range(self.raw_ring.n_slots):
-            self.raw_free.put(i)
-        for i in range(self.out_ring.n_slots):
-            self.out_free.put(i)
+        self.raw_free = FreeSlots(range(self.raw_ring.n_slots))
+        self.out_free = FreeSlots(range(self.out_ring.n_slots))
         self.pipeline = PipelinePool(
             model.name,
             self.raw_ring,
@@ -265,7 +261,7 @@ class DataPath:
         self.stream.buffer.resize(stream_buffer_images(ring.n_slots))
 
     @staticmethod
-    def _recut(ring: SlotRing, free: queue.Queue[int], slot_bytes: int, max_slots: int, what: str) -> None:
+    def _recut(ring: SlotRing, free: FreeSlots, slot_bytes: int, max_slots: int, what: str) -> None:
         """Take every slot number of `ring` from `free` (waiting for those still in use), partition the ring into
         slots of `slot_bytes` and put the new numbers in `free`. Every process using the ring views it anew
         from the series' settings. RingBusy (and `free` as it was) if slots are not back in RECALL_TIMEOUT."""

@@ -10,12 +10,17 @@ using the ring must partition it identically, and only while no slot index is ou
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import errno
 import logging
 import os
+import queue
 import secrets
 import sys
+import threading
+import time
+from collections.abc import Iterable
 from multiprocessing import shared_memory
 
 import numpy as np
@@ -128,3 +133,57 @@ def slot_stride(slot_bytes: int) -> int:
 def slots_in(size: int, slot_bytes: int, max_slots: int) -> int:
     """How many slots of `slot_bytes` a segment of `size` bytes is partitioned into (at most `max_slots`)."""
     return min(max_slots, size // slot_stride(slot_bytes))
+
+
+class FreeSlots:
+    """The free slot numbers of a ring, shared by the threads of one process: a `queue.Queue` in what it offers
+    (`put`, `get`, `get_nowait`, `qsize`; `queue.Empty`), at a fraction of its cost. A slot number goes in and out
+    once per frame and stage, so this is on the hot path: taking and giving back are single atomic deque
+    operations, and the condition is touched only while a taker waits."""
+
+    def __init__(self, slots: Iterable[int] = ()):
+        self._slots: collections.deque[int] = collections.deque(slots)
+        self._waiters = 0
+        self._cond = threading.Condition(threading.Lock())
+
+    def qsize(self) -> int:
+        return len(self._slots)
+
+    def empty(self) -> bool:
+        return not self._slots
+
+    def put(self, slot: int) -> None:
+        self._slots.append(slot)
+        # a taker counts itself (under the lock) before it looks again and sleeps: it sees this slot, or this
+        # sees it waiting
+        if self._waiters:
+            with self._cond:
+                self._cond.notify()
+
+    def get_nowait(self) -> int:
+        try:
+            return self._slots.popleft()
+        except IndexError:
+            raise queue.Empty from None
+
+    def get(self, block: bool = True, timeout: float | None = None) -> int:
+        try:
+            return self._slots.popleft()
+        except IndexError:
+            if not block:
+                raise queue.Empty from None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            self._waiters += 1
+            try:
+                while True:
+                    try:
+                        return self._slots.popleft()
+                    except IndexError:
+                        pass
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise queue.Empty
+                    self._cond.wait(remaining)
+            finally:
+                self._waiters -= 1

@@ -60,7 +60,7 @@ def poll_interval(frame_time: float) -> float:
 
 
 class SlotQueue(Protocol):
-    """The free raw slot numbers (a queue.Queue, or a multiprocessing one)."""
+    """The free raw slot numbers (`shared_memory.FreeSlots`, or anything with its queue-like calls)."""
 
     def get(self, block: bool = True, timeout: float | None = None) -> int: ...
 
@@ -74,7 +74,7 @@ def share_timeout(frame_time: float) -> float:
     return min(SHARE_TIMEOUT_MAX, max(SHARE_TIMEOUT_MIN, SHARE_TIMEOUT_PERIODS * frame_time))
 
 
-@dataclass
+@dataclass(slots=True)  # made per frame: slots make it cheaper to make and to read
 class AssembledFrame:
     """A raw frame ready for the pipeline (the slot now belongs to the pipeline)."""
 

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 TAKE_AT_ONCE = 64
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class CompressedImage:
     """One image as every interface sees it: the chunk bytes plus what describes them."""
 
@@ -50,8 +50,9 @@ class CompressedImage:
     shm_name: str = ""
     shm_offset: int = 0
     _on_free: Callable[[], None] = field(repr=False, default=lambda: None)
-    _refs: int = field(default=1, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: one token per reference, the creator's (0) at the bottom: list.append and list.pop are atomic, so the
+    #: reference count needs no lock per image and interface; whoever pops the 0 held the last reference
+    _refs: list[int] = field(default_factory=lambda: [0], repr=False)
 
     @property
     def image_number(self) -> int:
@@ -67,15 +68,12 @@ class CompressedImage:
         return self.packets_received / self.packets_expected if self.packets_expected else 1.0
 
     def retain(self, n: int = 1) -> None:
-        with self._lock:
-            self._refs += n
+        """Take `n` more references (only while the caller holds one, so the count never passed zero)."""
+        self._refs.extend([1] * n)
 
     def release(self) -> None:
-        """Give back one reference; the last one frees the output slot."""
-        with self._lock:
-            self._refs -= 1
-            last = self._refs == 0
-        if last:
+        """Give back one reference; the last one frees the output slot (a release too many raises IndexError)."""
+        if self._refs.pop() == 0:
             self._on_free()
 
     def decode(self) -> np.ndarray:

@@ -389,12 +389,13 @@ class PipelinePool:
             answer = read_rows(worker.results.recv_bytes(), ANSWER_FIELDS)
         except (EOFError, OSError, ValueError):  # a message cut short by the worker's death
             return False
-        raw_free, out_free, outstanding = self._raw_free, self._out_free, worker.outstanding
+        give_back_raw, out_free, outstanding = self._raw_free.put, self._out_free, worker.outstanding
         with self._lock:
             current = self._series_id
             for series_id, frame_number, outcome, nbytes in answer.tolist():
                 frame, out_slot = outstanding.pop((series_id, frame_number))
-                _give_back_raw(raw_free, frame)  # the worker is done with the raw frame
+                if frame.slot != NO_SLOT:  # the worker is done with the raw frame
+                    give_back_raw(frame.slot)
                 if series_id != current:
                     if outcome == IMAGE:
                         log.warning("dropping image %d of stale series %d", frame_number, series_id)
