@@ -4,7 +4,9 @@
 Needs only Python >= 3.11 on the machine:
 
     python3 dev.py run  [dcu serve options]   # set up .venv, start the DCU with a simulated detector
-                                              # (an MX rotation series unless --scene is given)
+                                              # (an MX rotation series unless --scene is given); the first
+                                              # time for a detector, measure its factory calibration
+                                              # (--no-factory-calibration: start with the nominal one)
     python3 dev.py lint                       # ruff check, ruff format --check, import-linter, mypy (ceiling)
     python3 dev.py unit [pytest options]      # the tests that start no DCU (marker `not integration`)
     python3 dev.py integration [pytest opts]  # the tests that start real process trees (marker `integration`)
@@ -20,15 +22,20 @@ that no test pays for it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import venv
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
@@ -115,8 +122,82 @@ DEMO_SCENE = '{"kind": "mx"}'
 
 def run(args: list[str]) -> int:
     ensure_venv()
-    scene = [] if any(a == "--scene" or a.startswith("--scene=") for a in args) else ["--scene", DEMO_SCENE]
+    if "--no-factory-calibration" in args:
+        args = [a for a in args if a != "--no-factory-calibration"]
+    elif "--help" not in args:
+        try:
+            code = ensure_factory_calibration(args)
+        except KeyboardInterrupt:
+            print("dev.py: factory calibration interrupted; the calibration dir is unchanged", flush=True)
+            return 130
+        if code:
+            return code
+    scene = [] if _option(args, "--scene") is not None else ["--scene", DEMO_SCENE]
     return subprocess.call([BIN / "dcu", "serve", *scene, *args], cwd=ROOT)
+
+
+def _option(args: list[str], name: str) -> str | None:
+    """The value of `name VALUE` or `name=VALUE` among `dcu serve` options (None: not given)."""
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+#: which detector and calibration dir `dcu serve` would use with these options, and whether nothing was ever
+#: calibrated there (its defaults, from the package)
+_UNTOUCHED = """
+import sys
+from pathlib import Path
+from opendcu.app_calibration.store import CalibrationStore
+from opendcu.cli.main import DEFAULT_CALIBRATION_DIR, DEFAULT_DETECTOR
+from opendcu.geometry import MODELS
+detector = sys.argv[1] or DEFAULT_DETECTOR
+root = Path(sys.argv[2]) if sys.argv[2] else DEFAULT_CALIBRATION_DIR
+known = detector in MODELS  # an unknown one: `dcu serve` says so
+print(detector, int(known and CalibrationStore(root, detector).untouched), root.resolve(), sep="\\n")
+"""
+
+FACTORY_SERVE_OPTIONS = ("--raw-buffer-mib", "--image-buffer-mib", "--pipeline-workers")
+FACTORY_BUDGET_S = 3600  # a 16M's floods at three energies; a 4M takes a few minutes
+
+
+def ensure_factory_calibration(serve_args: list[str], precision: float | None = None) -> int:
+    """The main job's setup: a simulated detector leaves the factory *measured*. Where nothing was ever calibrated
+    for this detector in the calibration dir that `dcu serve` will read, a DCU of our own runs the factory
+    procedure (app-calibration's floods, darks, flux series and threshold scans through app-detector, as
+    `dcu calibrate factory` does) and stores the set, so that the main job starts with it active. Returns the
+    exit code (0: calibrated or nothing to do)."""
+    detector = _option(serve_args, "--detector") or ""
+    cal_dir = _option(serve_args, "--calibration-dir") or ""
+    answer = subprocess.check_output([BIN / "python", "-c", _UNTOUCHED, detector, cal_dir], cwd=ROOT, text=True)
+    detector, untouched, cal_path = answer.split("\n")[:3]
+    if untouched != "1":
+        return 0
+    print(f"dev.py: measuring the factory calibration of the simulated {detector} into {cal_path}, once", flush=True)
+    t0 = time.monotonic()
+    data_dir = VENV / "factory-calibration-data"
+    serve = ["--detector", detector, "--calibration-dir", cal_path, "--data-dir", str(data_dir)]
+    for name in FACTORY_SERVE_OPTIONS:  # the memory and workers the user gave the main job
+        value = _option(serve_args, name)
+        serve += [] if value is None else [name, value]
+    with _own_dcu(serve) as dcu:
+        dcu.wait_for_rest(FACTORY_BUDGET_S)
+        dcu.request("PUT", "/detector/api/1.8.0/command/initialize", timeout=300)  # procedures need it idle
+        extra = [] if precision is None else ["--precision", str(precision)]
+        code = subprocess.call([BIN / "dcu", "calibrate", "factory", "--url", dcu.url, *extra], cwd=ROOT)
+    shutil.rmtree(data_dir, ignore_errors=True)
+    if code:
+        print(
+            f"dev.py: the factory calibration FAILED (exit code {code}); the calibration dir is unchanged. "
+            "Run again, or pass --no-factory-calibration to start uncalibrated (the nominal set)",
+            flush=True,
+        )
+        return code
+    print(f"dev.py: factory calibration measured in {time.monotonic() - t0:.0f} s", flush=True)
+    return 0
 
 
 def _pytest(args: list[str]) -> int:
@@ -136,6 +217,84 @@ def _free_port() -> int:
 KERNEL_BUDGET_S = 1800  # a first compile takes a few minutes on a quiet 2-core machine
 
 
+class _OwnDcu:
+    """A `dcu serve` of dev.py's own on free ports (never a fixed port: other DCUs may run on this machine), its
+    output read all along so that it never blocks on a full pipe, and shown if it fails."""
+
+    def __init__(self, extra: list[str]):
+        port, stream_v1, stream_v2 = (str(_free_port()) for _ in range(3))
+        self.url = f"http://127.0.0.1:{port}"
+        self.process = subprocess.Popen(
+            [
+                BIN / "dcu",
+                "serve",
+                "--port",
+                port,
+                "--stream-v1-port",
+                stream_v1,
+                "--stream-v2-port",
+                stream_v2,
+                *extra,
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.output: list[str] = []
+        self._reader = threading.Thread(target=lambda: self.output.extend(self.process.stdout or ()), daemon=True)
+        self._reader.start()
+
+    def fail(self, what: str) -> NoReturn:
+        self._reader.join(5)
+        sys.exit("".join(self.output[-40:]) + f"dev.py: dcu serve (exit code {self.process.poll()}) {what}")
+
+    def wait_until(self, ready: Callable[[], bool], budget_s: float, what: str) -> None:
+        deadline = time.monotonic() + budget_s
+        while not ready():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.fail(what)
+            time.sleep(0.5)
+
+    def request(self, method: str, path: str, timeout: float) -> bytes:
+        """One REST request (with $OPENDCU_AUTH_TOKEN, which `dcu serve` then also asks for)."""
+        token = os.environ.get("OPENDCU_AUTH_TOKEN", "")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        request = urllib.request.Request(self.url + path, method=method, headers=headers)
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return answer.read()
+
+    def wait_for_rest(self, budget_s: float) -> None:
+        def answers() -> bool:
+            try:
+                self.request("GET", "/detector/api/1.8.0/status/state", timeout=5)
+                return True
+            except OSError:
+                return False
+
+        self.wait_until(answers, budget_s, "did not answer REST")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@contextlib.contextmanager
+def _own_dcu(extra: list[str]) -> Iterator[_OwnDcu]:
+    dcu = _OwnDcu(extra)
+    try:
+        yield dcu
+    finally:
+        dcu.stop()
+
+
+KERNEL_BUDGET_S = 1800  # a first compile takes a few minutes on a quiet 2-core machine
+
+
 def compile_kernels() -> None:
     """Start a DCU once if its kernels are not in numba's cache yet (the stamp `dcu serve` writes), so that the
     first test that starts one does not spend minutes compiling within its time limit."""
@@ -145,44 +304,9 @@ def compile_kernels() -> None:
         return
     print("dev.py: compiling kernels, first start only (a few minutes)", flush=True)
     t0 = time.monotonic()
-    ports = [str(_free_port()) for _ in range(3)]  # never a fixed port: other DCUs may run on this machine
-    probe = subprocess.Popen(
-        [
-            BIN / "dcu",
-            "serve",
-            "--port",
-            ports[0],
-            "--stream-v1-port",
-            ports[1],
-            "--stream-v2-port",
-            ports[2],
-            "--data-dir",
-            str(VENV / "kernel-warm-up"),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output: list[str] = []  # read all along, so that the probe never blocks on a full pipe
-    reader = threading.Thread(target=lambda: output.extend(probe.stdout or ()), daemon=True)
-    reader.start()
-    try:
+    with _own_dcu(["--data-dir", str(VENV / "kernel-warm-up")]) as dcu:
         # the DCU is ready first; its analysis workers compile theirs in the background, and write the stamp
-        deadline = time.monotonic() + KERNEL_BUDGET_S
-        while not stamp.exists():
-            if probe.poll() is not None or time.monotonic() > deadline:
-                reader.join(5)
-                code = probe.poll()
-                sys.exit("".join(output[-40:]) + f"dev.py: dcu serve (exit code {code}) did not compile the kernels")
-            time.sleep(0.5)
-    finally:
-        probe.terminate()
-        try:
-            probe.wait(60)
-        except subprocess.TimeoutExpired:
-            probe.kill()
-            probe.wait()
+        dcu.wait_until(stamp.exists, KERNEL_BUDGET_S, "did not compile the kernels")
     print(f"dev.py: kernels compiled in {time.monotonic() - t0:.0f} s", flush=True)
 
 

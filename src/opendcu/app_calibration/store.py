@@ -262,6 +262,12 @@ class CalibrationStore:
                 self.activate(cal.set_id)
 
     @property
+    def untouched(self) -> bool:
+        """No set was ever stored or chosen here: a fresh installation (the main job measures the factory set)."""
+        with self._lock:
+            return not self.set_ids() and not (self.dir / "active").exists()
+
+    @property
     def active_id(self) -> str:
         with self._lock:
             try:

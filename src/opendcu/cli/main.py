@@ -16,15 +16,17 @@ app = typer.Typer(
 
 UrlOption = Annotated[str, typer.Option("--url", envvar="OPENDCU_URL", help="base URL of the DCU")]
 DEFAULT_URL = "http://127.0.0.1:8080"
+DEFAULT_DETECTOR = "eiger2-4m"
+DEFAULT_CALIBRATION_DIR = Path("opendcu-calibration")  # relative to where `dcu serve` runs
 
 
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="interface for REST and streams")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="REST port")] = 8080,
-    detector: Annotated[str, typer.Option(help=f"detector model: {', '.join(MODELS)}")] = "eiger2-4m",
+    detector: Annotated[str, typer.Option(help=f"detector model: {', '.join(MODELS)}")] = DEFAULT_DETECTOR,
     data_dir: Annotated[Path, typer.Option(help="where the FileWriter puts files")] = Path("opendcu-data"),
-    calibration_dir: Annotated[Path, typer.Option(help="calibration sets (HDF5)")] = Path("opendcu-calibration"),
+    calibration_dir: Annotated[Path, typer.Option(help="calibration sets (HDF5)")] = DEFAULT_CALIBRATION_DIR,
     stream_v1_port: Annotated[int, typer.Option(help="ZeroMQ port of stream V1 (legacy)")] = 9999,
     stream_v2_port: Annotated[int, typer.Option(help="ZeroMQ port of stream V2 (CBOR)")] = 31001,
     pipeline_workers: Annotated[int, typer.Option(help="image pipeline worker processes")] = 2,
